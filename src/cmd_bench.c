@@ -1,0 +1,98 @@
+/* cmd_bench.c: `effnet bench` -- full training steps (forward, backward, Adam)
+ * on synthetic data; prints images/s, peak RSS and, with --profile, where the
+ * time goes per op family. */
+#include "cli.h"
+#include "common.h"
+#include "context.h"
+#include "rng.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = "efficientnet-b0";
+    long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
+    int json = 0, profile = 0;
+    CliOpt opts[] = {
+        {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
+        {"--resolution", CLI_INT, &resolution, 8, 2048, "input resolution"},
+        {"--batch", CLI_INT, &batch, 1, 65536, "images per step"},
+        {"--threads", CLI_INT, &threads, 1, 4096, "OpenMP and BLAS threads"},
+        {"--steps", CLI_INT, &steps, 1, 1000000, "timed steps"},
+        {"--warmup", CLI_INT, &warmup, 0, 1000000, "untimed steps first"},
+        {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
+        {"--seed", CLI_INT, &seed, 0, 2147483647L, "weights and data seed"},
+        {"--profile", CLI_BOOL, &profile, 0, 0, "print a per-op time breakdown"},
+        {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
+    };
+    if (cli_parse("bench", "[--model NAME] [--resolution R] [--batch B] [--threads T] [--steps N] [--json]", opts,
+                  (int)(sizeof opts / sizeof opts[0]), argc, argv, 2))
+        return 0;
+    EffModelSpec spec;
+    EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
+
+    EffContext ctx = {.be = eff_backend_cpu(), .threads = (int)threads, .seed = (uint64_t)seed};
+    eff_set_threads(ctx.threads);
+    EffModel *m = &ctx.model;
+    eff_model_create(m, ctx.be, &spec, (int)classes);
+    eff_model_init_weights(m, ctx.seed);
+    eff_model_alloc_acts(m, (int)batch, (int)resolution);
+
+    const size_t nx = (size_t)batch * resolution * resolution * 3;
+    float *x = eff_malloc(nx * sizeof(float), "synthetic images");
+    int32_t *y = eff_malloc((size_t)batch * sizeof(int32_t), "synthetic labels");
+    EffRng rng;
+    eff_rng_seed(&rng, ctx.seed + 1);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)eff_rng_normal(&rng);
+    for (long i = 0; i < batch; i++) y[i] = (int32_t)(eff_rng_next(&rng) % (uint64_t)classes);
+
+    if (!json)
+        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s)\n", spec.name,
+               resolution, resolution, batch, threads, warmup, steps, ctx.be->name);
+    float loss = 0.0f;
+    double t0 = 0.0;
+    for (long s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            ctx.be->synchronize();
+            memset(m->prof, 0, sizeof m->prof);
+            m->profile = profile;
+            t0 = eff_time();
+        }
+        eff_model_zero_grad(m);
+        loss = eff_model_forward(m, x, y, 1, eff_key3(ctx.seed, (uint64_t)s, 0));
+        eff_model_backward(m, 1.0f);
+        eff_model_adam_step(m, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
+    }
+    ctx.be->synchronize();
+    const double dt = eff_time() - t0;
+    const double ips = (double)batch * steps / dt, rss = eff_peak_rss_mb();
+    EFF_CHECK(loss == loss, "bench: loss is NaN after %ld steps", warmup + steps);
+    if (json) {
+        printf("{\"framework\": \"effnet\", \"backend\": \"%s\", \"model\": \"%s\", \"resolution\": %ld, \"batch\": %ld, "
+               "\"threads\": %ld, \"steps\": %ld, \"img_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, "
+               "\"final_loss\": %.6f",
+               ctx.be->name, spec.name, resolution, batch, threads, steps, ips, 1e3 * dt / steps, rss, loss);
+        if (profile) {
+            printf(", \"profile_ms_per_step\": {");
+            for (int i = 0; i < EFF_PROF_COUNT; i++)
+                printf("%s\"%s\": %.3f", i ? ", " : "", eff_prof_names[i], 1e3 * m->prof[i] / steps);
+            printf("}");
+        }
+        printf("}\n");
+    } else {
+        printf("bench: %.2f img/s, %.1f ms/step, peak RSS %.1f MiB, activations %.1f MiB, final loss %.4f\n", ips,
+               1e3 * dt / steps, rss, eff_model_act_bytes(m) / 1048576.0, loss);
+        if (profile) {
+            double tot = 0;
+            for (int i = 0; i < EFF_PROF_COUNT; i++) tot += m->prof[i];
+            printf("per-op breakdown (ms/step, %% of step):\n");
+            for (int i = 0; i < EFF_PROF_COUNT; i++)
+                printf("  %-16s %9.2f  %5.1f%%\n", eff_prof_names[i], 1e3 * m->prof[i] / steps, 100.0 * m->prof[i] / dt);
+            printf("  %-16s %9.2f  %5.1f%%\n", "(other)", 1e3 * (dt - tot) / steps, 100.0 * (dt - tot) / dt);
+        }
+    }
+    eff_free(x);
+    eff_free(y);
+    eff_model_destroy(m);
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* cmd_info.c: `effnet info` -- model summary (counts, FLOPs, per-stage table). */
+#include "cli.h"
+#include "common.h"
+#include "context.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_info(int argc, char **argv) {
+    const char *model = "efficientnet-b0";
+    long classes = 10, resolution = 0;
+    int json = 0;
+    CliOpt opts[] = {
+        {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
+        {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
+        {"--resolution", CLI_INT, &resolution, 0, 2048, "input resolution (0: the model's own)"},
+        {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
+    };
+    if (cli_parse("info", "[--model NAME] [--classes N] [--resolution R] [--json]", opts, 4, argc, argv, 2)) return 0;
+    EffModelSpec spec;
+    EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
+    const int R = resolution ? (int)resolution : spec.resolution;
+    EFF_CHECK(R >= 8, "--resolution %d too small (want >= 8)", R);
+    EffModel m;
+    eff_model_create(&m, eff_backend_cpu(), &spec, (int)classes);
+    size_t params = 0;
+    for (int i = 0; i < m.ptab.count; i++) params += m.ptab.views[i].numel;
+    const double flops = 2.0 * eff_model_macs(&m, R);
+    if (json) {
+        printf("{\"model\": \"%s\", \"classes\": %ld, \"resolution\": %d, \"params\": %zu, \"convs\": %d, "
+               "\"blocks\": %d, \"stem_channels\": %d, \"head_channels\": %d, \"flops_per_image\": %.0f, "
+               "\"width\": %.2f, \"depth\": %.2f, \"dropout\": %.2f}\n",
+               spec.name, classes, R, params, m.nconvs, m.nblocks, m.stem_c, m.head_c, flops, spec.width,
+               spec.depth, spec.dropout);
+    } else {
+        printf("model          %s (width %.1f, depth %.1f, dropout %.1f)\n", spec.name, spec.width, spec.depth, spec.dropout);
+        printf("classes        %ld\n", classes);
+        printf("resolution     %d%s\n", R, R == spec.resolution ? " (the model's own)" : "");
+        printf("parameters     %zu\n", params);
+        printf("conv layers    %d\n", m.nconvs);
+        printf("blocks         %d\n", m.nblocks);
+        printf("FLOPs/image    %.3f GFLOP forward (2 x multiply-adds)\n\n", flops * 1e-9);
+        printf("stage  blocks  in->out   expand  kernel  stride  out res  params\n");
+        int H = (R + 2 - 3) / 2 + 1, bi = 0;
+        printf("stem   %6s  %3d->%-4d  %6s  %6d  %6d  %7d  %zu\n", "-", 3, m.stem_c, "-", 3, 2, H, (size_t)27 * m.stem_c + 2 * m.stem_c);
+        for (int s = 0; bi < m.nblocks; s++) {
+            int first = bi, cin = m.blk[bi].cin, cout = m.blk[bi].cout;
+            size_t sp = 0;
+            for (; bi < m.nblocks && m.blk[bi].stage == s; bi++) {
+                const EffBlock *b = &m.blk[bi];
+                H = (H + 2 * (b->k / 2) - b->k) / b->stride + 1;
+                sp += (b->expand ? (size_t)b->cin * b->ce + 2 * b->ce : 0) + (size_t)b->k * b->k * b->ce + 2 * b->ce +
+                      2 * (size_t)b->ce * b->cse + (size_t)b->ce * b->cout + 2 * b->cout;
+            }
+            printf("%-5d  %6d  %3d->%-4d  %6d  %6d  %6d  %7d  %zu\n", s + 1, bi - first, cin, cout,
+                   m.blk[first].expand ? m.blk[first].ce / m.blk[first].cin : 1, m.blk[first].k, m.blk[first].stride, H, sp);
+        }
+        printf("head   %6s  %3d->%-4d  %6s  %6d  %6d  %7d  %zu\n", "-", m.blk[m.nblocks - 1].cout, m.head_c, "-", 1, 1, H,
+               (size_t)m.blk[m.nblocks - 1].cout * m.head_c + 2 * m.head_c + (size_t)m.head_c * classes + classes);
+    }
+    eff_model_destroy(&m);
+    return 0;
+}

@@ -1,0 +1,95 @@
+/* common.c: fatal errors, checked allocation and I/O, timing. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static eff_abort_hook_fn abort_hook; /* set once by main(); see common.h */
+
+void eff_set_abort_hook(eff_abort_hook_fn fn) { abort_hook = fn; }
+
+void eff_fatal_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "effnet: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (%s:%d)\n", file, line);
+    fflush(stderr);
+    if (abort_hook) abort_hook(1);
+    exit(1);
+}
+
+void *eff_malloc(size_t bytes, const char *what) {
+    void *p = malloc(bytes ? bytes : 1);
+    EFF_CHECK(p, "out of memory allocating %zu bytes for %s\nHINT: reduce batch size or resolution, or run on a node with more memory", bytes, what);
+    return p;
+}
+
+void *eff_calloc(size_t n, size_t size, const char *what) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    EFF_CHECK(p, "out of memory allocating %zu x %zu bytes for %s\nHINT: reduce batch size or resolution", n, size, what);
+    return p;
+}
+
+void *eff_alloc_aligned(size_t bytes, const char *what) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = NULL;
+    int rc = posix_memalign(&p, 64, rounded ? rounded : 64);
+    EFF_CHECK(rc == 0 && p, "out of memory allocating %zu bytes for %s\nHINT: reduce batch size or resolution", bytes, what);
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+void eff_free(void *p) { free(p); }
+
+FILE *eff_fopen(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    EFF_CHECK(f, "cannot open '%s' (mode %s): %s\nHINT: check the path exists and is %s", path, mode,
+              strerror(errno), mode[0] == 'r' ? "readable" : "writable");
+    return f;
+}
+
+void eff_fclose(FILE *f, const char *path) {
+    EFF_CHECK(fclose(f) == 0, "closing '%s' failed: %s\nHINT: the disk may be full", path, strerror(errno));
+}
+
+void eff_rename_atomic(const char *tmp_path, const char *final_path) {
+    EFF_CHECK(rename(tmp_path, final_path) == 0, "renaming '%s' to '%s' failed: %s", tmp_path, final_path, strerror(errno));
+}
+
+double eff_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double eff_peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+int eff_parse_int(const char *s, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+int eff_parse_double(const char *s, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0') return 0;
+    *out = v;
+    return 1;
+}

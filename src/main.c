@@ -1,0 +1,36 @@
+/* main.c: the effnet command-line entry point; dispatches subcommands. */
+#include "common.h"
+#include "context.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: effnet <command> [options]\n\n"
+            "EfficientNet B0-B7 training for CIFAR-10 (CPU backend: BLAS + OpenMP).\n\n"
+            "commands:\n"
+            "  info    model summary: parameters, convs, blocks, FLOPs, per-stage table\n"
+            "  bench   time full training steps on synthetic data (img/s, peak RSS)\n\n"
+            "Run 'effnet <command> --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    fprintf(stderr, "effnet: error: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,491 @@
+/* model.c: EfficientNet forward and backward, written out by hand in the
+ * order of the seed's module (stem, MBConv blocks, head), through the backend
+ * op table. Conventions are those of src/ops/ops.h. */
+#include "model.h"
+#include "common.h"
+#include "ops/ops.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const eff_prof_names[EFF_PROF_COUNT] = {"stem conv", "1x1 conv", "depthwise", "batchnorm+swish",
+                                                    "squeeze-excite", "dropout/add", "head/loss", "optimizer"};
+
+/* The seed's base configuration: expand_ratio, channels, repeats, stride, kernel. */
+static const int base_stages[7][5] = {
+    {1, 16, 1, 1, 3}, {6, 24, 2, 2, 3}, {6, 40, 2, 2, 5}, {6, 80, 3, 2, 3},
+    {6, 112, 3, 1, 5}, {6, 192, 4, 2, 5}, {6, 320, 1, 1, 3},
+};
+
+static const EffModelSpec specs[8] = {
+    {"efficientnet-b0", 1.0, 1.0, 224, 0.2}, {"efficientnet-b1", 1.0, 1.1, 240, 0.2},
+    {"efficientnet-b2", 1.1, 1.2, 260, 0.3}, {"efficientnet-b3", 1.2, 1.4, 300, 0.3},
+    {"efficientnet-b4", 1.4, 1.8, 380, 0.4}, {"efficientnet-b5", 1.6, 2.2, 456, 0.4},
+    {"efficientnet-b6", 1.8, 2.6, 528, 0.5}, {"efficientnet-b7", 2.0, 3.1, 600, 0.5},
+};
+
+int eff_model_spec(const char *name, EffModelSpec *out) {
+    for (int i = 0; i < 8; i++) {
+        if (strcmp(name, specs[i].name) == 0 || strcmp(name, specs[i].name + 13) == 0) {
+            *out = specs[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int eff_round_filters(int filters, double width) {
+    double f = filters * width;
+    int nf = (int)(f + 4) / 8 * 8;
+    if (nf < 8) nf = 8;
+    if (nf < 0.9 * f) nf += 8;
+    return nf;
+}
+
+int eff_round_repeats(int repeats, double depth) { return (int)ceil(depth * repeats); }
+
+/* ---- construction ------------------------------------------------------- */
+
+static size_t add_conv(EffModel *m, const char *name, int cout, int cin_per_group, int k, EffLayout layout) {
+    int64_t shape[4] = {cout, cin_per_group, k, k};
+    m->nconvs++;
+    return eff_table_add(&m->ptab, name, EFF_KIND_CONV, layout, 4, shape);
+}
+
+/* BN: weight and bias are parameters; running mean/var are buffers. */
+static void add_bn(EffModel *m, const char *prefix, int c, size_t *g, size_t *b, size_t *rm, size_t *rv) {
+    char name[80];
+    int64_t shape[1] = {c};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    *g = eff_table_add(&m->ptab, name, EFF_KIND_BN, EFF_LAYOUT_SAME, 1, shape);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    *b = eff_table_add(&m->ptab, name, EFF_KIND_BN, EFF_LAYOUT_SAME, 1, shape);
+    snprintf(name, sizeof name, "%s.running_mean", prefix);
+    *rm = eff_table_add(&m->btab, name, EFF_KIND_BUFFER, EFF_LAYOUT_SAME, 1, shape);
+    snprintf(name, sizeof name, "%s.running_var", prefix);
+    *rv = eff_table_add(&m->btab, name, EFF_KIND_BUFFER, EFF_LAYOUT_SAME, 1, shape);
+}
+
+void eff_model_set_dropout(EffModel *m, double dropout) {
+    /* Seed defect fixed: the seed divides by 16 (the base block count), which
+     * drives the rate past 1 for B6/B7. We divide by this model's block count. */
+    for (int i = 0; i < m->nblocks; i++) m->blk[i].drop = (float)(dropout * i / m->nblocks);
+    m->head_drop = (float)dropout;
+}
+
+void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes) {
+    EFF_CHECK(classes >= 1 && classes <= 100000, "bad number of classes %d (want 1..100000)", classes);
+    memset(m, 0, sizeof *m);
+    m->be = be;
+    m->spec = *spec;
+    m->classes = classes;
+    m->bn_momentum = 0.1f;
+    m->bn_eps = 1e-5f;
+    eff_table_init(&m->ptab);
+    eff_table_init(&m->btab);
+
+    m->stem_c = eff_round_filters(32, spec->width);
+    m->head_c = eff_round_filters(1280, spec->width);
+    int total = 0;
+    for (int s = 0; s < 7; s++) total += eff_round_repeats(base_stages[s][2], spec->depth);
+    m->nblocks = total;
+    m->blk = eff_calloc((size_t)total, sizeof(EffBlock), "block table");
+
+    m->stem_w = add_conv(m, "stem.0.weight", m->stem_c, 3, 3, EFF_LAYOUT_OIHW_AS_HWIO);
+    add_bn(m, "stem.1", m->stem_c, &m->stem_g, &m->stem_b, &m->stem_rm, &m->stem_rv);
+
+    int cin = m->stem_c, bi = 0;
+    char p[32], name[80];
+    for (int s = 0; s < 7; s++) {
+        const int er = base_stages[s][0], cout = eff_round_filters(base_stages[s][1], spec->width);
+        const int reps = eff_round_repeats(base_stages[s][2], spec->depth);
+        for (int r = 0; r < reps; r++, bi++) {
+            EffBlock *b = &m->blk[bi];
+            b->stage = s;
+            b->cin = cin;
+            b->cout = cout;
+            b->ce = cin * er;
+            b->cse = (int)(b->ce * 0.25);
+            b->k = base_stages[s][4];
+            b->stride = r == 0 ? base_stages[s][3] : 1;
+            b->expand = er > 1;
+            b->residual = cin == cout && b->stride == 1;
+            snprintf(p, sizeof p, "blocks.block_%d", bi);
+            if (b->expand) {
+                snprintf(name, sizeof name, "%s.expand_conv.weight", p);
+                b->w_expand = add_conv(m, name, b->ce, cin, 1, EFF_LAYOUT_SAME);
+                snprintf(name, sizeof name, "%s.expand_bn", p);
+                add_bn(m, name, b->ce, &b->g0, &b->b0, &b->rm0, &b->rv0);
+            }
+            snprintf(name, sizeof name, "%s.depthwise_conv.weight", p);
+            b->w_dw = add_conv(m, name, b->ce, 1, b->k, EFF_LAYOUT_C1HW_AS_HWC);
+            snprintf(name, sizeof name, "%s.depthwise_bn", p);
+            add_bn(m, name, b->ce, &b->g1, &b->b1, &b->rm1, &b->rv1);
+            snprintf(name, sizeof name, "%s.se.fc1.weight", p);
+            b->w_se1 = add_conv(m, name, b->cse, b->ce, 1, EFF_LAYOUT_SAME);
+            snprintf(name, sizeof name, "%s.se.fc2.weight", p);
+            b->w_se2 = add_conv(m, name, b->ce, b->cse, 1, EFF_LAYOUT_SAME);
+            snprintf(name, sizeof name, "%s.project_conv.weight", p);
+            b->w_proj = add_conv(m, name, cout, b->ce, 1, EFF_LAYOUT_SAME);
+            snprintf(name, sizeof name, "%s.project_bn", p);
+            add_bn(m, name, cout, &b->g2, &b->b2, &b->rm2, &b->rv2);
+            cin = cout;
+        }
+    }
+    m->head_w = add_conv(m, "head.0.weight", m->head_c, cin, 1, EFF_LAYOUT_SAME);
+    add_bn(m, "head.1", m->head_c, &m->head_g, &m->head_b, &m->head_rm, &m->head_rv);
+    int64_t fw[2] = {classes, m->head_c}, fb[1] = {classes};
+    m->fc_w = eff_table_add(&m->ptab, "classifier.1.weight", EFF_KIND_LINEAR, EFF_LAYOUT_SAME, 2, fw);
+    m->fc_b = eff_table_add(&m->ptab, "classifier.1.bias", EFF_KIND_LINEAR, EFF_LAYOUT_SAME, 1, fb);
+
+    eff_model_set_dropout(m, spec->dropout);
+    const size_t pb = m->ptab.total * sizeof(float);
+    m->param = be->alloc(pb, "parameters");
+    m->grad = be->alloc(pb, "gradients");
+    m->adam_m = be->alloc(pb, "Adam first moments");
+    m->adam_v = be->alloc(pb, "Adam second moments");
+    m->bufs = be->alloc(m->btab.total * sizeof(float), "BN running statistics");
+}
+
+void eff_model_init_weights(EffModel *m, uint64_t seed) {
+    EffRng rng;
+    eff_rng_seed(&rng, seed);
+    float *hp = eff_calloc(m->ptab.total, sizeof(float), "initial weights");
+    float *hb = eff_calloc(m->btab.total, sizeof(float), "initial BN buffers");
+    float *tmp = NULL;
+    size_t tmp_n = 0;
+    for (int i = 0; i < m->ptab.count; i++) {
+        const EffView *v = &m->ptab.views[i];
+        float *dst = hp + v->offset;
+        const int is_bias = v->ndim == 1;
+        if (v->kind == EFF_KIND_BN) {
+            float val = strstr(v->name, ".weight") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < v->numel; j++) dst[j] = val;
+            continue;
+        }
+        /* kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); Linear's bias
+         * uses the same bound with the weight's fan_in. */
+        int64_t fan_in;
+        if (is_bias) fan_in = m->head_c;
+        else {
+            fan_in = 1;
+            for (int d = 1; d < v->ndim; d++) fan_in *= v->shape[d];
+        }
+        const double bound = 1.0 / sqrt((double)fan_in);
+        if (v->numel > tmp_n) { eff_free(tmp); tmp_n = v->numel; tmp = eff_malloc(tmp_n * sizeof(float), "init scratch"); }
+        for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)((2.0 * eff_rng_uniform(&rng) - 1.0) * bound);
+        eff_view_from_torch(v, tmp, dst); /* draw in PyTorch's element order */
+    }
+    for (int i = 0; i < m->btab.count; i++) {
+        const EffView *v = &m->btab.views[i];
+        float val = strstr(v->name, "running_var") ? 1.0f : 0.0f;
+        for (size_t j = 0; j < v->numel; j++) hb[v->offset + j] = val;
+    }
+    m->be->upload(m->param, hp, m->ptab.total * sizeof(float));
+    m->be->upload(m->bufs, hb, m->btab.total * sizeof(float));
+    m->be->zero(m->adam_m, m->ptab.total * sizeof(float));
+    m->be->zero(m->adam_v, m->ptab.total * sizeof(float));
+    m->bn_batches = 0;
+    m->adam_t = 0;
+    eff_free(tmp);
+    eff_free(hp);
+    eff_free(hb);
+}
+
+/* ---- activations --------------------------------------------------------- */
+
+static void free_acts(EffModel *m) {
+    const EffBackend *be = m->be;
+    if (!m->N) return;
+    float **fields[] = {&m->x, &m->stem_col, &m->stem_conv, &m->stem_act, &m->stem_mean, &m->stem_rstd,
+                        &m->head_conv, &m->head_act, &m->head_mean, &m->head_rstd, &m->pooled, &m->pooled_drop,
+                        &m->logits, &m->probs, &m->dlogits, &m->dpool, &m->gbuf[0], &m->gbuf[1], &m->gbuf[2],
+                        &m->se_work};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { be->release(*fields[i]); *fields[i] = NULL; }
+    be->release(m->labels);
+    be->release(m->bn_work);
+    for (int i = 0; i < m->nblocks; i++) {
+        EffBlock *b = &m->blk[i];
+        float **bf[] = {&b->e_conv, &b->e_mean, &b->e_rstd, &b->d_conv, &b->d_act, &b->d_mean, &b->d_rstd,
+                        &b->se_pooled, &b->se_hidden, &b->se_gate, &b->se_out, &b->p_conv, &b->p_mean,
+                        &b->p_rstd, &b->out};
+        if (b->expand) be->release(b->e_act);
+        for (size_t j = 0; j < sizeof bf / sizeof bf[0]; j++) { be->release(*bf[j]); *bf[j] = NULL; }
+        b->e_act = NULL;
+    }
+    m->N = 0;
+}
+
+static float *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(n * sizeof(float), what); }
+
+void eff_model_alloc_acts(EffModel *m, int N, int R) {
+    EFF_CHECK(N >= 1 && N <= 65536, "bad batch size %d (want 1..65536)", N);
+    EFF_CHECK(R >= 8 && R <= 2048, "bad resolution %d (want 8..2048)", R);
+    free_acts(m);
+    m->N = N;
+    m->R = R;
+    m->H1 = conv_out_size(R, 3, 2, 1);
+    const size_t M1 = (size_t)N * m->H1 * m->H1;
+    size_t gmax = M1 * (size_t)m->stem_c, work = 0;
+    m->x = act(m, (size_t)N * R * R * 3, "input batch");
+    m->labels = m->be->alloc((size_t)N * sizeof(int32_t), "labels");
+    m->stem_col = act(m, M1 * 27, "stem im2col");
+    m->stem_conv = act(m, M1 * m->stem_c, "stem conv output");
+    m->stem_act = act(m, M1 * m->stem_c, "stem activation");
+    m->stem_mean = act(m, m->stem_c, "stem BN mean");
+    m->stem_rstd = act(m, m->stem_c, "stem BN rstd");
+    int H = m->H1;
+    for (int i = 0; i < m->nblocks; i++) {
+        EffBlock *b = &m->blk[i];
+        b->Hi = b->Wi = H;
+        b->Ho = b->Wo = conv_out_size(H, b->k, b->stride, b->k / 2);
+        const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * b->Ho * b->Wo;
+        if (b->expand) {
+            b->e_conv = act(m, Mi * b->ce, "expand conv output");
+            b->e_act = act(m, Mi * b->ce, "expand activation");
+            b->e_mean = act(m, b->ce, "BN mean");
+            b->e_rstd = act(m, b->ce, "BN rstd");
+        }
+        b->d_conv = act(m, Mo * b->ce, "depthwise output");
+        b->d_act = act(m, Mo * b->ce, "depthwise activation");
+        b->d_mean = act(m, b->ce, "BN mean");
+        b->d_rstd = act(m, b->ce, "BN rstd");
+        b->se_pooled = act(m, (size_t)N * b->ce, "SE pooled");
+        b->se_hidden = act(m, (size_t)N * b->cse, "SE hidden");
+        b->se_gate = act(m, (size_t)N * b->ce, "SE gate");
+        b->se_out = act(m, Mo * b->ce, "SE output");
+        b->p_conv = act(m, Mo * b->cout, "project conv output");
+        b->p_mean = act(m, b->cout, "BN mean");
+        b->p_rstd = act(m, b->cout, "BN rstd");
+        b->out = act(m, Mo * b->cout, "block output");
+        size_t sizes[] = {Mi * b->ce, Mo * b->ce, Mi * b->cin, Mo * b->cout};
+        for (int j = 0; j < 4; j++) gmax = sizes[j] > gmax ? sizes[j] : gmax;
+        size_t w = (size_t)N * (2 * b->ce + b->cse);
+        work = w > work ? w : work;
+        H = b->Ho;
+    }
+    m->Hh = H;
+    const size_t Mh = (size_t)N * H * H;
+    gmax = Mh * m->head_c > gmax ? Mh * m->head_c : gmax;
+    m->head_conv = act(m, Mh * m->head_c, "head conv output");
+    m->head_act = act(m, Mh * m->head_c, "head activation");
+    m->head_mean = act(m, m->head_c, "head BN mean");
+    m->head_rstd = act(m, m->head_c, "head BN rstd");
+    m->pooled = act(m, (size_t)N * m->head_c, "pooled features");
+    m->pooled_drop = act(m, (size_t)N * m->head_c, "pooled features after dropout");
+    m->dpool = act(m, (size_t)N * m->head_c, "pooled-feature gradient");
+    m->logits = act(m, (size_t)N * m->classes, "logits");
+    m->probs = act(m, (size_t)N * m->classes, "probabilities");
+    m->dlogits = act(m, (size_t)N * m->classes, "logit gradient");
+    for (int j = 0; j < 3; j++) m->gbuf[j] = act(m, gmax, "activation-gradient buffer");
+    m->se_work = act(m, work, "SE backward scratch");
+    int cmax = m->head_c;
+    for (int i = 0; i < m->nblocks; i++) cmax = m->blk[i].ce > cmax ? m->blk[i].ce : cmax;
+    m->bn_work = m->be->alloc(sizeof(double) * 2 * EFF_BN_CHUNKS * (size_t)cmax, "BN reduction scratch");
+}
+
+size_t eff_model_act_bytes(const EffModel *m) {
+    size_t n = (size_t)m->N * m->H1 * m->H1 * (27 + 2 * (size_t)m->stem_c);
+    for (int i = 0; i < m->nblocks; i++) {
+        const EffBlock *b = &m->blk[i];
+        const size_t Mi = (size_t)m->N * b->Hi * b->Wi, Mo = (size_t)m->N * b->Ho * b->Wo;
+        n += (b->expand ? 2 * Mi * b->ce : 0) + 3 * Mo * b->ce + 2 * Mo * b->cout;
+    }
+    return n * sizeof(float);
+}
+
+double eff_model_macs(const EffModel *m, int R) {
+    int H = conv_out_size(R, 3, 2, 1);
+    double macs = (double)H * H * 27 * m->stem_c;
+    for (int i = 0; i < m->nblocks; i++) {
+        const EffBlock *b = &m->blk[i];
+        int Ho = conv_out_size(H, b->k, b->stride, b->k / 2);
+        if (b->expand) macs += (double)H * H * b->cin * b->ce;
+        macs += (double)Ho * Ho * b->ce * b->k * b->k;
+        macs += 2.0 * b->ce * b->cse;
+        macs += (double)Ho * Ho * b->ce * b->cout;
+        H = Ho;
+    }
+    macs += (double)H * H * m->blk[m->nblocks - 1].cout * m->head_c;
+    macs += (double)m->head_c * m->classes;
+    return macs;
+}
+
+void eff_model_destroy(EffModel *m) {
+    free_acts(m);
+    const EffBackend *be = m->be;
+    be->release(m->param);
+    be->release(m->grad);
+    be->release(m->adam_m);
+    be->release(m->adam_v);
+    be->release(m->bufs);
+    eff_free(m->blk);
+    eff_table_free(&m->ptab);
+    eff_table_free(&m->btab);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+#define PROF_BEGIN(m) double prof_t0_ = (m)->profile ? ((m)->be->synchronize(), eff_time()) : 0.0
+#define PROF_END(m, slot) do { if ((m)->profile) { (m)->be->synchronize(); (m)->prof[slot] += eff_time() - prof_t0_; } } while (0)
+#define TIMED(m, slot, call) do { PROF_BEGIN(m); call; PROF_END(m, slot); } while (0)
+
+static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd, size_t rm, size_t rv,
+                   const float *in, size_t g, size_t b, size_t M, int C, int swish) {
+    const EffBackend *be = m->be;
+    if (train)
+        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_train(out, mean, rstd, m->bufs + rm, m->bufs + rv, m->bn_work, in,
+                                                           m->param + g, m->param + b, (int)M, C, m->bn_momentum,
+                                                           m->bn_eps, swish));
+    else
+        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_eval(out, in, m->param + g, m->param + b, m->bufs + rm,
+                                                          m->bufs + rv, (int)M, C, m->bn_eps, swish));
+}
+
+static uint64_t layer_key(const EffModel *m, int layer) { return eff_key3(m->drop_key, 0xD50Bull, (uint64_t)layer); }
+
+static void block_forward(EffModel *m, int i, const float *x, int train) {
+    const EffBackend *be = m->be;
+    EffBlock *b = &m->blk[i];
+    const int N = m->N;
+    const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * b->Ho * b->Wo;
+    const float *P = m->param;
+    if (b->expand) {
+        TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(b->e_conv, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
+        bn_fwd(m, train, b->e_act, b->e_mean, b->e_rstd, b->rm0, b->rv0, b->e_conv, b->g0, b->b0, Mi, b->ce, 1);
+    } else {
+        b->e_act = (float *)x; /* no expansion: the depthwise conv reads the block input */
+    }
+    TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k, b->stride));
+    bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
+    TIMED(m, EFF_PROF_SE, be->se_forward(b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act, P + b->w_se1,
+                                         P + b->w_se2, N, b->Ho * b->Wo, b->ce, b->cse));
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
+    bn_fwd(m, train, b->out, b->p_mean, b->p_rstd, b->rm2, b->rv2, b->p_conv, b->g2, b->b2, Mo, b->cout, 0);
+    if (train && b->drop > 0.0f)
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(b->out, b->out, Mo * b->cout, b->drop, layer_key(m, i)));
+    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(b->out, x, Mo * b->cout));
+}
+
+float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key) {
+    const EffBackend *be = m->be;
+    EFF_CHECK(m->N > 0, "eff_model_forward before eff_model_alloc_acts");
+    const int N = m->N;
+    const float *P = m->param;
+    m->drop_key = drop_key;
+    m->last_train = train;
+    be->upload(m->x, x, (size_t)N * m->R * m->R * 3 * sizeof(float));
+    if (labels) be->upload(m->labels, labels, (size_t)N * sizeof(int32_t));
+
+    const size_t M1 = (size_t)N * m->H1 * m->H1;
+    TIMED(m, EFF_PROF_CONV, be->conv2d_forward(m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
+                                               m->stem_c, 3, 2, 1));
+    bn_fwd(m, train, m->stem_act, m->stem_mean, m->stem_rstd, m->stem_rm, m->stem_rv, m->stem_conv, m->stem_g,
+           m->stem_b, M1, m->stem_c, 1);
+    const float *h = m->stem_act;
+    for (int i = 0; i < m->nblocks; i++) {
+        block_forward(m, i, h, train);
+        h = m->blk[i].out;
+    }
+    const int cl = m->blk[m->nblocks - 1].cout, HWh = m->Hh * m->Hh;
+    const size_t Mh = (size_t)N * HWh;
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(m->head_conv, h, P + m->head_w, (int)Mh, cl, m->head_c));
+    bn_fwd(m, train, m->head_act, m->head_mean, m->head_rstd, m->head_rm, m->head_rv, m->head_conv, m->head_g,
+           m->head_b, Mh, m->head_c, 1);
+    float loss = 0.0f;
+    PROF_BEGIN(m);
+    be->gap_forward(m->pooled, m->head_act, N, HWh, m->head_c);
+    const float *feat = m->pooled;
+    if (train && m->head_drop > 0.0f) {
+        be->dropout_forward(m->pooled_drop, m->pooled, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+        feat = m->pooled_drop;
+    }
+    be->linear_forward(m->logits, feat, P + m->fc_w, P + m->fc_b, N, m->head_c, m->classes);
+    if (labels) loss = be->softmax_xent_forward(m->probs, m->logits, m->labels, N, m->classes, 0.0f);
+    PROF_END(m, EFF_PROF_HEAD);
+    if (train) m->bn_batches++;
+    return loss;
+}
+
+/* ---- backward -------------------------------------------------------------- */
+
+/* Backward through block i. dout holds d(block output); t1, t2 are scratch.
+ * Returns the buffer holding d(block input): always t1. */
+static float *block_backward(EffModel *m, int i, const float *x, float *dout, float *t1, float *t2) {
+    const EffBackend *be = m->be;
+    EffBlock *b = &m->blk[i];
+    const int N = m->N, HWo = b->Ho * b->Wo;
+    const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * HWo;
+    const float *P = m->param;
+    float *G = m->grad;
+    const float *dp = dout;
+    if (b->drop > 0.0f) {
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(t1, dout, Mo * b->cout, b->drop, layer_key(m, i)));
+        dp = t1;
+    }
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->p_mean, b->p_rstd,
+                                                 P + b->g2, P + b->b2, (int)Mo, b->cout, 0));
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
+    TIMED(m, EFF_PROF_SE, be->se_backward(t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,
+                                          b->se_hidden, b->se_gate, P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_mean, b->d_rstd,
+                                                 P + b->g1, P + b->b1, (int)Mo, b->ce, 1));
+    TIMED(m, EFF_PROF_DWCONV, be->dwconv_backward(t1, G + b->w_dw, t2, b->e_act, P + b->w_dw, N, b->Hi, b->Wi,
+                                                  b->ce, b->k, b->stride));
+    if (b->expand) {
+        TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_mean, b->e_rstd,
+                                                     P + b->g0, P + b->b0, (int)Mi, b->ce, 1));
+        TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(t1, G + b->w_expand, t2, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
+    }
+    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(t1, dout, Mi * b->cin));
+    return t1;
+}
+
+void eff_model_backward(EffModel *m, float loss_scale) {
+    const EffBackend *be = m->be;
+    EFF_CHECK(m->last_train, "eff_model_backward needs a train-mode forward first");
+    const int N = m->N, HWh = m->Hh * m->Hh;
+    const size_t Mh = (size_t)N * HWh;
+    const float *P = m->param;
+    float *G = m->grad;
+    float *g0 = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
+
+    PROF_BEGIN(m);
+    be->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->classes, 0.0f, loss_scale);
+    const int dropped = m->head_drop > 0.0f;
+    be->linear_backward(m->dpool, G + m->fc_w, G + m->fc_b, m->dlogits, dropped ? m->pooled_drop : m->pooled,
+                        P + m->fc_w, N, m->head_c, m->classes);
+    if (dropped)
+        be->dropout_backward(m->dpool, m->dpool, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+    be->gap_backward(g0, m->dpool, N, HWh, m->head_c);
+    PROF_END(m, EFF_PROF_HEAD);
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_mean,
+                                                 m->head_rstd, P + m->head_g, P + m->head_b, (int)Mh, m->head_c, 1));
+    const EffBlock *last = &m->blk[m->nblocks - 1];
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
+                                                  last->cout, m->head_c));
+    float *dout = g0, *t1 = g1, *t2 = g2;
+    for (int i = m->nblocks - 1; i >= 0; i--) {
+        const float *x = i > 0 ? m->blk[i - 1].out : m->stem_act;
+        float *dx = block_backward(m, i, x, dout, t1, t2);
+        t1 = dout; /* rotate: the old output gradient is free now */
+        dout = dx;
+    }
+    const size_t M1 = (size_t)N * m->H1 * m->H1;
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_mean,
+                                                 m->stem_rstd, P + m->stem_g, P + m->stem_b, (int)M1, m->stem_c, 1));
+    TIMED(m, EFF_PROF_CONV, be->conv2d_backward(NULL, G + m->stem_w, m->stem_col, t1, P + m->stem_w, N, m->R, m->R, 3,
+                                                m->stem_c, 3, 2, 1));
+}
+
+void eff_model_zero_grad(EffModel *m) { m->be->zero(m->grad, m->ptab.total * sizeof(float)); }
+
+void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int decoupled) {
+    m->adam_t++;
+    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->param, m->grad, m->adam_m, m->adam_v, m->ptab.total, lr, beta1,
+                                              beta2, eps, weight_decay, decoupled, m->adam_t));
+}

@@ -1,0 +1,96 @@
+/* model.h: EfficientNet B0-B7 (the seed's architecture) on top of the op
+ * boundary in backend.h: parameter tables, activation buffers, and the
+ * hand-written forward and backward passes. */
+#ifndef EFFNET_MODEL_H
+#define EFFNET_MODEL_H
+
+#include "backend.h"
+#include "params.h"
+
+#include <stdint.h>
+
+/* Scaling coefficients from the seed's efficient_config table. */
+typedef struct EffModelSpec {
+    char name[32];
+    double width, depth;
+    int resolution;
+    double dropout;
+} EffModelSpec;
+
+/* Fill *out for "efficientnet-b0".."efficientnet-b7" (or "b0".."b7"); 0 if unknown. */
+int eff_model_spec(const char *name, EffModelSpec *out);
+int eff_round_filters(int filters, double width); /* seed's _round_filters */
+int eff_round_repeats(int repeats, double depth); /* seed's _round_repeats */
+
+enum { EFF_PROF_CONV, EFF_PROF_PWCONV, EFF_PROF_DWCONV, EFF_PROF_BN, EFF_PROF_SE, EFF_PROF_ELEMWISE,
+       EFF_PROF_HEAD, EFF_PROF_OPTIM, EFF_PROF_COUNT };
+extern const char *const eff_prof_names[EFF_PROF_COUNT];
+
+typedef struct EffBlock {
+    int stage, cin, cout, ce, cse, k, stride, expand, residual;
+    float drop;
+    int Hi, Wi, Ho, Wo; /* spatial size for the current activation allocation */
+    /* parameter offsets (floats) into the param/grad buffers */
+    size_t w_expand, g0, b0, w_dw, g1, b1, w_se1, w_se2, w_proj, g2, b2;
+    /* running-stat offsets into the buffer table */
+    size_t rm0, rv0, rm1, rv1, rm2, rv2;
+    /* saved activations (backend memory) */
+    float *e_conv, *e_act, *e_mean, *e_rstd;       /* expand conv out, after BN+swish */
+    float *d_conv, *d_act, *d_mean, *d_rstd;       /* depthwise conv out, after BN+swish */
+    float *se_pooled, *se_hidden, *se_gate, *se_out;
+    float *p_conv, *p_mean, *p_rstd, *out;         /* project conv out, block output */
+} EffBlock;
+
+typedef struct EffModel {
+    const EffBackend *be;
+    EffModelSpec spec;
+    int classes, stem_c, head_c, nblocks, nconvs;
+    EffBlock *blk;
+    float bn_momentum, bn_eps, head_drop;
+    EffTable ptab; /* parameters; grads and Adam moments use the same offsets */
+    EffTable btab; /* BN running statistics */
+    size_t stem_w, stem_g, stem_b, stem_rm, stem_rv;
+    size_t head_w, head_g, head_b, head_rm, head_rv, fc_w, fc_b;
+    float *param, *grad, *adam_m, *adam_v, *bufs; /* backend memory */
+    int64_t bn_batches; /* num_batches_tracked, identical for every BN */
+    long adam_t;
+    /* activations for batch N at resolution R (eff_model_alloc_acts) */
+    int N, R, H1, Hh; /* H1: after the stem; Hh: at the head */
+    float *x, *stem_col, *stem_conv, *stem_act, *stem_mean, *stem_rstd;
+    float *head_conv, *head_act, *head_mean, *head_rstd, *pooled, *pooled_drop, *logits, *probs, *dlogits;
+    float *dpool, *gbuf[3], *se_work;
+    double *bn_work;
+    int32_t *labels;
+    uint64_t drop_key; /* dropout key of the last forward */
+    int last_train;
+    /* profiling (seconds per op family), on when profile != 0 */
+    int profile;
+    double prof[EFF_PROF_COUNT];
+} EffModel;
+
+/* Build the parameter tables and allocate parameters, gradients, moments and
+ * running stats. Weights are left zero: call eff_model_init_weights. */
+void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes);
+void eff_model_destroy(EffModel *m);
+/* PyTorch default initialisation (kaiming_uniform a=sqrt(5) for conv/linear,
+ * BN weight 1 / bias 0, running mean 0 / var 1) from a seeded generator. */
+void eff_model_init_weights(EffModel *m, uint64_t seed);
+/* Override the model's dropout (block rates scale with it); 0 disables. */
+void eff_model_set_dropout(EffModel *m, double dropout);
+/* Allocate every activation for batch N at resolution R (none during a step). */
+void eff_model_alloc_acts(EffModel *m, int N, int R);
+size_t eff_model_act_bytes(const EffModel *m);
+double eff_model_macs(const EffModel *m, int R); /* multiply-adds per image, forward */
+
+/* Forward pass on host input x [N][R][R][3] (NHWC) and host labels (may be
+ * NULL: no loss). train selects batch statistics and dropout, keyed by
+ * drop_key. Returns the mean loss (0 without labels). Logits: m->logits. */
+float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key);
+/* Backward pass of the last train forward; ACCUMULATES into m->grad.
+ * loss_scale multiplies d(loss)/d(logits) (e.g. 1/accumulation steps). */
+void eff_model_backward(EffModel *m, float loss_scale);
+void eff_model_zero_grad(EffModel *m);
+void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int decoupled);
+
+#endif

@@ -1,0 +1,126 @@
+/* batchnorm.c: BatchNorm2d (train and eval) over [M][C], optionally fused with
+ * swish. Statistics are partial sums (double) over EFF_BN_CHUNKS fixed row
+ * chunks, reduced in chunk order: deterministic for any thread count. */
+#include "ops.h"
+#include "fastmath.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline int nchunks(int M) { return M < EFF_BN_CHUNKS ? M : EFF_BN_CHUNKS; }
+
+/* d(swish(z))/dz = s + z*s*(1-s), s = sigmoid(z). */
+static inline float swish_grad(float z) {
+    float s = eff_sigmoidf(z);
+    return s * (1.0f + z * (1.0f - s));
+}
+
+void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, float *restrict rstd,
+                                 float *restrict running_mean, float *restrict running_var, double *restrict work,
+                                 const float *restrict in, const float *restrict gamma,
+                                 const float *restrict beta, int M, int C, float momentum, float eps, int swish) {
+    const int nch = nchunks(M);
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < nch; k++) {
+        double *restrict s = work + (size_t)2 * k * C, *restrict ss = s + C;
+        memset(s, 0, sizeof(double) * 2 * (size_t)C);
+        const int m0 = (int)((long)M * k / nch), m1 = (int)((long)M * (k + 1) / nch);
+        for (int m = m0; m < m1; m++) {
+            const float *restrict x = in + (size_t)m * C;
+            for (int c = 0; c < C; c++) { double v = x[c]; s[c] += v; ss[c] += v * v; }
+        }
+    }
+    const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
+    for (int c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int k = 0; k < nch; k++) { s += work[(size_t)2 * k * C + c]; ss += work[(size_t)(2 * k + 1) * C + c]; }
+        double mu = s / M, var = ss / M - mu * mu;
+        if (var < 0) var = 0;
+        mean[c] = (float)mu;
+        rstd[c] = (float)(1.0 / sqrt(var + eps));
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * unbias);
+    }
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *restrict x = in + (size_t)m * C;
+        float *restrict y = out + (size_t)m * C;
+        if (swish) {
+            for (int c = 0; c < C; c++) {
+                float z = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
+                y[c] = z * eff_sigmoidf(z);
+            }
+        } else {
+            for (int c = 0; c < C; c++) y[c] = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
+        }
+    }
+}
+
+void batchnorm_forward_eval_cpu(float *restrict out, const float *restrict in, const float *restrict gamma,
+                                const float *restrict beta, const float *restrict running_mean,
+                                const float *restrict running_var, int M, int C, float eps, int swish) {
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *restrict x = in + (size_t)m * C;
+        float *restrict y = out + (size_t)m * C;
+        for (int c = 0; c < C; c++) {
+            float z = (x[c] - running_mean[c]) / sqrtf(running_var[c] + eps) * gamma[c] + beta[c];
+            y[c] = swish ? z * eff_sigmoidf(z) : z;
+        }
+    }
+}
+
+void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *restrict dbeta,
+                            double *restrict work, const float *restrict dout, const float *restrict in,
+                            const float *restrict mean, const float *restrict rstd,
+                            const float *restrict gamma, const float *restrict beta, int M, int C, int swish) {
+    const int nch = nchunks(M);
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < nch; k++) {
+        double *restrict s = work + (size_t)2 * k * C, *restrict sx = s + C;
+        memset(s, 0, sizeof(double) * 2 * (size_t)C);
+        const int m0 = (int)((long)M * k / nch), m1 = (int)((long)M * (k + 1) / nch);
+        for (int m = m0; m < m1; m++) {
+            const float *restrict x = in + (size_t)m * C;
+            const float *restrict g = dout + (size_t)m * C;
+            if (swish) {
+                for (int c = 0; c < C; c++) {
+                    float xh = (x[c] - mean[c]) * rstd[c];
+                    float dz = g[c] * swish_grad(xh * gamma[c] + beta[c]);
+                    s[c] += dz;
+                    sx[c] += (double)(dz * xh);
+                }
+            } else {
+                for (int c = 0; c < C; c++) {
+                    float xh = (x[c] - mean[c]) * rstd[c];
+                    s[c] += g[c];
+                    sx[c] += (double)(g[c] * xh);
+                }
+            }
+        }
+    }
+    /* Reduce the chunks into work's first row: [0,C) sum dz, [C,2C) sum dz*xhat. */
+    for (int c = 0; c < C; c++) {
+        double s = 0, sx = 0;
+        for (int k = 0; k < nch; k++) { s += work[(size_t)2 * k * C + c]; sx += work[(size_t)(2 * k + 1) * C + c]; }
+        work[c] = s;
+        work[C + c] = sx;
+        dbeta[c] += (float)s;
+        dgamma[c] += (float)sx;
+    }
+    if (!din) return;
+    const double *sum_dz = work, *sum_dzx = work + C;
+    const float invM = 1.0f / (float)M;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *restrict x = in + (size_t)m * C;
+        const float *restrict g = dout + (size_t)m * C;
+        float *restrict dx = din + (size_t)m * C;
+        for (int c = 0; c < C; c++) {
+            float xh = (x[c] - mean[c]) * rstd[c];
+            float dz = g[c];
+            if (swish) dz *= swish_grad(xh * gamma[c] + beta[c]);
+            dx[c] = gamma[c] * rstd[c] * (dz - invM * (float)sum_dz[c] - xh * invM * (float)sum_dzx[c]);
+        }
+    }
+}
