@@ -75,6 +75,7 @@ void eff_h5_attr_string(hid_t file, const char *path, const char *attr, char *bu
         char *s = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
         EFF_CHECK(H5Aread(a, mt, &s) >= 0, "cannot read attribute '%s' in '%s'", attr, path);
         snprintf(buf, cap, "%s", s ? s : "");
         H5free_memory(s);
@@ -84,6 +85,7 @@ void eff_h5_attr_string(hid_t file, const char *path, const char *attr, char *bu
         char *tmp = eff_calloc(n + 1, 1, "attribute string");
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, n + 1);
+        H5Tset_cset(mt, H5Tget_cset(t));
         EFF_CHECK(H5Aread(a, mt, tmp) >= 0, "cannot read attribute '%s' in '%s'", attr, path);
         snprintf(buf, cap, "%s", tmp);
         eff_free(tmp);

@@ -16,6 +16,7 @@ noted; num_batches_tracked is int64):
   /eval/logits          [B,classes], eval mode with the updated running stats
   /adam3/<key>          every state_dict entry after 3 Adam steps
   /adam3_losses         [3], losses of the 3 training forwards
+  /adam_grads/stepS/<param key>  the gradients Adam step S (1..3) used
 """
 import argparse
 import os
@@ -99,11 +100,19 @@ def main():
                                weight_decay=WEIGHT_DECAY)
         model.train()
         losses = [loss.item()]
+        # The gradients each step used, so the C side can check its Adam
+        # arithmetic on exactly PyTorch's inputs (the free-running 3-step
+        # trajectory at batch 4 is too ill-conditioned to compare at 1e-4:
+        # PyTorch fp32 and fp64 already differ by ~6e-2 there).
+        put_state(f, 'adam_grads/step1',
+                  {k: p.grad for k, p in model.named_parameters()})
         opt.step()  # step 1 reuses the gradients computed above
-        for _ in range(2):
+        for step in (2, 3):
             opt.zero_grad()
             loss = F.cross_entropy(model(x), labels)
             loss.backward()
+            put_state(f, f'adam_grads/step{step}',
+                      {k: p.grad for k, p in model.named_parameters()})
             opt.step()
             losses.append(loss.item())
         put_state(f, 'adam3', model.state_dict())
