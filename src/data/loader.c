@@ -1,0 +1,178 @@
+/* loader.c: see loader.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "data/loader.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "data/sampler.h"
+
+enum { SLOT_FREE, SLOT_READY, SLOT_HELD };
+
+struct eff_loader {
+    const eff_dataset *ds;
+    eff_loader_config cfg;
+    eff_sampler sampler;
+    eff_augmenter *aug;        /* one per thread */
+    eff_batch slot[2];
+    int state[2];
+    int prod, cons, held;      /* next slot to fill, next to hand out, the one handed out (-1) */
+    int64_t epoch, step;       /* next position to produce */
+    int stop;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+typedef struct {
+    eff_loader *L;
+    eff_batch *b;
+    int t;
+} work;
+
+static void *augment_part(void *arg) {
+    work *w = arg;
+    eff_loader *L = w->L;
+    const eff_dataset *ds = L->ds;
+    size_t in_px = (size_t)ds->height * ds->width * ds->channels;
+    size_t out_px = (size_t)L->cfg.aug.size * L->cfg.aug.size * 3;
+    for (int k = w->t; k < w->b->n; k += L->cfg.threads) {
+        int64_t g = w->b->index[k];
+        const uint8_t *src = ds->images + (size_t)g * in_px;
+        float *dst = w->b->x + (size_t)k * out_px;
+        if (L->cfg.train) {
+            eff_aug_params p;
+            eff_aug_draw(&L->cfg.aug, L->cfg.seed, (uint64_t)w->b->epoch, (uint64_t)g, &p);
+            eff_augment_train(&L->aug[w->t], src, &p, dst, NULL);
+        } else {
+            eff_augment_test(&L->aug[w->t], src, dst, NULL);
+        }
+        w->b->y[k] = ds->labels[g];
+    }
+    return NULL;
+}
+
+static void fill(eff_loader *L, eff_batch *b, int64_t epoch, int64_t step) {
+    b->epoch = epoch;
+    b->step = step;
+    b->n_valid = eff_sampler_batch(&L->sampler, epoch, step, b->index);
+    int T = L->cfg.threads;
+    work w[64];
+    pthread_t th[64];
+    for (int t = 0; t < T; t++) w[t] = (work){L, b, t};
+    for (int t = 1; t < T; t++) {
+        int rc = pthread_create(&th[t], NULL, augment_part, &w[t]);
+        EFF_CHECK(rc == 0, "loader: cannot start augmentation thread %d of %d: %s\nHINT: lower the data-loader thread count", t, T, strerror(rc));
+    }
+    augment_part(&w[0]);
+    for (int t = 1; t < T; t++) pthread_join(th[t], NULL);
+}
+
+static void *producer(void *arg) {
+    eff_loader *L = arg;
+    pthread_mutex_lock(&L->mu);
+    for (;;) {
+        while (!L->stop && L->state[L->prod] != SLOT_FREE) pthread_cond_wait(&L->cv, &L->mu);
+        if (L->stop) break;
+        int s = L->prod;
+        int64_t e = L->epoch, st = L->step;
+        pthread_mutex_unlock(&L->mu);
+        fill(L, &L->slot[s], e, st);
+        pthread_mutex_lock(&L->mu);
+        L->state[s] = SLOT_READY;
+        L->prod ^= 1;
+        if (++L->step == L->sampler.steps_per_epoch) {
+            L->step = 0;
+            L->epoch++;
+        }
+        pthread_cond_broadcast(&L->cv);
+    }
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+eff_loader *eff_loader_open(const eff_dataset *ds, const eff_loader_config *cfg) {
+    EFF_CHECK(ds && ds->n > 0 && ds->images, "loader: the data set is not loaded");
+    EFF_CHECK(ds->channels == 3, "loader: images have %d channels, expected 3", ds->channels);
+    EFF_CHECK(cfg->threads >= 1 && cfg->threads <= 64, "loader: %d threads is outside 1..64", cfg->threads);
+    eff_loader *L = eff_calloc(1, sizeof *L, "loader");
+    L->ds = ds;
+    L->cfg = *cfg;
+    eff_sampler_init(&L->sampler, ds->n, cfg->rank, cfg->world, cfg->batch, cfg->seed, cfg->train, cfg->train);
+    EFF_CHECK(cfg->start_epoch >= 0 && cfg->start_step >= 0 && cfg->start_step < L->sampler.steps_per_epoch,
+              "loader: resume position (epoch %lld, step %lld) is outside 0..%lld steps per epoch\nHINT: resume with the same world size and batch size as the checkpoint",
+              (long long)cfg->start_epoch, (long long)cfg->start_step, (long long)L->sampler.steps_per_epoch - 1);
+    L->epoch = cfg->start_epoch;
+    L->step = cfg->start_step;
+    L->aug = eff_calloc((size_t)cfg->threads, sizeof *L->aug, "loader augmenters");
+    for (int t = 0; t < cfg->threads; t++) eff_augmenter_init(&L->aug[t], &cfg->aug, ds->height, ds->width);
+    size_t S = (size_t)cfg->aug.size;
+    for (int s = 0; s < 2; s++) {
+        eff_batch *b = &L->slot[s];
+        b->n = cfg->batch;
+        b->x = eff_alloc_aligned((size_t)cfg->batch * S * S * 3 * sizeof(float), "loader batch images");
+        b->y = eff_malloc((size_t)cfg->batch * sizeof *b->y, "loader batch labels");
+        b->index = eff_malloc((size_t)cfg->batch * sizeof *b->index, "loader batch indices");
+    }
+    L->held = -1;
+    EFF_CHECK(pthread_mutex_init(&L->mu, NULL) == 0 && pthread_cond_init(&L->cv, NULL) == 0, "loader: cannot create its lock");
+    int rc = pthread_create(&L->thread, NULL, producer, L);
+    EFF_CHECK(rc == 0, "loader: cannot start the prefetch thread: %s", strerror(rc));
+    return L;
+}
+
+const eff_batch *eff_loader_next(eff_loader *L) {
+    pthread_mutex_lock(&L->mu);
+    if (L->held >= 0) {
+        L->state[L->held] = SLOT_FREE;
+        L->held = -1;
+        pthread_cond_broadcast(&L->cv);
+    }
+    while (L->state[L->cons] != SLOT_READY) pthread_cond_wait(&L->cv, &L->mu);
+    L->state[L->cons] = SLOT_HELD;
+    L->held = L->cons;
+    L->cons ^= 1;
+    const eff_batch *b = &L->slot[L->held];
+    pthread_mutex_unlock(&L->mu);
+    return b;
+}
+
+int64_t eff_loader_steps_per_epoch(const eff_loader *L) { return L->sampler.steps_per_epoch; }
+
+int eff_loader_ready(eff_loader *L, double timeout_s) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double t = (double)until.tv_sec + 1e-9 * until.tv_nsec + (timeout_s > 0 ? timeout_s : 0);
+    until.tv_sec = (time_t)t;
+    until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
+    pthread_mutex_lock(&L->mu);
+    while (timeout_s > 0 && L->state[L->cons] != SLOT_READY)
+        if (pthread_cond_timedwait(&L->cv, &L->mu, &until) == ETIMEDOUT) break;
+    int ready = L->state[L->cons] == SLOT_READY;
+    pthread_mutex_unlock(&L->mu);
+    return ready;
+}
+
+void eff_loader_close(eff_loader *L) {
+    if (!L) return;
+    pthread_mutex_lock(&L->mu);
+    L->stop = 1;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    pthread_join(L->thread, NULL);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+    for (int s = 0; s < 2; s++) {
+        eff_free(L->slot[s].x);
+        eff_free(L->slot[s].y);
+        eff_free(L->slot[s].index);
+    }
+    for (int t = 0; t < L->cfg.threads; t++) eff_augmenter_free(&L->aug[t]);
+    eff_free(L->aug);
+    eff_sampler_free(&L->sampler);
+    eff_free(L);
+}
