@@ -74,6 +74,9 @@ void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *
                             double *restrict work, const float *restrict dout, const float *restrict in,
                             const float *restrict mean, const float *restrict rstd,
                             const float *restrict gamma, const float *restrict beta, int M, int C, int swish) {
+    /* Pass 1: per-chunk sums of dz and dz*xhat, where dz = dout (times the
+     * swish derivative when fused). With din given, dz is stored there so
+     * pass 2 need not recompute the sigmoid. */
     const int nch = nchunks(M);
     #pragma omp parallel for schedule(static)
     for (int k = 0; k < nch; k++) {
@@ -84,9 +87,11 @@ void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *
             const float *restrict x = in + (size_t)m * C;
             const float *restrict g = dout + (size_t)m * C;
             if (swish) {
+                float *restrict dz_out = din ? din + (size_t)m * C : NULL;
                 for (int c = 0; c < C; c++) {
                     float xh = (x[c] - mean[c]) * rstd[c];
                     float dz = g[c] * swish_grad(xh * gamma[c] + beta[c]);
+                    if (dz_out) dz_out[c] = dz;
                     s[c] += dz;
                     sx[c] += (double)(dz * xh);
                 }
@@ -111,16 +116,15 @@ void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *
     if (!din) return;
     const double *sum_dz = work, *sum_dzx = work + C;
     const float invM = 1.0f / (float)M;
+    /* Pass 2: dx = gamma*rstd*(dz - mean(dz) - xhat*mean(dz*xhat)). */
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *restrict x = in + (size_t)m * C;
-        const float *restrict g = dout + (size_t)m * C;
-        float *restrict dx = din + (size_t)m * C;
+        const float *restrict dz = swish ? din + (size_t)m * C : dout + (size_t)m * C;
+        float *dx = din + (size_t)m * C; /* may equal dz: elementwise */
         for (int c = 0; c < C; c++) {
             float xh = (x[c] - mean[c]) * rstd[c];
-            float dz = g[c];
-            if (swish) dz *= swish_grad(xh * gamma[c] + beta[c]);
-            dx[c] = gamma[c] * rstd[c] * (dz - invM * (float)sum_dz[c] - xh * invM * (float)sum_dzx[c]);
+            dx[c] = gamma[c] * rstd[c] * (dz[c] - invM * (float)sum_dz[c] - xh * invM * (float)sum_dzx[c]);
         }
     }
 }
