@@ -3,7 +3,7 @@
 # Runs apt-get as root (directly, or through sudo when available).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
-      libopenblas-dev libopenblas-openmp-dev libssl-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
+      libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
       python3 python3-numpy python3-h5py python3-torch python3-torchvision python3-pil)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -58,6 +58,11 @@ typedef struct EffBackend {
                                   float smoothing, float scale);
     void (*adam_step)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                       float eps, float weight_decay, int decoupled, long t);
+    void (*sgd_step)(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
+                     int nesterov, int first);
+    /* Sum of squares of n floats (double accumulation), returned on the host:
+     * the NaN/Inf check on gradients. */
+    double (*sumsq)(const float *x, size_t n);
 } EffBackend;
 
 /* The plain-C CPU backend (BLAS + OpenMP). */

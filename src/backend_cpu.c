@@ -13,6 +13,13 @@ static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_sync(void) {}
 
+static double sumsq_cpu(const float *x, size_t n) {
+    double s = 0.0;
+    #pragma omp parallel for reduction(+ : s) schedule(static)
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
 static const EffBackend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -42,6 +49,8 @@ static const EffBackend cpu_backend = {
     .softmax_xent_forward = softmax_xent_forward_cpu,
     .softmax_xent_backward = softmax_xent_backward_cpu,
     .adam_step = adam_step_cpu,
+    .sgd_step = sgd_step_cpu,
+    .sumsq = sumsq_cpu,
 };
 
 const EffBackend *eff_backend_cpu(void) { return &cpu_backend; }

@@ -404,7 +404,7 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
         feat = m->pooled_drop;
     }
     be->linear_forward(m->logits, feat, P + m->fc_w, P + m->fc_b, N, m->head_c, m->classes);
-    if (labels) loss = be->softmax_xent_forward(m->probs, m->logits, m->labels, N, m->classes, 0.0f);
+    if (labels) loss = be->softmax_xent_forward(m->probs, m->logits, m->labels, N, m->classes, m->label_smoothing);
     PROF_END(m, EFF_PROF_HEAD);
     if (train) m->bn_batches++;
     return loss;
@@ -454,7 +454,7 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     float *g0 = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
 
     PROF_BEGIN(m);
-    be->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->classes, 0.0f, loss_scale);
+    be->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->classes, m->label_smoothing, loss_scale);
     const int dropped = m->head_drop > 0.0f;
     be->linear_backward(m->dpool, G + m->fc_w, G + m->fc_b, m->dlogits, dropped ? m->pooled_drop : m->pooled,
                         P + m->fc_w, N, m->head_c, m->classes);
@@ -488,4 +488,10 @@ void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float 
     m->adam_t++;
     TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->param, m->grad, m->adam_m, m->adam_v, m->ptab.total, lr, beta1,
                                               beta2, eps, weight_decay, decoupled, m->adam_t));
+}
+
+void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
+    m->adam_t++;
+    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->param, m->grad, m->adam_m, m->ptab.total, lr, momentum, weight_decay,
+                                             nesterov, m->adam_t == 1));
 }

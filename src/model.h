@@ -47,6 +47,7 @@ typedef struct EffModel {
     int classes, stem_c, head_c, nblocks, nconvs;
     EffBlock *blk;
     float bn_momentum, bn_eps, head_drop;
+    float label_smoothing; /* cross-entropy label smoothing (0: the seed) */
     EffTable ptab; /* parameters; grads and Adam moments use the same offsets */
     EffTable btab; /* BN running statistics */
     size_t stem_w, stem_g, stem_b, stem_rm, stem_rv;
@@ -92,5 +93,7 @@ void eff_model_backward(EffModel *m, float loss_scale);
 void eff_model_zero_grad(EffModel *m);
 void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                          int decoupled);
+/* torch.optim.SGD; the momentum buffer is m->adam_m, m->adam_t counts steps. */
+void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov);
 
 #endif

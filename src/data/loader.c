@@ -44,7 +44,7 @@ static void *augment_part(void *arg) {
         int64_t g = w->b->index[k];
         const uint8_t *src = ds->images + (size_t)g * in_px;
         float *dst = w->b->x + (size_t)k * out_px;
-        if (L->cfg.train) {
+        if (L->cfg.train && !L->cfg.no_augment) {
             eff_aug_params p;
             eff_aug_draw(&L->cfg.aug, L->cfg.seed, (uint64_t)w->b->epoch, (uint64_t)g, &p);
             eff_augment_train(&L->aug[w->t], src, &p, dst, NULL);

@@ -22,6 +22,7 @@ typedef struct {
     uint64_t seed;
     int64_t start_epoch, start_step; /* resume position */
     int threads;            /* threads augmenting each batch (>= 1) */
+    int no_augment;         /* train == 1 but the test pipeline (resize + normalize) */
     eff_aug_config aug;     /* eff_aug_config_default(&aug, S) for the seed's pipeline */
 } eff_loader_config;
 

@@ -102,4 +102,10 @@ void softmax_xent_backward_cpu(float *dlogits, const float *probs, const int32_t
 void adam_step_cpu(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                    float beta2, float eps, float weight_decay, int decoupled, long t);
 
+/* sgd.c -- one step of torch.optim.SGD with momentum (dampening 0), optional
+ * Nesterov, weight_decay as coupled L2. buf is the momentum buffer; on the
+ * first step (first != 0) it is set to the gradient, as PyTorch does. */
+void sgd_step_cpu(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
+                  int nesterov, int first);
+
 #endif

@@ -1,0 +1,597 @@
+/* checkpoint.c: HDF5 checkpoints; layout in docs/checkpoint-format.md.
+ *
+ * Saving never leaves a broken file at PATH: the file is built in memory,
+ * written to PATH.tmp.<pid>, fsynced, closed and renamed onto PATH, then the
+ * directory is fsynced. Every failure removes the temporary file first.
+ * Tensors cross between backend memory and the host one view at a time
+ * (be->download / be->upload), so a GPU backend works unchanged. */
+#define _POSIX_C_SOURCE 200809L
+#include "checkpoint.h"
+#include "common.h"
+#include "h5io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Root attributes the writer sets itself; provenance keys may not reuse them. */
+static const char *const reserved_attrs[] = {"format",  "schema_version", "model",        "classes",
+                                             "resolution", "created",     "config",       "hdf5_version"};
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static size_t max_numel(const EffTable *t) {
+    size_t n = 1;
+    for (int i = 0; i < t->count; i++)
+        if (t->views[i].numel > n) n = t->views[i].numel;
+    return n;
+}
+
+/* Index of the first NaN/Inf in x, or -1. */
+static long long first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long long)i;
+    return -1;
+}
+
+/* "blocks.block_3.expand_bn.running_mean" -> prefix length of "blocks.block_3.expand_bn", or 0. */
+static size_t bn_prefix_len(const char *buffer_name) {
+    static const char suffix[] = ".running_mean";
+    size_t n = strlen(buffer_name), s = sizeof suffix - 1;
+    return n > s && strcmp(buffer_name + n - s, suffix) == 0 ? n - s : 0;
+}
+
+/* ---- saving ---------------------------------------------------------------- */
+
+/* HDF5 builds the whole file in memory (the core driver, no backing store);
+ * we then write the image ourselves. This keeps every disk error (ENOSPC,
+ * EDQUOT, EIO, a file size limit) in our own write/fsync/close calls, with
+ * errno in the message. It also sidesteps an HDF5 bug: after a failed write
+ * to disk, HDF5 1.10 .. 1.14.0 cannot close the file and then crashes in its
+ * exit handler (H5F__close_cb; fixed by HDF5 PR #2291). The price is host
+ * memory of about twice the checkpoint's size while saving (the in-memory
+ * file, then its image). */
+
+typedef struct Writer {
+    const char *path;
+    char tmp[PATH_MAX + 32];
+    hid_t file;     /* in-memory HDF5 file, or -1 */
+    int fd;         /* the temporary file on disk, or -1 */
+    int on_disk;    /* the temporary file may exist: remove it on failure */
+    char err[1024]; /* filled by the eff_h5_* writers */
+} Writer;
+
+static const char disk_hint[] = "check free space, quota and write permission where the file lives (df -h, ls -ld)";
+
+/* Remove the temporary file, then exit naming PATH, what failed, and a hint
+ * (NULL: the disk hint). PATH itself is never touched before the rename. */
+EFF_NORETURN EFF_PRINTF(3, 4) static void save_fail(Writer *w, const char *hint, const char *fmt, ...) {
+    char what[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (w->file >= 0) (void)H5Fclose(w->file); /* in memory: nothing to flush to disk */
+    w->file = -1;
+    if (w->fd >= 0) (void)close(w->fd);
+    w->fd = -1;
+    char rm[PATH_MAX + 320] = "";
+    if (w->on_disk && unlink(w->tmp) != 0 && errno != ENOENT)
+        snprintf(rm, sizeof rm, "\n(also could not remove the temporary file '%s': %s; delete it by hand)", w->tmp,
+                 strerror(errno));
+    EFF_FATAL("saving checkpoint '%s' failed: %s%s\nHINT: %s; the previous file at that path, if any, is untouched",
+              w->path, what, rm, hint ? hint : disk_hint);
+}
+
+/* Run one eff_h5_* writer call; on failure, report it through save_fail. */
+#define W(w, call) do { if ((call) < 0) save_fail((w), NULL, "%s", (w)->err); } while (0)
+
+/* Write every view of table t from backend memory src (PyTorch layout) under grp. */
+static void write_table(Writer *w, const char *grp, const EffTable *t, const EffBackend *be, const float *src,
+                        float *ours, float *torch_buf, const char *what) {
+    char name[160];
+    for (int i = 0; i < t->count; i++) {
+        const EffView *v = &t->views[i];
+        be->download(ours, src + v->offset, v->numel * sizeof(float));
+        long long bad = first_nonfinite(ours, v->numel);
+        if (bad >= 0)
+            save_fail(w, "lower the learning rate, or resume from an earlier checkpoint",
+                      "%s '%s' has a non-finite value (%g at index %lld); refusing to checkpoint a diverged model",
+                      what, v->name, (double)ours[bad], bad);
+        eff_view_to_torch(v, ours, torch_buf);
+        snprintf(name, sizeof name, "%s/%s", grp, v->name);
+        W(w, eff_h5_write_f32(w->file, name, torch_buf, v->ndim, v->shape, 1, w->err, sizeof w->err));
+    }
+}
+
+/* Write n bytes to w->fd (the temporary file), retrying short writes. */
+static void write_image(Writer *w, const unsigned char *buf, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        size_t chunk = n - done < ((size_t)1 << 30) ? n - done : ((size_t)1 << 30);
+        ssize_t k = write(w->fd, buf + done, chunk);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            save_fail(w, NULL, "writing '%s' (%zu of %zu bytes written): %s", w->tmp, done, n,
+                      k < 0 ? strerror(errno) : "no progress");
+        done += (size_t)k;
+    }
+}
+
+void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st, const char *optimizer_name,
+                         int resolution, const char *config_ini, const char *const *prov_keys,
+                         const char *const *prov_vals, int n_prov) {
+    EFF_CHECK(path && path[0], "eff_checkpoint_save: empty checkpoint path\nHINT: set the output directory in the config");
+    EFF_CHECK(m && st && optimizer_name, "eff_checkpoint_save('%s'): model, state and optimizer name are required", path);
+    EFF_CHECK(strlen(optimizer_name) < sizeof st->optimizer,
+              "eff_checkpoint_save('%s'): optimizer name '%s' longer than %zu characters", path, optimizer_name,
+              sizeof st->optimizer - 1);
+    EFF_CHECK(resolution > 0, "eff_checkpoint_save('%s'): bad resolution %d", path, resolution);
+    EFF_CHECK(n_prov >= 0 && (n_prov == 0 || (prov_keys && prov_vals)),
+              "eff_checkpoint_save('%s'): bad provenance list (n_prov %d)", path, n_prov);
+    for (int i = 0; i < n_prov; i++) {
+        EFF_CHECK(prov_keys[i] && prov_keys[i][0] && prov_vals[i],
+                  "eff_checkpoint_save('%s'): provenance entry %d has an empty key or a NULL value", path, i);
+        for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
+            EFF_CHECK(strcmp(prov_keys[i], reserved_attrs[r]) != 0,
+                      "eff_checkpoint_save('%s'): provenance key '%s' is reserved for the checkpoint header\n"
+                      "HINT: rename it (e.g. 'run_%s')", path, prov_keys[i], prov_keys[i]);
+        for (int j = 0; j < i; j++)
+            EFF_CHECK(strcmp(prov_keys[i], prov_keys[j]) != 0, "eff_checkpoint_save('%s'): provenance key '%s' given twice",
+                      path, prov_keys[i]);
+    }
+
+    Writer w;
+    memset(&w, 0, sizeof w);
+    w.path = path;
+    w.file = -1;
+    w.fd = -1;
+    int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
+    EFF_CHECK(n > 0 && (size_t)n < sizeof w.tmp, "checkpoint path '%s' is too long (%zu characters)", path, strlen(path));
+
+    EffH5Quiet quiet;
+    eff_h5_quiet_begin(&quiet); /* our messages quote HDF5's innermost error */
+
+    /* In memory, grown in steps of about the expected file size (tensors
+     * plus a margin for metadata). The file format is HDF5's earliest (the
+     * default bounds), readable by every HDF5 >= 1.8 and h5py: the newer
+     * superblocks (v2, v3) come out of H5Fget_file_image in HDF5 1.10.8 with
+     * a wrong checksum. Tensor data is Fletcher-32 checked regardless. */
+    size_t expect = 4 * (3 * m->ptab.total + m->btab.total) + 4096 * (size_t)(3 * m->ptab.count + 2 * m->btab.count);
+    size_t step = (expect + ((size_t)1 << 20) + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) save_fail(&w, NULL, "creating an HDF5 file access property list");
+    if (H5Pset_fapl_core(fapl, step, 0) < 0) {
+        (void)H5Pclose(fapl);
+        save_fail(&w, NULL, "setting up the in-memory HDF5 file");
+    }
+    w.file = H5Fcreate(w.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (w.file < 0) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        (void)H5Pclose(fapl);
+        save_fail(&w, NULL, "creating the in-memory HDF5 file: %s", detail);
+    }
+    if (H5Pclose(fapl) < 0) save_fail(&w, NULL, "closing the file access property list");
+
+    /* ---- root attributes: header, config, provenance */
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (now == (time_t)-1 || !gmtime_r(&now, &tmv) || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv) == 0)
+        snprintf(created, sizeof created, "unknown");
+    unsigned maj = 0, min = 0, rel = 0;
+    if (H5get_libversion(&maj, &min, &rel) < 0) save_fail(&w, NULL, "querying the HDF5 library version");
+    char h5ver[48];
+    snprintf(h5ver, sizeof h5ver, "%u.%u.%u", maj, min, rel);
+    const hid_t f = w.file;
+    W(&w, eff_h5_attr_write_str(f, "format", EFF_CKPT_FORMAT, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(f, "schema_version", EFF_CKPT_SCHEMA_VERSION, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_str(f, "model", m->spec.name, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(f, "classes", m->classes, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(f, "resolution", resolution, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_str(f, "created", created, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_str(f, "config", config_ini ? config_ini : "", w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_str(f, "hdf5_version", h5ver, w.err, sizeof w.err));
+    for (int i = 0; i < n_prov; i++) W(&w, eff_h5_attr_write_str(f, prov_keys[i], prov_vals[i], w.err, sizeof w.err));
+
+    /* ---- /model: parameters, running statistics, num_batches_tracked */
+    const EffBackend *be = m->be;
+    be->synchronize();
+    size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
+    if (mb > mx) mx = mb;
+    float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    W(&w, eff_h5_create_group(f, "/model", w.err, sizeof w.err));
+    write_table(&w, "/model", &m->ptab, be, m->param, ours, torch_buf, "parameter");
+    write_table(&w, "/model", &m->btab, be, m->bufs, ours, torch_buf, "BN buffer");
+    char name[160];
+    for (int i = 0; i < m->btab.count; i++) {
+        size_t pl = bn_prefix_len(m->btab.views[i].name);
+        if (!pl) continue;
+        snprintf(name, sizeof name, "/model/%.*s.num_batches_tracked", (int)pl, m->btab.views[i].name);
+        W(&w, eff_h5_write_i64_scalar(f, name, m->bn_batches, w.err, sizeof w.err));
+    }
+
+    /* ---- /optimizer: moments in PyTorch layout, keyed like /model */
+    W(&w, eff_h5_create_group(f, "/optimizer/exp_avg", w.err, sizeof w.err));
+    W(&w, eff_h5_create_group(f, "/optimizer/exp_avg_sq", w.err, sizeof w.err));
+    hid_t og = H5Gopen2(f, "/optimizer", H5P_DEFAULT);
+    if (og < 0) save_fail(&w, NULL, "opening group /optimizer");
+    W(&w, eff_h5_attr_write_str(og, "name", optimizer_name, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(og, "step", (int64_t)m->adam_t, w.err, sizeof w.err));
+    if (H5Gclose(og) < 0) save_fail(&w, NULL, "closing group /optimizer");
+    write_table(&w, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf, "optimizer exp_avg of");
+    write_table(&w, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf, "optimizer exp_avg_sq of");
+    eff_free(ours);
+    eff_free(torch_buf);
+
+    /* ---- /train: the training state as attributes */
+    W(&w, eff_h5_create_group(f, "/train", w.err, sizeof w.err));
+    hid_t tg = H5Gopen2(f, "/train", H5P_DEFAULT);
+    if (tg < 0) save_fail(&w, NULL, "opening group /train");
+    W(&w, eff_h5_attr_write_i64(tg, "epoch", st->epoch, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "step_in_epoch", st->step_in_epoch, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "global_step", st->global_step, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "best_epoch", st->best_epoch, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_f64(tg, "best_acc", st->best_acc, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_f64(tg, "last_acc", st->last_acc, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_f64(tg, "last_loss", st->last_loss, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_u64(tg, "seed", st->seed, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "world_size", st->world_size, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_f64(tg, "lr", st->lr, w.err, sizeof w.err));
+    if (H5Gclose(tg) < 0) save_fail(&w, NULL, "closing group /train");
+
+    /* ---- the image. H5Fget_file_image does not flush everything by itself
+     * in HDF5 1.10.8 (its image of an unflushed file does not open), hence
+     * the H5Fflush first. The in-memory file is then closed, freeing its
+     * memory before the image is written out. */
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        save_fail(&w, NULL, "flushing the in-memory HDF5 file: %s", detail);
+    }
+    ssize_t isz = H5Fget_file_image(f, NULL, 0);
+    if (isz <= 0) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        save_fail(&w, NULL, "sizing the HDF5 file image: %s", detail);
+    }
+    unsigned char *image = eff_malloc((size_t)isz, "checkpoint file image");
+    if (H5Fget_file_image(f, image, (size_t)isz) != isz) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        eff_free(image);
+        save_fail(&w, NULL, "copying the HDF5 file image (%lld bytes): %s", (long long)isz, detail);
+    }
+    if (H5Fclose(f) < 0) {
+        eff_free(image);
+        save_fail(&w, NULL, "closing the in-memory HDF5 file");
+    }
+    w.file = -1;
+    eff_h5_quiet_end(&quiet);
+
+    /* ---- write, fsync, close, rename, fsync the directory */
+    w.on_disk = 1;
+    w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w.fd < 0) save_fail(&w, NULL, "creating the temporary file '%s': %s", w.tmp, strerror(errno));
+    write_image(&w, image, (size_t)isz); /* on failure the process exits: no need to free */
+    eff_free(image);
+    if (fsync(w.fd) != 0) save_fail(&w, NULL, "fsync of '%s': %s", w.tmp, strerror(errno));
+    int fd = w.fd;
+    w.fd = -1;
+    if (close(fd) != 0) save_fail(&w, NULL, "closing '%s' (deferred write error): %s", w.tmp, strerror(errno));
+    if (rename(w.tmp, path) != 0) save_fail(&w, NULL, "renaming '%s' onto '%s': %s", w.tmp, path, strerror(errno));
+    w.on_disk = 0; /* nothing left to remove */
+
+    char dir[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    EFF_CHECK(dfd >= 0, "checkpoint '%s' is in place, but opening its directory '%s' to fsync it failed: %s\n"
+              "HINT: the rename may not survive a power loss; check the file system", path, dir, strerror(errno));
+    /* Some file systems cannot fsync a directory (EINVAL); the rename is then as durable as they make it. */
+    if (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP) {
+        int e = errno;
+        (void)close(dfd);
+        EFF_FATAL("checkpoint '%s' is in place, but fsync of its directory '%s' failed: %s\n"
+                  "HINT: the rename may not survive a power loss; check the file system", path, dir, strerror(e));
+    }
+    EFF_CHECK(close(dfd) == 0, "closing directory '%s' failed: %s", dir, strerror(errno));
+}
+
+/* ---- reading the header ------------------------------------------------------ */
+
+typedef struct Header {
+    char format[64], model[64];
+    int64_t schema, classes, resolution;
+} Header;
+
+EFF_PRINTF(3, 4) static int set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+/* Non-fatal root attribute readers for the header: 1 ok, 0 missing or bad. */
+static int root_attr_i64(hid_t f, const char *attr, int64_t *out) {
+    if (H5Aexists(f, attr) <= 0) return 0;
+    hid_t a = H5Aopen(f, attr, H5P_DEFAULT);
+    if (a < 0) return 0;
+    hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
+    int ok = sp >= 0 && t >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
+             (H5Tget_class(t) == H5T_INTEGER || H5Tget_class(t) == H5T_FLOAT) &&
+             H5Aread(a, H5T_NATIVE_INT64, out) >= 0;
+    if (t >= 0 && H5Tclose(t) < 0) ok = 0;
+    if (sp >= 0 && H5Sclose(sp) < 0) ok = 0;
+    if (H5Aclose(a) < 0) ok = 0;
+    return ok;
+}
+
+static int root_attr_str(hid_t f, const char *attr, char *buf, size_t cap) {
+    if (H5Aexists(f, attr) <= 0) return 0;
+    hid_t a = H5Aopen(f, attr, H5P_DEFAULT);
+    if (a < 0) return 0;
+    hid_t t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
+    int ok = t >= 0 && mt >= 0 && H5Tget_class(t) == H5T_STRING;
+    H5T_cset_t cs = ok ? H5Tget_cset(t) : H5T_CSET_ERROR; /* HDF5 does not convert between character sets */
+    ok = ok && cs != H5T_CSET_ERROR && H5Tset_cset(mt, cs) >= 0;
+    htri_t vl = ok ? H5Tis_variable_str(t) : -1;
+    if (vl > 0) {
+        char *s = NULL;
+        ok = H5Tset_size(mt, H5T_VARIABLE) >= 0 && H5Aread(a, mt, &s) >= 0;
+        if (ok) snprintf(buf, cap, "%s", s ? s : "");
+        if (s && H5free_memory(s) < 0) ok = 0;
+    } else if (vl == 0) {
+        size_t n = H5Tget_size(t);
+        char *tmp = eff_calloc(n + 1, 1, "string attribute");
+        ok = n > 0 && H5Tset_size(mt, n + 1) >= 0 && H5Aread(a, mt, tmp) >= 0;
+        if (ok) snprintf(buf, cap, "%s", tmp);
+        eff_free(tmp);
+    } else {
+        ok = 0;
+    }
+    if (mt >= 0 && H5Tclose(mt) < 0) ok = 0;
+    if (t >= 0 && H5Tclose(t) < 0) ok = 0;
+    if (H5Aclose(a) < 0) ok = 0;
+    return ok;
+}
+
+/* Open path read-only with a precise diagnosis: missing, not HDF5, damaged. */
+static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        set_err(err, errlen, "checkpoint '%s' not found: %s\nHINT: check the path (ls -l '%s')", path, strerror(errno), path);
+        return -1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        set_err(err, errlen, "checkpoint '%s' is a directory\nHINT: name a checkpoint file inside it, e.g. '%s/last.h5'",
+                path, path);
+        return -1;
+    }
+#if H5_VERSION_GE(1, 12, 0)
+    htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
+#else
+    htri_t is = H5Fis_hdf5(path);
+#endif
+    if (is <= 0) {
+        set_err(err, errlen, "checkpoint '%s' is not an HDF5 file (%lld bytes, no HDF5 signature)\nHINT: pass a "
+                "checkpoint written by effnet train, or a file exported as docs/checkpoint-format.md describes",
+                path, (long long)sb.st_size);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        if (strstr(detail, "lock"))
+            set_err(err, errlen, "cannot open checkpoint '%s': %s\nHINT: this file system does not support HDF5's "
+                    "file locking; run with HDF5_USE_FILE_LOCKING=FALSE", path, detail);
+        else
+            set_err(err, errlen, "cannot open checkpoint '%s': %s\nHINT: the file is truncated or damaged (copied "
+                    "while being written?); use another checkpoint (best.h5 or an earlier one)", path, detail);
+        return -1;
+    }
+    return f;
+}
+
+static int read_header(hid_t f, const char *path, Header *h, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    if (!root_attr_str(f, "format", h->format, sizeof h->format))
+        return set_err(err, errlen, "'%s' is an HDF5 file but not an effnet checkpoint (no root attribute 'format')\n"
+                       "HINT: pass a checkpoint written by effnet train (layout: docs/checkpoint-format.md)", path);
+    if (strcmp(h->format, EFF_CKPT_FORMAT) != 0)
+        return set_err(err, errlen, "'%s' is not an effnet checkpoint: root attribute 'format' is '%s', expected '%s'\n"
+                       "HINT: pass a checkpoint written by effnet train", path, h->format, EFF_CKPT_FORMAT);
+    if (!root_attr_i64(f, "schema_version", &h->schema))
+        return set_err(err, errlen, "checkpoint '%s' has no readable root attribute 'schema_version'\nHINT: the file is "
+                       "damaged or was not written by effnet", path);
+    if (h->schema != EFF_CKPT_SCHEMA_VERSION)
+        return set_err(err, errlen, "checkpoint '%s' has schema version %lld; this effnet reads version %d\nHINT: %s",
+                       path, (long long)h->schema, EFF_CKPT_SCHEMA_VERSION,
+                       h->schema > EFF_CKPT_SCHEMA_VERSION ? "it was written by a newer effnet: use that version"
+                                                           : "it was written by an older effnet: use that version");
+    if (!root_attr_str(f, "model", h->model, sizeof h->model))
+        return set_err(err, errlen, "checkpoint '%s' has no readable root attribute 'model'", path);
+    if (!root_attr_i64(f, "classes", &h->classes) || h->classes < 1 || h->classes > INT_MAX)
+        return set_err(err, errlen, "checkpoint '%s' has no valid root attribute 'classes'", path);
+    if (!root_attr_i64(f, "resolution", &h->resolution) || h->resolution < 1 || h->resolution > INT_MAX)
+        return set_err(err, errlen, "checkpoint '%s' has no valid root attribute 'resolution'", path);
+    return 1;
+}
+
+int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, int *classes, int *resolution, char *err,
+                        size_t errlen) {
+    EffH5Quiet quiet;
+    eff_h5_quiet_begin(&quiet);
+    Header h;
+    int ok = 0;
+    hid_t f = open_checkpoint(path, err, errlen);
+    if (f >= 0) {
+        ok = read_header(f, path, &h, err, errlen);
+        if (H5Fclose(f) < 0 && ok) ok = set_err(err, errlen, "closing checkpoint '%s' failed", path);
+    }
+    eff_h5_quiet_end(&quiet);
+    if (!ok) return 0;
+    if (model_name && model_cap) snprintf(model_name, model_cap, "%s", h.model);
+    if (classes) *classes = (int)h.classes;
+    if (resolution) *resolution = (int)h.resolution;
+    return 1;
+}
+
+/* ---- loading ----------------------------------------------------------------- */
+
+/* Is `name` a state_dict key of m (with_buffers: also running stats and num_batches_tracked)? */
+static int known_key(const EffModel *m, const char *name, int with_buffers) {
+    if (eff_table_find(&m->ptab, name)) return 1;
+    if (!with_buffers) return 0;
+    if (eff_table_find(&m->btab, name)) return 1;
+    static const char nbt[] = ".num_batches_tracked";
+    size_t n = strlen(name), s = sizeof nbt - 1;
+    if (n <= s || strcmp(name + n - s, nbt) != 0) return 0;
+    char rm[160];
+    snprintf(rm, sizeof rm, "%.*s.running_mean", (int)(n - s), name);
+    return eff_table_find(&m->btab, rm) != NULL;
+}
+
+/* Every link in group grp must be a key of the model (like load_state_dict(strict=True)). */
+static void check_members(hid_t f, const char *path, const char *grp, const EffModel *m, int with_buffers) {
+    EFF_CHECK(eff_h5_exists(f, grp), "group '%s' missing in checkpoint '%s'\nHINT: the file is not a complete effnet "
+              "checkpoint (layout: docs/checkpoint-format.md)", grp, path);
+    H5G_info_t info;
+    EFF_CHECK(H5Gget_info_by_name(f, grp, &info, H5P_DEFAULT) >= 0, "cannot list group '%s' in checkpoint '%s'", grp, path);
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        char name[256];
+        ssize_t len = H5Lget_name_by_idx(f, grp, H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        EFF_CHECK(len >= 0, "cannot read entry %llu of group '%s' in checkpoint '%s'", (unsigned long long)i, grp, path);
+        EFF_CHECK((size_t)len < sizeof name && known_key(m, name, with_buffers),
+                  "unexpected tensor '%s/%s' in checkpoint '%s': not a state_dict key of %s with %d classes\n"
+                  "HINT: the file was written for another model or version", grp, name, path, m->spec.name, m->classes);
+    }
+}
+
+/* Read every view of t from grp (PyTorch layout) into backend memory dst. */
+static void load_table(hid_t f, const char *path, const char *grp, const EffTable *t, const EffBackend *be, float *dst,
+                       float *ours, float *torch_buf) {
+    char name[160];
+    for (int i = 0; i < t->count; i++) {
+        const EffView *v = &t->views[i];
+        snprintf(name, sizeof name, "%s/%s", grp, v->name);
+        eff_h5_check_shape(f, path, name, v->ndim, v->shape, 1);
+        eff_h5_read_f32(f, path, name, torch_buf, v->numel);
+        long long bad = first_nonfinite(torch_buf, v->numel);
+        EFF_CHECK(bad < 0, "tensor '%s' in checkpoint '%s' has a non-finite value (%g at index %lld)\nHINT: the run "
+                  "had diverged or the file is damaged; use an earlier checkpoint", name, path, (double)torch_buf[bad], bad);
+        eff_view_from_torch(v, torch_buf, ours);
+        be->upload(dst + v->offset, ours, v->numel * sizeof(float));
+    }
+}
+
+void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffTrainState *st, char **config_out) {
+    EFF_CHECK(path && m, "eff_checkpoint_load: path and model are required");
+    if (config_out) *config_out = NULL;
+    EffH5Quiet quiet;
+    eff_h5_quiet_begin(&quiet);
+    char err[1024];
+    hid_t f = open_checkpoint(path, err, sizeof err);
+    if (f < 0) EFF_FATAL("%s", err);
+    Header h;
+    if (!read_header(f, path, &h, err, sizeof err)) EFF_FATAL("%s", err);
+    EffModelSpec spec;
+    EFF_CHECK(eff_model_spec(h.model, &spec), "checkpoint '%s' is of unknown model '%s'\nHINT: effnet knows "
+              "efficientnet-b0 .. efficientnet-b7", path, h.model);
+    EFF_CHECK(strcmp(spec.name, m->spec.name) == 0, "checkpoint '%s' holds %s, but the model is %s\nHINT: set the model "
+              "to %s, or use a checkpoint of %s", path, spec.name, m->spec.name, spec.name, m->spec.name);
+    EFF_CHECK(h.classes == m->classes, "checkpoint '%s' has %lld classes, but the model has %d\nHINT: use a checkpoint "
+              "trained on the same data set (same number of classes)", path, (long long)h.classes, m->classes);
+
+    const EffBackend *be = m->be;
+    size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
+    if (mb > mx) mx = mb;
+    float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+
+    check_members(f, path, "/model", m, 1);
+    load_table(f, path, "/model", &m->ptab, be, m->param, ours, torch_buf);
+    load_table(f, path, "/model", &m->btab, be, m->bufs, ours, torch_buf);
+    int64_t nbt = -1;
+    const char *first_bn = NULL;
+    for (int i = 0; i < m->btab.count; i++) {
+        const char *bname = m->btab.views[i].name;
+        size_t pl = bn_prefix_len(bname);
+        if (!pl) continue;
+        char name[160];
+        snprintf(name, sizeof name, "/model/%.*s.num_batches_tracked", (int)pl, bname);
+        eff_h5_check_shape(f, path, name, 0, NULL, 0);
+        int64_t v;
+        eff_h5_read_i64(f, path, name, &v, 1);
+        EFF_CHECK(v >= 0, "'%s' in checkpoint '%s' is negative (%lld)", name, path, (long long)v);
+        if (!first_bn) {
+            nbt = v;
+            first_bn = bname;
+        } else if (v != nbt) {
+            /* Our model keeps one counter for all BNs (momentum 0.1 never reads it). */
+            fprintf(stderr, "effnet: warning: '%s' in '%s' is %lld but %.*s's is %lld; using %lld for every BN\n", name,
+                    path, (long long)v, (int)bn_prefix_len(first_bn), first_bn, (long long)nbt, (long long)nbt);
+        }
+    }
+    m->bn_batches = nbt;
+
+    char optimizer[sizeof st->optimizer] = "";
+    if (eff_h5_exists(f, "/optimizer")) {
+        char *name = eff_h5_attr_read_str(f, path, "/optimizer", "name", 0);
+        snprintf(optimizer, sizeof optimizer, "%s", name);
+        eff_free(name);
+    }
+    if (load_optimizer) {
+        EFF_CHECK(eff_h5_exists(f, "/optimizer"), "checkpoint '%s' has no optimizer state (group /optimizer)\nHINT: it "
+                  "can be evaluated or fine-tuned from, not resumed", path);
+        int64_t step;
+        eff_h5_attr_read(f, path, "/optimizer", "step", H5T_NATIVE_INT64, &step);
+        EFF_CHECK(step >= 0 && step <= LONG_MAX, "optimizer step %lld in checkpoint '%s' is out of range", (long long)step, path);
+        check_members(f, path, "/optimizer/exp_avg", m, 0);
+        check_members(f, path, "/optimizer/exp_avg_sq", m, 0);
+        load_table(f, path, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf);
+        load_table(f, path, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf);
+        m->adam_t = (long)step;
+    }
+    eff_free(ours);
+    eff_free(torch_buf);
+
+    if (st) {
+        memset(st, 0, sizeof *st);
+        const char *g = "/train";
+        EFF_CHECK(eff_h5_exists(f, g), "checkpoint '%s' has no training state (group /train)\nHINT: it can be evaluated "
+                  "or fine-tuned from, not resumed", path);
+        eff_h5_attr_read(f, path, g, "epoch", H5T_NATIVE_INT64, &st->epoch);
+        eff_h5_attr_read(f, path, g, "step_in_epoch", H5T_NATIVE_INT64, &st->step_in_epoch);
+        eff_h5_attr_read(f, path, g, "global_step", H5T_NATIVE_INT64, &st->global_step);
+        eff_h5_attr_read(f, path, g, "best_epoch", H5T_NATIVE_INT64, &st->best_epoch);
+        eff_h5_attr_read(f, path, g, "best_acc", H5T_NATIVE_DOUBLE, &st->best_acc);
+        eff_h5_attr_read(f, path, g, "last_acc", H5T_NATIVE_DOUBLE, &st->last_acc);
+        eff_h5_attr_read(f, path, g, "last_loss", H5T_NATIVE_DOUBLE, &st->last_loss);
+        eff_h5_attr_read(f, path, g, "seed", H5T_NATIVE_UINT64, &st->seed);
+        int64_t ws;
+        eff_h5_attr_read(f, path, g, "world_size", H5T_NATIVE_INT64, &ws);
+        EFF_CHECK(ws >= 1 && ws <= INT_MAX, "world_size %lld in checkpoint '%s' is out of range", (long long)ws, path);
+        st->world_size = (int)ws;
+        eff_h5_attr_read(f, path, g, "lr", H5T_NATIVE_DOUBLE, &st->lr);
+        snprintf(st->optimizer, sizeof st->optimizer, "%s", optimizer);
+    }
+    if (config_out) *config_out = eff_h5_attr_read_str(f, path, "/", "config", 1);
+    EFF_CHECK(H5Fclose(f) >= 0, "closing checkpoint '%s' failed", path);
+    eff_h5_quiet_end(&quiet);
+}

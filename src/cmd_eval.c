@@ -1,0 +1,61 @@
+/* cmd_eval.c: `effnet eval` -- accuracy and loss of a checkpoint on the test split. */
+#include "checkpoint.h"
+#include "cli.h"
+#include "common.h"
+#include "context.h"
+#include "data/loader.h"
+#include "data/shard.h"
+#include "evaluate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    long batch = 100, threads = 0, subset = 0;
+    int json = 0;
+    CliOpt opts[] = {
+        {"--checkpoint", CLI_STR, &ckpt, 0, 0, "checkpoint file (.h5) written by effnet train"},
+        {"--data", CLI_STR, &data, 0, 0, "directory with index.txt and the shards"},
+        {"--batch", CLI_INT, &batch, 1, 65536, "images per forward pass"},
+        {"--threads", CLI_INT, &threads, 0, 4096, "OpenMP/BLAS threads (0: default)"},
+        {"--subset", CLI_INT, &subset, 0, 1000000000L, "evaluate only the first N test images (0: all)"},
+        {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
+    };
+    if (cli_parse("eval", "--checkpoint FILE --data DIR [--json]", opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, 2))
+        return 0;
+    EFF_CHECK(ckpt && data, "effnet eval: --checkpoint and --data are required (see --help)");
+    eff_set_threads((int)threads);
+    char model[64], err[1024];
+    int classes = 0, R = 0;
+    EFF_CHECK(eff_checkpoint_peek(ckpt, model, sizeof model, &classes, &R, err, sizeof err), "%s", err);
+    EffModelSpec spec;
+    EFF_CHECK(eff_model_spec(model, &spec), "checkpoint '%s' names unknown model '%s'", ckpt, model);
+    EffContext ctx = {.be = eff_backend_cpu(), .threads = (int)threads};
+    EffModel *m = &ctx.model;
+    eff_model_create(m, ctx.be, &spec, classes);
+    eff_checkpoint_load(ckpt, m, 0, NULL, NULL);
+    char index[1100];
+    snprintf(index, sizeof index, "%s/%s", data, EFF_SHARD_INDEX_NAME);
+    eff_dataset test;
+    EFF_CHECK(eff_dataset_load(index, "test", 0, &test, err, sizeof err) == 0, "data: %s", err);
+    EFF_CHECK(test.num_classes == classes, "data has %d classes, the checkpoint's model %d", test.num_classes, classes);
+    if (subset > 0 && subset < test.n) test.n = subset;
+    eff_model_alloc_acts(m, (int)batch, R);
+    eff_loader_config lc = {.rank = 0, .world = 1, .batch = (int)batch, .train = 0, .threads = 1};
+    eff_aug_config_default(&lc.aug, R);
+    eff_loader *L = eff_loader_open(&test, &lc);
+    EffEvalSums s = {0, 0, 0};
+    double t0 = eff_time();
+    eff_evaluate(m, L, eff_loader_steps_per_epoch(L), &s);
+    double dt = eff_time() - t0, loss = s.loss_sum / s.total, acc = 100.0 * s.correct / s.total;
+    if (json)
+        printf("{\"checkpoint\": \"%s\", \"model\": \"%s\", \"resolution\": %d, \"accuracy\": %.4f, \"loss\": %.6f, "
+               "\"correct\": %.0f, \"total\": %.0f, \"seconds\": %.3f}\n", ckpt, spec.name, R, acc, loss, s.correct, s.total, dt);
+    else
+        printf("Test set: Average loss: %.4f, Accuracy: %.0f/%.0f (%.2f%%)  [%s, %.1f s]\n", loss, s.correct, s.total, acc, ckpt, dt);
+    eff_loader_close(L);
+    eff_dataset_free(&test);
+    eff_model_destroy(m);
+    return 0;
+}

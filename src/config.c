@@ -1,0 +1,238 @@
+/* config.c: table-driven config keys, INI files via iniparser, --set overrides. */
+#include "config.h"
+#include "common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <iniparser.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { K_STR, K_INT, K_BOOL, K_REAL } KeyType;
+
+typedef struct Key {
+    const char *name; /* section.key */
+    KeyType type;
+    size_t off, cap;  /* offset in EffConfig; cap for strings */
+    const char *def;
+    double lo, hi;    /* numeric range; for strings a '|' list of choices in help */
+    const char *choices;
+    const char *help;
+} Key;
+
+#define S(f) offsetof(EffConfig, f), sizeof(((EffConfig *)0)->f)
+#define N(f) offsetof(EffConfig, f), 0
+static const Key keys[] = {
+    {"model.name", K_STR, S(model), "efficientnet-b0", 0, 0, "efficientnet-b0|efficientnet-b1|efficientnet-b2|efficientnet-b3|efficientnet-b4|efficientnet-b5|efficientnet-b6|efficientnet-b7", "model"},
+    {"model.resolution", K_INT, N(resolution), "0", 0, 2048, NULL, "input resolution (0: the model's own, e.g. 224 for B0)"},
+    {"model.classes", K_INT, N(classes), "10", 2, 16, NULL, "number of classes (CIFAR-10: 10)"},
+    {"model.dropout", K_REAL, N(dropout), "-1", -1, 0.95, NULL, "dropout rate (-1: the model's own); block rates scale with it"},
+    {"train.epochs", K_INT, N(epochs), "40", 1, 100000, NULL, "epochs"},
+    {"train.max_steps", K_INT, N(max_steps), "0", 0, 1e12, NULL, "stop after this many optimizer steps in total (0: no limit)"},
+    {"train.batch", K_INT, N(batch), "32", 1, 65536, NULL, "images per rank per micro-batch"},
+    {"train.accum", K_INT, N(accum), "1", 1, 1024, NULL, "gradient accumulation: micro-batches per optimizer step"},
+    {"train.label_smoothing", K_REAL, N(label_smoothing), "0", 0, 0.99, NULL, "cross-entropy label smoothing"},
+    {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
+    {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},
+    {"optim.name", K_STR, S(optimizer), "adam", 0, 0, "adam|adamw|sgd", "optimizer (adam: L2 weight decay as the seed; adamw: decoupled)"},
+    {"optim.lr", K_REAL, N(lr), "0.001", 0, 100, NULL, "peak learning rate"},
+    {"optim.weight_decay", K_REAL, N(weight_decay), "0.0001", 0, 10, NULL, "weight decay"},
+    {"optim.beta1", K_REAL, N(beta1), "0.9", 0, 0.999999, NULL, "Adam beta1"},
+    {"optim.beta2", K_REAL, N(beta2), "0.999", 0, 0.99999999, NULL, "Adam beta2"},
+    {"optim.eps", K_REAL, N(eps), "1e-8", 1e-30, 1, NULL, "Adam epsilon"},
+    {"optim.momentum", K_REAL, N(momentum), "0.9", 0, 0.999999, NULL, "SGD momentum"},
+    {"optim.nesterov", K_BOOL, N(nesterov), "false", 0, 1, NULL, "SGD Nesterov momentum"},
+    {"schedule.name", K_STR, S(schedule), "constant", 0, 0, "constant|cosine", "learning-rate schedule (cosine: linear warmup, then cosine to min_lr)"},
+    {"schedule.warmup_steps", K_INT, N(warmup_steps), "0", 0, 1e12, NULL, "linear warmup steps (cosine schedule)"},
+    {"schedule.min_lr", K_REAL, N(min_lr), "0", 0, 100, NULL, "final learning rate of the cosine schedule"},
+    {"data.dir", K_STR, S(data_dir), "data/cifar10-h5", 0, 0, NULL, "directory with index.txt and the shards (made by cifar10-to-h5)"},
+    {"data.augment", K_BOOL, N(augment), "true", 0, 1, NULL, "the seed's train augmentation (false: resize + normalize only)"},
+    {"data.train_subset", K_INT, N(train_subset), "0", 0, 1e9, NULL, "use only the first N train samples (0: all)"},
+    {"data.test_subset", K_INT, N(test_subset), "0", 0, 1e9, NULL, "evaluate only the first N test samples (0: all)"},
+    {"data.loader_threads", K_INT, N(loader_threads), "1", 1, 64, NULL, "augmentation threads per rank (besides the prefetch thread)"},
+    {"output.dir", K_STR, S(output_dir), "runs/default", 0, 0, NULL, "directory for the log, metrics.jsonl and checkpoints"},
+    {"output.log_interval", K_INT, N(log_interval), "100", 1, 1e9, NULL, "log every N optimizer steps"},
+    {"output.eval_interval", K_INT, N(eval_interval), "1", 1, 100000, NULL, "evaluate every N epochs"},
+    {"output.checkpoint_interval", K_INT, N(checkpoint_interval), "1", 1, 100000, NULL, "write last.h5 every N epochs"},
+    {"output.keep_every", K_INT, N(keep_every), "0", 0, 100000, NULL, "also keep epoch-NNNN.h5 every K epochs (0: never)"},
+    {"output.keep", K_INT, N(keep), "0", 0, 100000, NULL, "number of epoch-NNNN.h5 files to keep (0: all)"},
+    {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
+    {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
+};
+#undef S
+#undef N
+enum { NKEYS = sizeof keys / sizeof keys[0] };
+
+static int fail(char *err, size_t n, const char *fmt, ...) EFF_PRINTF(3, 4);
+static int fail(char *err, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static const Key *find_key(const char *name) {
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0) return &keys[i];
+    return NULL;
+}
+
+static int choice_ok(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *q = strchr(p, '|');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (!q) break;
+        p = q + 1;
+    }
+    return 0;
+}
+
+static int set_value(EffConfig *c, const Key *k, const char *v, const char *where, char *err, size_t n) {
+    char *base = (char *)c + k->off;
+    switch (k->type) {
+    case K_STR:
+        if (strlen(v) >= k->cap) return fail(err, n, "%s: %s: value too long (max %zu characters)", where, k->name, k->cap - 1);
+        if (k->choices && !choice_ok(k->choices, v))
+            return fail(err, n, "%s: %s: '%s' is not one of %s", where, k->name, v, k->choices);
+        snprintf(base, k->cap, "%s", v);
+        return 1;
+    case K_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(long *)base = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *(long *)base = 0;
+        else return fail(err, n, "%s: %s: '%s' is not a boolean (true/false)", where, k->name, v);
+        return 1;
+    case K_INT: {
+        long x;
+        if (!eff_parse_int(v, (long)k->lo, (long)k->hi, &x)) {
+            char *end;
+            errno = 0;
+            strtol(v, &end, 10);
+            if (end == v || *end) return fail(err, n, "%s: %s: '%s' is not an integer", where, k->name, v);
+            return fail(err, n, "%s: %s: %s is out of range [%.0f, %.0f]", where, k->name, v, k->lo, k->hi);
+        }
+        *(long *)base = x;
+        return 1;
+    }
+    case K_REAL: {
+        double x;
+        if (!eff_parse_double(v, &x) || !isfinite(x)) return fail(err, n, "%s: %s: '%s' is not a number", where, k->name, v);
+        if (x < k->lo || x > k->hi) return fail(err, n, "%s: %s: %s is out of range [%g, %g]", where, k->name, v, k->lo, k->hi);
+        *(double *)base = x;
+        return 1;
+    }
+    }
+    return fail(err, n, "internal: bad key type");
+}
+
+void eff_config_defaults(EffConfig *c) {
+    char err[256];
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NKEYS; i++)
+        EFF_CHECK(set_value(c, &keys[i], keys[i].def, "defaults", err, sizeof err), "%s", err);
+}
+
+int eff_config_set(EffConfig *c, const char *assignment, char *err, size_t n) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment) return fail(err, n, "--set '%s': expected section.key=value", assignment);
+    char name[96];
+    size_t len = (size_t)(eq - assignment);
+    if (len >= sizeof name) return fail(err, n, "--set '%s': key too long", assignment);
+    memcpy(name, assignment, len);
+    name[len] = '\0';
+    const Key *k = find_key(name);
+    if (!k) return fail(err, n, "--set: unknown key '%s' (see 'effnet train --help')", name);
+    return set_value(c, k, eq + 1, "--set", err, n);
+}
+
+int eff_config_load_file(EffConfig *c, const char *path, char *err, size_t n) {
+    FILE *f = fopen(path, "r");
+    if (!f) return fail(err, n, "config '%s': cannot open: %s", path, strerror(errno));
+    fclose(f);
+    dictionary *d = iniparser_load(path);
+    if (!d) return fail(err, n, "config '%s': INI syntax error (iniparser's message above)", path);
+    int ok = 1;
+    for (int s = 0; ok && s < iniparser_getnsec(d); s++) {
+        const char *sec = iniparser_getsecname(d, s);
+        int nk = iniparser_getsecnkeys(d, sec);
+        const char **ks = nk > 0 ? eff_calloc((size_t)nk, sizeof(char *), "config keys") : NULL;
+        if (nk > 0) iniparser_getseckeys(d, sec, ks);
+        for (int i = 0; ok && i < nk; i++) {
+            /* iniparser gives "section:key", lower-cased */
+            char name[128];
+            snprintf(name, sizeof name, "%s", ks[i]);
+            char *colon = strchr(name, ':');
+            if (colon) *colon = '.';
+            const Key *k = find_key(name);
+            char where[1100];
+            snprintf(where, sizeof where, "config '%s'", path);
+            if (!k) ok = fail(err, n, "%s: unknown key '%s' (see 'effnet train --help')", where, name);
+            else ok = set_value(c, k, iniparser_getstring(d, ks[i], ""), where, err, n);
+        }
+        eff_free((void *)ks);
+    }
+    /* keys before any [section] are not allowed: every key lives in a section */
+    for (ssize_t i = 0; ok && i < d->size; i++)
+        if (d->key[i] && d->val[i] && !strchr(d->key[i], ':'))
+            ok = fail(err, n, "config '%s': key '%s' is outside a [section]", path, d->key[i]);
+    iniparser_freedict(d);
+    return ok;
+}
+
+int eff_config_validate(const EffConfig *c, char *err, size_t n) {
+    if (!strcmp(c->schedule, "cosine") && c->warmup_steps < 0) return fail(err, n, "schedule.warmup_steps must be >= 0");
+    if (c->min_lr > c->lr) return fail(err, n, "schedule.min_lr %g exceeds optim.lr %g", c->min_lr, c->lr);
+    if (c->resolution != 0 && c->resolution < 16) return fail(err, n, "model.resolution %ld too small (>= 16, or 0)", c->resolution);
+    if (!c->data_dir[0]) return fail(err, n, "data.dir is empty");
+    if (!c->output_dir[0]) return fail(err, n, "output.dir is empty");
+    return 1;
+}
+
+void eff_config_help(FILE *f) {
+    fprintf(f, "config keys (INI: [section] then key = value; override with --set section.key=value):\n");
+    for (int i = 0; i < NKEYS; i++) {
+        const Key *k = &keys[i];
+        fprintf(f, "  %-28s default %-18s %s", k->name, k->def, k->help);
+        if (k->choices) fprintf(f, " [%s]", k->choices);
+        fprintf(f, "\n");
+    }
+}
+
+char *eff_config_to_ini(const EffConfig *c) {
+    size_t cap = 8192, len = 0;
+    char *out = eff_malloc(cap, "config text");
+    char section[32] = "";
+    for (int i = 0; i < NKEYS; i++) {
+        const Key *k = &keys[i];
+        const char *dot = strchr(k->name, '.');
+        char sec[32], line[1200];
+        snprintf(sec, sizeof sec, "%.*s", (int)(dot - k->name), k->name);
+        const char *base = (const char *)c + k->off;
+        int w = 0;
+        if (strcmp(sec, section)) {
+            w += snprintf(line + w, sizeof line - w, "%s[%s]\n", section[0] ? "\n" : "", sec);
+            snprintf(section, sizeof section, "%s", sec);
+        }
+        switch (k->type) {
+        case K_STR: w += snprintf(line + w, sizeof line - w, "%s = %s\n", dot + 1, base); break;
+        case K_BOOL: w += snprintf(line + w, sizeof line - w, "%s = %s\n", dot + 1, *(const long *)base ? "true" : "false"); break;
+        case K_INT: w += snprintf(line + w, sizeof line - w, "%s = %ld\n", dot + 1, *(const long *)base); break;
+        case K_REAL: w += snprintf(line + w, sizeof line - w, "%s = %.17g\n", dot + 1, *(const double *)base); break;
+        }
+        if (len + (size_t)w + 1 > cap) {
+            cap *= 2;
+            char *nb = eff_malloc(cap, "config text");
+            memcpy(nb, out, len);
+            eff_free(out);
+            out = nb;
+        }
+        memcpy(out + len, line, (size_t)w);
+        len += (size_t)w;
+    }
+    out[len] = '\0';
+    return out;
+}

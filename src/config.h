@@ -1,0 +1,62 @@
+/* config.h: the training configuration -- every key, its type, default, range
+ * and help text in one table. Files are INI (parsed by iniparser: Debian
+ * libiniparser-dev, Spack iniparser), keys are "section.key", and
+ * `--set section.key=value` overrides a file. Unknown keys, wrong types and
+ * out-of-range values are errors that name the key. */
+#ifndef EFFNET_CONFIG_H
+#define EFFNET_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct EffConfig {
+    /* [model] */
+    char model[32];
+    long resolution;      /* 0: the model's own */
+    long classes;
+    double dropout;       /* < 0: the model's own */
+    /* [train] */
+    long epochs;
+    long max_steps;       /* 0: no limit; else stop after this many optimizer steps */
+    long batch;           /* images per rank per micro-batch */
+    long accum;           /* micro-batches per optimizer step */
+    double label_smoothing;
+    long seed;
+    long threads;         /* 0: leave OpenMP's default */
+    /* [optim] */
+    char optimizer[16];   /* adam | adamw | sgd */
+    double lr, weight_decay, beta1, beta2, eps, momentum;
+    long nesterov;
+    /* [schedule] */
+    char schedule[16];    /* constant | cosine */
+    long warmup_steps;
+    double min_lr;
+    /* [data] */
+    char data_dir[1024];
+    long augment;
+    long train_subset;    /* 0: the whole train split; else its first N samples */
+    long test_subset;
+    long loader_threads;
+    /* [output] */
+    char output_dir[1024];
+    long log_interval;    /* optimizer steps */
+    long eval_interval;   /* epochs */
+    long checkpoint_interval; /* epochs: write last.h5 */
+    long keep_every;      /* epochs: also keep epoch-NNNN.h5 every K epochs (0: never) */
+    long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
+    /* [debug] */
+    long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
+    long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */
+} EffConfig;
+
+void eff_config_defaults(EffConfig *c);
+/* Each returns 1 on success, or 0 with a message naming the key in err. */
+int eff_config_load_file(EffConfig *c, const char *path, char *err, size_t errlen);
+int eff_config_set(EffConfig *c, const char *assignment, char *err, size_t errlen);
+int eff_config_validate(const EffConfig *c, char *err, size_t errlen);
+/* Print every key with its default and help. */
+void eff_config_help(FILE *f);
+/* Every key as canonical INI text (malloc'd); loading it gives the same config. */
+char *eff_config_to_ini(const EffConfig *c);
+
+#endif
