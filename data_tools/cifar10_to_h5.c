@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "h5io.h"
 #include "data/sha256.h"
 #include "data/shard.h"
 
@@ -251,7 +252,7 @@ static void train_stats(converter *c) {
     do {                                                                                      \
         if ((expr) < 0) {                                                                     \
             char msg_[512];                                                                   \
-            eff_h5_error_text(msg_, sizeof msg_);                                             \
+            eff_h5_error_detail(msg_, sizeof msg_);                                             \
             fprintf(stderr, "effnet: error: writing '%s': %s failed: %s\nHINT: check free space and permissions of the output directory\n", \
                     path, what, msg_);                                                        \
             goto fail;                                                                        \
@@ -528,7 +529,7 @@ int main(int argc, char **argv) {
     umask(mask);
     if (chmod(c.tmp, 0777 & ~mask) != 0) /* mkdtemp makes it 0700 */
         fprintf(stderr, "effnet: warning: cannot set the permissions of '%s': %s\n", c.tmp, strerror(errno));
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported with eff_h5_error_text */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported with eff_h5_error_detail */
     int rc = write_all(&c);
     if (!rc) rc = commit_output(&c);
     if (rc) {

@@ -136,7 +136,8 @@ static void save_checkpoint(Trainer *T, const char *name) {
     const char *vals[] = {EFFNET_VERSION, EFFNET_GIT_COMMIT, world, mpi_ver, T->ctx.be->name};
     snprintf(path, sizeof path, "%s/%s", T->cfg.output_dir, name);
     eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 5);
-    printf("checkpoint: wrote %s (epoch %lld, step %lld)\n", path, (long long)T->st.epoch, (long long)T->st.global_step);
+    printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld)\n", path, (long long)T->st.global_step,
+           (long long)T->st.epoch, (long long)T->st.step_in_epoch);
     fflush(stdout);
 }
 
@@ -247,7 +248,7 @@ int cmd_train(int argc, char **argv) {
     T.ctx.seed = (uint64_t)c->seed;
     eff_set_threads(T.ctx.threads);
     if (T.rank == 0) {
-        EFF_CHECK(mkdir(c->output_dir, 0777) == 0 || errno == EEXIST, "cannot create output.dir '%s': %s", c->output_dir, strerror(errno));
+        EFF_CHECK(eff_mkdir_p(c->output_dir) == 0, "cannot create output.dir '%s': %s", c->output_dir, strerror(errno));
         snprintf(T.path, sizeof T.path, "%s/metrics.jsonl", c->output_dir);
         T.metrics = eff_fopen(T.path, resume ? "a" : "w");
     }

@@ -41,6 +41,9 @@ void eff_fclose(FILE *f, const char *path);
 /* Write to path.tmp then rename onto path, so a crash never leaves a half file. */
 void eff_rename_atomic(const char *tmp_path, const char *final_path);
 
+/* mkdir -p: create path and its parents (mode 0777 & umask). Returns 0 or -1 (errno set). */
+int eff_mkdir_p(const char *path);
+
 double eff_time(void);       /* monotonic seconds */
 double eff_peak_rss_mb(void); /* peak resident set size of this process, MiB */
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "h5io.h"
 #include "data/sha256.h"
 
 static int fail(char *err, size_t len, const char *fmt, ...) EFF_PRINTF(3, 4);
@@ -27,33 +28,6 @@ int eff_split_id(const char *split) {
     if (strcmp(split, "train") == 0) return 0;
     if (strcmp(split, "test") == 0) return 1;
     return -1;
-}
-
-/* ---- HDF5 error text --------------------------------------------------- */
-
-typedef struct {
-    char *buf;
-    size_t len, used;
-    int n;
-} walk_ctx;
-
-static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    walk_ctx *w = data;
-    if (w->n >= 4 || !e->desc || !e->desc[0] || w->used + 3 >= w->len) return 0;
-    int k = snprintf(w->buf + w->used, w->len - w->used, "%s%s", w->n ? "; " : "", e->desc);
-    if (k > 0) w->used += (size_t)k < w->len - w->used ? (size_t)k : w->len - w->used - 1;
-    w->n++;
-    return 0;
-}
-
-void eff_h5_error_text(char *buf, size_t len) {
-    walk_ctx w = {buf, len, 0, 0};
-    if (!len) return;
-    buf[0] = '\0';
-    /* Upward: the innermost (most specific) message first. */
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
-    if (!buf[0]) snprintf(buf, len, "no HDF5 detail");
 }
 
 /* ---- index file -------------------------------------------------------- */
@@ -270,7 +244,7 @@ static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        eff_h5_error_text(h5msg, sizeof h5msg);
+        eff_h5_error_detail(h5msg, sizeof h5msg);
         return fail(err, errlen, "cannot open HDF5 shard '%s': %s\nHINT: reconvert with cifar10-to-h5", path, h5msg);
     }
     int rc = 0, iv[4];
@@ -311,7 +285,7 @@ static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int
             size_t per = k == 0 ? (size_t)idx->height * idx->width * idx->channels : 1;
             uint8_t *dst = (k == 0 ? ds->images : ds->labels) + (size_t)en->first * per;
             if (H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-                eff_h5_error_text(h5msg, sizeof h5msg);
+                eff_h5_error_detail(h5msg, sizeof h5msg);
                 rc = fail(err, errlen, "reading '%s' from shard '%s' failed: %s\nHINT: the file is corrupt (a chunk fails its Fletcher-32 checksum) or unreadable; reconvert with cifar10-to-h5",
                           names[k], path, h5msg);
             }

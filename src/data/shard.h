@@ -62,8 +62,4 @@ int eff_dataset_load(const char *index_path, const char *split, int flags, eff_d
 void eff_dataset_load_or_die(const char *index_path, const char *split, int flags, eff_dataset *ds);
 void eff_dataset_free(eff_dataset *ds);
 
-/* The innermost messages of the current HDF5 error stack, "; "-separated,
- * e.g. "data error detected by Fletcher32 checksum". */
-void eff_h5_error_text(char *buf, size_t len);
-
 #endif
