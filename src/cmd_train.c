@@ -327,6 +327,13 @@ int cmd_train(int argc, char **argv) {
     const int B = (int)c->batch;
     int exit_code = 0, finished = 0;
     double window_t0 = eff_time(), window_loss = 0, epoch_loss = 0;
+    /* Step-time split for scaling studies: compute (data wait + forward +
+     * backward), wait (barrier before the all-reduce: load imbalance, only
+     * with output.comm_timing), all-reduce (gradients, BN stats, loss/flags),
+     * optimizer. Skips the first step (warm-up). */
+    double t_compute = 0, t_wait = 0, t_allreduce = 0, t_optim = 0;
+    int64_t timed_steps = 0, steps_run = 0;
+    const double allreduce_bytes = (double)(m->ptab.total + (T.world > 1 ? m->btab.total : 0)) * sizeof(float) + 2 * sizeof(double);
     int64_t window_steps = 0, epoch_samples = 0;
     while (!finished && T.st.epoch <= c->epochs) {
         const int64_t epoch = T.st.epoch;
@@ -335,6 +342,8 @@ int cmd_train(int argc, char **argv) {
             const eff_batch *b = eff_loader_next(T.tl);
             EFF_CHECK(b->epoch == epoch - 1 && b->step == T.st.step_in_epoch, "loader out of step: got (%lld, %lld), want (%lld, %lld)",
                       (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
+            const int timed = steps_run++ > 0;
+            double t0 = eff_time();
             eff_model_zero_grad(m);
             double local_loss = 0;
             for (int a = 0; a < c->accum; a++) {
@@ -347,6 +356,9 @@ int cmd_train(int argc, char **argv) {
                 eff_model_backward(m, 1.0f / (float)(c->accum * T.world));
             }
             if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
+            double t1 = eff_time();
+            if (c->comm_timing) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+            double t2 = eff_time();
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grad, (int)m->ptab.total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
             average_bn_stats(&T);
             double v[2] = {local_loss, stop_signal ? 1.0 : 0.0};
@@ -360,10 +372,19 @@ int cmd_train(int argc, char **argv) {
                 finished = 1;
                 break;
             }
+            double t3 = eff_time();
             const double lr = lr_at(c, T.st.global_step, T.total_steps);
             if (!strcmp(c->optimizer, "sgd")) eff_model_sgd_step(m, (float)lr, (float)c->momentum, (float)c->weight_decay, (int)c->nesterov);
             else eff_model_adam_step(m, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay,
                                      !strcmp(c->optimizer, "adamw"));
+            if (timed) {
+                double t4 = eff_time();
+                t_compute += t1 - t0;
+                t_wait += t2 - t1;
+                t_allreduce += t3 - t2;
+                t_optim += t4 - t3;
+                timed_steps++;
+            }
             T.st.global_step++;
             T.st.step_in_epoch++;
             T.st.lr = lr;
@@ -426,6 +447,22 @@ int cmd_train(int argc, char **argv) {
     }
     if (!exit_code)
         log0(&T, "Best Epoch: %lld   Best Accuracy: %.2f%%\n", (long long)T.st.best_epoch, T.st.best_acc);
+    if (timed_steps > 0) {
+        /* rank 0's view; img/s counts only the timed training steps */
+        const double n = (double)timed_steps, gb = (double)T.world * c->batch * c->accum;
+        const double step_s = (t_compute + t_wait + t_allreduce + t_optim) / n;
+        log0(&T, "timing: %lld steps, %.1f ms/step = compute %.1f + wait %.1f + all-reduce %.1f + optimizer %.1f ms; "
+                 "%.1f img/s (%.1f per rank); %.1f MB all-reduced per step\n",
+             (long long)timed_steps, 1e3 * step_s, 1e3 * t_compute / n, 1e3 * t_wait / n, 1e3 * t_allreduce / n,
+             1e3 * t_optim / n, gb / step_s, gb / step_s / T.world, allreduce_bytes / 1e6);
+        metrics_line(&T, "{\"type\": \"summary\", \"model\": \"%s\", \"resolution\": %d, \"ranks\": %d, \"threads_per_rank\": %ld, "
+                         "\"batch_per_rank\": %ld, \"accum\": %ld, \"global_batch\": %.0f, \"steps\": %lld, \"step_ms\": %.3f, "
+                         "\"compute_ms\": %.3f, \"wait_ms\": %.3f, \"allreduce_ms\": %.3f, \"optimizer_ms\": %.3f, "
+                         "\"img_per_s\": %.3f, \"img_per_s_per_rank\": %.3f, \"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s}\n",
+                     spec.name, T.R, T.world, c->threads, c->batch, c->accum, gb, (long long)timed_steps, 1e3 * step_s,
+                     1e3 * t_compute / n, 1e3 * t_wait / n, 1e3 * t_allreduce / n, 1e3 * t_optim / n, gb / step_s,
+                     gb / step_s / T.world, allreduce_bytes, c->comm_timing ? "true" : "false");
+    }
     eff_loader_close(T.tl);
     eff_loader_close(T.el);
     eff_dataset_free(&T.train);

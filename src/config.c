@@ -58,6 +58,7 @@ static const Key keys[] = {
     {"output.checkpoint_interval", K_INT, N(checkpoint_interval), "1", 1, 100000, NULL, "write last.h5 every N epochs"},
     {"output.keep_every", K_INT, N(keep_every), "0", 0, 100000, NULL, "also keep epoch-NNNN.h5 every K epochs (0: never)"},
     {"output.keep", K_INT, N(keep), "0", 0, 100000, NULL, "number of epoch-NNNN.h5 files to keep (0: all)"},
+    {"output.comm_timing", K_BOOL, N(comm_timing), "false", 0, 1, NULL, "barrier before each all-reduce so the timing summary splits load-imbalance wait from transfer"},
     {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
     {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
 };

@@ -44,6 +44,7 @@ typedef struct EffConfig {
     long checkpoint_interval; /* epochs: write last.h5 */
     long keep_every;      /* epochs: also keep epoch-NNNN.h5 every K epochs (0: never) */
     long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
+    long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
     /* [debug] */
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
     long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */
