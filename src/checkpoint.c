@@ -397,7 +397,8 @@ static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
     if (f < 0) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
-        if (strstr(detail, "lock"))
+        /* Not just "lock": a truncated file's "sblock->base_addr" contains it. */
+        if (strstr(detail, "unable to lock") || strstr(detail, "file locking"))
             set_err(err, errlen, "cannot open checkpoint '%s': %s\nHINT: this file system does not support HDF5's "
                     "file locking; run with HDF5_USE_FILE_LOCKING=FALSE", path, detail);
         else

@@ -9,6 +9,7 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_ckpt(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -18,7 +19,8 @@ static void usage(FILE *f) {
             "  train   train on CIFAR-10 shards (run under mpirun/srun for data parallelism)\n"
             "  eval    accuracy and loss of a checkpoint on the test split\n"
             "  info    model summary: parameters, convs, blocks, FLOPs, per-stage table\n"
-            "  bench   time full training steps on synthetic data (img/s, peak RSS)\n\n"
+            "  bench   time full training steps on synthetic data (img/s, peak RSS)\n"
+            "  ckpt    inspect checkpoints: ckpt info|stats FILE, ckpt diff A B (--json)\n\n"
             "Run 'effnet <command> --help' for the options of a command.\n");
 }
 
@@ -36,6 +38,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);
     fprintf(stderr, "effnet: error: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
