@@ -364,6 +364,7 @@ int cmd_train(int argc, char **argv) {
             average_bn_stats(&T);
             double v[2] = {local_loss, stop_signal ? 1.0 : 0.0};
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+            double t3 = eff_time(); /* the finiteness check and the step count as "optimizer" */
             const double step_loss = v[0] / (double)(c->accum * T.world), gnorm2 = m->be->sumsq(m->grad, m->ptab.total);
             if (!isfinite(step_loss) || !isfinite(gnorm2)) {
                 log0(&T, "effnet: error: non-finite %s at epoch %lld, global step %lld (loss %g, grad norm^2 %g); "
@@ -373,7 +374,6 @@ int cmd_train(int argc, char **argv) {
                 finished = 1;
                 break;
             }
-            double t3 = eff_time();
             const double lr = lr_at(c, T.st.global_step, T.total_steps);
             if (!strcmp(c->optimizer, "sgd")) eff_model_sgd_step(m, (float)lr, (float)c->momentum, (float)c->weight_decay, (int)c->nesterov);
             else eff_model_adam_step(m, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay,
