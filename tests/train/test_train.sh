@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training tests with real mpirun on a tiny synthetic CIFAR-10.
 #   test_train.sh CASE BUILD_DIR SRC_DIR PYTHON
-# CASE: equivalence | resume | signal | nan | kill | config | baddata | eval
+# CASE: equivalence | resume | signal | nan | kill | config | baddata | eval | retention
 set -uo pipefail
 case_=$1 build=$2 src=$3 py=$4
 effnet=$build/effnet
@@ -182,5 +182,20 @@ assert sum(r["type"] == "train" for r in rows) == 6 and rows[-1]["type"] == "eva
 print("eval:", d)
 PY
     pass "effnet eval --json reproduces the training run's final test figures; metrics.jsonl parses" ;;
+retention)
+    # 3 epochs of 20 steps; keep epoch-NNNN.h5 every epoch, only the newest 2
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.epochs=3 --set output.keep_every=1 \
+        --set output.keep=2 --set output.log_interval=20 --set output.dir="$work/r" > "$work/r.log" 2>&1 || { cat "$work/r.log"; fail "training"; }
+    [ ! -e "$work/r/epoch-0001.h5" ] || fail "epoch-0001.h5 kept although output.keep=2"
+    for f in epoch-0002.h5 epoch-0003.h5 last.h5 best.h5; do [ -f "$work/r/$f" ] || fail "$f missing"; done
+    [ "$(grep -c '^Test set' "$work/r.log")" = 3 ] || fail "not one evaluation per epoch"
+    ls "$work/r"/*.tmp.* 2>/dev/null && fail "temporary checkpoint files left behind"
+    "$py" -c "
+import h5py
+for e in (2, 3):
+    f = h5py.File('$work/r/epoch-%04d.h5' % e, 'r')
+    assert int(f['train'].attrs['global_step']) == 20 * e, (e, int(f['train'].attrs['global_step']))
+" || fail "epoch checkpoints hold the wrong step"
+    pass "retention: epoch-0002/0003.h5 kept, epoch-0001.h5 pruned, last/best present" ;;
 *) fail "unknown case $case_" ;;
 esac
