@@ -178,7 +178,10 @@ m = re.search(r"Average loss: ([0-9.]+), Accuracy: (\d+)/(\d+)", line)
 assert m and int(m.group(2)) == d["correct"] and int(m.group(3)) == d["total"], (line, d)
 assert abs(float(m.group(1)) - d["loss"]) < 1e-3, (line, d)
 rows = [json.loads(l) for l in open(sys.argv[3])]
-assert sum(r["type"] == "train" for r in rows) == 6 and rows[-1]["type"] == "eval", rows[-1]
+assert sum(r["type"] == "train" for r in rows) == 6 and rows[-2]["type"] == "eval", rows[-2]
+s = rows[-1]  # the timing summary closes the file
+assert s["type"] == "summary" and s["ranks"] == 2 and s["steps"] == 5 and s["global_batch"] == 16, s
+assert abs(s["step_ms"] - (s["compute_ms"] + s["wait_ms"] + s["allreduce_ms"] + s["optimizer_ms"])) < 0.01, s
 print("eval:", d)
 PY
     pass "effnet eval --json reproduces the training run's final test figures; metrics.jsonl parses" ;;
