@@ -259,29 +259,14 @@ static void train_stats(converter *c) {
         }                                                                                     \
     } while (0)
 
-static int attr_str(hid_t loc, const char *name, const char *value, const char *path) {
-    hid_t t = -1, sp = -1, a = -1;
-    H5OK(t = H5Tcopy(H5T_C_S1), "string type");
-    H5OK(H5Tset_size(t, strlen(value) ? strlen(value) : 1), "string size");
-    H5OK(H5Tset_strpad(t, H5T_STR_NULLPAD), "string pad");
-    H5OK(sp = H5Screate(H5S_SCALAR), "scalar space");
-    H5OK(a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), name);
-    H5OK(H5Awrite(a, t, value), name);
-    H5Aclose(a); H5Sclose(sp); H5Tclose(t);
-    return 0;
-fail:
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    return -1;
-}
-
+/* A fixed-width, NUL-padded string attribute: n strings of `width` bytes, or
+ * one scalar string when n == 0. */
 static int attr_strs(hid_t loc, const char *name, const char *values, size_t width, hsize_t n, const char *path) {
     hid_t t = -1, sp = -1, a = -1;
     H5OK(t = H5Tcopy(H5T_C_S1), "string type");
     H5OK(H5Tset_size(t, width), "string size");
     H5OK(H5Tset_strpad(t, H5T_STR_NULLPAD), "string pad");
-    H5OK(sp = H5Screate_simple(1, &n, NULL), "space");
+    H5OK(sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR), "space");
     H5OK(a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), name);
     H5OK(H5Awrite(a, t, values), name);
     H5Aclose(a); H5Sclose(sp); H5Tclose(t);
@@ -291,6 +276,10 @@ fail:
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     return -1;
+}
+
+static int attr_str(hid_t loc, const char *name, const char *value, const char *path) {
+    return attr_strs(loc, name, value, strlen(value) ? strlen(value) : 1, 0, path);
 }
 
 static int attr_num(hid_t loc, const char *name, hid_t filetype, hid_t memtype, const void *v, hsize_t n,

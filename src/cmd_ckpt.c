@@ -291,16 +291,6 @@ static void json_shape(const Key *k) {
     putchar(']');
 }
 
-static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t used = 0;
-    int n = snprintf(buf, cap, "[");
-    used = n > 0 ? (size_t)n : 0;
-    for (int d = 0; d < ndim && used < cap; d++) {
-        n = snprintf(buf + used, cap - used, "%s%lld", d ? ", " : "", (long long)shape[d]);
-        if (n > 0) used += (size_t)n;
-    }
-    if (used < cap) snprintf(buf + used, cap - used, "]");
-}
 
 /* ---- opening and validating a checkpoint -------------------------------------- */
 
@@ -425,8 +415,8 @@ static void validate(Ckpt *c) {
             int64_t got[H5S_MAX_RANK];
             for (int i = 0; i < nd; i++) got[i] = (int64_t)hd[i];
             char a[200], b[200];
-            fmt_shape(a, sizeof a, nd, got);
-            fmt_shape(b, sizeof b, key->ndim, key->shape);
+            eff_h5_fmt_dims(a, sizeof a, nd, got);
+            eff_h5_fmt_dims(b, sizeof b, key->ndim, key->shape);
             EFF_FATAL("tensor '%s' in checkpoint '%s' has shape %s, but %s with %d classes has %s\nHINT: the file was "
                       "written for another model or edited; use a checkpoint written by effnet train",
                       path, c->path, a, c->model, c->classes, b);
@@ -683,7 +673,7 @@ static int do_info(const char *path, int json) {
         for (int k = 0; k < c.nkeys; k++) {
             const Key *key = &c.keys[k];
             char shp[64];
-            fmt_shape(shp, sizeof shp, key->ndim, key->shape);
+            eff_h5_fmt_dims(shp, sizeof shp, key->ndim, key->shape);
             printf("  %-46s %-20s %-8s %10zu\n", key->name, shp, key->dtype, key->numel);
         }
     }

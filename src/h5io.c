@@ -280,7 +280,7 @@ int eff_h5_attr_write_f64(hid_t obj, const char *name, double value, char *err, 
 
 /* ---- readers (fatal) ------------------------------------------------------- */
 
-static void fmt_dims(char *buf, size_t cap, int ndim, const int64_t *dims) {
+void eff_h5_fmt_dims(char *buf, size_t cap, int ndim, const int64_t *dims) {
     size_t used = 0;
     int k = snprintf(buf, cap, "[");
     used = k > 0 ? (size_t)k : 0;
@@ -314,8 +314,8 @@ void eff_h5_check_shape(hid_t file, const char *path, const char *name, int ndim
     for (int i = 0; same && i < nd; i++) same = got[i] == dims[i];
     if (!same) {
         char a[160], b[160];
-        fmt_dims(a, sizeof a, nd, got);
-        fmt_dims(b, sizeof b, ndim, dims);
+        eff_h5_fmt_dims(a, sizeof a, nd, got);
+        eff_h5_fmt_dims(b, sizeof b, ndim, dims);
         EFF_FATAL("dataset '%s' in '%s' has shape %s, expected %s\nHINT: the file was written for a different model, "
                   "number of classes or layout; use a file of the same model", name, path, a, b);
     }

@@ -67,4 +67,7 @@ void eff_h5_attr_read(hid_t file, const char *path, const char *obj_name, const 
  * attribute does not exist and optional != 0. */
 char *eff_h5_attr_read_str(hid_t file, const char *path, const char *obj_name, const char *attr, int optional);
 
+/* "[d0, d1, ...]" ("[] (scalar)" for ndim 0) into buf. */
+void eff_h5_fmt_dims(char *buf, size_t cap, int ndim, const int64_t *dims);
+
 #endif
