@@ -13,21 +13,13 @@
 #include <string.h>
 
 #include "common.h"
+#include "test_util.h"
 #include "data/augment.h"
 #include "data/loader.h"
 #include "data/sampler.h"
 
-static int failures, checks;
-#define CHECK(cond, ...)                              \
-    do {                                              \
-        checks++;                                     \
-        if (!(cond)) {                                \
-            failures++;                               \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);             \
-            fprintf(stderr, "\n");                    \
-        }                                             \
-    } while (0)
+static TestState ts; /* this test file's check counters */
+#define CHECK(...) T_CHECK(&ts, __VA_ARGS__)
 
 static void synthetic(eff_dataset *ds, int64_t n) {
     memset(ds, 0, sizeof *ds);
@@ -211,10 +203,10 @@ int main(void) {
     loader_runs(&ds, 64);
     eval_mode(&ds);
     eff_dataset_free(&ds);
-    if (failures) {
-        fprintf(stderr, "%d of %d checks failed\n", failures, checks);
+    if (ts.failures) {
+        fprintf(stderr, "%d of %d checks failed\n", ts.failures, ts.checks);
         return 1;
     }
-    printf("PASS: %d checks\n", checks);
+    printf("PASS: %d checks\n", ts.checks);
     return 0;
 }

@@ -16,20 +16,12 @@
 #include <string.h>
 
 #include "common.h"
+#include "test_util.h"
 #include "data/sampler.h"
 #include "data/shard.h"
 
-static int failures, checks;
-#define CHECK(cond, ...)                              \
-    do {                                              \
-        checks++;                                     \
-        if (!(cond)) {                                \
-            failures++;                               \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);             \
-            fprintf(stderr, "\n");                    \
-        }                                             \
-    } while (0)
+static TestState ts; /* this test file's check counters */
+#define CHECK(...) T_CHECK(&ts, __VA_ARGS__)
 
 static void coverage(int64_t n, int world, int batch, int drop_last) {
     eff_sampler s[16];
@@ -203,10 +195,10 @@ int main(int argc, char **argv) {
         permutation_properties();
         resume();
     }
-    if (failures) {
-        fprintf(stderr, "%d of %d checks failed\n", failures, checks);
+    if (ts.failures) {
+        fprintf(stderr, "%d of %d checks failed\n", ts.failures, ts.checks);
         return 1;
     }
-    printf("PASS: %d checks\n", checks);
+    printf("PASS: %d checks\n", ts.checks);
     return 0;
 }
