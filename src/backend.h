@@ -1,71 +1,104 @@
 /* backend.h: the op boundary. The model code calls every op and every memory
- * operation through this table, so a backend (CPU now, CUDA later) swaps in
- * without touching src/model.c. Signatures mirror src/ops/ops.h exactly; all
- * pointers are backend memory. */
+ * operation through this table, so a backend (CPU: src/backend_cpu.c, CUDA:
+ * src/backend_cuda.c + kernels/) swaps in without touching src/model.c.
+ * Every entry takes the table itself first (its per-backend state is in
+ * be->impl: handles, streams, scratch); the rest of each signature mirrors
+ * src/ops/ops.h exactly. All tensor pointers are backend memory. */
 #ifndef EFFNET_BACKEND_H
 #define EFFNET_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* Math precision of convolutions and GEMMs (activations stay fp32 in memory;
+ * see docs/gpu.md). The CPU backend is always fp32. */
+typedef enum { EFF_PREC_FP32 = 0, EFF_PREC_BF16 = 1, EFF_PREC_FP16 = 2 } EffPrecision;
+
 typedef struct EffBackend {
     const char *name;
+    void *impl;          /* backend state (NULL for the CPU backend) */
+    EffPrecision precision;
     /* memory */
-    void *(*alloc)(size_t bytes, const char *what); /* zeroed */
-    void (*release)(void *p);
-    void (*zero)(void *p, size_t bytes);
-    void (*upload)(void *dst, const void *host_src, size_t bytes);
-    void (*download)(void *host_dst, const void *src, size_t bytes);
-    void (*synchronize)(void);
+    void *(*alloc)(const struct EffBackend *be, size_t bytes, const char *what); /* zeroed */
+    void (*release)(const struct EffBackend *be, void *p);
+    void (*zero)(const struct EffBackend *be, void *p, size_t bytes);
+    void (*upload)(const struct EffBackend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(const struct EffBackend *be, void *host_dst, const void *src, size_t bytes);
+    void (*synchronize)(const struct EffBackend *be);
     /* ops */
-    void (*conv2d_forward)(float *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin,
+    void (*conv2d_forward)(const struct EffBackend *be, float *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin,
                            int Cout, int K, int stride, int pad);
-    void (*conv2d_backward)(float *din, float *dw, float *col, const float *dout, const float *w, int N, int H,
-                            int W, int Cin, int Cout, int K, int stride, int pad);
-    void (*pwconv_forward)(float *out, const float *in, const float *w, int M, int Cin, int Cout);
-    void (*pwconv_backward)(float *din, float *dw, const float *dout, const float *in, const float *w, int M,
+    /* conv2d_backward also gets the forward input (the CPU backend reads its
+     * im2col buffer col instead; the CUDA backend reads in). */
+    void (*conv2d_backward)(const struct EffBackend *be, float *din, float *dw, float *col, const float *dout,
+                            const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
+                            int stride, int pad);
+    void (*pwconv_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, int M, int Cin, int Cout);
+    void (*pwconv_backward)(const struct EffBackend *be, float *din, float *dw, const float *dout, const float *in, const float *w, int M,
                             int Cin, int Cout);
-    void (*dwconv_forward)(float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+    void (*dwconv_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
                            int stride);
-    void (*dwconv_backward)(float *din, float *dw, const float *dout, const float *in, const float *w, int N,
+    void (*dwconv_backward)(const struct EffBackend *be, float *din, float *dw, const float *dout, const float *in, const float *w, int N,
                             int H, int W, int C, int K, int stride);
-    void (*batchnorm_forward_train)(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+    void (*batchnorm_forward_train)(const struct EffBackend *be, float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                                     double *work, const float *in, const float *gamma, const float *beta, int M, int C,
                                     float momentum, float eps, int swish);
-    void (*batchnorm_forward_eval)(float *out, const float *in, const float *gamma, const float *beta,
+    void (*batchnorm_forward_eval)(const struct EffBackend *be, float *out, const float *in, const float *gamma, const float *beta,
                                    const float *running_mean, const float *running_var, int M, int C, float eps,
                                    int swish);
-    void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, double *work, const float *dout, const float *in,
+    void (*batchnorm_backward)(const struct EffBackend *be, float *din, float *dgamma, float *dbeta, double *work, const float *dout, const float *in,
                                const float *mean, const float *rstd, const float *gamma, const float *beta, int M,
                                int C, int swish);
-    void (*add_inplace)(float *y, const float *x, size_t n);
-    void (*se_forward)(float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1,
+    void (*add_inplace)(const struct EffBackend *be, float *y, const float *x, size_t n);
+    /* x *= alpha (unscaling fp16 gradients) */
+    void (*scale_inplace)(const struct EffBackend *be, float *x, size_t n, float alpha);
+    void (*se_forward)(const struct EffBackend *be, float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1,
                        const float *w2, int N, int HW, int C, int Cse);
-    void (*se_backward)(float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in,
+    void (*se_backward)(const struct EffBackend *be, float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in,
                         const float *pooled, const float *hidden, const float *gate, const float *w1,
                         const float *w2, int N, int HW, int C, int Cse);
-    void (*dropout_forward)(float *out, const float *in, size_t n, float p, uint64_t key);
-    void (*dropout_backward)(float *din, const float *dout, size_t n, float p, uint64_t key);
-    void (*gap_forward)(float *out, const float *in, int N, int HW, int C);
-    void (*gap_backward)(float *din, const float *dout, int N, int HW, int C);
-    void (*linear_forward)(float *out, const float *in, const float *w, const float *b, int N, int Cin, int Cout);
-    void (*linear_backward)(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+    void (*dropout_forward)(const struct EffBackend *be, float *out, const float *in, size_t n, float p, uint64_t key);
+    void (*dropout_backward)(const struct EffBackend *be, float *din, const float *dout, size_t n, float p, uint64_t key);
+    void (*gap_forward)(const struct EffBackend *be, float *out, const float *in, int N, int HW, int C);
+    void (*gap_backward)(const struct EffBackend *be, float *din, const float *dout, int N, int HW, int C);
+    void (*linear_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, const float *b, int N, int Cin, int Cout);
+    void (*linear_backward)(const struct EffBackend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
                             int N, int Cin, int Cout);
     /* Loss: returns the mean loss on the host; probs stay in backend memory. */
-    float (*softmax_xent_forward)(float *probs, const float *logits, const int32_t *labels, int N, int K,
+    float (*softmax_xent_forward)(const struct EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N, int K,
                                   float smoothing);
-    void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels, int N, int K,
+    void (*softmax_xent_backward)(const struct EffBackend *be, float *dlogits, const float *probs, const int32_t *labels, int N, int K,
                                   float smoothing, float scale);
-    void (*adam_step)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+    void (*adam_step)(const struct EffBackend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                       float eps, float weight_decay, int decoupled, long t);
-    void (*sgd_step)(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
+    void (*sgd_step)(const struct EffBackend *be, float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
                      int nesterov, int first);
     /* Sum of squares of n floats (double accumulation), returned on the host:
      * the NaN/Inf check on gradients. */
-    double (*sumsq)(const float *x, size_t n);
+    double (*sumsq)(const struct EffBackend *be, const float *x, size_t n);
 } EffBackend;
 
 /* The plain-C CPU backend (BLAS + OpenMP). */
 const EffBackend *eff_backend_cpu(void);
+
+/* The CUDA backend (src/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
+ * defined. eff_cuda_device_count() returns 0 when no device is usable (no
+ * driver, no GPU, CUDA_VISIBLE_DEVICES empty) -- never an error. create binds
+ * the given device on the calling thread. deterministic != 0 selects
+ * deterministic cuDNN algorithms (all our own reductions are deterministic). */
+int eff_cuda_available(void); /* 1 if built with CUDA */
+int eff_cuda_device_count(void);
+EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic);
+void eff_backend_cuda_destroy(EffBackend *be);
+/* "NVIDIA H200 (GPU-uuid, sm_90, 139.8 GiB, PCI ...)" for the topology log. */
+void eff_cuda_describe(int device, char *buf, size_t n);
+/* Peak of effnet's own device allocations (the analogue of PyTorch's
+ * max_memory_allocated) and the device-wide memory in use now, MiB. */
+void eff_cuda_memory(const EffBackend *be, double *alloc_peak_mb, double *device_used_mb);
+/* The backend's cudaStream_t, as void * (for the NCCL and data code). */
+void *eff_cuda_stream(const EffBackend *be);
+/* Name the precision ("fp32", "bf16", "fp16"); parse returns -1 if unknown. */
+const char *eff_precision_name(EffPrecision p);
+int eff_precision_parse(const char *s);
 
 #endif

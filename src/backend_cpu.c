@@ -1,4 +1,6 @@
-/* backend_cpu.c: the CPU backend's op table: src/ops/ plus host memory. */
+/* backend_cpu.c: the CPU backend's op table: src/ops/ plus host memory. The
+ * table passes itself as the first argument; the CPU ops are stateless, so
+ * the wrappers below drop it. */
 #include "backend.h"
 #include "common.h"
 #include "context.h"
@@ -7,53 +9,129 @@
 #include <omp.h>
 #include <string.h>
 
-static void *cpu_alloc(size_t bytes, const char *what) { return eff_alloc_aligned(bytes, what); }
-static void cpu_release(void *p) { eff_free(p); }
-static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-static void cpu_sync(void) {}
+#define UNUSED_BE (void)be
 
-static double sumsq_cpu(const float *x, size_t n) {
+static void *cpu_alloc(const EffBackend *be, size_t bytes, const char *what) { UNUSED_BE; return eff_alloc_aligned(bytes, what); }
+static void cpu_release(const EffBackend *be, void *p) { UNUSED_BE; eff_free(p); }
+static void cpu_zero(const EffBackend *be, void *p, size_t bytes) { UNUSED_BE; if (bytes) memset(p, 0, bytes); }
+static void cpu_copy(const EffBackend *be, void *dst, const void *src, size_t bytes) { UNUSED_BE; if (bytes) memcpy(dst, src, bytes); }
+static void cpu_sync(const EffBackend *be) { UNUSED_BE; }
+
+static double cpu_sumsq(const EffBackend *be, const float *x, size_t n) {
+    UNUSED_BE;
     double s = 0.0;
     #pragma omp parallel for reduction(+ : s) schedule(static)
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
 
+static void cpu_scale_inplace(const EffBackend *be, float *x, size_t n, float alpha) {
+    UNUSED_BE;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+/* One wrapper per op: cpu_<op>(be, args...) -> <op>_cpu(args...). */
+#define WRAP(ret, op, params, args) static ret cpu_##op(const EffBackend *be, params) { UNUSED_BE; return op##_cpu args; }
+#define P(...) __VA_ARGS__
+WRAP(void, conv2d_forward, P(float *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad),
+     (out, col, in, w, N, H, W, Cin, Cout, K, stride, pad))
+static void cpu_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const float *dout,
+                                const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
+                                int stride, int pad) {
+    (void)be;
+    (void)in; /* the forward's im2col in col holds what backward needs */
+    conv2d_backward_cpu(din, dw, col, dout, w, N, H, W, Cin, Cout, K, stride, pad);
+}
+WRAP(void, pwconv_forward, P(float *out, const float *in, const float *w, int M, int Cin, int Cout), (out, in, w, M, Cin, Cout))
+WRAP(void, pwconv_backward, P(float *din, float *dw, const float *dout, const float *in, const float *w, int M, int Cin, int Cout),
+     (din, dw, dout, in, w, M, Cin, Cout))
+WRAP(void, dwconv_forward, P(float *out, const float *in, const float *w, int N, int H, int W, int C, int K, int stride),
+     (out, in, w, N, H, W, C, K, stride))
+WRAP(void, dwconv_backward, P(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int H, int W, int C, int K, int stride),
+     (din, dw, dout, in, w, N, H, W, C, K, stride))
+WRAP(void, batchnorm_forward_train, P(float *out, float *mean, float *rstd, float *rm, float *rv, double *work, const float *in, const float *g, const float *b, int M, int C, float momentum, float eps, int swish),
+     (out, mean, rstd, rm, rv, work, in, g, b, M, C, momentum, eps, swish))
+WRAP(void, batchnorm_forward_eval, P(float *out, const float *in, const float *g, const float *b, const float *rm, const float *rv, int M, int C, float eps, int swish),
+     (out, in, g, b, rm, rv, M, C, eps, swish))
+WRAP(void, batchnorm_backward, P(float *din, float *dg, float *db, double *work, const float *dout, const float *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
+     (din, dg, db, work, dout, in, mean, rstd, g, b, M, C, swish))
+WRAP(void, add_inplace, P(float *y, const float *x, size_t n), (y, x, n))
+WRAP(void, se_forward, P(float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
+     (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))
+WRAP(void, se_backward, P(float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in, const float *pooled, const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse),
+     (din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse))
+WRAP(void, dropout_forward, P(float *out, const float *in, size_t n, float p, uint64_t key), (out, in, n, p, key))
+WRAP(void, dropout_backward, P(float *din, const float *dout, size_t n, float p, uint64_t key), (din, dout, n, p, key))
+WRAP(void, gap_forward, P(float *out, const float *in, int N, int HW, int C), (out, in, N, HW, C))
+WRAP(void, gap_backward, P(float *din, const float *dout, int N, int HW, int C), (din, dout, N, HW, C))
+WRAP(void, linear_forward, P(float *out, const float *in, const float *w, const float *b, int N, int Cin, int Cout), (out, in, w, b, N, Cin, Cout))
+WRAP(void, linear_backward, P(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int N, int Cin, int Cout),
+     (din, dw, db, dout, in, w, N, Cin, Cout))
+WRAP(float, softmax_xent_forward, P(float *probs, const float *logits, const int32_t *labels, int N, int K, float smoothing),
+     (probs, logits, labels, N, K, smoothing))
+WRAP(void, softmax_xent_backward, P(float *dlogits, const float *probs, const int32_t *labels, int N, int K, float smoothing, float scale),
+     (dlogits, probs, labels, N, K, smoothing, scale))
+WRAP(void, adam_step, P(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float wd, int decoupled, long t),
+     (p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t))
+WRAP(void, sgd_step, P(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int nesterov, int first),
+     (p, g, buf, n, lr, momentum, wd, nesterov, first))
+#undef WRAP
+#undef P
+
 static const EffBackend cpu_backend = {
     .name = "cpu",
+    .impl = NULL,
+    .precision = EFF_PREC_FP32,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .zero = cpu_zero,
     .upload = cpu_copy,
     .download = cpu_copy,
     .synchronize = cpu_sync,
-    .conv2d_forward = conv2d_forward_cpu,
-    .conv2d_backward = conv2d_backward_cpu,
-    .pwconv_forward = pwconv_forward_cpu,
-    .pwconv_backward = pwconv_backward_cpu,
-    .dwconv_forward = dwconv_forward_cpu,
-    .dwconv_backward = dwconv_backward_cpu,
-    .batchnorm_forward_train = batchnorm_forward_train_cpu,
-    .batchnorm_forward_eval = batchnorm_forward_eval_cpu,
-    .batchnorm_backward = batchnorm_backward_cpu,
-    .add_inplace = add_inplace_cpu,
-    .se_forward = se_forward_cpu,
-    .se_backward = se_backward_cpu,
-    .dropout_forward = dropout_forward_cpu,
-    .dropout_backward = dropout_backward_cpu,
-    .gap_forward = gap_forward_cpu,
-    .gap_backward = gap_backward_cpu,
-    .linear_forward = linear_forward_cpu,
-    .linear_backward = linear_backward_cpu,
-    .softmax_xent_forward = softmax_xent_forward_cpu,
-    .softmax_xent_backward = softmax_xent_backward_cpu,
-    .adam_step = adam_step_cpu,
-    .sgd_step = sgd_step_cpu,
-    .sumsq = sumsq_cpu,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward = cpu_conv2d_backward,
+    .pwconv_forward = cpu_pwconv_forward,
+    .pwconv_backward = cpu_pwconv_backward,
+    .dwconv_forward = cpu_dwconv_forward,
+    .dwconv_backward = cpu_dwconv_backward,
+    .batchnorm_forward_train = cpu_batchnorm_forward_train,
+    .batchnorm_forward_eval = cpu_batchnorm_forward_eval,
+    .batchnorm_backward = cpu_batchnorm_backward,
+    .add_inplace = cpu_add_inplace,
+    .scale_inplace = cpu_scale_inplace,
+    .se_forward = cpu_se_forward,
+    .se_backward = cpu_se_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .gap_forward = cpu_gap_forward,
+    .gap_backward = cpu_gap_backward,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward = cpu_linear_backward,
+    .softmax_xent_forward = cpu_softmax_xent_forward,
+    .softmax_xent_backward = cpu_softmax_xent_backward,
+    .adam_step = cpu_adam_step,
+    .sgd_step = cpu_sgd_step,
+    .sumsq = cpu_sumsq,
 };
 
 const EffBackend *eff_backend_cpu(void) { return &cpu_backend; }
+
+const char *eff_precision_name(EffPrecision p) {
+    switch (p) {
+    case EFF_PREC_FP32: return "fp32";
+    case EFF_PREC_BF16: return "bf16";
+    case EFF_PREC_FP16: return "fp16";
+    }
+    return "?";
+}
+
+int eff_precision_parse(const char *s) {
+    if (strcmp(s, "fp32") == 0) return EFF_PREC_FP32;
+    if (strcmp(s, "bf16") == 0) return EFF_PREC_BF16;
+    if (strcmp(s, "fp16") == 0) return EFF_PREC_FP16;
+    return -1;
+}
 
 /* OpenBLAS's own thread control, if the BLAS in use is OpenBLAS. */
 extern void openblas_set_num_threads(int) __attribute__((weak));

@@ -100,7 +100,7 @@ static void write_table(Writer *w, const char *grp, const EffTable *t, const Eff
     char name[160];
     for (int i = 0; i < t->count; i++) {
         const EffView *v = &t->views[i];
-        be->download(ours, src + v->offset, v->numel * sizeof(float));
+        be->download(be, ours, src + v->offset, v->numel * sizeof(float));
         long long bad = first_nonfinite(ours, v->numel);
         if (bad >= 0)
             save_fail(w, "lower the learning rate, or resume from an earlier checkpoint",
@@ -205,7 +205,7 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
 
     /* ---- /model: parameters, running statistics, num_batches_tracked */
     const EffBackend *be = m->be;
-    be->synchronize();
+    be->synchronize(be);
     size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
     if (mb > mx) mx = mb;
     float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
@@ -497,7 +497,7 @@ static void load_table(hid_t f, const char *path, const char *grp, const EffTabl
         EFF_CHECK(bad < 0, "tensor '%s' in checkpoint '%s' has a non-finite value (%g at index %lld)\nHINT: the run "
                   "had diverged or the file is damaged; use an earlier checkpoint", name, path, (double)torch_buf[bad], bad);
         eff_view_from_torch(v, torch_buf, ours);
-        be->upload(dst + v->offset, ours, v->numel * sizeof(float));
+        be->upload(be, dst + v->offset, ours, v->numel * sizeof(float));
     }
 }
 

@@ -1,6 +1,6 @@
 /* cmd_bench.c: `effnet bench` -- full training steps (forward, backward, Adam)
- * on synthetic data; prints images/s, peak RSS and, with --profile, where the
- * time goes per op family. */
+ * on synthetic data, on the CPU or CUDA backend; prints images/s, peak RSS
+ * (and peak GPU memory) and, with --profile, where the time goes per op family. */
 #include "cli.h"
 #include "common.h"
 #include "context.h"
@@ -10,9 +10,10 @@
 #include <string.h>
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = "efficientnet-b0";
+    const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
     long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
-    int json = 0, profile = 0;
+    long device = 0;
+    int json = 0, profile = 0, deterministic = 0;
     CliOpt opts[] = {
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
         {"--resolution", CLI_INT, &resolution, 8, 2048, "input resolution"},
@@ -23,6 +24,10 @@ int cmd_bench(int argc, char **argv) {
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--seed", CLI_INT, &seed, 0, 2147483647L, "weights and data seed"},
         {"--profile", CLI_BOOL, &profile, 0, 0, "print a per-op time breakdown"},
+        {"--backend", CLI_STR, &backend, 0, 0, "cpu | cuda | auto"},
+        {"--precision", CLI_STR, &precision, 0, 0, "CUDA math: fp32 | bf16 | fp16"},
+        {"--device", CLI_INT, &device, 0, 1024, "CUDA device"},
+        {"--deterministic", CLI_BOOL, &deterministic, 0, 0, "CUDA: deterministic cuDNN algorithms only"},
         {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
     };
     if (cli_parse("bench", "[--model NAME] [--resolution R] [--batch B] [--threads T] [--steps N] [--json]", opts,
@@ -31,7 +36,13 @@ int cmd_bench(int argc, char **argv) {
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
 
-    EffContext ctx = {.be = eff_backend_cpu(), .threads = (int)threads, .seed = (uint64_t)seed};
+    const int prec = eff_precision_parse(precision);
+    EFF_CHECK(prec >= 0, "--precision '%s' unknown\nHINT: use fp32, bf16 or fp16", precision);
+    EFF_CHECK(!strcmp(backend, "cpu") || !strcmp(backend, "cuda") || !strcmp(backend, "auto"),
+              "--backend '%s' unknown\nHINT: use cpu, cuda or auto", backend);
+    const int cuda = !strcmp(backend, "cuda") || (!strcmp(backend, "auto") && eff_cuda_device_count() > 0);
+    EffBackend *cuda_be = cuda ? eff_backend_cuda_create((int)device, (EffPrecision)prec, deterministic) : NULL;
+    EffContext ctx = {.be = cuda ? cuda_be : eff_backend_cpu(), .threads = (int)threads, .seed = (uint64_t)seed};
     eff_set_threads(ctx.threads);
     EffModel *m = &ctx.model;
     eff_model_create(m, ctx.be, &spec, (int)classes);
@@ -47,13 +58,18 @@ int cmd_bench(int argc, char **argv) {
     for (long i = 0; i < batch; i++) y[i] = (int32_t)(eff_rng_next(&rng) % (uint64_t)classes);
 
     if (!json)
-        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s)\n", spec.name,
-               resolution, resolution, batch, threads, warmup, steps, ctx.be->name);
+        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s)\n", spec.name,
+               resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision));
+    char gpu[300] = "";
+    if (cuda) {
+        eff_cuda_describe((int)device, gpu, sizeof gpu);
+        if (!json) printf("bench: device %ld: %s\n", device, gpu);
+    }
     float loss = 0.0f;
     double t0 = 0.0;
     for (long s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
-            ctx.be->synchronize();
+            ctx.be->synchronize(ctx.be);
             memset(m->prof, 0, sizeof m->prof);
             m->profile = profile;
             t0 = eff_time();
@@ -63,15 +79,19 @@ int cmd_bench(int argc, char **argv) {
         eff_model_backward(m, 1.0f);
         eff_model_adam_step(m, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
     }
-    ctx.be->synchronize();
+    ctx.be->synchronize(ctx.be);
     const double dt = eff_time() - t0;
     const double ips = (double)batch * steps / dt, rss = eff_peak_rss_mb();
+    double gpu_peak = 0, gpu_used = 0;
+    if (cuda) eff_cuda_memory(ctx.be, &gpu_peak, &gpu_used);
     EFF_CHECK(loss == loss, "bench: loss is NaN after %ld steps", warmup + steps);
     if (json) {
         printf("{\"framework\": \"effnet\", \"backend\": \"%s\", \"model\": \"%s\", \"resolution\": %ld, \"batch\": %ld, "
                "\"threads\": %ld, \"steps\": %ld, \"img_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, "
                "\"final_loss\": %.6f",
                ctx.be->name, spec.name, resolution, batch, threads, steps, ips, 1e3 * dt / steps, rss, loss);
+        printf(", \"precision\": \"%s\"", eff_precision_name(ctx.be->precision));
+        if (cuda) printf(", \"device\": \"%s\", \"peak_gpu_mem_mb\": %.1f, \"gpu_mem_used_mb\": %.1f", gpu, gpu_peak, gpu_used);
         if (profile) {
             printf(", \"profile_ms_per_step\": {");
             for (int i = 0; i < EFF_PROF_COUNT; i++)
@@ -82,6 +102,7 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("bench: %.2f img/s, %.1f ms/step, peak RSS %.1f MiB, activations %.1f MiB, final loss %.4f\n", ips,
                1e3 * dt / steps, rss, eff_model_act_bytes(m) / 1048576.0, loss);
+        if (cuda) printf("bench: peak GPU memory %.1f MiB allocated by effnet, %.1f MiB in use on the device\n", gpu_peak, gpu_used);
         if (profile) {
             double tot = 0;
             for (int i = 0; i < EFF_PROF_COUNT; i++) tot += m->prof[i];
@@ -94,5 +115,6 @@ int cmd_bench(int argc, char **argv) {
     eff_free(x);
     eff_free(y);
     eff_model_destroy(m);
+    eff_backend_cuda_destroy(cuda_be);
     return 0;
 }

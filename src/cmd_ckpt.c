@@ -88,12 +88,13 @@ typedef struct Ckpt {
  * eff_model_create allocates parameters, gradients and both moments (2 GB for
  * B7); here the model only supplies the key table, the shapes and the block ->
  * stage map, so every buffer is a zeroed 64-byte stub that is never read. */
-static void *stub_alloc(size_t bytes, const char *what) {
+static void *stub_alloc(const EffBackend *be, size_t bytes, const char *what) {
+    (void)be;
     (void)bytes;
     return eff_alloc_aligned(64, what);
 }
 
-static void stub_release(void *p) { eff_free(p); }
+static void stub_release(const EffBackend *be, void *p) { (void)be; eff_free(p); }
 
 /* ---- HDF5 helpers (fatal, naming the file) ---------------------------------- */
 

@@ -1,13 +1,17 @@
-/* cmd_train.c: `effnet train` -- MPI data-parallel training on the CPU backend.
+/* cmd_train.c: `effnet train` -- MPI data-parallel training on the CPU or
+ * the CUDA backend (train.backend).
  *
  * Every rank holds the whole model, trains on its slice of each global batch
- * (rank-aware sampler), and gradients are averaged with one MPI_Allreduce on
- * the contiguous gradient buffer, so every rank takes the identical optimizer
- * step. Rank 0 logs, writes metrics.jsonl and checkpoints. Exit codes:
+ * (rank-aware sampler), and gradients are averaged over the contiguous
+ * gradient buffer -- CPU: one MPI_Allreduce; CUDA: NCCL buckets launched as
+ * backward finishes them (src/comm_nccl.c) -- so every rank takes the
+ * identical optimizer step. fp16 uses dynamic loss scaling (src/amp.h). Rank 0 logs, writes metrics.jsonl and checkpoints. Exit codes:
  *   0 done; 1 error (any rank: MPI_Abort ends all); 3 non-finite loss or
  *   gradient; 75 checkpointed after SIGTERM/SIGUSR1/SIGINT, please requeue. */
 #define _POSIX_C_SOURCE 200809L
+#include "amp.h"
 #include "checkpoint.h"
+#include "comm_nccl.h"
 #include "common.h"
 #include "config.h"
 #include "context.h"
@@ -55,6 +59,9 @@ static void mpi_abort_hook(int code) {
 
 typedef struct Trainer {
     EffContext ctx;
+    EffBackend *cuda;   /* the CUDA backend instance, when selected */
+    EffComm *comm;      /* NCCL gradient all-reduce (CUDA backend, world > 1) */
+    EffLossScaler scaler;
     EffConfig cfg;
     int rank, world, R;
     char *config_ini;
@@ -97,7 +104,7 @@ static void check_identical(Trainer *T, const char *when) {
     EffModel *m = &T->ctx.model;
     size_t bytes = m->ptab.total * sizeof(float);
     float *host = eff_malloc(bytes, "parameter copy");
-    m->be->download(host, m->param, bytes);
+    m->be->download(m->be, host, m->param, bytes);
     unsigned long long h = fnv1a(host, bytes), *all = eff_malloc(sizeof(unsigned long long) * (size_t)T->world, "hashes");
     eff_free(host);
     MPI_CHECK(MPI_Allgather(&h, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD));
@@ -115,13 +122,53 @@ static void average_bn_stats(Trainer *T) {
     EffModel *m = &T->ctx.model;
     if (T->world == 1) return;
     size_t n = m->btab.total;
+    if (T->comm) {
+        eff_comm_allreduce_avg(T->comm, m->bufs, n);
+        return;
+    }
     float *host = eff_malloc(n * sizeof(float), "BN statistics");
-    m->be->download(host, m->bufs, n * sizeof(float));
+    m->be->download(m->be, host, m->bufs, n * sizeof(float));
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
     for (size_t i = 0; i < n; i++) host[i] /= (float)T->world;
-    m->be->upload(m->bufs, host, n * sizeof(float));
+    m->be->upload(m->be, m->bufs, host, n * sizeof(float));
     eff_free(host);
 }
+
+/* MPI_Bcast from rank 0 of a backend buffer (staged through the host, so it
+ * works for device memory without a CUDA-aware MPI). */
+static void bcast_floats(Trainer *T, float *buf, size_t n) {
+    const EffBackend *be = T->ctx.be;
+    float *host = eff_malloc(n * sizeof(float), "broadcast staging");
+    be->download(be, host, buf, n * sizeof(float));
+    MPI_CHECK(MPI_Bcast(host, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    be->upload(be, buf, host, n * sizeof(float));
+    be->synchronize(be);
+    eff_free(host);
+}
+
+/* train.backend: auto picks cuda when this build has CUDA and EVERY rank sees
+ * a GPU (agreed with an all-reduce, so ranks never mix backends). */
+static void select_backend(Trainer *T) {
+    const EffConfig *c = &T->cfg;
+    int have = eff_cuda_available() && eff_cuda_device_count() > 0, all = have;
+    MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    const int cuda = !strcmp(c->backend, "cuda") || (!strcmp(c->backend, "auto") && all);
+    if (!strcmp(c->backend, "cuda"))
+        EFF_CHECK(have, "rank %d: train.backend = cuda, but %s\nHINT: run on GPU nodes or set train.backend = cpu",
+                  T->rank, eff_cuda_available() ? "no CUDA device is usable here" : "this effnet was built without CUDA");
+    if (!cuda) {
+        T->ctx.be = eff_backend_cpu();
+        eff_scaler_init(&T->scaler, 0);
+        return;
+    }
+    const int device = eff_comm_select_device(MPI_COMM_WORLD, 1);
+    const int prec = eff_precision_parse(c->precision);
+    T->cuda = eff_backend_cuda_create(device, (EffPrecision)prec, (int)c->deterministic);
+    T->ctx.be = T->cuda;
+    eff_scaler_init(&T->scaler, prec == EFF_PREC_FP16);
+}
+
+static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
 
 static void save_checkpoint(Trainer *T, const char *name) {
     check_identical(T, "checkpoint");
@@ -243,7 +290,7 @@ int cmd_train(int argc, char **argv) {
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(c->model, &spec), "model.name '%s' unknown", c->model);
     T.R = c->resolution ? (int)c->resolution : spec.resolution;
-    T.ctx.be = eff_backend_cpu();
+    select_backend(&T);
     T.ctx.threads = (int)c->threads;
     T.ctx.seed = (uint64_t)c->seed;
     eff_set_threads(T.ctx.threads);
@@ -256,9 +303,9 @@ int cmd_train(int argc, char **argv) {
 
     char host[256] = "?";
     gethostname(host, sizeof host - 1);
-    log0(&T, "effnet %s (%s): %s at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, backend %s, host %s\n",
+    log0(&T, "effnet %s (%s): %s at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, backend %s (%s), host %s\n",
          EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name, T.R, T.R, T.world, c->batch, c->accum,
-         (long)T.world * c->batch * c->accum, T.ctx.be->name, host);
+         (long)T.world * c->batch * c->accum, T.ctx.be->name, eff_precision_name(T.ctx.be->precision), host);
 
     load_split(&T, "train", &T.train, c->train_subset);
     load_split(&T, "test", &T.test, c->test_subset);
@@ -287,9 +334,14 @@ int cmd_train(int argc, char **argv) {
              (long long)T.st.step_in_epoch, (long long)T.st.global_step);
     }
     /* Identical start on every rank: broadcast rank 0's state, then verify. */
-    MPI_CHECK(MPI_Bcast(m->param, (int)m->ptab.total, MPI_FLOAT, 0, MPI_COMM_WORLD));
-    MPI_CHECK(MPI_Bcast(m->bufs, (int)m->btab.total, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    bcast_floats(&T, m->param, m->ptab.total);
+    bcast_floats(&T, m->bufs, m->btab.total);
     check_identical(&T, "start");
+    if (T.cuda && T.world > 1) {
+        T.comm = eff_comm_create(MPI_COMM_WORLD, T.ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout);
+        log0(&T, "comm: NCCL all-reduce (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; watchdog %.0f s\n",
+             eff_comm_buckets(T.comm), c->bucket_mb, c->comm_timeout);
+    }
 
     if (T.st.step_in_epoch > 0) { /* a checkpoint taken right after an epoch's last step */
         eff_sampler probe;
@@ -346,6 +398,9 @@ int cmd_train(int argc, char **argv) {
             double t0 = eff_time();
             eff_model_zero_grad(m);
             double local_loss = 0;
+            /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
+            const double loss_scale = eff_scaler_scale(&T.scaler), divisor = (double)c->accum * (T.comm ? 1 : T.world);
+            if (T.comm) eff_comm_begin(T.comm, (long)T.st.global_step + 1);
             for (int a = 0; a < c->accum; a++) {
                 /* dropout key: (seed, step, global micro-batch index), so 2 ranks x 1 and
                  * 1 rank x 2 micro-batches draw the same masks */
@@ -353,19 +408,45 @@ int cmd_train(int argc, char **argv) {
                 float loss = eff_model_forward(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B, 1, key);
                 if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
                 local_loss += loss;
-                eff_model_backward(m, 1.0f / (float)(c->accum * T.world));
+                /* on the last micro-batch, buckets start as soon as backward finishes them */
+                m->grad_ready = T.comm && a == c->accum - 1 ? on_grad_ready : NULL;
+                m->grad_ready_arg = T.comm;
+                eff_model_backward(m, (float)(loss_scale / divisor));
             }
+            m->grad_ready = NULL;
             if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
             double t1 = eff_time();
             if (c->comm_timing) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
             double t2 = eff_time();
-            if (T.world > 1) /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
+            if (T.comm) {
+                eff_comm_finish(T.comm);
+                eff_comm_wait(T.comm);
+            } else if (T.world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
                 MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grad, (int)m->ptab.total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+            }
             average_bn_stats(&T);
             double v[2] = {local_loss, stop_signal ? 1.0 : 0.0};
             MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
             double t3 = eff_time(); /* the finiteness check and the step count as "optimizer" */
-            const double step_loss = v[0] / (double)(c->accum * T.world), gnorm2 = m->be->sumsq(m->grad, m->ptab.total);
+            const double step_loss = v[0] / (double)(c->accum * T.world);
+            double gnorm2 = m->be->sumsq(m->be, m->grad, m->ptab.total);
+            int do_step = 1;
+            if (T.scaler.enabled && isfinite(step_loss)) {
+                /* fp16: skip the step on Inf/NaN gradients, as GradScaler does; the
+                 * flag is all-reduced so every rank decides the same */
+                int finite = isfinite(gnorm2) ? 1 : 0;
+                MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &finite, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+                const double used = T.scaler.scale;
+                if (!eff_scaler_update(&T.scaler, finite)) {
+                    log0(&T, "fp16: non-finite gradients at global step %lld with loss scale %g: step skipped, scale now %g\n",
+                         (long long)T.st.global_step + 1, used, T.scaler.scale);
+                    do_step = 0;
+                    gnorm2 = 0;
+                } else {
+                    m->be->scale_inplace(m->be, m->grad, m->ptab.total, (float)(1.0 / used));
+                    gnorm2 /= used * used;
+                }
+            }
             if (!isfinite(step_loss) || !isfinite(gnorm2)) {
                 log0(&T, "effnet: error: non-finite %s at epoch %lld, global step %lld (loss %g, grad norm^2 %g); "
                          "stopping without writing a checkpoint, last.h5/best.h5 keep the last good weights\n",
@@ -375,7 +456,8 @@ int cmd_train(int argc, char **argv) {
                 break;
             }
             const double lr = lr_at(c, T.st.global_step, T.total_steps);
-            if (!strcmp(c->optimizer, "sgd")) eff_model_sgd_step(m, (float)lr, (float)c->momentum, (float)c->weight_decay, (int)c->nesterov);
+            if (!do_step) { /* fp16 overflow: no optimizer step (the schedule still advances, as with GradScaler) */
+            } else if (!strcmp(c->optimizer, "sgd")) eff_model_sgd_step(m, (float)lr, (float)c->momentum, (float)c->weight_decay, (int)c->nesterov);
             else eff_model_adam_step(m, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay,
                                      !strcmp(c->optimizer, "adamw"));
             if (timed) {
@@ -469,6 +551,8 @@ int cmd_train(int argc, char **argv) {
     eff_dataset_free(&T.train);
     eff_dataset_free(&T.test);
     eff_model_destroy(m);
+    eff_comm_destroy(T.comm);
+    eff_backend_cuda_destroy(T.cuda);
     eff_free(T.config_ini);
     if (T.metrics) eff_fclose(T.metrics, "metrics.jsonl");
     MPI_CHECK(MPI_Finalize());

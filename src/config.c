@@ -36,6 +36,9 @@ static const Key keys[] = {
     {"train.label_smoothing", K_REAL, N(label_smoothing), "0", 0, 0.99, NULL, "cross-entropy label smoothing"},
     {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
     {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},
+    {"train.backend", K_STR, S(backend), "auto", 0, 0, "auto|cpu|cuda", "compute backend (auto: cuda when this build has CUDA and every rank sees a GPU, else cpu)"},
+    {"train.precision", K_STR, S(precision), "bf16", 0, 0, "fp32|bf16|fp16", "CUDA math precision (fp16 adds dynamic loss scaling); the CPU backend is always fp32"},
+    {"train.deterministic", K_BOOL, N(deterministic), "false", 0, 1, NULL, "CUDA: only deterministic cuDNN algorithms (our own kernels always are)"},
     {"optim.name", K_STR, S(optimizer), "adam", 0, 0, "adam|adamw|sgd", "optimizer (adam: L2 weight decay as the seed; adamw: decoupled)"},
     {"optim.lr", K_REAL, N(lr), "0.001", 0, 100, NULL, "peak learning rate"},
     {"optim.weight_decay", K_REAL, N(weight_decay), "0.0001", 0, 10, NULL, "weight decay"},
@@ -59,6 +62,8 @@ static const Key keys[] = {
     {"output.keep_every", K_INT, N(keep_every), "0", 0, 100000, NULL, "also keep epoch-NNNN.h5 every K epochs (0: never)"},
     {"output.keep", K_INT, N(keep), "0", 0, 100000, NULL, "number of epoch-NNNN.h5 files to keep (0: all)"},
     {"output.comm_timing", K_BOOL, N(comm_timing), "false", 0, 1, NULL, "barrier before each all-reduce so the timing summary splits load-imbalance wait from transfer"},
+    {"comm.timeout_s", K_REAL, N(comm_timeout), "300", 1, 1e6, NULL, "NCCL watchdog: abort and exit if a collective takes longer"},
+    {"comm.bucket_mb", K_REAL, N(bucket_mb), "4", 0.01, 4096, NULL, "NCCL gradient bucket size in MiB (buckets start as backward finishes them)"},
     {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
     {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
 };

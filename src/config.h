@@ -23,6 +23,9 @@ typedef struct EffConfig {
     double label_smoothing;
     long seed;
     long threads;         /* 0: leave OpenMP's default */
+    char backend[8];      /* auto | cpu | cuda */
+    char precision[8];    /* fp32 | bf16 | fp16 (CUDA backend; the CPU is fp32) */
+    long deterministic;   /* deterministic cuDNN algorithms */
     /* [optim] */
     char optimizer[16];   /* adam | adamw | sgd */
     double lr, weight_decay, beta1, beta2, eps, momentum;
@@ -45,6 +48,9 @@ typedef struct EffConfig {
     long keep_every;      /* epochs: also keep epoch-NNNN.h5 every K epochs (0: never) */
     long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
     long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
+    /* [comm] */
+    double comm_timeout;  /* NCCL watchdog, seconds */
+    double bucket_mb;     /* NCCL gradient bucket size */
     /* [debug] */
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
     long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */

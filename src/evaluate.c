@@ -11,7 +11,7 @@ void eff_evaluate(EffModel *m, eff_loader *L, int64_t steps, EffEvalSums *s) {
         const eff_batch *b = eff_loader_next(L);
         EFF_CHECK(b->n == N, "eval batch %d != model batch %d", b->n, N);
         eff_model_forward(m, b->x, NULL, 0, 0);
-        m->be->download(logits, m->logits, (size_t)N * K * sizeof(float));
+        m->be->download(m->be, logits, m->logits, (size_t)N * K * sizeof(float));
         for (int i = 0; i < b->n_valid; i++) {
             const float *z = logits + (size_t)i * K;
             int arg = 0;

@@ -142,11 +142,11 @@ void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spe
 
     eff_model_set_dropout(m, spec->dropout);
     const size_t pb = m->ptab.total * sizeof(float);
-    m->param = be->alloc(pb, "parameters");
-    m->grad = be->alloc(pb, "gradients");
-    m->adam_m = be->alloc(pb, "Adam first moments");
-    m->adam_v = be->alloc(pb, "Adam second moments");
-    m->bufs = be->alloc(m->btab.total * sizeof(float), "BN running statistics");
+    m->param = be->alloc(be, pb, "parameters");
+    m->grad = be->alloc(be, pb, "gradients");
+    m->adam_m = be->alloc(be, pb, "Adam first moments");
+    m->adam_v = be->alloc(be, pb, "Adam second moments");
+    m->bufs = be->alloc(be, m->btab.total * sizeof(float), "BN running statistics");
 }
 
 void eff_model_init_weights(EffModel *m, uint64_t seed) {
@@ -183,10 +183,10 @@ void eff_model_init_weights(EffModel *m, uint64_t seed) {
         float val = strstr(v->name, "running_var") ? 1.0f : 0.0f;
         for (size_t j = 0; j < v->numel; j++) hb[v->offset + j] = val;
     }
-    m->be->upload(m->param, hp, m->ptab.total * sizeof(float));
-    m->be->upload(m->bufs, hb, m->btab.total * sizeof(float));
-    m->be->zero(m->adam_m, m->ptab.total * sizeof(float));
-    m->be->zero(m->adam_v, m->ptab.total * sizeof(float));
+    m->be->upload(m->be, m->param, hp, m->ptab.total * sizeof(float));
+    m->be->upload(m->be, m->bufs, hb, m->btab.total * sizeof(float));
+    m->be->zero(m->be, m->adam_m, m->ptab.total * sizeof(float));
+    m->be->zero(m->be, m->adam_v, m->ptab.total * sizeof(float));
     m->bn_batches = 0;
     m->adam_t = 0;
     eff_free(tmp);
@@ -203,22 +203,22 @@ static void free_acts(EffModel *m) {
                         &m->head_conv, &m->head_act, &m->head_mean, &m->head_rstd, &m->pooled, &m->pooled_drop,
                         &m->logits, &m->probs, &m->dlogits, &m->dpool, &m->gbuf[0], &m->gbuf[1], &m->gbuf[2],
                         &m->se_work};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { be->release(*fields[i]); *fields[i] = NULL; }
-    be->release(m->labels);
-    be->release(m->bn_work);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { be->release(be, *fields[i]); *fields[i] = NULL; }
+    be->release(be, m->labels);
+    be->release(be, m->bn_work);
     for (int i = 0; i < m->nblocks; i++) {
         EffBlock *b = &m->blk[i];
         float **bf[] = {&b->e_conv, &b->e_mean, &b->e_rstd, &b->d_conv, &b->d_act, &b->d_mean, &b->d_rstd,
                         &b->se_pooled, &b->se_hidden, &b->se_gate, &b->se_out, &b->p_conv, &b->p_mean,
                         &b->p_rstd, &b->out};
-        if (b->expand) be->release(b->e_act);
-        for (size_t j = 0; j < sizeof bf / sizeof bf[0]; j++) { be->release(*bf[j]); *bf[j] = NULL; }
+        if (b->expand) be->release(be, b->e_act);
+        for (size_t j = 0; j < sizeof bf / sizeof bf[0]; j++) { be->release(be, *bf[j]); *bf[j] = NULL; }
         b->e_act = NULL;
     }
     m->N = 0;
 }
 
-static float *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(n * sizeof(float), what); }
+static float *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * sizeof(float), what); }
 
 void eff_model_alloc_acts(EffModel *m, int N, int R) {
     EFF_CHECK(N >= 1 && N <= 65536, "bad batch size %d (want 1..65536)", N);
@@ -230,7 +230,7 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     size_t gmax = M1 * (size_t)m->stem_c, work = 0;
     m->x = act(m, (size_t)N * R * R * 3, "input batch");
-    m->labels = m->be->alloc((size_t)N * sizeof(int32_t), "labels");
+    m->labels = m->be->alloc(m->be, (size_t)N * sizeof(int32_t), "labels");
     m->stem_col = act(m, M1 * 27, "stem im2col");
     m->stem_conv = act(m, M1 * m->stem_c, "stem conv output");
     m->stem_act = act(m, M1 * m->stem_c, "stem activation");
@@ -283,7 +283,7 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     m->se_work = act(m, work, "SE backward scratch");
     int cmax = m->head_c;
     for (int i = 0; i < m->nblocks; i++) cmax = m->blk[i].ce > cmax ? m->blk[i].ce : cmax;
-    m->bn_work = m->be->alloc(sizeof(double) * 2 * EFF_BN_CHUNKS * (size_t)cmax, "BN reduction scratch");
+    m->bn_work = m->be->alloc(m->be, sizeof(double) * 2 * EFF_BN_CHUNKS * (size_t)cmax, "BN reduction scratch");
 }
 
 size_t eff_model_act_bytes(const EffModel *m) {
@@ -316,11 +316,11 @@ double eff_model_macs(const EffModel *m, int R) {
 void eff_model_destroy(EffModel *m) {
     free_acts(m);
     const EffBackend *be = m->be;
-    be->release(m->param);
-    be->release(m->grad);
-    be->release(m->adam_m);
-    be->release(m->adam_v);
-    be->release(m->bufs);
+    be->release(be, m->param);
+    be->release(be, m->grad);
+    be->release(be, m->adam_m);
+    be->release(be, m->adam_v);
+    be->release(be, m->bufs);
     eff_free(m->blk);
     eff_table_free(&m->ptab);
     eff_table_free(&m->btab);
@@ -329,19 +329,19 @@ void eff_model_destroy(EffModel *m) {
 
 /* ---- forward --------------------------------------------------------------- */
 
-#define PROF_BEGIN(m) double prof_t0_ = (m)->profile ? ((m)->be->synchronize(), eff_time()) : 0.0
-#define PROF_END(m, slot) do { if ((m)->profile) { (m)->be->synchronize(); (m)->prof[slot] += eff_time() - prof_t0_; } } while (0)
+#define PROF_BEGIN(m) double prof_t0_ = (m)->profile ? ((m)->be->synchronize((m)->be), eff_time()) : 0.0
+#define PROF_END(m, slot) do { if ((m)->profile) { (m)->be->synchronize((m)->be); (m)->prof[slot] += eff_time() - prof_t0_; } } while (0)
 #define TIMED(m, slot, call) do { PROF_BEGIN(m); call; PROF_END(m, slot); } while (0)
 
 static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd, size_t rm, size_t rv,
                    const float *in, size_t g, size_t b, size_t M, int C, int swish) {
     const EffBackend *be = m->be;
     if (train)
-        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_train(out, mean, rstd, m->bufs + rm, m->bufs + rv, m->bn_work, in,
+        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_train(be, out, mean, rstd, m->bufs + rm, m->bufs + rv, m->bn_work, in,
                                                            m->param + g, m->param + b, (int)M, C, m->bn_momentum,
                                                            m->bn_eps, swish));
     else
-        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_eval(out, in, m->param + g, m->param + b, m->bufs + rm,
+        TIMED(m, EFF_PROF_BN, be->batchnorm_forward_eval(be, out, in, m->param + g, m->param + b, m->bufs + rm,
                                                           m->bufs + rv, (int)M, C, m->bn_eps, swish));
 }
 
@@ -354,34 +354,39 @@ static void block_forward(EffModel *m, int i, const float *x, int train) {
     const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * b->Ho * b->Wo;
     const float *P = m->param;
     if (b->expand) {
-        TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(b->e_conv, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
+        TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->e_conv, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
         bn_fwd(m, train, b->e_act, b->e_mean, b->e_rstd, b->rm0, b->rv0, b->e_conv, b->g0, b->b0, Mi, b->ce, 1);
     } else {
         b->e_act = (float *)x; /* no expansion: the depthwise conv reads the block input */
     }
-    TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k, b->stride));
+    TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(be, b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k, b->stride));
     bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
-    TIMED(m, EFF_PROF_SE, be->se_forward(b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act, P + b->w_se1,
+    TIMED(m, EFF_PROF_SE, be->se_forward(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act, P + b->w_se1,
                                          P + b->w_se2, N, b->Ho * b->Wo, b->ce, b->cse));
-    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     bn_fwd(m, train, b->out, b->p_mean, b->p_rstd, b->rm2, b->rv2, b->p_conv, b->g2, b->b2, Mo, b->cout, 0);
     if (train && b->drop > 0.0f)
-        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(b->out, b->out, Mo * b->cout, b->drop, layer_key(m, i)));
-    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(b->out, x, Mo * b->cout));
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(be, b->out, b->out, Mo * b->cout, b->drop, layer_key(m, i)));
+    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, b->out, x, Mo * b->cout));
 }
 
 float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key) {
+    EFF_CHECK(m->N > 0, "eff_model_forward before eff_model_alloc_acts");
+    m->be->upload(m->be, m->x, x, (size_t)m->N * m->R * m->R * 3 * sizeof(float));
+    if (labels) m->be->upload(m->be, m->labels, labels, (size_t)m->N * sizeof(int32_t));
+    return eff_model_forward_resident(m, labels != NULL, train, drop_key);
+}
+
+float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64_t drop_key) {
     const EffBackend *be = m->be;
     EFF_CHECK(m->N > 0, "eff_model_forward before eff_model_alloc_acts");
     const int N = m->N;
     const float *P = m->param;
     m->drop_key = drop_key;
     m->last_train = train;
-    be->upload(m->x, x, (size_t)N * m->R * m->R * 3 * sizeof(float));
-    if (labels) be->upload(m->labels, labels, (size_t)N * sizeof(int32_t));
 
     const size_t M1 = (size_t)N * m->H1 * m->H1;
-    TIMED(m, EFF_PROF_CONV, be->conv2d_forward(m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
+    TIMED(m, EFF_PROF_CONV, be->conv2d_forward(be, m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                m->stem_c, 3, 2, 1));
     bn_fwd(m, train, m->stem_act, m->stem_mean, m->stem_rstd, m->stem_rm, m->stem_rv, m->stem_conv, m->stem_g,
            m->stem_b, M1, m->stem_c, 1);
@@ -392,19 +397,19 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
     }
     const int cl = m->blk[m->nblocks - 1].cout, HWh = m->Hh * m->Hh;
     const size_t Mh = (size_t)N * HWh;
-    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(m->head_conv, h, P + m->head_w, (int)Mh, cl, m->head_c));
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, m->head_conv, h, P + m->head_w, (int)Mh, cl, m->head_c));
     bn_fwd(m, train, m->head_act, m->head_mean, m->head_rstd, m->head_rm, m->head_rv, m->head_conv, m->head_g,
            m->head_b, Mh, m->head_c, 1);
     float loss = 0.0f;
     PROF_BEGIN(m);
-    be->gap_forward(m->pooled, m->head_act, N, HWh, m->head_c);
+    be->gap_forward(be, m->pooled, m->head_act, N, HWh, m->head_c);
     const float *feat = m->pooled;
     if (train && m->head_drop > 0.0f) {
-        be->dropout_forward(m->pooled_drop, m->pooled, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+        be->dropout_forward(be, m->pooled_drop, m->pooled, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
         feat = m->pooled_drop;
     }
-    be->linear_forward(m->logits, feat, P + m->fc_w, P + m->fc_b, N, m->head_c, m->classes);
-    if (labels) loss = be->softmax_xent_forward(m->probs, m->logits, m->labels, N, m->classes, m->label_smoothing);
+    be->linear_forward(be, m->logits, feat, P + m->fc_w, P + m->fc_b, N, m->head_c, m->classes);
+    if (with_labels) loss = be->softmax_xent_forward(be, m->probs, m->logits, m->labels, N, m->classes, m->label_smoothing);
     PROF_END(m, EFF_PROF_HEAD);
     if (train) m->bn_batches++;
     return loss;
@@ -423,24 +428,24 @@ static float *block_backward(EffModel *m, int i, const float *x, float *dout, fl
     float *G = m->grad;
     const float *dp = dout;
     if (b->drop > 0.0f) {
-        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(t1, dout, Mo * b->cout, b->drop, layer_key(m, i)));
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, layer_key(m, i)));
         dp = t1;
     }
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->p_mean, b->p_rstd,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->p_mean, b->p_rstd,
                                                  P + b->g2, P + b->b2, (int)Mo, b->cout, 0));
-    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
-    TIMED(m, EFF_PROF_SE, be->se_backward(t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
+    TIMED(m, EFF_PROF_SE, be->se_backward(be, t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,
                                           b->se_hidden, b->se_gate, P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_mean, b->d_rstd,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_mean, b->d_rstd,
                                                  P + b->g1, P + b->b1, (int)Mo, b->ce, 1));
-    TIMED(m, EFF_PROF_DWCONV, be->dwconv_backward(t1, G + b->w_dw, t2, b->e_act, P + b->w_dw, N, b->Hi, b->Wi,
+    TIMED(m, EFF_PROF_DWCONV, be->dwconv_backward(be, t1, G + b->w_dw, t2, b->e_act, P + b->w_dw, N, b->Hi, b->Wi,
                                                   b->ce, b->k, b->stride));
     if (b->expand) {
-        TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_mean, b->e_rstd,
+        TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_mean, b->e_rstd,
                                                      P + b->g0, P + b->b0, (int)Mi, b->ce, 1));
-        TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(t1, G + b->w_expand, t2, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
+        TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_expand, t2, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
     }
-    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(t1, dout, Mi * b->cin));
+    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, t1, dout, Mi * b->cin));
     return t1;
 }
 
@@ -454,44 +459,47 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     float *g0 = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
 
     PROF_BEGIN(m);
-    be->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->classes, m->label_smoothing, loss_scale);
+    be->softmax_xent_backward(be, m->dlogits, m->probs, m->labels, N, m->classes, m->label_smoothing, loss_scale);
     const int dropped = m->head_drop > 0.0f;
-    be->linear_backward(m->dpool, G + m->fc_w, G + m->fc_b, m->dlogits, dropped ? m->pooled_drop : m->pooled,
+    be->linear_backward(be, m->dpool, G + m->fc_w, G + m->fc_b, m->dlogits, dropped ? m->pooled_drop : m->pooled,
                         P + m->fc_w, N, m->head_c, m->classes);
     if (dropped)
-        be->dropout_backward(m->dpool, m->dpool, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
-    be->gap_backward(g0, m->dpool, N, HWh, m->head_c);
+        be->dropout_backward(be, m->dpool, m->dpool, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+    be->gap_backward(be, g0, m->dpool, N, HWh, m->head_c);
     PROF_END(m, EFF_PROF_HEAD);
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_mean,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_mean,
                                                  m->head_rstd, P + m->head_g, P + m->head_b, (int)Mh, m->head_c, 1));
     const EffBlock *last = &m->blk[m->nblocks - 1];
-    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
                                                   last->cout, m->head_c));
+    if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->head_w);
     float *dout = g0, *t1 = g1, *t2 = g2;
     for (int i = m->nblocks - 1; i >= 0; i--) {
         const float *x = i > 0 ? m->blk[i - 1].out : m->stem_act;
         float *dx = block_backward(m, i, x, dout, t1, t2);
         t1 = dout; /* rotate: the old output gradient is free now */
         dout = dx;
+        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->blk[i].expand ? m->blk[i].w_expand : m->blk[i].w_dw);
     }
     const size_t M1 = (size_t)N * m->H1 * m->H1;
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_mean,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_mean,
                                                  m->stem_rstd, P + m->stem_g, P + m->stem_b, (int)M1, m->stem_c, 1));
-    TIMED(m, EFF_PROF_CONV, be->conv2d_backward(NULL, G + m->stem_w, m->stem_col, t1, P + m->stem_w, N, m->R, m->R, 3,
+    TIMED(m, EFF_PROF_CONV, be->conv2d_backward(be, NULL, G + m->stem_w, m->stem_col, t1, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                 m->stem_c, 3, 2, 1));
+    if (m->grad_ready) m->grad_ready(m->grad_ready_arg, 0);
 }
 
-void eff_model_zero_grad(EffModel *m) { m->be->zero(m->grad, m->ptab.total * sizeof(float)); }
+void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.total * sizeof(float)); }
 
 void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                          int decoupled) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->param, m->grad, m->adam_m, m->adam_v, m->ptab.total, lr, beta1,
+    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param, m->grad, m->adam_m, m->adam_v, m->ptab.total, lr, beta1,
                                               beta2, eps, weight_decay, decoupled, m->adam_t));
 }
 
 void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->param, m->grad, m->adam_m, m->ptab.total, lr, momentum, weight_decay,
+    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param, m->grad, m->adam_m, m->ptab.total, lr, momentum, weight_decay,
                                              nesterov, m->adam_t == 1));
 }

@@ -64,6 +64,11 @@ typedef struct EffModel {
     int32_t *labels;
     uint64_t drop_key; /* dropout key of the last forward */
     int last_train;
+    /* Called during backward whenever every gradient at offsets >= first is
+     * final (after the head, after each block, after the stem), so a
+     * data-parallel driver can start all-reducing those buckets at once. */
+    void (*grad_ready)(void *arg, size_t first);
+    void *grad_ready_arg;
     /* profiling (seconds per op family), on when profile != 0 */
     int profile;
     double prof[EFF_PROF_COUNT];
@@ -87,6 +92,9 @@ double eff_model_macs(const EffModel *m, int R); /* multiply-adds per image, for
  * NULL: no loss). train selects batch statistics and dropout, keyed by
  * drop_key. Returns the mean loss (0 without labels). Logits: m->logits. */
 float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key);
+/* The same, on an input (and labels, when with_labels) already placed in
+ * m->x / m->labels in backend memory (e.g. by GPU augmentation). */
+float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64_t drop_key);
 /* Backward pass of the last train forward; ACCUMULATES into m->grad.
  * loss_scale multiplies d(loss)/d(logits) (e.g. 1/accumulation steps). */
 void eff_model_backward(EffModel *m, float loss_scale);

@@ -67,10 +67,10 @@ static void randomise_model(EffModel *m, uint64_t seed) {
     p[1] = 1e-40f;     /* subnormal */
     p[2] = FLT_MAX;
     p[3] = -FLT_MIN;
-    m->be->upload(m->param, p, np * sizeof(float));
-    m->be->upload(m->adam_m, a, np * sizeof(float));
-    m->be->upload(m->adam_v, v, np * sizeof(float));
-    m->be->upload(m->bufs, b, nb * sizeof(float));
+    m->be->upload(m->be, m->param, p, np * sizeof(float));
+    m->be->upload(m->be, m->adam_m, a, np * sizeof(float));
+    m->be->upload(m->be, m->adam_v, v, np * sizeof(float));
+    m->be->upload(m->be, m->bufs, b, nb * sizeof(float));
     m->bn_batches = 5000000123LL; /* > 2^32 */
     m->adam_t = 123457;
     eff_free(p);
@@ -82,8 +82,8 @@ static void randomise_model(EffModel *m, uint64_t seed) {
 /* memcmp of one whole backend buffer (padding included) of two models. */
 static int same_buffer(const EffModel *x, const float *bx, const EffModel *y, const float *by, size_t n) {
     float *hx = eff_malloc(n * sizeof(float), "cmp"), *hy = eff_malloc(n * sizeof(float), "cmp");
-    x->be->download(hx, bx, n * sizeof(float));
-    y->be->download(hy, by, n * sizeof(float));
+    x->be->download(x->be, hx, bx, n * sizeof(float));
+    y->be->download(y->be, hy, by, n * sizeof(float));
     int same = memcmp(hx, hy, n * sizeof(float)) == 0;
     eff_free(hx);
     eff_free(hy);
@@ -92,7 +92,7 @@ static int same_buffer(const EffModel *x, const float *bx, const EffModel *y, co
 
 static int all_zero(const EffModel *m, const float *b, size_t n) {
     float *h = eff_malloc(n * sizeof(float), "cmp");
-    m->be->download(h, b, n * sizeof(float));
+    m->be->download(m->be, h, b, n * sizeof(float));
     int z = 1;
     for (size_t i = 0; i < n && z; i++) z = h[i] == 0.0f;
     eff_free(h);
@@ -242,7 +242,7 @@ static void check_layout(TestState *ts, const char *path, const EffModel *m) {
     float *file = eff_malloc(w->numel * sizeof(float), "t"), *ours = eff_malloc(w->numel * sizeof(float), "t"),
           *torch = eff_malloc(w->numel * sizeof(float), "t");
     eff_h5_read_f32(f, path, "/model/stem.0.weight", file, w->numel);
-    m->be->download(ours, m->param + w->offset, w->numel * sizeof(float));
+    m->be->download(m->be, ours, m->param + w->offset, w->numel * sizeof(float));
     eff_view_to_torch(w, ours, torch);
     T_CHECK(ts, memcmp(file, torch, w->numel * sizeof(float)) == 0, "stem.0.weight is not stored in PyTorch layout");
     /* depthwise [C][1][K][K] */
@@ -422,15 +422,15 @@ static int suite(void) {
     {
         /* a NaN weight: refused; the child's copy of the model is the one modified */
         float *p = eff_malloc(m1->ptab.total * sizeof(float), "p");
-        m1->be->download(p, m1->param, m1->ptab.total * sizeof(float));
+        m1->be->download(m1->be, p, m1->param, m1->ptab.total * sizeof(float));
         float saved = p[m1->head_w + 5];
         p[m1->head_w + 5] = NAN;
-        m1->be->upload(m1->param, p, m1->ptab.total * sizeof(float));
+        m1->be->upload(m1->be, m1->param, p, m1->ptab.total * sizeof(float));
         Job j = {JOB_SAVE, path, m1, 0, 0, &st1};
         const char *must[] = {path, "head.0.weight", "non-finite"};
         expect_failure(&ts, "save with a NaN weight", &j, errfile, must, 3);
         p[m1->head_w + 5] = saved;
-        m1->be->upload(m1->param, p, m1->ptab.total * sizeof(float));
+        m1->be->upload(m1->be, m1->param, p, m1->ptab.total * sizeof(float));
         eff_free(p);
         T_CHECK(&ts, same_file(path, orig, orig_len), "PATH changed by a refused save");
         T_CHECK(&ts, count_tmp(dir) == 0, "temporary file left by a refused save");
@@ -565,7 +565,7 @@ static float *read_input(const char *path, int *N, int *R) {
 
 static void write_logits(const char *path, const EffModel *m, int N) {
     float *l = eff_malloc((size_t)N * m->classes * sizeof(float), "logits");
-    m->be->download(l, m->logits, (size_t)N * m->classes * sizeof(float));
+    m->be->download(m->be, l, m->logits, (size_t)N * m->classes * sizeof(float));
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     EFF_CHECK(f >= 0, "cannot create %s", path);
     int64_t dims[2] = {N, m->classes};
@@ -583,8 +583,8 @@ static int mode_write_random(const char *ckpt, uint64_t seed, const char *in, co
     EffRng r;
     eff_rng_seed(&r, seed + 1);
     float *p = eff_malloc(m->ptab.total * sizeof(float), "p"), *b = eff_malloc(m->btab.total * sizeof(float), "b");
-    m->be->download(p, m->param, m->ptab.total * sizeof(float));
-    m->be->download(b, m->bufs, m->btab.total * sizeof(float));
+    m->be->download(m->be, p, m->param, m->ptab.total * sizeof(float));
+    m->be->download(m->be, b, m->bufs, m->btab.total * sizeof(float));
     for (int i = 0; i < m->ptab.count; i++) {
         const EffView *v = &m->ptab.views[i];
         if (v->kind != EFF_KIND_BN) continue;
@@ -598,8 +598,8 @@ static int mode_write_random(const char *ckpt, uint64_t seed, const char *in, co
         for (size_t k = 0; k < v->numel; k++)
             b[v->offset + k] = (float)(var ? 0.5 + eff_rng_uniform(&r) : 0.1 * eff_rng_normal(&r));
     }
-    m->be->upload(m->param, p, m->ptab.total * sizeof(float));
-    m->be->upload(m->bufs, b, m->btab.total * sizeof(float));
+    m->be->upload(m->be, m->param, p, m->ptab.total * sizeof(float));
+    m->be->upload(m->be, m->bufs, b, m->btab.total * sizeof(float));
     eff_free(p);
     eff_free(b);
     m->bn_batches = 3;

@@ -171,8 +171,8 @@ int main(int argc, char **argv) {
 
     /* Adam arithmetic on PyTorch's per-step gradients: must match to 1e-4. */
     load_table(f, path, &m.ptab, m.param, "/init");
-    m.be->zero(m.adam_m, m.ptab.total * sizeof(float));
-    m.be->zero(m.adam_v, m.ptab.total * sizeof(float));
+    m.be->zero(m.be, m.adam_m, m.ptab.total * sizeof(float));
+    m.be->zero(m.be, m.adam_v, m.ptab.total * sizeof(float));
     m.adam_t = 0;
     for (int s = 1; s <= 3; s++) {
         char grp[32];

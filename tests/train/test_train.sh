@@ -151,7 +151,17 @@ config)
     printf '[train]\nepochs = 2\nbatchsize = 4\n' > "$work/bad.ini"
     out=$("$effnet" train --config "$work/bad.ini" 2>&1) && fail "unknown key in file accepted"
     grep -q "unknown key 'train.batchsize'" <<<"$out" || fail "file key message: $out"
-    "$effnet" train --help | grep -q "optim.nesterov" || fail "--help does not list every key"
+    help=$("$effnet" train --help) || fail "--help failed"  # (not piped into grep -q: SIGPIPE under pipefail)
+    for k in optim.nesterov train.backend train.precision comm.timeout_s; do
+        grep -q "$k" <<<"$help" || fail "--help does not list $k"
+    done
+    if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU here: asking for CUDA must fail clearly, not fall back
+        out=$("$effnet" train "${common[@]}" --set train.backend=cuda 2>&1) && fail "train.backend=cuda ran without a GPU"
+        grep -Eq "train.backend = cuda, but (no CUDA device is usable here|this effnet was built without CUDA)" <<<"$out" \
+            || fail "backend message: $out"
+    fi
+    out=$("$effnet" train "${common[@]}" --set train.precision=fp8 2>&1) && fail "bad precision accepted"
+    grep -q "train.precision: 'fp8' is not one of fp32|bf16|fp16" <<<"$out" || fail "precision message: $out"
     pass "unknown keys, wrong types, out-of-range values and bad choices are errors naming the key" ;;
 baddata)
     t0=$(date +%s)

@@ -1,0 +1,128 @@
+/* cuda_ops.h: the CUDA backend's per-process state and the launchers of the
+ * CUDA ops in kernels/ (one file per op, same stem as src/ops/<op>.c).
+ *
+ * Plain C (includable from C11 and CUDA C). Every launcher is asynchronous on
+ * cu->stream and follows the conventions of src/ops/ops.h exactly: NHWC fp32
+ * activations, forward ops assign, backward ops assign din and ACCUMULATE
+ * parameter gradients, a NULL din skips that gradient. Reductions never use
+ * atomics: partial sums over a chunking that depends only on the shapes are
+ * reduced in a fixed order, so results are run-to-run identical. */
+#ifndef EFFNET_CUDA_OPS_H
+#define EFFNET_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct EffCuda {
+    int device;
+    int precision;      /* EffPrecision: math of convolutions and GEMMs */
+    int deterministic;  /* deterministic cuDNN algorithms */
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    cudnnHandle_t cudnn;
+    void *workspace;    /* cuDNN / cuBLAS workspace */
+    size_t workspace_bytes;
+    double *reduce;     /* device scratch for partial sums (reduce_doubles) */
+    size_t reduce_doubles;
+    float *wscratch;    /* weight-layout scratch for cuDNN (stem conv) */
+    size_t wscratch_floats;
+    double *host_scalar; /* pinned: results returned to the host */
+    cudaEvent_t ev;
+} EffCuda;
+
+/* Error checks: name the call, the error and the fix, then exit non-zero
+ * (through EFF_FATAL, so under MPI every rank ends). */
+void eff_cuda_fail(const char *what, const char *err, const char *file, int line);
+#define CUDA_CHECK(call)                                                                    \
+    do {                                                                                    \
+        cudaError_t e_ = (call);                                                            \
+        if (e_ != cudaSuccess) eff_cuda_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                  \
+    do {                                                                                    \
+        cublasStatus_t s_ = (call);                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS) eff_cuda_fail(#call, cublasGetStatusString(s_), __FILE__, __LINE__); \
+    } while (0)
+#define CUDNN_CHECK(call)                                                                   \
+    do {                                                                                    \
+        cudnnStatus_t s_ = (call);                                                          \
+        if (s_ != CUDNN_STATUS_SUCCESS) eff_cuda_fail(#call, cudnnGetErrorString(s_), __FILE__, __LINE__); \
+    } while (0)
+/* After a kernel launch: catches bad launch configurations at once. */
+#define CUDA_LAUNCHED(name) CUDA_CHECK(cudaGetLastError())
+
+/* Scratch of at least n doubles in cu->reduce (grown on demand, synchronising). */
+double *eff_cuda_reduce_scratch(EffCuda *cu, size_t n);
+/* cuBLAS sgemm in row-major terms, C[MxN] = alpha*op(A)*op(B) + beta*C, with
+ * the math (fp32 / bf16 / fp16 tensor cores) chosen by cu->precision. */
+void eff_cuda_gemm_rm(EffCuda *cu, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
+
+/* conv2d.cu (cuDNN) */
+void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W, int Cin,
+                         int Cout, int K, int stride, int pad);
+void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+                          int N, int H, int W, int Cin, int Cout, int K, int stride, int pad);
+/* pwconv.cu (cuBLAS) */
+void pwconv_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int M, int Cin, int Cout);
+void pwconv_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+                          int M, int Cin, int Cout);
+/* dwconv.cu */
+void dwconv_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+                         int stride);
+void dwconv_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+                          int N, int H, int W, int C, int K, int stride);
+/* batchnorm.cu */
+void batchnorm_forward_train_cuda(EffCuda *cu, float *out, float *mean, float *rstd, float *running_mean,
+                                  float *running_var, const float *in, const float *gamma, const float *beta, int M,
+                                  int C, float momentum, float eps, int swish);
+void batchnorm_forward_eval_cuda(EffCuda *cu, float *out, const float *in, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int M, int C, float eps,
+                                 int swish);
+void batchnorm_backward_cuda(EffCuda *cu, float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *mean, const float *rstd, const float *gamma,
+                             const float *beta, int M, int C, int swish);
+/* elementwise.cu */
+void add_inplace_cuda(EffCuda *cu, float *y, const float *x, size_t n);
+void scale_inplace_cuda(EffCuda *cu, float *x, size_t n, float alpha);
+/* se.cu */
+void se_forward_cuda(EffCuda *cu, float *out, float *pooled, float *hidden, float *gate, const float *in,
+                     const float *w1, const float *w2, int N, int HW, int C, int Cse);
+void se_backward_cuda(EffCuda *cu, float *din, float *dw1, float *dw2, float *work, const float *dout,
+                      const float *in, const float *pooled, const float *hidden, const float *gate, const float *w1,
+                      const float *w2, int N, int HW, int C, int Cse);
+/* dropout.cu */
+void dropout_forward_cuda(EffCuda *cu, float *out, const float *in, size_t n, float p, uint64_t key);
+/* pool.cu */
+void gap_forward_cuda(EffCuda *cu, float *out, const float *in, int N, int HW, int C);
+void gap_backward_cuda(EffCuda *cu, float *din, const float *dout, int N, int HW, int C);
+/* linear.cu */
+void linear_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, const float *b, int N, int Cin,
+                         int Cout);
+void linear_backward_cuda(EffCuda *cu, float *din, float *dw, float *db, const float *dout, const float *in,
+                          const float *w, int N, int Cin, int Cout);
+/* xent.cu: the mean loss is written to *loss_dev (device). */
+void softmax_xent_forward_cuda(EffCuda *cu, float *probs, float *loss_dev, const float *logits,
+                               const int32_t *labels, int N, int K, float smoothing);
+void softmax_xent_backward_cuda(EffCuda *cu, float *dlogits, const float *probs, const int32_t *labels, int N,
+                                int K, float smoothing, float scale);
+/* adam.cu, sgd.cu */
+void adam_step_cuda(EffCuda *cu, float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, int decoupled, long t);
+void sgd_step_cuda(EffCuda *cu, float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                   float weight_decay, int nesterov, int first);
+/* reduce.cu: sum of squares in double, deterministic; written to *out_dev. */
+void sumsq_cuda(EffCuda *cu, double *out_dev, const float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,310 @@
+/* backend_cuda.c: the CUDA backend's op table -- device memory on one stream,
+ * and the launchers of kernels/ (kernels/cuda_ops.h). One instance per rank,
+ * bound to one device; all of its state (handles, stream, scratch, the
+ * allocation record) lives in the instance, nothing is global.
+ *
+ * Scalars the host needs (the loss, the gradient sum of squares) come back
+ * through pinned memory and a stream synchronisation. */
+#include "backend.h"
+#include "common.h"
+#include "cuda_ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct { void *p; size_t bytes; } AllocRec;
+
+typedef struct CudaBackend {
+    EffBackend be; /* first member */
+    EffCuda cu;
+    float *loss_dev;   /* device scalar: the last mean loss */
+    double *sumsq_dev; /* device scalar: the last sum of squares */
+    /* our allocations, for the peak (the analogue of torch.cuda.max_memory_allocated) */
+    AllocRec *rec;
+    size_t nrec, caprec, bytes_now, bytes_peak;
+} CudaBackend;
+
+static CudaBackend *CB(const EffBackend *be) { return (CudaBackend *)be->impl; }
+static EffCuda *CU(const EffBackend *be) { return &CB(be)->cu; }
+
+int eff_cuda_available(void) { return 1; }
+
+int eff_cuda_device_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) { /* no driver, no device, or a driver too old: all mean "no GPU" */
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+void eff_cuda_describe(int device, char *buf, size_t n) {
+    struct cudaDeviceProp p;
+    CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+    char uuid[64];
+    int k = snprintf(uuid, sizeof uuid, "GPU-");
+    for (int i = 0; i < 16 && k < (int)sizeof uuid - 3; i++) {
+        k += snprintf(uuid + k, sizeof uuid - (size_t)k, "%02x", (unsigned char)p.uuid.bytes[i]);
+        if (i == 3 || i == 5 || i == 7 || i == 9) uuid[k++] = '-', uuid[k] = 0;
+    }
+    snprintf(buf, n, "%s (%s, sm_%d%d, %.1f GiB, PCI %04x:%02x:%02x)", p.name, uuid, p.major, p.minor,
+             p.totalGlobalMem / 1073741824.0, p.pciDomainID, p.pciBusID, p.pciDeviceID);
+}
+
+void eff_cuda_memory(const EffBackend *be, double *alloc_peak_mb, double *device_used_mb) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (alloc_peak_mb) *alloc_peak_mb = CB(be)->bytes_peak / 1048576.0;
+    if (device_used_mb) *device_used_mb = (total_b - free_b) / 1048576.0;
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+static void *cuda_alloc(const EffBackend *be, size_t bytes, const char *what) {
+    CudaBackend *b = CB(be);
+    void *p = NULL;
+    if (bytes == 0) bytes = 1;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        (void)cudaMemGetInfo(&free_b, &total_b);
+        EFF_FATAL("cannot allocate %.1f MiB of GPU memory for %s on device %d: %s (%.1f of %.1f MiB free, %.1f MiB "
+                  "held by effnet)\nHINT: lower the per-GPU batch size (train.batch_size) or the resolution",
+                  bytes / 1048576.0, what, b->cu.device, cudaGetErrorString(e), free_b / 1048576.0,
+                  total_b / 1048576.0, b->bytes_now / 1048576.0);
+    }
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, b->cu.stream));
+    if (b->nrec == b->caprec) {
+        size_t cap = b->caprec ? 2 * b->caprec : 256;
+        AllocRec *r = eff_malloc(cap * sizeof *r, "GPU allocation record");
+        if (b->nrec) memcpy(r, b->rec, b->nrec * sizeof *r);
+        eff_free(b->rec);
+        b->rec = r;
+        b->caprec = cap;
+    }
+    b->rec[b->nrec++] = (AllocRec){p, bytes};
+    b->bytes_now += bytes;
+    if (b->bytes_now > b->bytes_peak) b->bytes_peak = b->bytes_now;
+    return p;
+}
+
+static void cuda_release(const EffBackend *be, void *p) {
+    if (!p) return;
+    CudaBackend *b = CB(be);
+    for (size_t i = 0; i < b->nrec; i++)
+        if (b->rec[i].p == p) {
+            b->bytes_now -= b->rec[i].bytes;
+            b->rec[i] = b->rec[--b->nrec];
+            break;
+        }
+    CUDA_CHECK(cudaStreamSynchronize(b->cu.stream)); /* no kernel may still use it */
+    CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_zero(const EffBackend *be, void *p, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, CU(be)->stream));
+}
+/* From pageable host memory the copy has left the source buffer when the
+ * call returns, so the caller may reuse it at once. */
+static void cuda_upload(const EffBackend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, CU(be)->stream));
+}
+static void cuda_download(const EffBackend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, CU(be)->stream));
+    CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream));
+}
+static void cuda_sync(const EffBackend *be) { CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream)); }
+
+/* ---- ops --------------------------------------------------------------------- */
+
+static void cuda_conv2d_forward(const EffBackend *be, float *out, float *col, const float *in, const float *w, int N,
+                                int H, int W, int Cin, int Cout, int K, int stride, int pad) {
+    (void)col; /* cuDNN needs no im2col buffer */
+    conv2d_forward_cuda(CU(be), out, in, w, N, H, W, Cin, Cout, K, stride, pad);
+}
+static void cuda_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const float *dout,
+                                 const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
+                                 int stride, int pad) {
+    (void)col;
+    conv2d_backward_cuda(CU(be), din, dw, dout, in, w, N, H, W, Cin, Cout, K, stride, pad);
+}
+static void cuda_pwconv_forward(const EffBackend *be, float *out, const float *in, const float *w, int M, int Cin,
+                                int Cout) {
+    pwconv_forward_cuda(CU(be), out, in, w, M, Cin, Cout);
+}
+static void cuda_pwconv_backward(const EffBackend *be, float *din, float *dw, const float *dout, const float *in,
+                                 const float *w, int M, int Cin, int Cout) {
+    pwconv_backward_cuda(CU(be), din, dw, dout, in, w, M, Cin, Cout);
+}
+static void cuda_dwconv_forward(const EffBackend *be, float *out, const float *in, const float *w, int N, int H,
+                                int W, int C, int K, int stride) {
+    dwconv_forward_cuda(CU(be), out, in, w, N, H, W, C, K, stride);
+}
+static void cuda_dwconv_backward(const EffBackend *be, float *din, float *dw, const float *dout, const float *in,
+                                 const float *w, int N, int H, int W, int C, int K, int stride) {
+    dwconv_backward_cuda(CU(be), din, dw, dout, in, w, N, H, W, C, K, stride);
+}
+static void cuda_bn_train(const EffBackend *be, float *out, float *mean, float *rstd, float *rm, float *rv,
+                          double *work, const float *in, const float *g, const float *b, int M, int C,
+                          float momentum, float eps, int swish) {
+    (void)work; /* the CUDA reductions use the backend's own scratch */
+    batchnorm_forward_train_cuda(CU(be), out, mean, rstd, rm, rv, in, g, b, M, C, momentum, eps, swish);
+}
+static void cuda_bn_eval(const EffBackend *be, float *out, const float *in, const float *g, const float *b,
+                         const float *rm, const float *rv, int M, int C, float eps, int swish) {
+    batchnorm_forward_eval_cuda(CU(be), out, in, g, b, rm, rv, M, C, eps, swish);
+}
+static void cuda_bn_backward(const EffBackend *be, float *din, float *dg, float *db, double *work, const float *dout,
+                             const float *in, const float *mean, const float *rstd, const float *g, const float *b,
+                             int M, int C, int swish) {
+    (void)work;
+    batchnorm_backward_cuda(CU(be), din, dg, db, dout, in, mean, rstd, g, b, M, C, swish);
+}
+static void cuda_add(const EffBackend *be, float *y, const float *x, size_t n) { add_inplace_cuda(CU(be), y, x, n); }
+static void cuda_scale(const EffBackend *be, float *x, size_t n, float alpha) { scale_inplace_cuda(CU(be), x, n, alpha); }
+static void cuda_se_forward(const EffBackend *be, float *out, float *pooled, float *hidden, float *gate,
+                            const float *in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+    se_forward_cuda(CU(be), out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse);
+}
+static void cuda_se_backward(const EffBackend *be, float *din, float *dw1, float *dw2, float *work, const float *dout,
+                             const float *in, const float *pooled, const float *hidden, const float *gate,
+                             const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+    se_backward_cuda(CU(be), din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse);
+}
+static void cuda_dropout(const EffBackend *be, float *out, const float *in, size_t n, float p, uint64_t key) {
+    dropout_forward_cuda(CU(be), out, in, n, p, key); /* backward: the same mask and scale */
+}
+static void cuda_gap_forward(const EffBackend *be, float *out, const float *in, int N, int HW, int C) {
+    gap_forward_cuda(CU(be), out, in, N, HW, C);
+}
+static void cuda_gap_backward(const EffBackend *be, float *din, const float *dout, int N, int HW, int C) {
+    gap_backward_cuda(CU(be), din, dout, N, HW, C);
+}
+static void cuda_linear_forward(const EffBackend *be, float *out, const float *in, const float *w, const float *b,
+                                int N, int Cin, int Cout) {
+    linear_forward_cuda(CU(be), out, in, w, b, N, Cin, Cout);
+}
+static void cuda_linear_backward(const EffBackend *be, float *din, float *dw, float *db, const float *dout,
+                                 const float *in, const float *w, int N, int Cin, int Cout) {
+    linear_backward_cuda(CU(be), din, dw, db, dout, in, w, N, Cin, Cout);
+}
+static float cuda_xent_forward(const EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N,
+                               int K, float smoothing) {
+    CudaBackend *b = CB(be);
+    softmax_xent_forward_cuda(&b->cu, probs, b->loss_dev, logits, labels, N, K, smoothing);
+    CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->loss_dev, sizeof(float), cudaMemcpyDeviceToHost, b->cu.stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
+    float loss;
+    memcpy(&loss, b->cu.host_scalar, sizeof loss);
+    return loss;
+}
+static void cuda_xent_backward(const EffBackend *be, float *dlogits, const float *probs, const int32_t *labels, int N,
+                               int K, float smoothing, float scale) {
+    softmax_xent_backward_cuda(CU(be), dlogits, probs, labels, N, K, smoothing, scale);
+}
+static void cuda_adam(const EffBackend *be, float *p, const float *g, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float wd, int decoupled, long t) {
+    adam_step_cuda(CU(be), p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t);
+}
+static void cuda_sgd(const EffBackend *be, float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                     float wd, int nesterov, int first) {
+    sgd_step_cuda(CU(be), p, g, buf, n, lr, momentum, wd, nesterov, first);
+}
+static double cuda_sumsq(const EffBackend *be, const float *x, size_t n) {
+    CudaBackend *b = CB(be);
+    sumsq_cuda(&b->cu, b->sumsq_dev, x, n);
+    CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->sumsq_dev, sizeof(double), cudaMemcpyDeviceToHost,
+                               b->cu.stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
+    return *b->cu.host_scalar;
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
+    const int n = eff_cuda_device_count();
+    EFF_CHECK(n > 0, "the CUDA backend was requested but no CUDA device is usable (no driver, no GPU, or "
+              "CUDA_VISIBLE_DEVICES hides them)\nHINT: set train.backend = cpu, or run on a GPU node");
+    EFF_CHECK(device >= 0 && device < n, "CUDA device %d does not exist (%d visible)\nHINT: check "
+              "CUDA_VISIBLE_DEVICES and the number of ranks per node", device, n);
+    CudaBackend *b = eff_calloc(1, sizeof *b, "CUDA backend");
+    EffCuda *cu = &b->cu;
+    cu->device = device;
+    cu->precision = (int)precision;
+    cu->deterministic = deterministic;
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&cu->cublas));
+    CUBLAS_CHECK(cublasSetStream(cu->cublas, cu->stream));
+    CUBLAS_CHECK(cublasSetAtomicsMode(cu->cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+    CUDNN_CHECK(cudnnCreate(&cu->cudnn));
+    CUDNN_CHECK(cudnnSetStream(cu->cudnn, cu->stream));
+    cu->workspace_bytes = (size_t)32 << 20;
+    CUDA_CHECK(cudaMalloc(&cu->workspace, cu->workspace_bytes));
+    CUBLAS_CHECK(cublasSetWorkspace(cu->cublas, cu->workspace, cu->workspace_bytes));
+    CUDA_CHECK(cudaMallocHost((void **)&cu->host_scalar, sizeof(double)));
+    CUDA_CHECK(cudaEventCreateWithFlags(&cu->ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaMalloc((void **)&b->loss_dev, sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void **)&b->sumsq_dev, sizeof(double)));
+    (void)eff_cuda_reduce_scratch(cu, (size_t)1 << 20);
+
+    b->be = (EffBackend){
+        .name = "cuda",
+        .impl = b,
+        .precision = precision,
+        .alloc = cuda_alloc,
+        .release = cuda_release,
+        .zero = cuda_zero,
+        .upload = cuda_upload,
+        .download = cuda_download,
+        .synchronize = cuda_sync,
+        .conv2d_forward = cuda_conv2d_forward,
+        .conv2d_backward = cuda_conv2d_backward,
+        .pwconv_forward = cuda_pwconv_forward,
+        .pwconv_backward = cuda_pwconv_backward,
+        .dwconv_forward = cuda_dwconv_forward,
+        .dwconv_backward = cuda_dwconv_backward,
+        .batchnorm_forward_train = cuda_bn_train,
+        .batchnorm_forward_eval = cuda_bn_eval,
+        .batchnorm_backward = cuda_bn_backward,
+        .add_inplace = cuda_add,
+        .scale_inplace = cuda_scale,
+        .se_forward = cuda_se_forward,
+        .se_backward = cuda_se_backward,
+        .dropout_forward = cuda_dropout,
+        .dropout_backward = cuda_dropout,
+        .gap_forward = cuda_gap_forward,
+        .gap_backward = cuda_gap_backward,
+        .linear_forward = cuda_linear_forward,
+        .linear_backward = cuda_linear_backward,
+        .softmax_xent_forward = cuda_xent_forward,
+        .softmax_xent_backward = cuda_xent_backward,
+        .adam_step = cuda_adam,
+        .sgd_step = cuda_sgd,
+        .sumsq = cuda_sumsq,
+    };
+    return &b->be;
+}
+
+void *eff_cuda_stream(const EffBackend *be) { return (void *)CU(be)->stream; }
+
+void eff_backend_cuda_destroy(EffBackend *be) {
+    if (!be) return;
+    CudaBackend *b = CB(be);
+    EffCuda *cu = &b->cu;
+    CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    CUDA_CHECK(cudaFree(b->loss_dev));
+    CUDA_CHECK(cudaFree(b->sumsq_dev));
+    CUDA_CHECK(cudaFree(cu->reduce));
+    CUDA_CHECK(cudaFree(cu->wscratch));
+    CUDA_CHECK(cudaFree(cu->workspace));
+    CUDA_CHECK(cudaFreeHost(cu->host_scalar));
+    CUDA_CHECK(cudaEventDestroy(cu->ev));
+    CUDNN_CHECK(cudnnDestroy(cu->cudnn));
+    CUBLAS_CHECK(cublasDestroy(cu->cublas));
+    CUDA_CHECK(cudaStreamDestroy(cu->stream));
+    eff_free(b->rec);
+    eff_free(b);
+}

@@ -1,0 +1,208 @@
+/* comm_nccl.c: NCCL gradient all-reduce bootstrapped by MPI (see comm_nccl.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "comm_nccl.h"
+#include "common.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CUDA_OK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) \
+    EFF_FATAL("%s failed: %s\nHINT: check the GPU with nvidia-smi", #call, cudaGetErrorString(e_)); } while (0)
+#define MPI_OK(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { char s_[MPI_MAX_ERROR_STRING]; int l_ = 0; \
+    MPI_Error_string(rc_, s_, &l_); EFF_FATAL("%s failed: %s", #call, s_); } } while (0)
+
+struct EffComm {
+    ncclComm_t nccl;
+    MPI_Comm mpi;
+    int rank, world, nbuckets, next; /* buckets are launched from the last down to 0; next: highest not launched */
+    size_t *lo;                      /* bucket b covers [lo[b], lo[b+1]) */
+    float *grad;
+    size_t n;
+    double timeout_s;
+    long step;
+    cudaStream_t compute, comm;
+    cudaEvent_t ready, done;
+};
+
+/* Abort the communicator and exit, naming where we were. */
+static void comm_fail(EffComm *c, const char *what, const char *detail) {
+    if (c->nccl) ncclCommAbort(c->nccl);
+    c->nccl = NULL;
+    EFF_FATAL("NCCL %s on rank %d at step %ld: %s\nHINT: a rank may have died or hung, or the network failed; "
+              "check the other ranks' logs (comm.timeout_s sets the watchdog)", what, c->rank, c->step, detail);
+}
+
+static void nccl_ok(EffComm *c, ncclResult_t r, const char *call) {
+    if (r == ncclSuccess || r == ncclInProgress) return;
+    char d[512];
+    snprintf(d, sizeof d, "%s returned %s (%s)", call, ncclGetErrorString(r), ncclGetLastError(c->nccl));
+    comm_fail(c, "call failed", d);
+}
+
+/* Poll until `ev` completes (or, with ev NULL, until the communicator is
+ * initialised), checking ncclCommGetAsyncError; abort past the timeout. */
+static void watch(EffComm *c, cudaEvent_t ev, const char *what) {
+    const double t0 = eff_time();
+    struct timespec nap = {0, 50000}; /* 50 us */
+    for (;;) {
+        ncclResult_t as = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(c->nccl, &as);
+        if (r != ncclSuccess || (as != ncclSuccess && as != ncclInProgress)) {
+            char d[256];
+            snprintf(d, sizeof d, "asynchronous error %s", ncclGetErrorString(r != ncclSuccess ? r : as));
+            comm_fail(c, what, d);
+        }
+        if (ev) {
+            cudaError_t q = cudaEventQuery(ev);
+            if (q == cudaSuccess) return;
+            if (q != cudaErrorNotReady) comm_fail(c, what, cudaGetErrorString(q));
+        } else if (as == ncclSuccess) {
+            return;
+        }
+        if (eff_time() - t0 > c->timeout_s) {
+            char d[256];
+            snprintf(d, sizeof d, "not finished after %.0f s (comm.timeout_s): aborting the communicator", c->timeout_s);
+            comm_fail(c, what, d);
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
+void eff_comm_nccl_version(char *buf, size_t n) {
+    int v = 0;
+    if (ncclGetVersion(&v) != ncclSuccess) { snprintf(buf, n, "unknown"); return; }
+    snprintf(buf, n, "%d.%d.%d", v / 10000, (v / 100) % 100, v % 100);
+}
+
+int eff_comm_select_device(MPI_Comm comm, int verbose) {
+    int rank, world, local_rank, local_size;
+    MPI_Comm local;
+    MPI_OK(MPI_Comm_rank(comm, &rank));
+    MPI_OK(MPI_Comm_size(comm, &world));
+    MPI_OK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local));
+    MPI_OK(MPI_Comm_rank(local, &local_rank));
+    MPI_OK(MPI_Comm_size(local, &local_size));
+    MPI_OK(MPI_Comm_free(&local));
+    const int visible = eff_cuda_device_count();
+    char host[128] = "?";
+    gethostname(host, sizeof host - 1);
+    EFF_CHECK(visible > 0, "rank %d on %s: the CUDA backend needs a GPU, but none is usable here\nHINT: request GPUs "
+              "(--gpus-per-node) or set train.backend = cpu", rank, host);
+    EFF_CHECK(local_size <= visible, "rank %d on %s: %d ranks share this node but only %d GPU(s) are visible, so two "
+              "ranks would share a GPU\nHINT: start one rank per GPU (srun --ntasks-per-node = --gpus-per-node), or "
+              "check CUDA_VISIBLE_DEVICES", rank, host, local_size, visible);
+    const int device = local_rank % visible;
+    char line[512], desc[300];
+    eff_cuda_describe(device, desc, sizeof desc);
+    snprintf(line, sizeof line, "topology: host %s rank %d local rank %d/%d -> device %d: %s", host, rank, local_rank,
+             local_size, device, desc);
+    char *all = rank == 0 ? eff_malloc((size_t)world * sizeof line, "topology lines") : NULL;
+    MPI_OK(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0, comm));
+    if (rank == 0 && verbose) {
+        char v[32];
+        eff_comm_nccl_version(v, sizeof v);
+        printf("topology: %d rank(s), NCCL %s\n", world, v);
+        for (int r = 0; r < world; r++) printf("%s\n", all + (size_t)r * sizeof line);
+        fflush(stdout);
+    }
+    eff_free(all);
+    return device;
+}
+
+EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_t n, double bucket_mb,
+                         double timeout_s) {
+    EffComm *c = eff_calloc(1, sizeof *c, "NCCL communicator");
+    c->mpi = comm;
+    c->grad = grad;
+    c->n = n;
+    c->timeout_s = timeout_s;
+    c->step = 0;
+    MPI_OK(MPI_Comm_rank(comm, &c->rank));
+    MPI_OK(MPI_Comm_size(comm, &c->world));
+    ncclUniqueId id;
+    if (c->rank == 0) {
+        ncclResult_t r = ncclGetUniqueId(&id);
+        EFF_CHECK(r == ncclSuccess, "ncclGetUniqueId failed on rank 0: %s\nHINT: check NCCL_SOCKET_IFNAME and the "
+                  "network interfaces", ncclGetErrorString(r));
+    }
+    MPI_OK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0; /* so the watchdog can abort a hung init or collective */
+    nccl_ok(c, ncclCommInitRankConfig(&c->nccl, c->world, id, c->rank, &cfg), "ncclCommInitRankConfig");
+    watch(c, NULL, "communicator initialisation");
+
+    c->compute = (cudaStream_t)eff_cuda_stream(be);
+    CUDA_OK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
+    CUDA_OK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    CUDA_OK(cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming));
+    size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    if (per < 1024) per = 1024;
+    c->nbuckets = (int)((n + per - 1) / per);
+    if (c->nbuckets < 1) c->nbuckets = 1;
+    c->lo = eff_malloc(sizeof(size_t) * ((size_t)c->nbuckets + 1), "bucket table");
+    for (int b = 0; b <= c->nbuckets; b++) c->lo[b] = (size_t)((double)n * b / c->nbuckets);
+    c->next = -1;
+    return c;
+}
+
+int eff_comm_buckets(const EffComm *c) { return c->nbuckets; }
+
+void eff_comm_begin(EffComm *c, long step) {
+    c->step = step;
+    c->next = c->nbuckets - 1;
+}
+
+static void launch_down_to(EffComm *c, int lowest) {
+    if (c->next < lowest) return;
+    /* everything the compute stream has queued so far is ordered before these buckets */
+    CUDA_OK(cudaEventRecord(c->ready, c->compute));
+    CUDA_OK(cudaStreamWaitEvent(c->comm, c->ready, 0));
+    for (; c->next >= lowest; c->next--) {
+        const size_t lo = c->lo[c->next], cnt = c->lo[c->next + 1] - lo;
+        nccl_ok(c, ncclAllReduce(c->grad + lo, c->grad + lo, cnt, ncclFloat, ncclAvg, c->nccl, c->comm),
+                "ncclAllReduce");
+    }
+}
+
+void eff_comm_grad_ready(EffComm *c, size_t first_final_offset) {
+    /* the lowest bucket that lies wholly at or above first_final_offset */
+    int b = c->nbuckets;
+    while (b > 0 && c->lo[b - 1] >= first_final_offset) b--;
+    launch_down_to(c, b);
+}
+
+void eff_comm_finish(EffComm *c) {
+    launch_down_to(c, 0);
+    CUDA_OK(cudaEventRecord(c->done, c->comm));
+    CUDA_OK(cudaStreamWaitEvent(c->compute, c->done, 0)); /* the optimizer reads the averaged gradients */
+}
+
+void eff_comm_wait(EffComm *c) { watch(c, c->done, "gradient all-reduce"); }
+
+void eff_comm_allreduce_avg(EffComm *c, float *buf, size_t n) {
+    CUDA_OK(cudaEventRecord(c->ready, c->compute));
+    CUDA_OK(cudaStreamWaitEvent(c->comm, c->ready, 0));
+    nccl_ok(c, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->nccl, c->comm), "ncclAllReduce (BN statistics)");
+    CUDA_OK(cudaEventRecord(c->done, c->comm));
+    CUDA_OK(cudaStreamWaitEvent(c->compute, c->done, 0));
+    watch(c, c->done, "BN statistics all-reduce");
+}
+
+void eff_comm_destroy(EffComm *c) {
+    if (!c) return;
+    if (c->nccl) {
+        CUDA_OK(cudaStreamSynchronize(c->comm));
+        ncclResult_t r = ncclCommFinalize(c->nccl);
+        if (r == ncclSuccess || r == ncclInProgress) watch(c, NULL, "communicator finalize");
+        ncclCommDestroy(c->nccl);
+    }
+    CUDA_OK(cudaEventDestroy(c->ready));
+    CUDA_OK(cudaEventDestroy(c->done));
+    CUDA_OK(cudaStreamDestroy(c->comm));
+    eff_free(c->lo);
+    eff_free(c);
+}
