@@ -1,0 +1,370 @@
+/* test_cuda_ops.c: every CUDA op against the CPU op, in the style of ggml's
+ * test-backend-ops: random inputs of several shapes, the same call through
+ * both backends' op tables (src/backend.h), forward and backward, outputs
+ * and accumulated gradients compared.
+ *
+ *   test_cuda_ops [--precision fp32|bf16]
+ *
+ * Error metric per tensor: max|gpu - cpu| / max|cpu| (the error relative to
+ * the tensor's scale, so near-zero entries do not blow it up). Bounds: 1e-5
+ * in fp32, 1e-2 in bf16 (the GEMM/conv inputs are rounded to 8 mantissa
+ * bits; ops without GEMMs stay fp32 and still meet 1e-5). Dropout masks must
+ * be bit-identical.
+ *
+ * CPU half (always): the comparator is checked on known inputs (a perturbed
+ * tensor must fail, an exact one pass), and every case's CPU reference is
+ * computed. GPU half: skipped with "no CUDA device: skipped" and exit code 77
+ * (ctest SKIP_RETURN_CODE) when no device is usable. */
+#include "backend.h"
+#include "common.h"
+#include "ops/ops.h"
+#include "rng.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Ctx {
+    const EffBackend *cpu, *gpu; /* gpu NULL: CPU half only */
+    double tol;
+    EffRng rng;
+    TestState ts;
+    int cases;
+} Ctx;
+
+/* max|a-b| / max|b| (max|a-b| if b is all zero) */
+static double scaled_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d)) return NAN; /* fails every bound */
+        if (d > num) num = d;
+        if (fabs(b[i]) > den) den = fabs(b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+static float *hrand(Ctx *c, size_t n, double scale) {
+    float *x = eff_malloc(n * sizeof(float) + 16, "test input");
+    t_fill_normal(&c->rng, x, n, scale);
+    return x;
+}
+static float *hcopy(const float *x, size_t n) {
+    float *y = eff_malloc(n * sizeof(float) + 16, "test copy");
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+static float *dev(Ctx *c, const float *h, size_t n) {
+    if (!c->gpu) return NULL;
+    float *d = c->gpu->alloc(c->gpu, n * sizeof(float) + 16, "test tensor");
+    if (h) c->gpu->upload(c->gpu, d, h, n * sizeof(float));
+    return d;
+}
+static void dfree(Ctx *c, void *d) { if (c->gpu && d) c->gpu->release(c->gpu, d); }
+
+/* Compare the CPU reference ref[n] with the device tensor d. */
+static void check(Ctx *c, const char *op, const char *what, const float *ref, const float *d, size_t n, double tol) {
+    if (!c->gpu) return;
+    float *h = eff_malloc(n * sizeof(float) + 16, "gpu result");
+    c->gpu->download(c->gpu, h, d, n * sizeof(float));
+    double e = scaled_err(h, ref, n);
+    T_CHECK(&c->ts, e <= tol, "%s %s: scaled error %.3g > %.1g", op, what, e, tol);
+    printf("  %-28s %-10s err %.2e %s\n", op, what, e, e <= tol ? "ok" : "FAIL");
+    free(h);
+}
+
+/* ---- cases ------------------------------------------------------------------ */
+
+static void case_conv2d(Ctx *c, int N, int H, int Cout, int K, int stride, int pad) {
+    const int Cin = 3, Ho = conv_out_size(H, K, stride, pad);
+    const size_t nx = (size_t)N * H * H * Cin, ny = (size_t)N * Ho * Ho * Cout, nw = (size_t)K * K * Cin * Cout;
+    float *x = hrand(c, nx, 1), *w = hrand(c, nw, 0.3), *dy = hrand(c, ny, 1), *dw0 = hrand(c, nw, 0.1);
+    float *y = eff_calloc(ny, sizeof(float), "y"), *col = eff_calloc((size_t)N * Ho * Ho * K * K * Cin + nx, sizeof(float), "col");
+    float *dw = hcopy(dw0, nw), *dx = eff_calloc(nx, sizeof(float), "dx");
+    conv2d_forward_cpu(y, col, x, w, N, H, H, Cin, Cout, K, stride, pad);
+    conv2d_backward_cpu(dx, dw, col, dy, w, N, H, H, Cin, Cout, K, stride, pad);
+    c->cases++;
+    if (c->gpu) {
+        char name[64];
+        snprintf(name, sizeof name, "conv2d N%d H%d C%d K%d s%d", N, H, Cout, K, stride);
+        float *gx = dev(c, x, nx), *gw = dev(c, w, nw), *gy = dev(c, NULL, ny), *gdy = dev(c, dy, ny);
+        float *gdw = dev(c, dw0, nw), *gdx = dev(c, NULL, nx);
+        c->gpu->conv2d_forward(c->gpu, gy, NULL, gx, gw, N, H, H, Cin, Cout, K, stride, pad);
+        c->gpu->conv2d_backward(c->gpu, gdx, gdw, NULL, gdy, gx, gw, N, H, H, Cin, Cout, K, stride, pad);
+        check(c, name, "out", y, gy, ny, c->tol);
+        check(c, name, "din", dx, gdx, nx, c->tol);
+        check(c, name, "dw(+=)", dw, gdw, nw, c->tol);
+        dfree(c, gx); dfree(c, gw); dfree(c, gy); dfree(c, gdy); dfree(c, gdw); dfree(c, gdx);
+    }
+    free(x); free(w); free(dy); free(dw0); free(y); free(col); free(dw); free(dx);
+}
+
+static void case_pwconv(Ctx *c, int M, int Cin, int Cout) {
+    const size_t nx = (size_t)M * Cin, ny = (size_t)M * Cout, nw = (size_t)Cin * Cout;
+    float *x = hrand(c, nx, 1), *w = hrand(c, nw, 0.2), *dy = hrand(c, ny, 1), *dw0 = hrand(c, nw, 0.1);
+    float *y = eff_calloc(ny, sizeof(float), "y"), *dx = eff_calloc(nx, sizeof(float), "dx"), *dw = hcopy(dw0, nw);
+    pwconv_forward_cpu(y, x, w, M, Cin, Cout);
+    pwconv_backward_cpu(dx, dw, dy, x, w, M, Cin, Cout);
+    c->cases++;
+    if (c->gpu) {
+        char name[64];
+        snprintf(name, sizeof name, "pwconv M%d %d->%d", M, Cin, Cout);
+        float *gx = dev(c, x, nx), *gw = dev(c, w, nw), *gy = dev(c, NULL, ny), *gdy = dev(c, dy, ny);
+        float *gdw = dev(c, dw0, nw), *gdx = dev(c, NULL, nx);
+        c->gpu->pwconv_forward(c->gpu, gy, gx, gw, M, Cin, Cout);
+        c->gpu->pwconv_backward(c->gpu, gdx, gdw, gdy, gx, gw, M, Cin, Cout);
+        check(c, name, "out", y, gy, ny, c->tol);
+        check(c, name, "din", dx, gdx, nx, c->tol);
+        check(c, name, "dw(+=)", dw, gdw, nw, c->tol);
+        dfree(c, gx); dfree(c, gw); dfree(c, gy); dfree(c, gdy); dfree(c, gdw); dfree(c, gdx);
+    }
+    free(x); free(w); free(dy); free(dw0); free(y); free(dx); free(dw);
+}
+
+static void case_dwconv(Ctx *c, int N, int H, int C, int K, int stride) {
+    const int Ho = conv_out_size(H, K, stride, K / 2);
+    const size_t nx = (size_t)N * H * H * C, ny = (size_t)N * Ho * Ho * C, nw = (size_t)K * K * C;
+    float *x = hrand(c, nx, 1), *w = hrand(c, nw, 0.3), *dy = hrand(c, ny, 1), *dw0 = hrand(c, nw, 0.1);
+    float *y = eff_calloc(ny, sizeof(float), "y"), *dx = eff_calloc(nx, sizeof(float), "dx"), *dw = hcopy(dw0, nw);
+    dwconv_forward_cpu(y, x, w, N, H, H, C, K, stride);
+    dwconv_backward_cpu(dx, dw, dy, x, w, N, H, H, C, K, stride);
+    c->cases++;
+    if (c->gpu) { /* no GEMM: fp32 in every precision */
+        char name[64];
+        snprintf(name, sizeof name, "dwconv N%d H%d C%d K%d s%d", N, H, C, K, stride);
+        float *gx = dev(c, x, nx), *gw = dev(c, w, nw), *gy = dev(c, NULL, ny), *gdy = dev(c, dy, ny);
+        float *gdw = dev(c, dw0, nw), *gdx = dev(c, NULL, nx);
+        c->gpu->dwconv_forward(c->gpu, gy, gx, gw, N, H, H, C, K, stride);
+        c->gpu->dwconv_backward(c->gpu, gdx, gdw, gdy, gx, gw, N, H, H, C, K, stride);
+        check(c, name, "out", y, gy, ny, 1e-5);
+        check(c, name, "din", dx, gdx, nx, 1e-5);
+        check(c, name, "dw(+=)", dw, gdw, nw, 1e-5);
+        dfree(c, gx); dfree(c, gw); dfree(c, gy); dfree(c, gdy); dfree(c, gdw); dfree(c, gdx);
+    }
+    free(x); free(w); free(dy); free(dw0); free(y); free(dx); free(dw);
+}
+
+static void case_batchnorm(Ctx *c, int M, int C, int swish) {
+    const size_t n = (size_t)M * C;
+    float *x = hrand(c, n, 2), *g = hrand(c, C, 1), *b = hrand(c, C, 1), *dy = hrand(c, n, 1);
+    for (size_t i = 0; i < n; i++) x[i] += 0.5f; /* a non-zero mean */
+    float *rm0 = hrand(c, C, 0.1), *rv0 = hrand(c, C, 0.1), *dg0 = hrand(c, C, 0.1), *db0 = hrand(c, C, 0.1);
+    for (int i = 0; i < C; i++) rv0[i] = 1.0f + fabsf(rv0[i]);
+    float *y = eff_calloc(n, sizeof(float), "y"), *ye = eff_calloc(n, sizeof(float), "ye"), *dx = eff_calloc(n, sizeof(float), "dx");
+    float *mean = eff_calloc(C, sizeof(float), "mean"), *rstd = eff_calloc(C, sizeof(float), "rstd");
+    float *rm = hcopy(rm0, C), *rv = hcopy(rv0, C), *dg = hcopy(dg0, C), *db = hcopy(db0, C);
+    double *work = eff_calloc(2 * EFF_BN_CHUNKS * (size_t)C, sizeof(double), "work");
+    batchnorm_forward_train_cpu(y, mean, rstd, rm, rv, work, x, g, b, M, C, 0.1f, 1e-5f, swish);
+    batchnorm_forward_eval_cpu(ye, x, g, b, rm0, rv0, M, C, 1e-5f, swish);
+    batchnorm_backward_cpu(dx, dg, db, work, dy, x, mean, rstd, g, b, M, C, swish);
+    c->cases++;
+    if (c->gpu) { /* reductions and elementwise only: fp32 in every precision */
+        char name[64];
+        snprintf(name, sizeof name, "batchnorm M%d C%d%s", M, C, swish ? " +swish" : "");
+        float *gx = dev(c, x, n), *gg = dev(c, g, C), *gb = dev(c, b, C), *gdy = dev(c, dy, n), *grm = dev(c, rm0, C);
+        float *grv = dev(c, rv0, C), *grm0 = dev(c, rm0, C), *grv0 = dev(c, rv0, C), *gdg = dev(c, dg0, C), *gdb = dev(c, db0, C);
+        float *gy = dev(c, NULL, n), *gye = dev(c, NULL, n), *gdx = dev(c, NULL, n), *gm = dev(c, NULL, C), *gr = dev(c, NULL, C);
+        c->gpu->batchnorm_forward_train(c->gpu, gy, gm, gr, grm, grv, NULL, gx, gg, gb, M, C, 0.1f, 1e-5f, swish);
+        c->gpu->batchnorm_forward_eval(c->gpu, gye, gx, gg, gb, grm0, grv0, M, C, 1e-5f, swish);
+        c->gpu->batchnorm_backward(c->gpu, gdx, gdg, gdb, NULL, gdy, gx, gm, gr, gg, gb, M, C, swish);
+        check(c, name, "out", y, gy, n, 1e-5);
+        check(c, name, "mean", mean, gm, C, 1e-5);
+        check(c, name, "rstd", rstd, gr, C, 1e-5);
+        check(c, name, "run_mean", rm, grm, C, 1e-5);
+        check(c, name, "run_var", rv, grv, C, 1e-5);
+        check(c, name, "eval out", ye, gye, n, 1e-5);
+        check(c, name, "din", dx, gdx, n, 1e-5);
+        check(c, name, "dgamma(+=)", dg, gdg, C, 1e-5);
+        check(c, name, "dbeta(+=)", db, gdb, C, 1e-5);
+        void *all[] = {gx, gg, gb, gdy, grm, grv, grm0, grv0, gdg, gdb, gy, gye, gdx, gm, gr};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dfree(c, all[i]);
+    }
+    free(x); free(g); free(b); free(dy); free(rm0); free(rv0); free(dg0); free(db0); free(y); free(ye); free(dx);
+    free(mean); free(rstd); free(rm); free(rv); free(dg); free(db); free(work);
+}
+
+static void case_se(Ctx *c, int N, int HW, int C, int Cse) {
+    const size_t n = (size_t)N * HW * C, n1 = (size_t)Cse * C;
+    float *x = hrand(c, n, 1), *w1 = hrand(c, n1, 0.3), *w2 = hrand(c, n1, 0.3), *dy = hrand(c, n, 1);
+    float *dw10 = hrand(c, n1, 0.1), *dw20 = hrand(c, n1, 0.1);
+    float *y = eff_calloc(n, sizeof(float), "y"), *pooled = eff_calloc((size_t)N * C, sizeof(float), "pooled");
+    float *hidden = eff_calloc((size_t)N * Cse, sizeof(float), "hidden"), *gate = eff_calloc((size_t)N * C, sizeof(float), "gate");
+    float *dx = eff_calloc(n, sizeof(float), "dx"), *dw1 = hcopy(dw10, n1), *dw2 = hcopy(dw20, n1);
+    float *work = eff_calloc((size_t)N * (2 * C + Cse), sizeof(float), "work");
+    se_forward_cpu(y, pooled, hidden, gate, x, w1, w2, N, HW, C, Cse);
+    se_backward_cpu(dx, dw1, dw2, work, dy, x, pooled, hidden, gate, w1, w2, N, HW, C, Cse);
+    c->cases++;
+    if (c->gpu) {
+        char name[64];
+        snprintf(name, sizeof name, "se N%d HW%d C%d Cse%d", N, HW, C, Cse);
+        float *gx = dev(c, x, n), *gw1 = dev(c, w1, n1), *gw2 = dev(c, w2, n1), *gdy = dev(c, dy, n);
+        float *gdw1 = dev(c, dw10, n1), *gdw2 = dev(c, dw20, n1), *gy = dev(c, NULL, n), *gp = dev(c, NULL, (size_t)N * C);
+        float *gh = dev(c, NULL, (size_t)N * Cse), *gg = dev(c, NULL, (size_t)N * C), *gdx = dev(c, NULL, n);
+        float *gwork = dev(c, NULL, (size_t)N * (2 * C + Cse));
+        c->gpu->se_forward(c->gpu, gy, gp, gh, gg, gx, gw1, gw2, N, HW, C, Cse);
+        c->gpu->se_backward(c->gpu, gdx, gdw1, gdw2, gwork, gdy, gx, gp, gh, gg, gw1, gw2, N, HW, C, Cse);
+        check(c, name, "out", y, gy, n, c->tol);
+        check(c, name, "pooled", pooled, gp, (size_t)N * C, 1e-5);
+        check(c, name, "hidden", hidden, gh, (size_t)N * Cse, c->tol);
+        check(c, name, "gate", gate, gg, (size_t)N * C, c->tol);
+        check(c, name, "din", dx, gdx, n, c->tol);
+        check(c, name, "dw1(+=)", dw1, gdw1, n1, c->tol);
+        check(c, name, "dw2(+=)", dw2, gdw2, n1, c->tol);
+        void *all[] = {gx, gw1, gw2, gdy, gdw1, gdw2, gy, gp, gh, gg, gdx, gwork};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dfree(c, all[i]);
+    }
+    free(x); free(w1); free(w2); free(dy); free(dw10); free(dw20); free(y); free(pooled); free(hidden); free(gate);
+    free(dx); free(dw1); free(dw2); free(work);
+}
+
+static void case_small_ops(Ctx *c, int N, int HW, int C, int K) {
+    /* dropout (bit-identical masks), gap, linear, softmax-xent, add, scale */
+    const size_t n = (size_t)N * HW * C;
+    float *x = hrand(c, n, 1), *x2 = hrand(c, n, 1), *d = eff_calloc(n, sizeof(float), "drop");
+    dropout_forward_cpu(d, x, n, 0.3f, 0x1234abcdull);
+    float *pool = eff_calloc((size_t)N * C, sizeof(float), "pool"), *gb = eff_calloc(n, sizeof(float), "gapb");
+    gap_forward_cpu(pool, x, N, HW, C);
+    gap_backward_cpu(gb, pool, N, HW, C);
+    float *w = hrand(c, (size_t)K * C, 0.2), *bias = hrand(c, K, 0.1), *logits = eff_calloc((size_t)N * K, sizeof(float), "logits");
+    float *dw0 = hrand(c, (size_t)K * C, 0.1), *db0 = hrand(c, K, 0.1), *dw = hcopy(dw0, (size_t)K * C), *db = hcopy(db0, K);
+    float *dpool = eff_calloc((size_t)N * C, sizeof(float), "dpool");
+    linear_forward_cpu(logits, pool, w, bias, N, C, K);
+    int32_t *lab = eff_malloc((size_t)N * sizeof(int32_t), "labels");
+    for (int i = 0; i < N; i++) lab[i] = (int32_t)(eff_rng_next(&c->rng) % (uint64_t)K);
+    float *probs = eff_calloc((size_t)N * K, sizeof(float), "probs"), *dl = eff_calloc((size_t)N * K, sizeof(float), "dl");
+    float loss = softmax_xent_forward_cpu(probs, logits, lab, N, K, 0.1f);
+    softmax_xent_backward_cpu(dl, probs, lab, N, K, 0.1f, 0.5f);
+    linear_backward_cpu(dpool, dw, db, dl, pool, w, N, C, K);
+    float *sum = hcopy(x, n);
+    add_inplace_cpu(sum, x2, n);
+    c->cases++;
+    if (!c->gpu) goto out;
+    {
+        char name[64];
+        snprintf(name, sizeof name, "head N%d HW%d C%d K%d", N, HW, C, K);
+        const EffBackend *g = c->gpu;
+        float *gx = dev(c, x, n), *gx2 = dev(c, x2, n), *gd = dev(c, NULL, n), *gp = dev(c, NULL, (size_t)N * C);
+        float *ggb = dev(c, NULL, n), *gw = dev(c, w, (size_t)K * C), *gbias = dev(c, bias, K);
+        float *glog = dev(c, NULL, (size_t)N * K), *gdw = dev(c, dw0, (size_t)K * C), *gdb = dev(c, db0, K);
+        float *gdp = dev(c, NULL, (size_t)N * C), *gpr = dev(c, NULL, (size_t)N * K), *gdl = dev(c, NULL, (size_t)N * K);
+        int32_t *glab = g->alloc(g, (size_t)N * sizeof(int32_t), "labels");
+        g->upload(g, glab, lab, (size_t)N * sizeof(int32_t));
+        g->dropout_forward(g, gd, gx, n, 0.3f, 0x1234abcdull);
+        check(c, "dropout p0.3", "out", d, gd, n, 0.0);
+        g->gap_forward(g, gp, gx, N, HW, C);
+        g->gap_backward(g, ggb, gp, N, HW, C);
+        check(c, name, "gap", pool, gp, (size_t)N * C, 1e-5);
+        check(c, name, "gap back", gb, ggb, n, 1e-5);
+        g->linear_forward(g, glog, gp, gw, gbias, N, C, K);
+        check(c, name, "logits", logits, glog, (size_t)N * K, c->tol);
+        /* from here on, feed the CPU's logits so the loss compares one op */
+        g->upload(g, glog, logits, (size_t)N * K * sizeof(float));
+        float gl = g->softmax_xent_forward(g, gpr, glog, glab, N, K, 0.1f);
+        g->softmax_xent_backward(g, gdl, gpr, glab, N, K, 0.1f, 0.5f);
+        g->upload(g, gp, pool, (size_t)N * C * sizeof(float));
+        g->linear_backward(g, gdp, gdw, gdb, gdl, gp, gw, N, C, K);
+        double le = fabs((double)gl - loss) / fabs(loss);
+        T_CHECK(&c->ts, le <= 1e-5, "%s loss: %.8g vs %.8g (rel %.3g)", name, gl, loss, le);
+        printf("  %-28s %-10s err %.2e %s\n", name, "loss", le, le <= 1e-5 ? "ok" : "FAIL");
+        check(c, name, "probs", probs, gpr, (size_t)N * K, 1e-5);
+        check(c, name, "dlogits", dl, gdl, (size_t)N * K, 1e-5);
+        check(c, name, "lin din", dpool, gdp, (size_t)N * C, c->tol);
+        check(c, name, "lin dw(+=)", dw, gdw, (size_t)K * C, c->tol);
+        check(c, name, "lin db(+=)", db, gdb, K, 1e-5);
+        g->add_inplace(g, gx, gx2, n);
+        check(c, name, "add", sum, gx, n, 0.0);
+        void *all[] = {gx, gx2, gd, gp, ggb, gw, gbias, glog, gdw, gdb, gdp, gpr, gdl, glab};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dfree(c, all[i]);
+    }
+out:
+    free(x); free(x2); free(d); free(pool); free(gb); free(w); free(bias); free(logits); free(dw0); free(db0);
+    free(dw); free(db); free(dpool); free(lab); free(probs); free(dl); free(sum);
+}
+
+static void case_optim(Ctx *c, size_t n) {
+    float *p = hrand(c, n, 1), *g = hrand(c, n, 0.1), *m0 = hrand(c, n, 0.01), *v0 = hrand(c, n, 0.01);
+    for (size_t i = 0; i < n; i++) v0[i] = fabsf(v0[i]);
+    float *pa = hcopy(p, n), *m = hcopy(m0, n), *v = hcopy(v0, n), *ps = hcopy(p, n), *buf = hcopy(m0, n);
+    adam_step_cpu(pa, g, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3);
+    sgd_step_cpu(ps, g, buf, n, 0.1f, 0.9f, 1e-4f, 1, 0);
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
+    c->cases++;
+    if (c->gpu) {
+        const EffBackend *G = c->gpu;
+        float *gp = dev(c, p, n), *gg = dev(c, g, n), *gm = dev(c, m0, n), *gv = dev(c, v0, n), *gps = dev(c, p, n);
+        float *gbuf = dev(c, m0, n);
+        G->adam_step(G, gp, gg, gm, gv, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3);
+        G->sgd_step(G, gps, gg, gbuf, n, 0.1f, 0.9f, 1e-4f, 1, 0);
+        check(c, "adam t3", "param", pa, gp, n, 1e-6);
+        check(c, "adam t3", "m", m, gm, n, 1e-6);
+        check(c, "adam t3", "v", v, gv, n, 1e-6);
+        check(c, "sgd nesterov", "param", ps, gps, n, 1e-6);
+        check(c, "sgd nesterov", "buf", buf, gbuf, n, 1e-6);
+        double gs = G->sumsq(G, gg, n), e = fabs(gs - ss) / ss;
+        T_CHECK(&c->ts, e <= 1e-12, "sumsq %.17g vs %.17g", gs, ss);
+        printf("  %-28s %-10s err %.2e %s\n", "sumsq", "value", e, e <= 1e-12 ? "ok" : "FAIL");
+        G->scale_inplace(G, gg, n, 0.25f);
+        for (size_t i = 0; i < n; i++) g[i] *= 0.25f;
+        check(c, "scale_inplace", "x", g, gg, n, 0.0);
+        dfree(c, gp); dfree(c, gg); dfree(c, gm); dfree(c, gv); dfree(c, gps); dfree(c, gbuf);
+    }
+    free(p); free(g); free(m0); free(v0); free(pa); free(m); free(v); free(ps); free(buf);
+}
+
+/* CPU half: the comparator must be able to fail. */
+static void self_test(Ctx *c) {
+    float ref[4] = {1.0f, -2.0f, 0.5f, 0.0f}, same[4] = {1.0f, -2.0f, 0.5f, 0.0f}, off[4] = {1.0f, -2.0f, 0.5f, 1e-3f};
+    T_CHECK(&c->ts, scaled_err(same, ref, 4) == 0.0, "identical tensors must have error 0");
+    T_CHECK(&c->ts, fabs(scaled_err(off, ref, 4) - 5e-4) < 1e-9, "scaled error of a 1e-3 change at scale 2 must be 5e-4");
+    T_CHECK(&c->ts, !(scaled_err(off, ref, 4) <= 1e-5), "a 5e-4 error must fail the fp32 bound");
+    float nan_[4] = {1.0f, NAN, 0.5f, 0.0f};
+    T_CHECK(&c->ts, !(scaled_err(nan_, ref, 4) <= 1.0), "a NaN must fail any bound");
+}
+
+int main(int argc, char **argv) {
+    const char *prec = "fp32";
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--precision") && a + 1 < argc) prec = argv[++a];
+        else { fprintf(stderr, "usage: test_cuda_ops [--precision fp32|bf16|fp16]\n"); return 2; }
+    }
+    const int p = eff_precision_parse(prec);
+    EFF_CHECK(p >= 0, "unknown precision '%s'", prec);
+    Ctx c = {.cpu = eff_backend_cpu(), .tol = p == EFF_PREC_FP32 ? 1e-5 : 1e-2};
+    eff_rng_seed(&c.rng, 42);
+    self_test(&c);
+    const int have_gpu = eff_cuda_device_count() > 0;
+    EffBackend *gpu = have_gpu ? eff_backend_cuda_create(0, (EffPrecision)p, 1) : NULL;
+    c.gpu = gpu;
+    printf("test_cuda_ops: %s, tolerance %.0e (scaled max error)%s\n", prec, c.tol, have_gpu ? "" : " -- CPU half only");
+
+    case_conv2d(&c, 2, 17, 8, 3, 2, 1);
+    case_conv2d(&c, 4, 32, 32, 3, 2, 1);
+    case_conv2d(&c, 1, 64, 40, 3, 2, 1);
+    case_pwconv(&c, 37, 16, 24);
+    case_pwconv(&c, 200, 96, 40);
+    case_pwconv(&c, 1024, 320, 1280);
+    case_dwconv(&c, 2, 9, 24, 3, 1);
+    case_dwconv(&c, 2, 16, 40, 5, 2);
+    case_dwconv(&c, 3, 14, 144, 5, 1);
+    case_dwconv(&c, 2, 15, 96, 3, 2);
+    case_batchnorm(&c, 100, 16, 0);
+    case_batchnorm(&c, 3000, 80, 1);
+    case_batchnorm(&c, 50000, 32, 1);
+    case_se(&c, 3, 49, 32, 8);
+    case_se(&c, 4, 256, 96, 4);
+    case_small_ops(&c, 4, 49, 64, 10);
+    case_small_ops(&c, 16, 16, 1280, 10);
+    case_optim(&c, 100003);
+
+    if (!gpu) {
+        printf("test_cuda_ops: %d CPU reference cases computed, comparator self-test %s\n", c.cases,
+               c.ts.failures ? "FAILED" : "passed");
+        if (c.ts.failures) return t_finish(&c.ts, "test_cuda_ops");
+        printf("no CUDA device: skipped\n");
+        return 77;
+    }
+    eff_backend_cuda_destroy(gpu);
+    return t_finish(&c.ts, "test_cuda_ops");
+}
