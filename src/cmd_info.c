@@ -1,4 +1,5 @@
-/* cmd_info.c: `effnet info` -- model summary (counts, FLOPs, per-stage table). */
+/* cmd_info.c: `effnet info` -- model summary (counts, FLOPs, per-stage
+ * table); `effnet info --devices` -- the CUDA devices this build can use. */
 #include "cli.h"
 #include "common.h"
 #include "context.h"
@@ -9,14 +10,26 @@
 int cmd_info(int argc, char **argv) {
     const char *model = "efficientnet-b0";
     long classes = 10, resolution = 0;
-    int json = 0;
+    int json = 0, devices = 0;
     CliOpt opts[] = {
+        {"--devices", CLI_BOOL, &devices, 0, 0, "list the usable CUDA devices and exit"},
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--resolution", CLI_INT, &resolution, 0, 2048, "input resolution (0: the model's own)"},
         {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
     };
-    if (cli_parse("info", "[--model NAME] [--classes N] [--resolution R] [--json]", opts, 4, argc, argv, 2)) return 0;
+    if (cli_parse("info", "[--model NAME] [--classes N] [--resolution R] [--json] [--devices]", opts, 5, argc, argv, 2))
+        return 0;
+    if (devices) {
+        const int n = eff_cuda_device_count();
+        printf("cuda backend %s\ncuda devices %d\n", eff_cuda_available() ? "built" : "not built", n);
+        for (int d = 0; d < n; d++) {
+            char desc[300];
+            eff_cuda_describe(d, desc, sizeof desc);
+            printf("device %d: %s\n", d, desc);
+        }
+        return 0;
+    }
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
     const int R = resolution ? (int)resolution : spec.resolution;
