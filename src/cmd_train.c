@@ -20,6 +20,9 @@
 #include "data/shard.h"
 #include "evaluate.h"
 #include "rng.h"
+#ifdef EFFNET_HAVE_CUDA
+#include "augment_cuda.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -62,6 +65,11 @@ typedef struct Trainer {
     EffBackend *cuda;   /* the CUDA backend instance, when selected */
     EffComm *comm;      /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffLossScaler scaler;
+    /* data.gpu_augment: the train split resident on the GPU, augmented there */
+    struct EffGpuAugment *gaug;
+    eff_sampler gsamp;
+    int64_t *gidx;
+    int32_t *glab;
     EffConfig cfg;
     int rank, world, R;
     char *config_ini;
@@ -353,8 +361,25 @@ int cmd_train(int argc, char **argv) {
                             .seed = T.ctx.seed, .start_epoch = T.st.epoch - 1, .start_step = T.st.step_in_epoch,
                             .threads = (int)c->loader_threads, .no_augment = !c->augment};
     eff_aug_config_default(&lc.aug, T.R);
-    T.tl = eff_loader_open(&T.train, &lc);
-    T.steps_per_epoch = eff_loader_steps_per_epoch(T.tl);
+    const int gpu_aug = T.cuda && strcmp(c->gpu_augment, "off") != 0;
+    EFF_CHECK(T.cuda || strcmp(c->gpu_augment, "on") != 0, "data.gpu_augment = on needs the CUDA backend (this run uses "
+              "%s)\nHINT: set data.gpu_augment = auto", T.ctx.be->name);
+    if (gpu_aug) {
+#ifdef EFFNET_HAVE_CUDA
+        /* the same sampler as the CPU loader's, the same (seed, epoch, index) keys */
+        eff_sampler_init(&T.gsamp, T.train.n, T.rank, T.world, lc.batch, T.ctx.seed, 1, 1);
+        T.steps_per_epoch = T.gsamp.steps_per_epoch;
+        T.gidx = eff_malloc(sizeof(int64_t) * (size_t)lc.batch, "GPU batch indices");
+        T.glab = eff_malloc(sizeof(int32_t) * (size_t)lc.batch, "GPU batch labels");
+        T.gaug = eff_gpu_aug_create(&lc.aug, T.train.images, T.train.n, T.train.height, T.train.width,
+                                    eff_cuda_stream(T.ctx.be));
+        log0(&T, "data: %lld train images resident on the GPU (%.1f MiB uint8), augmented there\n",
+             (long long)T.train.n, (double)T.train.n * T.train.height * T.train.width * 3 / 1048576.0);
+#endif
+    } else {
+        T.tl = eff_loader_open(&T.train, &lc);
+        T.steps_per_epoch = eff_loader_steps_per_epoch(T.tl);
+    }
     eff_loader_config ec = lc;
     ec.batch = (int)c->batch;
     ec.train = 0;
@@ -391,9 +416,15 @@ int cmd_train(int argc, char **argv) {
         const int64_t epoch = T.st.epoch;
         while (T.st.step_in_epoch < T.steps_per_epoch) {
             if (c->max_steps > 0 && T.st.global_step >= c->max_steps) { finished = 1; break; }
-            const eff_batch *b = eff_loader_next(T.tl);
-            EFF_CHECK(b->epoch == epoch - 1 && b->step == T.st.step_in_epoch, "loader out of step: got (%lld, %lld), want (%lld, %lld)",
-                      (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
+            const eff_batch *b = NULL;
+            if (T.gaug) {
+                eff_sampler_batch(&T.gsamp, epoch - 1, T.st.step_in_epoch, T.gidx);
+                for (int k = 0; k < B * c->accum; k++) T.glab[k] = T.train.labels[T.gidx[k]];
+            } else {
+                b = eff_loader_next(T.tl);
+                EFF_CHECK(b->epoch == epoch - 1 && b->step == T.st.step_in_epoch, "loader out of step: got (%lld, %lld), want (%lld, %lld)",
+                          (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
+            }
             const int timed = steps_run++ > 0;
             double t0 = eff_time();
             eff_model_zero_grad(m);
@@ -405,7 +436,17 @@ int cmd_train(int argc, char **argv) {
                 /* dropout key: (seed, step, global micro-batch index), so 2 ranks x 1 and
                  * 1 rank x 2 micro-batches draw the same masks */
                 uint64_t key = eff_key3(T.ctx.seed, (uint64_t)T.st.global_step, (uint64_t)(T.rank * c->accum + a));
-                float loss = eff_model_forward(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B, 1, key);
+                float loss;
+                if (T.gaug) {
+#ifdef EFFNET_HAVE_CUDA
+                    eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, T.gidx + (size_t)a * B, NULL, B, T.ctx.seed,
+                                      (uint64_t)(epoch - 1), m->x, NULL);
+#endif
+                    m->be->upload(m->be, m->labels, T.glab + (size_t)a * B, (size_t)B * sizeof(int32_t));
+                    loss = eff_model_forward_resident(m, 1, 1, key);
+                } else {
+                    loss = eff_model_forward(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B, 1, key);
+                }
                 if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
                 local_loss += loss;
                 /* on the last micro-batch, buckets start as soon as backward finishes them */
@@ -546,8 +587,16 @@ int cmd_train(int argc, char **argv) {
                      1e3 * t_compute / n, 1e3 * t_wait / n, 1e3 * t_allreduce / n, 1e3 * t_optim / n, gb / step_s,
                      gb / step_s / T.world, allreduce_bytes, c->comm_timing ? "true" : "false");
     }
-    eff_loader_close(T.tl);
+    if (T.tl) eff_loader_close(T.tl);
     eff_loader_close(T.el);
+#ifdef EFFNET_HAVE_CUDA
+    if (T.gaug) {
+        eff_gpu_aug_destroy(T.gaug);
+        eff_sampler_free(&T.gsamp);
+        eff_free(T.gidx);
+        eff_free(T.glab);
+    }
+#endif
     eff_dataset_free(&T.train);
     eff_dataset_free(&T.test);
     eff_model_destroy(m);

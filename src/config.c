@@ -55,6 +55,7 @@ static const Key keys[] = {
     {"data.train_subset", K_INT, N(train_subset), "0", 0, 1e9, NULL, "use only the first N train samples (0: all)"},
     {"data.test_subset", K_INT, N(test_subset), "0", 0, 1e9, NULL, "evaluate only the first N test samples (0: all)"},
     {"data.loader_threads", K_INT, N(loader_threads), "1", 1, 64, NULL, "augmentation threads per rank (besides the prefetch thread)"},
+    {"data.gpu_augment", K_STR, S(gpu_augment), "auto", 0, 0, "auto|on|off", "CUDA backend: keep the uint8 train set on the GPU and augment there (auto: on with the CUDA backend)"},
     {"output.dir", K_STR, S(output_dir), "runs/default", 0, 0, NULL, "directory for the log, metrics.jsonl and checkpoints"},
     {"output.log_interval", K_INT, N(log_interval), "100", 1, 1e9, NULL, "log every N optimizer steps"},
     {"output.eval_interval", K_INT, N(eval_interval), "1", 1, 100000, NULL, "evaluate every N epochs"},

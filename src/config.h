@@ -40,6 +40,7 @@ typedef struct EffConfig {
     long train_subset;    /* 0: the whole train split; else its first N samples */
     long test_subset;
     long loader_threads;
+    char gpu_augment[8];  /* auto | on | off: augmentation on the GPU, data resident there */
     /* [output] */
     char output_dir[1024];
     long log_interval;    /* optimizer steps */
