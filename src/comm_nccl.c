@@ -86,20 +86,31 @@ int eff_comm_select_device(MPI_Comm comm, int verbose) {
     MPI_OK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local));
     MPI_OK(MPI_Comm_rank(local, &local_rank));
     MPI_OK(MPI_Comm_size(local, &local_size));
-    MPI_OK(MPI_Comm_free(&local));
     const int visible = eff_cuda_device_count();
     char host[128] = "?";
     gethostname(host, sizeof host - 1);
     EFF_CHECK(visible > 0, "rank %d on %s: the CUDA backend needs a GPU, but none is usable here\nHINT: request GPUs "
               "(--gpus-per-node) or set train.backend = cpu", rank, host);
-    EFF_CHECK(local_size <= visible, "rank %d on %s: %d ranks share this node but only %d GPU(s) are visible, so two "
-              "ranks would share a GPU\nHINT: start one rank per GPU (srun --ntasks-per-node = --gpus-per-node), or "
-              "check CUDA_VISIBLE_DEVICES", rank, host, local_size, visible);
     const int device = local_rank % visible;
-    char line[512], desc[300];
+    /* Refuse two ranks on one GPU: compare the chosen devices' UUIDs across
+     * the node (with per-task binding each rank may see a single, different
+     * GPU as device 0, so counting visible devices is not enough). */
+    enum { DL = 300 };
+    char desc[DL], *descs = eff_malloc((size_t)local_size * DL, "device descriptions");
+    memset(desc, 0, sizeof desc);
     eff_cuda_describe(device, desc, sizeof desc);
-    snprintf(line, sizeof line, "topology: host %s rank %d local rank %d/%d -> device %d: %s", host, rank, local_rank,
-             local_size, device, desc);
+    MPI_OK(MPI_Allgather(desc, DL, MPI_CHAR, descs, DL, MPI_CHAR, local));
+    for (int r = 0; r < local_size; r++)
+        EFF_CHECK(r == local_rank || strcmp(descs + (size_t)r * DL, desc) != 0,
+                  "local ranks %d and %d on %s would share one GPU (%s): %d ranks on this node, %d GPU(s) visible to "
+                  "rank %d\nHINT: start one rank per GPU (srun --ntasks-per-node equal to --gpus-per-node), and check "
+                  "CUDA_VISIBLE_DEVICES / --gpu-bind", r < local_rank ? r : local_rank, r < local_rank ? local_rank : r,
+                  host, desc, local_size, visible, rank);
+    eff_free(descs);
+    MPI_OK(MPI_Comm_free(&local));
+    char line[512];
+    snprintf(line, sizeof line, "topology: host %s rank %d local rank %d/%d -> device %d of %d: %s", host, rank,
+             local_rank, local_size, device, visible, desc);
     char *all = rank == 0 ? eff_malloc((size_t)world * sizeof line, "topology lines") : NULL;
     MPI_OK(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0, comm));
     if (rank == 0 && verbose) {

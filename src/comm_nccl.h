@@ -3,7 +3,8 @@
  *
  *  - eff_comm_select_device: the node-local rank from
  *    MPI_Comm_split_type(MPI_COMM_TYPE_SHARED); device = local_rank % visible
- *    GPUs; refuses to put two ranks on one GPU; logs the topology (host, rank,
+ *    GPUs; refuses to put two ranks on one GPU (chosen devices' UUIDs are
+ *    compared across the node); logs the topology (host, rank,
  *    local rank, GPU name and UUID) on rank 0, and the NCCL version.
  *  - eff_comm_create: rank 0 calls ncclGetUniqueId and MPI_Bcast's it; every
  *    rank then ncclCommInitRankConfig (non-blocking, so it can be aborted).
