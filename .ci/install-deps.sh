@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
       python3 python3-numpy python3-h5py python3-torch python3-torchvision python3-pil python3-matplotlib
-      slurm-wlm munge libpmix-dev)
+      slurm-wlm munge libpmix-dev patchelf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""Time PyTorch training steps of the seed EfficientNet on a GPU (or the CPU).
+
+    python3 tests/gpu/bench_torch_gpu.py --model efficientnet-b0 \
+        --resolution 224 --batch 128 --steps 30 --warmup 5 --amp bf16 \
+        --modes eager,compile
+
+The model is tests/reference/effnet_ref.py (the seed's architecture, train mode
+with its own dropout). Each step: zero_grad, forward under torch.autocast
+(--amp bf16|fp16|none; fp16 uses a GradScaler), CrossEntropyLoss, backward,
+Adam(lr=1e-3, weight_decay=1e-4). Inputs are one synthetic batch in
+channels_last (unless --no-channels-last), as `effnet bench` uses one
+synthetic batch. Modes: eager, and compile (torch.compile of the model; the
+first warm-up step includes compilation and is reported as compile_s).
+
+Prints one JSON line per mode: framework, mode, img_per_s, step_ms,
+peak_mem_mb (torch.cuda.max_memory_allocated, reset between modes; null on
+the CPU) and error (null, or the exception as a string -- a failing mode,
+e.g. torch.compile missing or raising, is reported, not raised). Exit status:
+0 when every mode ran, 3 when some mode reported an error, 2 on bad arguments.
+"""
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'reference'))
+import effnet_ref  # noqa: E402
+
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def short_error(exc):
+    """One line naming the exception; the last traceback frame for context."""
+    msg = f'{type(exc).__name__}: {exc}'.strip().replace('\n', ' | ')
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f' (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})' if tb else ''
+    if len(msg) > 600:
+        msg = msg[:600] + '...'
+    return msg + where
+
+
+def run_mode(mode, a, device):
+    """One mode from a fresh model and optimizer; returns the result dict."""
+    res = {'framework': 'pytorch', 'torch_version': str(torch.__version__),
+           'mode': mode, 'device': str(device),
+           'gpu': torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
+           'model': a.model, 'resolution': a.resolution, 'batch': a.batch,
+           'amp': a.amp, 'channels_last': a.channels_last,
+           'steps': a.steps, 'warmup': a.warmup,
+           'img_per_s': None, 'step_ms': None, 'peak_mem_mb': None,
+           'first_step_s': None, 'compile_s': None, 'final_loss': None, 'error': None}
+    if device.type == 'cuda':
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        dtype = AMP_DTYPES[a.amp]
+        if device.type == 'cpu' and a.amp == 'fp16':
+            raise RuntimeError('--amp fp16 needs CUDA (autocast fp16 and GradScaler are CUDA-only here)')
+        torch.manual_seed(a.seed)
+        fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+        model = effnet_ref.build(a.model, a.classes).to(device=device, memory_format=fmt)
+        model.train()
+        criterion = nn.CrossEntropyLoss()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        scaler = torch.cuda.amp.GradScaler() if a.amp == 'fp16' else None
+        x = torch.randn(a.batch, 3, a.resolution, a.resolution, device=device)
+        x = x.contiguous(memory_format=fmt)
+        y = torch.randint(0, a.classes, (a.batch,), device=device)
+
+        fwd = model
+        if mode == 'compile':
+            if not hasattr(torch, 'compile'):
+                raise RuntimeError(f'torch.compile does not exist in torch {torch.__version__} (needs 2.0+)')
+            fwd = torch.compile(model, mode=a.compile_mode)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            amp = (torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None
+                   else contextlib.nullcontext())
+            with amp:
+                loss = criterion(fwd(x), y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            return loss
+
+        t0 = time.perf_counter()
+        loss = step()  # first step: allocator, cuDNN autotuning, compilation
+        sync(device)
+        res['first_step_s'] = round(time.perf_counter() - t0, 3)
+        if mode == 'compile':
+            res['compile_s'] = res['first_step_s']
+        for _ in range(max(a.warmup - 1, 0)):
+            loss = step()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            loss = step()
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        res['img_per_s'] = round(a.batch * a.steps / elapsed, 3)
+        res['step_ms'] = round(1e3 * elapsed / a.steps, 3)
+        res['final_loss'] = round(float(loss.detach().float().item()), 6)
+        if res['final_loss'] != res['final_loss']:
+            res['error'] = 'loss is NaN'
+    except Exception as exc:  # reported, not raised: the caller compares modes
+        res['error'] = short_error(exc)
+    if device.type == 'cuda':
+        try:
+            res['peak_mem_mb'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        except Exception:  # e.g. the device is gone after an error
+            pass
+    else:
+        res['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--model', default='efficientnet-b0', choices=sorted(effnet_ref.CONFIGS))
+    ap.add_argument('--resolution', type=int, default=224)
+    ap.add_argument('--batch', type=int, default=128)
+    ap.add_argument('--steps', type=int, default=30)
+    ap.add_argument('--warmup', type=int, default=5,
+                    help='untimed steps first; at least one always runs (it compiles, autotunes)')
+    ap.add_argument('--classes', type=int, default=10)
+    ap.add_argument('--amp', choices=sorted(AMP_DTYPES), default='bf16')
+    ap.add_argument('--modes', default='eager,compile', help='comma list of eager, compile')
+    ap.add_argument('--compile-mode', default='default',
+                    help="torch.compile mode: default, reduce-overhead, max-autotune")
+    ap.add_argument('--device', default='cuda', help='cuda, cuda:N or cpu')
+    ap.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--no-channels-last', dest='channels_last', action='store_false')
+    a = ap.parse_args()
+    modes = [m for m in a.modes.split(',') if m]
+    bad = [m for m in modes if m not in ('eager', 'compile')]
+    if bad or not modes:
+        ap.error(f'unknown mode(s) {bad}: use eager, compile')
+    if a.steps < 1 or a.batch < 1 or a.resolution < 8:
+        ap.error('--steps and --batch must be >= 1, --resolution >= 8')
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+
+    device = torch.device(a.device)
+    errors = 0
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        for m in modes:
+            print(json.dumps({'framework': 'pytorch', 'torch_version': str(torch.__version__),
+                              'mode': m, 'device': a.device, 'img_per_s': None, 'step_ms': None,
+                              'peak_mem_mb': None,
+                              'error': 'CUDA not available to PyTorch (torch.version.cuda='
+                                       f'{torch.version.cuda}, no visible device)'}), flush=True)
+        return 3
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # let cuDNN pick its algorithms, as a tuned run would
+    for m in modes:
+        res = run_mode(m, a, device)
+        errors += res['error'] is not None
+        print(json.dumps(res), flush=True)
+    return 3 if errors else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
