@@ -3,6 +3,7 @@
 #define EFFNET_CUDA_COMMON_CUH
 
 #include "cuda_ops.h"
+#include "rng.h" /* eff_uniform_at: host and device (mix64.h) */
 
 #include <stdint.h>
 
@@ -17,18 +18,6 @@ static inline unsigned eff_blocks(size_t n) {
 }
 
 #define GRID_STRIDE(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-/* The same functions as src/rng.h, for the device (dropout masks must match
- * the CPU bit for bit). */
-__host__ __device__ static inline uint64_t eff_mix64_d(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-__host__ __device__ static inline float eff_uniform_at_d(uint64_t key, uint64_t i) {
-    return (float)(eff_mix64_d(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * (1.0f / 16777216.0f);
-}
 
 /* IEEE expf (not __expf) so fp32 results stay within a few ulp of the CPU. */
 __device__ static inline float eff_sigmoid_d(float x) { return 1.0f / (1.0f + expf(-x)); }

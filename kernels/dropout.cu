@@ -5,7 +5,7 @@
 
 namespace {
 __global__ void dropout_k(float *out, const float *in, size_t n, float p, float scale, uint64_t key) {
-    GRID_STRIDE(i, n) out[i] = eff_uniform_at_d(key, i) < p ? 0.0f : in[i] * scale;
+    GRID_STRIDE(i, n) out[i] = eff_uniform_at(key, i) < p ? 0.0f : in[i] * scale;
 }
 __global__ void copy_k(float *out, const float *in, size_t n) { GRID_STRIDE(i, n) out[i] = in[i]; }
 } // namespace

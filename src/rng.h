@@ -3,23 +3,17 @@
 #ifndef EFFNET_RNG_H
 #define EFFNET_RNG_H
 
+#include "mix64.h"
+
 #include <stdint.h>
 
-/* splitmix64 finaliser: a bijective 64-bit mixer. */
-static inline uint64_t eff_mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 /* A key for one random stream, e.g. (seed, step, layer). */
-static inline uint64_t eff_key3(uint64_t a, uint64_t b, uint64_t c) {
+EFF_HD static inline uint64_t eff_key3(uint64_t a, uint64_t b, uint64_t c) {
     return eff_mix64(eff_mix64(eff_mix64(a) ^ b) ^ c);
 }
 
 /* Uniform in [0,1) with 24 random bits, element `i` of stream `key`. */
-static inline float eff_uniform_at(uint64_t key, uint64_t i) {
+EFF_HD static inline float eff_uniform_at(uint64_t key, uint64_t i) {
     return (float)(eff_mix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -10,18 +10,12 @@
 #ifndef EFFNET_DATA_RNG_H
 #define EFFNET_DATA_RNG_H
 
+#include "mix64.h" /* eff_mix64 */
+
 #include <stdint.h>
 
 #define EFF_RNG_GOLDEN 0x9E3779B97F4A7C15ull
 enum { EFF_RNG_PERM = 0x5045524Du /* "PERM" */, EFF_RNG_AUG = 0x41554721u /* "AUG!" */ };
-
-/* splitmix64's finaliser (Steele, Lea, Flood 2014): a bijection of 64-bit words. */
-static inline uint64_t eff_mix64(uint64_t x) {
-    x += EFF_RNG_GOLDEN;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 static inline uint64_t eff_rng_key(uint64_t domain, uint64_t seed, uint64_t a, uint64_t b) {
     uint64_t h = eff_mix64(eff_mix64(domain) ^ seed);
