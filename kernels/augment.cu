@@ -44,21 +44,11 @@ extern "C" {
 #include "common.h"
 }
 #include "augment_cuda.h"
+#include "cuda_ops.h" /* CUDA_CHECK */
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-/* Every CUDA runtime call goes through this: the call, the error, a hint. */
-#define CUDA_CHECK(call)                                                                                            \
-    do {                                                                                                            \
-        cudaError_t err_ = (call);                                                                                  \
-        if (err_ != cudaSuccess)                                                                                    \
-            EFF_FATAL("GPU augmentation: %s failed: %s (%s). HINT: check that the GPU is visible (nvidia-smi, "     \
-                      "CUDA_VISIBLE_DEVICES), that the binary was built for its architecture "                      \
-                      "(CMAKE_CUDA_ARCHITECTURES) and that there is enough device memory",                           \
-                      #call, cudaGetErrorString(err_), cudaGetErrorName(err_));                                     \
-    } while (0)
 
 /* #pragma unroll for nvcc's device pass only (the host compiler warns on it) */
 #ifdef __CUDA_ARCH__
@@ -565,15 +555,6 @@ struct EffGpuAugment {
     int slot;
     eff_aug_params *h_draw; /* host scratch for eff_aug_draw */
 };
-
-extern "C" int eff_gpu_aug_device_count(void) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError(); /* clear it: no device is not an error here */
-        return 0;
-    }
-    return n;
-}
 
 extern "C" EffGpuAugment *eff_gpu_aug_create(const eff_aug_config *cfg, const uint8_t *host_images, int64_t n,
                                              int in_h, int in_w, void *cuda_stream) {

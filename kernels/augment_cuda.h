@@ -20,10 +20,6 @@ extern "C" {
 /* One augmenter per calling thread (it holds staging buffers). */
 typedef struct EffGpuAugment EffGpuAugment;
 
-/* Number of usable CUDA devices; 0 (never an error) when there is none, no
- * driver, or the driver is too old for this build. */
-int eff_gpu_aug_device_count(void);
-
 /* Upload n uint8 HWC images (in_h x in_w x 3, tightly packed) to the current
  * device. cuda_stream: a cudaStream_t, or NULL for the legacy default stream;
  * every later call is asynchronous on it. Fatal error (names the call and

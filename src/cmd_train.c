@@ -57,9 +57,6 @@ static void mpi_abort_hook(int code) {
     if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-#define MPI_CHECK(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { char s_[MPI_MAX_ERROR_STRING]; int l_ = 0; \
-    MPI_Error_string(rc_, s_, &l_); EFF_FATAL("%s failed: %s", #call, s_); } } while (0)
-
 typedef struct Trainer {
     EffContext ctx;
     EffBackend *cuda;   /* the CUDA backend instance, when selected */

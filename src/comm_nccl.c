@@ -3,6 +3,8 @@
 #include "comm_nccl.h"
 #include "common.h"
 
+#include "cuda_ops.h" /* CUDA_CHECK */
+
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 #include <stdio.h>
@@ -10,10 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CUDA_OK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) \
-    EFF_FATAL("%s failed: %s\nHINT: check the GPU with nvidia-smi", #call, cudaGetErrorString(e_)); } while (0)
-#define MPI_OK(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { char s_[MPI_MAX_ERROR_STRING]; int l_ = 0; \
-    MPI_Error_string(rc_, s_, &l_); EFF_FATAL("%s failed: %s", #call, s_); } } while (0)
 
 struct EffComm {
     ncclComm_t nccl;
@@ -81,11 +79,11 @@ void eff_comm_nccl_version(char *buf, size_t n) {
 int eff_comm_select_device(MPI_Comm comm, int verbose) {
     int rank, world, local_rank, local_size;
     MPI_Comm local;
-    MPI_OK(MPI_Comm_rank(comm, &rank));
-    MPI_OK(MPI_Comm_size(comm, &world));
-    MPI_OK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local));
-    MPI_OK(MPI_Comm_rank(local, &local_rank));
-    MPI_OK(MPI_Comm_size(local, &local_size));
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    MPI_CHECK(MPI_Comm_size(comm, &world));
+    MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local));
+    MPI_CHECK(MPI_Comm_rank(local, &local_rank));
+    MPI_CHECK(MPI_Comm_size(local, &local_size));
     const int visible = eff_cuda_device_count();
     char host[128] = "?";
     gethostname(host, sizeof host - 1);
@@ -99,7 +97,7 @@ int eff_comm_select_device(MPI_Comm comm, int verbose) {
     char desc[DL], *descs = eff_malloc((size_t)local_size * DL, "device descriptions");
     memset(desc, 0, sizeof desc);
     eff_cuda_describe(device, desc, sizeof desc);
-    MPI_OK(MPI_Allgather(desc, DL, MPI_CHAR, descs, DL, MPI_CHAR, local));
+    MPI_CHECK(MPI_Allgather(desc, DL, MPI_CHAR, descs, DL, MPI_CHAR, local));
     for (int r = 0; r < local_size; r++)
         EFF_CHECK(r == local_rank || strcmp(descs + (size_t)r * DL, desc) != 0,
                   "local ranks %d and %d on %s would share one GPU (%s): %d ranks on this node, %d GPU(s) visible to "
@@ -107,12 +105,12 @@ int eff_comm_select_device(MPI_Comm comm, int verbose) {
                   "CUDA_VISIBLE_DEVICES / --gpu-bind", r < local_rank ? r : local_rank, r < local_rank ? local_rank : r,
                   host, desc, local_size, visible, rank);
     eff_free(descs);
-    MPI_OK(MPI_Comm_free(&local));
+    MPI_CHECK(MPI_Comm_free(&local));
     char line[512];
     snprintf(line, sizeof line, "topology: host %s rank %d local rank %d/%d -> device %d of %d: %s", host, rank,
              local_rank, local_size, device, visible, desc);
     char *all = rank == 0 ? eff_malloc((size_t)world * sizeof line, "topology lines") : NULL;
-    MPI_OK(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0, comm));
+    MPI_CHECK(MPI_Gather(line, (int)sizeof line, MPI_CHAR, all, (int)sizeof line, MPI_CHAR, 0, comm));
     if (rank == 0 && verbose) {
         char v[32];
         eff_comm_nccl_version(v, sizeof v);
@@ -132,24 +130,24 @@ EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_
     c->n = n;
     c->timeout_s = timeout_s;
     c->step = 0;
-    MPI_OK(MPI_Comm_rank(comm, &c->rank));
-    MPI_OK(MPI_Comm_size(comm, &c->world));
+    MPI_CHECK(MPI_Comm_rank(comm, &c->rank));
+    MPI_CHECK(MPI_Comm_size(comm, &c->world));
     ncclUniqueId id;
     if (c->rank == 0) {
         ncclResult_t r = ncclGetUniqueId(&id);
         EFF_CHECK(r == ncclSuccess, "ncclGetUniqueId failed on rank 0: %s\nHINT: check NCCL_SOCKET_IFNAME and the "
                   "network interfaces", ncclGetErrorString(r));
     }
-    MPI_OK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
+    MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
     cfg.blocking = 0; /* so the watchdog can abort a hung init or collective */
     nccl_ok(c, ncclCommInitRankConfig(&c->nccl, c->world, id, c->rank, &cfg), "ncclCommInitRankConfig");
     watch(c, NULL, "communicator initialisation");
 
     c->compute = (cudaStream_t)eff_cuda_stream(be);
-    CUDA_OK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
-    CUDA_OK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
-    CUDA_OK(cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming));
     size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
     if (per < 1024) per = 1024;
     c->nbuckets = (int)((n + per - 1) / per);
@@ -170,8 +168,8 @@ void eff_comm_begin(EffComm *c, long step) {
 static void launch_down_to(EffComm *c, int lowest) {
     if (c->next < lowest) return;
     /* everything the compute stream has queued so far is ordered before these buckets */
-    CUDA_OK(cudaEventRecord(c->ready, c->compute));
-    CUDA_OK(cudaStreamWaitEvent(c->comm, c->ready, 0));
+    CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
+    CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
     for (; c->next >= lowest; c->next--) {
         const size_t lo = c->lo[c->next], cnt = c->lo[c->next + 1] - lo;
         nccl_ok(c, ncclAllReduce(c->grad + lo, c->grad + lo, cnt, ncclFloat, ncclAvg, c->nccl, c->comm),
@@ -188,32 +186,32 @@ void eff_comm_grad_ready(EffComm *c, size_t first_final_offset) {
 
 void eff_comm_finish(EffComm *c) {
     launch_down_to(c, 0);
-    CUDA_OK(cudaEventRecord(c->done, c->comm));
-    CUDA_OK(cudaStreamWaitEvent(c->compute, c->done, 0)); /* the optimizer reads the averaged gradients */
+    CUDA_CHECK(cudaEventRecord(c->done, c->comm));
+    CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0)); /* the optimizer reads the averaged gradients */
 }
 
 void eff_comm_wait(EffComm *c) { watch(c, c->done, "gradient all-reduce"); }
 
 void eff_comm_allreduce_avg(EffComm *c, float *buf, size_t n) {
-    CUDA_OK(cudaEventRecord(c->ready, c->compute));
-    CUDA_OK(cudaStreamWaitEvent(c->comm, c->ready, 0));
+    CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
+    CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
     nccl_ok(c, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->nccl, c->comm), "ncclAllReduce (BN statistics)");
-    CUDA_OK(cudaEventRecord(c->done, c->comm));
-    CUDA_OK(cudaStreamWaitEvent(c->compute, c->done, 0));
+    CUDA_CHECK(cudaEventRecord(c->done, c->comm));
+    CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0));
     watch(c, c->done, "BN statistics all-reduce");
 }
 
 void eff_comm_destroy(EffComm *c) {
     if (!c) return;
     if (c->nccl) {
-        CUDA_OK(cudaStreamSynchronize(c->comm));
+        CUDA_CHECK(cudaStreamSynchronize(c->comm));
         ncclResult_t r = ncclCommFinalize(c->nccl);
         if (r == ncclSuccess || r == ncclInProgress) watch(c, NULL, "communicator finalize");
         ncclCommDestroy(c->nccl);
     }
-    CUDA_OK(cudaEventDestroy(c->ready));
-    CUDA_OK(cudaEventDestroy(c->done));
-    CUDA_OK(cudaStreamDestroy(c->comm));
+    CUDA_CHECK(cudaEventDestroy(c->ready));
+    CUDA_CHECK(cudaEventDestroy(c->done));
+    CUDA_CHECK(cudaStreamDestroy(c->comm));
     eff_free(c->lo);
     eff_free(c);
 }

@@ -2,6 +2,7 @@
 # CUDNN_ROOT / $CUDNN_HOME (Spack: cudnn; NVIDIA's Debian repo: libcudnn9-dev-cuda-*).
 # Defines CUDNN_FOUND, CUDNN_VERSION, CUDNN_INCLUDE_DIR, CUDNN_LIBRARY and the
 # imported target CUDNN::cudnn.
+include(${CMAKE_CURRENT_LIST_DIR}/EffnetHeaderVersion.cmake)
 find_path(CUDNN_INCLUDE_DIR NAMES cudnn.h
   HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} $ENV{CUDNN_HOME} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
   PATH_SUFFIXES include)
@@ -13,13 +14,7 @@ if(CUDNN_INCLUDE_DIR)
   if(NOT EXISTS ${_v})
     set(_v ${CUDNN_INCLUDE_DIR}/cudnn.h)
   endif()
-  file(STRINGS ${_v} _maj REGEX "#define CUDNN_MAJOR [0-9]+")
-  file(STRINGS ${_v} _min REGEX "#define CUDNN_MINOR [0-9]+")
-  file(STRINGS ${_v} _pat REGEX "#define CUDNN_PATCHLEVEL [0-9]+")
-  string(REGEX MATCH "[0-9]+$" _maj "${_maj}")
-  string(REGEX MATCH "[0-9]+$" _min "${_min}")
-  string(REGEX MATCH "[0-9]+$" _pat "${_pat}")
-  set(CUDNN_VERSION "${_maj}.${_min}.${_pat}")
+  effnet_header_version(CUDNN_VERSION ${_v} CUDNN_MAJOR CUDNN_MINOR CUDNN_PATCHLEVEL)
 endif()
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(CUDNN REQUIRED_VARS CUDNN_LIBRARY CUDNN_INCLUDE_DIR VERSION_VAR CUDNN_VERSION)

@@ -2,6 +2,7 @@
 # NCCL_ROOT / $NCCL_HOME (Spack: nccl; NVIDIA's Debian repo: libnccl-dev).
 # Defines NCCL_FOUND, NCCL_VERSION, NCCL_INCLUDE_DIR, NCCL_LIBRARY and the
 # imported target NCCL::nccl.
+include(${CMAKE_CURRENT_LIST_DIR}/EffnetHeaderVersion.cmake)
 find_path(NCCL_INCLUDE_DIR NAMES nccl.h
   HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} $ENV{NCCL_HOME} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
   PATH_SUFFIXES include)
@@ -9,13 +10,7 @@ find_library(NCCL_LIBRARY NAMES nccl
   HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} $ENV{NCCL_HOME} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
   PATH_SUFFIXES lib64 lib)
 if(NCCL_INCLUDE_DIR AND EXISTS ${NCCL_INCLUDE_DIR}/nccl.h)
-  file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h _maj REGEX "#define NCCL_MAJOR [0-9]+")
-  file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h _min REGEX "#define NCCL_MINOR [0-9]+")
-  file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h _pat REGEX "#define NCCL_PATCH [0-9]+")
-  string(REGEX MATCH "[0-9]+$" _maj "${_maj}")
-  string(REGEX MATCH "[0-9]+$" _min "${_min}")
-  string(REGEX MATCH "[0-9]+$" _pat "${_pat}")
-  set(NCCL_VERSION "${_maj}.${_min}.${_pat}")
+  effnet_header_version(NCCL_VERSION ${NCCL_INCLUDE_DIR}/nccl.h NCCL_MAJOR NCCL_MINOR NCCL_PATCH)
 endif()
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(NCCL REQUIRED_VARS NCCL_LIBRARY NCCL_INCLUDE_DIR VERSION_VAR NCCL_VERSION)

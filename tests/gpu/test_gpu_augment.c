@@ -23,19 +23,12 @@
 #include <string.h>
 
 #include "augment_cuda.h"
+#include "backend.h"    /* eff_cuda_device_count */
+#include "cuda_ops.h"   /* CUDA_CHECK */
 #include "common.h"
 #include "data/augment.h"
 #include "test_util.h"
 
-#define CU(call)                                                                                                    \
-    do {                                                                                                            \
-        cudaError_t e_ = (call);                                                                                    \
-        if (e_ != cudaSuccess) {                                                                                    \
-            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_),       \
-                    cudaGetErrorName(e_));                                                                          \
-            exit(1);                                                                                                \
-        }                                                                                                           \
-    } while (0)
 
 typedef struct { int in_h, in_w, S; } Shape;
 
@@ -211,8 +204,8 @@ static int compare_batch(TestState *ts, const char *what, const Shape *sh, eff_a
     size_t on = (size_t)sh->S * sh->S * 3;
     float *hf = eff_malloc(on * n * sizeof(float), "GPU out"), *fc = eff_malloc(on * sizeof(float), "CPU out");
     uint8_t *hu = eff_malloc(on * n, "GPU u8"), *uc = eff_malloc(on, "CPU u8");
-    CU(cudaMemcpy(hf, o.d_out, on * n * sizeof(float), cudaMemcpyDeviceToHost));
-    if (o.d_u8) CU(cudaMemcpy(hu, o.d_u8, on * n, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(hf, o.d_out, on * n * sizeof(float), cudaMemcpyDeviceToHost));
+    if (o.d_u8) CUDA_CHECK(cudaMemcpy(hu, o.d_u8, on * n, cudaMemcpyDeviceToHost));
     MaxDiff d = {0, 0};
     for (int i = 0; i < n; i++) {
         const uint8_t *src = img + (size_t)idx[i] * sh->in_h * sh->in_w * 3;
@@ -230,22 +223,22 @@ static int compare_batch(TestState *ts, const char *what, const Shape *sh, eff_a
 
 static DevOut dev_alloc(size_t on, int n, int with_u8) {
     DevOut o = {NULL, NULL};
-    CU(cudaMalloc((void **)&o.d_out, on * n * sizeof(float)));
-    CU(cudaMemset(o.d_out, 0xFF, on * n * sizeof(float))); /* NaN: unwritten values fail */
+    CUDA_CHECK(cudaMalloc((void **)&o.d_out, on * n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(o.d_out, 0xFF, on * n * sizeof(float))); /* NaN: unwritten values fail */
     if (with_u8) {
-        CU(cudaMalloc((void **)&o.d_u8, on * n));
-        CU(cudaMemset(o.d_u8, 0xA5, on * n));
+        CUDA_CHECK(cudaMalloc((void **)&o.d_u8, on * n));
+        CUDA_CHECK(cudaMemset(o.d_u8, 0xA5, on * n));
     }
     return o;
 }
 
 static void dev_free(DevOut o) {
-    CU(cudaFree(o.d_out));
-    if (o.d_u8) CU(cudaFree(o.d_u8));
+    CUDA_CHECK(cudaFree(o.d_out));
+    if (o.d_u8) CUDA_CHECK(cudaFree(o.d_u8));
 }
 
 static int run_device(void) {
-    int ndev = eff_gpu_aug_device_count();
+    int ndev = eff_cuda_device_count();
     if (ndev == 0) {
         printf("no CUDA device: skipped\n");
         return 77;
@@ -269,7 +262,7 @@ static int run_device(void) {
             gidx[i] = (int64_t)(eff_rng_next(&rng) % 1000000);
         }
         cudaStream_t stream;
-        CU(cudaStreamCreate(&stream));
+        CUDA_CHECK(cudaStreamCreate(&stream));
         EffGpuAugment *g = eff_gpu_aug_create(&cfg, img, NIMG, sh.in_h, sh.in_w, (void *)stream);
         DevOut o1 = dev_alloc(on, N1, 1), o2 = dev_alloc(on, N, 0), o3 = dev_alloc(on, N, 1), o4 = dev_alloc(on, N, 1);
         /* Four batches in flight before one sync: a small one, then growth, the
@@ -280,7 +273,7 @@ static int run_device(void) {
         eff_gpu_aug_batch(g, 1, idx, NULL, N, 6, 0, o2.d_out, NULL);
         eff_gpu_aug_batch(g, 0, idx, NULL, N, 0, 0, o3.d_out, o3.d_u8);
         eff_gpu_aug_batch_params(g, 1, idx, ext, N, o4.d_out, o4.d_u8);
-        CU(cudaStreamSynchronize(stream));
+        CUDA_CHECK(cudaStreamSynchronize(stream));
         for (int i = 0; i < N1; i++) eff_aug_draw(&cfg, 5, 3, (uint64_t)gidx[i], &drawn1[i]);
         for (int i = 0; i < N; i++) eff_aug_draw(&cfg, 6, 0, (uint64_t)idx[i], &drawn2[i]);
         compare_batch(&ts, "train (seed,epoch,gidx)", &sh, &A, img, idx, N1, 1, drawn1, o1);
@@ -289,7 +282,7 @@ static int run_device(void) {
         compare_batch(&ts, "train extreme params", &sh, &A, img, idx, N, 1, ext, o4);
         dev_free(o1); dev_free(o2); dev_free(o3); dev_free(o4);
         eff_gpu_aug_destroy(g);
-        CU(cudaStreamDestroy(stream));
+        CUDA_CHECK(cudaStreamDestroy(stream));
         eff_free(img);
         eff_augmenter_free(&A);
     }
