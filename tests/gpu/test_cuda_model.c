@@ -46,6 +46,31 @@ static float *download_all(const EffModel *m, const float *buf, size_t n) {
     return h;
 }
 
+/* What one backend produces for the same step: the train forward (loss,
+ * logits, BN running stats), backward (gradients), one Adam step
+ * (parameters) and an eval forward (logits), all downloaded to the host. */
+typedef struct StepResult {
+    float loss;
+    float *logits, *bufs, *grad, *param, *eval;
+} StepResult;
+
+static void run_step(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int N, int R, const float *x,
+                     const int32_t *y, uint64_t key, StepResult *r) {
+    eff_model_create(m, be, spec, 10);
+    eff_model_init_weights(m, 7);
+    eff_model_alloc_acts(m, N, R);
+    eff_model_zero_grad(m);
+    r->loss = eff_model_forward(m, x, y, 1, key);
+    r->logits = download_all(m, m->logits, (size_t)N * 10);
+    r->bufs = download_all(m, m->bufs, m->btab.total);
+    eff_model_backward(m, 1.0f);
+    r->grad = download_all(m, m->grad, m->ptab.total);
+    eff_model_adam_step(m, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
+    r->param = download_all(m, m->param, m->ptab.total);
+    eff_model_forward(m, x, NULL, 0, 0);
+    r->eval = download_all(m, m->logits, (size_t)N * 10);
+}
+
 static int structurally_zero(const EffModel *m, const char *name) {
     /* blocks.block_I.project_bn.bias: exactly zero gradient when block I+1
      * expands (a 1x1 conv followed by train-mode BN removes any shift) */
@@ -61,12 +86,7 @@ int main(int argc, char **argv) {
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model %s", model);
     TestState ts = {0, 0};
 
-    /* CPU reference */
-    EffModel cm;
-    eff_model_create(&cm, eff_backend_cpu(), &spec, 10);
-    eff_model_init_weights(&cm, 7);
-    eff_model_alloc_acts(&cm, N, R);
-    const size_t nx = (size_t)N * R * R * 3, P = cm.ptab.total, B = cm.btab.total;
+    const size_t nx = (size_t)N * R * R * 3;
     float *x = eff_malloc(nx * sizeof(float), "input");
     int32_t *y = eff_malloc((size_t)N * sizeof(int32_t), "labels");
     EffRng rng;
@@ -74,16 +94,13 @@ int main(int argc, char **argv) {
     t_fill_normal(&rng, x, nx, 1.0);
     for (int i = 0; i < N; i++) y[i] = (int32_t)(eff_rng_next(&rng) % 10);
     const uint64_t key = eff_key3(1, 2, 3);
-    eff_model_zero_grad(&cm);
-    const float closs = eff_model_forward(&cm, x, y, 1, key);
-    float *clogits = download_all(&cm, cm.logits, (size_t)N * 10);
-    float *cbufs = download_all(&cm, cm.bufs, B);
-    eff_model_backward(&cm, 1.0f);
-    float *cgrad = download_all(&cm, cm.grad, P);
-    eff_model_adam_step(&cm, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
-    float *cparam = download_all(&cm, cm.param, P);
-    eff_model_forward(&cm, x, NULL, 0, 0);
-    float *ceval = download_all(&cm, cm.logits, (size_t)N * 10);
+
+    /* CPU reference */
+    EffModel cm;
+    StepResult c;
+    run_step(&cm, eff_backend_cpu(), &spec, N, R, x, y, key, &c);
+    const size_t P = cm.ptab.total;
+    const float closs = c.loss, *cgrad = c.grad;
 
     double gmax = 0;
     for (size_t i = 0; i < P; i++) gmax = fabs(cgrad[i]) > gmax ? fabs(cgrad[i]) : gmax;
@@ -107,41 +124,31 @@ int main(int argc, char **argv) {
 
     EffBackend *gpu = eff_backend_cuda_create(0, EFF_PREC_FP32, 1);
     EffModel gm;
-    eff_model_create(&gm, gpu, &spec, 10);
-    eff_model_init_weights(&gm, 7);
-    eff_model_alloc_acts(&gm, N, R);
-    eff_model_zero_grad(&gm);
-    const float gloss = eff_model_forward(&gm, x, y, 1, key);
-    float *glogits = download_all(&gm, gm.logits, (size_t)N * 10);
-    float *gbufs = download_all(&gm, gm.bufs, B);
-    eff_model_backward(&gm, 1.0f);
-    float *ggrad = download_all(&gm, gm.grad, P);
-    eff_model_adam_step(&gm, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
-    float *gparam = download_all(&gm, gm.param, P);
-    eff_model_forward(&gm, x, NULL, 0, 0);
-    float *geval = download_all(&gm, gm.logits, (size_t)N * 10);
+    StepResult g;
+    run_step(&gm, gpu, &spec, N, R, x, y, key, &g);
+    const float gloss = g.loss;
 
     double e = fabs((double)gloss - closs) / fabs(closs);
     T_CHECK(&ts, e <= 1e-4, "loss %.8f vs CPU %.8f (rel %.3g)", gloss, closs, e);
     printf("  %-44s err %.2e\n", "loss", e);
-    e = scaled_err_floor(glogits, clogits, (size_t)N * 10, 0);
+    e = scaled_err_floor(g.logits, c.logits, (size_t)N * 10, 0);
     T_CHECK(&ts, e <= 1e-4, "train logits: %.3g", e);
     printf("  %-44s err %.2e\n", "train logits", e);
-    e = scaled_err_floor(geval, ceval, (size_t)N * 10, 0);
+    e = scaled_err_floor(g.eval, c.eval, (size_t)N * 10, 0);
     T_CHECK(&ts, e <= 1e-4, "eval logits after one Adam step: %.3g", e);
     printf("  %-44s err %.2e\n", "eval logits after one Adam step", e);
     double worst_b = 0, worst_g = 0, worst_p = 0;
     for (int v = 0; v < gm.btab.count; v++) {
         const EffView *w = &gm.btab.views[v];
-        double eb = scaled_err_floor(gbufs + w->offset, cbufs + w->offset, w->numel, 0);
+        double eb = scaled_err_floor(g.bufs + w->offset, c.bufs + w->offset, w->numel, 0);
         T_CHECK(&ts, eb <= 1e-4, "BN buffer %s: %.3g", w->name, eb);
         worst_b = fmax(worst_b, eb);
     }
     for (int v = 0; v < gm.ptab.count; v++) {
         const EffView *w = &gm.ptab.views[v];
         const double fl = structurally_zero(&gm, w->name) ? 1e-3 * gmax : 0;
-        double eg = scaled_err_floor(ggrad + w->offset, cgrad + w->offset, w->numel, fl);
-        double ep = scaled_err_floor(gparam + w->offset, cparam + w->offset, w->numel, 0);
+        double eg = scaled_err_floor(g.grad + w->offset, c.grad + w->offset, w->numel, fl);
+        double ep = scaled_err_floor(g.param + w->offset, c.param + w->offset, w->numel, 0);
         T_CHECK(&ts, eg <= 1e-3, "gradient %s: %.3g", w->name, eg);
         T_CHECK(&ts, ep <= 1e-4 || fl > 0, "parameter after Adam %s: %.3g", w->name, ep);
         if (eg > 1e-4) printf("  %-44s err %.2e\n", w->name, eg);
