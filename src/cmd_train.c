@@ -5,7 +5,8 @@
  * (rank-aware sampler), and gradients are averaged over the contiguous
  * gradient buffer -- CPU: one MPI_Allreduce; CUDA: NCCL buckets launched as
  * backward finishes them (src/comm_nccl.c) -- so every rank takes the
- * identical optimizer step. fp16 uses dynamic loss scaling (src/amp.h). Rank 0 logs, writes metrics.jsonl and checkpoints. Exit codes:
+ * identical optimizer step. fp16 uses dynamic loss scaling (src/amp.h).
+ * Rank 0 logs, writes metrics.jsonl and checkpoints. Exit codes:
  *   0 done; 1 error (any rank: MPI_Abort ends all); 3 non-finite loss or
  *   gradient; 75 checkpointed after SIGTERM/SIGUSR1/SIGINT, please requeue. */
 #define _POSIX_C_SOURCE 200809L
@@ -62,11 +63,9 @@ typedef struct Trainer {
     EffBackend *cuda;   /* the CUDA backend instance, when selected */
     EffComm *comm;      /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffLossScaler scaler;
-    /* data.gpu_augment: the train split resident on the GPU, augmented there */
+    /* data.gpu_augment: the train split resident on the GPU, augmented there
+     * (the loader then only supplies indices and labels) */
     struct EffGpuAugment *gaug;
-    eff_sampler gsamp;
-    int64_t *gidx;
-    int32_t *glab;
     EffConfig cfg;
     int rank, world, R;
     char *config_ini;
@@ -363,21 +362,18 @@ int cmd_train(int argc, char **argv) {
               "%s)\nHINT: set data.gpu_augment = auto", T.ctx.be->name);
     if (gpu_aug) {
 #ifdef EFFNET_HAVE_CUDA
-        /* the same sampler as the CPU loader's, the same (seed, epoch, index) keys */
-        eff_sampler_init(&T.gsamp, T.train.n, T.rank, T.world, lc.batch, T.ctx.seed, 1, 1);
-        T.steps_per_epoch = T.gsamp.steps_per_epoch;
-        T.gidx = eff_malloc(sizeof(int64_t) * (size_t)lc.batch, "GPU batch indices");
-        T.glab = eff_malloc(sizeof(int32_t) * (size_t)lc.batch, "GPU batch labels");
+        /* the loader's sampler and labels; the kernel draws the same (seed, epoch, index) parameters */
+        lc.indices_only = 1;
         T.gaug = eff_gpu_aug_create(&lc.aug, T.train.images, T.train.n, T.train.height, T.train.width,
                                     eff_cuda_stream(T.ctx.be));
         log0(&T, "data: %lld train images resident on the GPU (%.1f MiB uint8), augmented there\n",
              (long long)T.train.n, (double)T.train.n * T.train.height * T.train.width * 3 / 1048576.0);
 #endif
-    } else {
-        T.tl = eff_loader_open(&T.train, &lc);
-        T.steps_per_epoch = eff_loader_steps_per_epoch(T.tl);
     }
+    T.tl = eff_loader_open(&T.train, &lc);
+    T.steps_per_epoch = eff_loader_steps_per_epoch(T.tl);
     eff_loader_config ec = lc;
+    ec.indices_only = 0;
     ec.batch = (int)c->batch;
     ec.train = 0;
     ec.start_epoch = 0;
@@ -413,15 +409,9 @@ int cmd_train(int argc, char **argv) {
         const int64_t epoch = T.st.epoch;
         while (T.st.step_in_epoch < T.steps_per_epoch) {
             if (c->max_steps > 0 && T.st.global_step >= c->max_steps) { finished = 1; break; }
-            const eff_batch *b = NULL;
-            if (T.gaug) {
-                eff_sampler_batch(&T.gsamp, epoch - 1, T.st.step_in_epoch, T.gidx);
-                for (int k = 0; k < B * c->accum; k++) T.glab[k] = T.train.labels[T.gidx[k]];
-            } else {
-                b = eff_loader_next(T.tl);
-                EFF_CHECK(b->epoch == epoch - 1 && b->step == T.st.step_in_epoch, "loader out of step: got (%lld, %lld), want (%lld, %lld)",
-                          (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
-            }
+            const eff_batch *b = eff_loader_next(T.tl);
+            EFF_CHECK(b->epoch == epoch - 1 && b->step == T.st.step_in_epoch, "loader out of step: got (%lld, %lld), want (%lld, %lld)",
+                      (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
             const int timed = steps_run++ > 0;
             double t0 = eff_time();
             eff_model_zero_grad(m);
@@ -436,10 +426,10 @@ int cmd_train(int argc, char **argv) {
                 float loss;
                 if (T.gaug) {
 #ifdef EFFNET_HAVE_CUDA
-                    eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, T.gidx + (size_t)a * B, NULL, B, T.ctx.seed,
+                    eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, b->index + (size_t)a * B, NULL, B, T.ctx.seed,
                                       (uint64_t)(epoch - 1), m->x, NULL);
 #endif
-                    m->be->upload(m->be, m->labels, T.glab + (size_t)a * B, (size_t)B * sizeof(int32_t));
+                    m->be->upload(m->be, m->labels, b->y + (size_t)a * B, (size_t)B * sizeof(int32_t));
                     loss = eff_model_forward_resident(m, 1, 1, key);
                 } else {
                     loss = eff_model_forward(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B, 1, key);
@@ -584,15 +574,10 @@ int cmd_train(int argc, char **argv) {
                      1e3 * t_compute / n, 1e3 * t_wait / n, 1e3 * t_allreduce / n, 1e3 * t_optim / n, gb / step_s,
                      gb / step_s / T.world, allreduce_bytes, c->comm_timing ? "true" : "false");
     }
-    if (T.tl) eff_loader_close(T.tl);
+    eff_loader_close(T.tl);
     eff_loader_close(T.el);
 #ifdef EFFNET_HAVE_CUDA
-    if (T.gaug) {
-        eff_gpu_aug_destroy(T.gaug);
-        eff_sampler_free(&T.gsamp);
-        eff_free(T.gidx);
-        eff_free(T.glab);
-    }
+    eff_gpu_aug_destroy(T.gaug);
 #endif
     eff_dataset_free(&T.train);
     eff_dataset_free(&T.test);

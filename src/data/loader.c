@@ -42,6 +42,8 @@ static void *augment_part(void *arg) {
     size_t out_px = (size_t)L->cfg.aug.size * L->cfg.aug.size * 3;
     for (int k = w->t; k < w->b->n; k += L->cfg.threads) {
         int64_t g = w->b->index[k];
+        w->b->y[k] = ds->labels[g];
+        if (L->cfg.indices_only) continue;
         const uint8_t *src = ds->images + (size_t)g * in_px;
         float *dst = w->b->x + (size_t)k * out_px;
         if (L->cfg.train && !L->cfg.no_augment) {
@@ -51,7 +53,6 @@ static void *augment_part(void *arg) {
         } else {
             eff_augment_test(&L->aug[w->t], src, dst, NULL);
         }
-        w->b->y[k] = ds->labels[g];
     }
     return NULL;
 }
@@ -109,12 +110,14 @@ eff_loader *eff_loader_open(const eff_dataset *ds, const eff_loader_config *cfg)
     L->epoch = cfg->start_epoch;
     L->step = cfg->start_step;
     L->aug = eff_calloc((size_t)cfg->threads, sizeof *L->aug, "loader augmenters");
-    for (int t = 0; t < cfg->threads; t++) eff_augmenter_init(&L->aug[t], &cfg->aug, ds->height, ds->width);
+    if (!cfg->indices_only)
+        for (int t = 0; t < cfg->threads; t++) eff_augmenter_init(&L->aug[t], &cfg->aug, ds->height, ds->width);
     size_t S = (size_t)cfg->aug.size;
     for (int s = 0; s < 2; s++) {
         eff_batch *b = &L->slot[s];
         b->n = cfg->batch;
-        b->x = eff_alloc_aligned((size_t)cfg->batch * S * S * 3 * sizeof(float), "loader batch images");
+        b->x = cfg->indices_only ? NULL
+                                 : eff_alloc_aligned((size_t)cfg->batch * S * S * 3 * sizeof(float), "loader batch images");
         b->y = eff_malloc((size_t)cfg->batch * sizeof *b->y, "loader batch labels");
         b->index = eff_malloc((size_t)cfg->batch * sizeof *b->index, "loader batch indices");
     }
@@ -171,7 +174,8 @@ void eff_loader_close(eff_loader *L) {
         eff_free(L->slot[s].y);
         eff_free(L->slot[s].index);
     }
-    for (int t = 0; t < L->cfg.threads; t++) eff_augmenter_free(&L->aug[t]);
+    if (!L->cfg.indices_only)
+        for (int t = 0; t < L->cfg.threads; t++) eff_augmenter_free(&L->aug[t]);
     eff_free(L->aug);
     eff_sampler_free(&L->sampler);
     eff_free(L);

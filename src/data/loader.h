@@ -23,6 +23,8 @@ typedef struct {
     int64_t start_epoch, start_step; /* resume position */
     int threads;            /* threads augmenting each batch (>= 1) */
     int no_augment;         /* train == 1 but the test pipeline (resize + normalize) */
+    int indices_only;       /* fill only index and y (x stays NULL): the caller augments
+                               the images itself, e.g. on the GPU (kernels/augment_cuda.h) */
     eff_aug_config aug;     /* eff_aug_config_default(&aug, S) for the seed's pipeline */
 } eff_loader_config;
 

@@ -108,6 +108,24 @@ static void loader_runs(const eff_dataset *ds, int S) {
               "resumed batch %lld differs", (long long)i);
     }
     eff_loader_close(L);
+    /* indices_only (the GPU-augmentation path): same indices and labels, no images */
+    c.indices_only = 1;
+    c.start_epoch = 0;
+    c.start_step = 0;
+    L = eff_loader_open(ds, &c);
+    for (int64_t t = 0; t < 3; t++) {
+        const eff_batch *b = eff_loader_next(L);
+        expected(ds, &c, 0, t, x, y, &valid);
+        eff_sampler s;
+        int64_t idx[64];
+        eff_sampler_init(&s, ds->n, c.rank, c.world, c.batch, c.seed, 1, 1);
+        eff_sampler_batch(&s, 0, t, idx);
+        eff_sampler_free(&s);
+        CHECK(b->x == NULL && b->n_valid == valid && memcmp(b->y, y, c.batch * sizeof *y) == 0 &&
+                  memcmp(b->index, idx, c.batch * sizeof *idx) == 0,
+              "indices_only batch %lld: x %p, labels or indices differ", (long long)t, (void *)b->x);
+    }
+    eff_loader_close(L);
     free(x);
 }
 
