@@ -4,11 +4,14 @@
  * Our weight layout is [K][K][Cin][Cout] (HWIO); cuDNN's NHWC filter format
  * is [Cout][K][K][Cin] (KRSC), so the (tiny) weights are transposed into
  * cu->wscratch for each call, and the weight gradient comes back through the
- * same scratch and is ADDED to dw in our layout. The math is plain fp32 FMA
+ * same scratch and is ADDED to dw in our layout. Descriptors and algorithms
+ * are chosen once per shape and cached in cu->plans. The math is plain fp32 FMA
  * in fp32 mode (no TF32, so results match the CPU), tensor-op math with
  * down-conversion in bf16/fp16 mode. With cu->deterministic, only algorithms
  * cuDNN reports as deterministic are used. */
 #include "cuda_common.cuh"
+
+#include <string.h>
 
 namespace {
 
@@ -25,34 +28,6 @@ __global__ void khwc_add_to_hwio(float *dw, const float *src, int K, int Cin, in
         const int co = (int)(i % Cout);
         dw[i] += src[(size_t)co * K * K * Cin + i / Cout];
     }
-}
-
-struct Descs {
-    cudnnTensorDescriptor_t x, y;
-    cudnnFilterDescriptor_t w;
-    cudnnConvolutionDescriptor_t conv;
-};
-
-void make_descs(EffCuda *cu, Descs *d, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad) {
-    const int Ho = (H + 2 * pad - K) / stride + 1, Wo = (W + 2 * pad - K) / stride + 1;
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cin, H, W));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cout, Ho, Wo));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, Cout, Cin, K, K));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, cu->precision == 0 ? CUDNN_FMA_MATH
-                                                                        : CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
-}
-
-void free_descs(Descs *d) {
-    CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->x));
-    CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->y));
-    CUDNN_CHECK(cudnnDestroyFilterDescriptor(d->w));
-    CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(d->conv));
 }
 
 void ensure_workspace(EffCuda *cu, size_t bytes) {
@@ -88,7 +63,65 @@ int pick(const Perf *perf, int n, int deterministic, const char *what) {
     return -1;
 }
 
+/* The cached plan for this shape: descriptors made, and the three
+ * algorithms chosen, once (cuDNN's heuristics are not free, and the stem
+ * conv runs every step with the same shape). */
+EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad) {
+    const int shape[8] = {N, H, W, Cin, Cout, K, stride, pad};
+    for (int i = 0; i < cu->nplans; i++)
+        if (!memcmp(cu->plans[i].shape, shape, sizeof shape)) return &cu->plans[i];
+    if (cu->nplans == EFF_CONV_PLANS) { /* full (many batch sizes): start over */
+        CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+        eff_cuda_conv_plans_free(cu);
+    }
+    EffConvPlan *p = &cu->plans[cu->nplans++];
+    memcpy(p->shape, shape, sizeof shape);
+    const int Ho = (H + 2 * pad - K) / stride + 1, Wo = (W + 2 * pad - K) / stride + 1;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cin, H, W));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cout, Ho, Wo));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, Cout, Cin, K, K));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, cu->precision == 0 ? CUDNN_FMA_MATH
+                                                                        : CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
+    int got = 0;
+    cudnnConvolutionFwdAlgoPerf_t fp[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cu->cudnn, p->x, p->w, p->conv, p->y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fp));
+    int i = pick(fp, got, cu->deterministic, "cudnnConvolutionForward");
+    p->fwd = fp[i].algo;
+    p->fwd_bytes = fp[i].memory;
+    cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->cudnn, p->x, p->y, p->conv, p->w,
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, bf));
+    i = pick(bf, got, cu->deterministic, "cudnnConvolutionBackwardFilter");
+    p->bwd_filter = bf[i].algo;
+    p->bwd_filter_bytes = bf[i].memory;
+    cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->cudnn, p->w, p->y, p->conv, p->x,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, bd));
+    i = pick(bd, got, cu->deterministic, "cudnnConvolutionBackwardData");
+    p->bwd_data = bd[i].algo;
+    p->bwd_data_bytes = bd[i].memory;
+    return p;
+}
+
 } // namespace
+
+extern "C" void eff_cuda_conv_plans_free(EffCuda *cu) {
+    for (int i = 0; i < cu->nplans; i++) {
+        EffConvPlan *p = &cu->plans[i];
+        CUDNN_CHECK(cudnnDestroyTensorDescriptor(p->x));
+        CUDNN_CHECK(cudnnDestroyTensorDescriptor(p->y));
+        CUDNN_CHECK(cudnnDestroyFilterDescriptor(p->w));
+        CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(p->conv));
+    }
+    cu->nplans = 0;
+}
 
 extern "C" void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W,
                                     int Cin, int Cout, int K, int stride, int pad) {
@@ -96,18 +129,11 @@ extern "C" void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, co
     float *wk = weight_scratch(cu, 2 * nw);
     hwio_to_khwc<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
     CUDA_LAUNCHED("hwio_to_khwc");
-    Descs d;
-    make_descs(cu, &d, N, H, W, Cin, Cout, K, stride, pad);
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int got = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cu->cudnn, d.x, d.w, d.conv, d.y,
-                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-    const int a = pick(perf, got, cu->deterministic, "cudnnConvolutionForward");
-    ensure_workspace(cu, perf[a].memory);
+    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
+    ensure_workspace(cu, p->fwd_bytes);
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, d.x, in, d.w, wk, d.conv, perf[a].algo, cu->workspace,
-                                        cu->workspace_bytes, &zero, d.y, out));
-    free_descs(&d);
+    CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, p->x, in, p->w, wk, p->conv, p->fwd, cu->workspace,
+                                        cu->workspace_bytes, &zero, p->y, out));
 }
 
 extern "C" void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in,
@@ -115,29 +141,18 @@ extern "C" void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const f
                                      int pad) {
     const size_t nw = (size_t)K * K * Cin * Cout;
     float *wk = weight_scratch(cu, 2 * nw), *dwk = wk + nw;
-    Descs d;
-    make_descs(cu, &d, N, H, W, Cin, Cout, K, stride, pad);
+    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
     const float one = 1.0f, zero = 0.0f;
-    cudnnConvolutionBwdFilterAlgoPerf_t fperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int got = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->cudnn, d.x, d.y, d.conv, d.w,
-                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, fperf));
-    const int a = pick(fperf, got, cu->deterministic, "cudnnConvolutionBackwardFilter");
-    ensure_workspace(cu, fperf[a].memory);
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, d.x, in, d.y, dout, d.conv, fperf[a].algo,
-                                               cu->workspace, cu->workspace_bytes, &zero, d.w, dwk));
+    ensure_workspace(cu, p->bwd_filter_bytes);
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, p->x, in, p->y, dout, p->conv, p->bwd_filter,
+                                               cu->workspace, cu->workspace_bytes, &zero, p->w, dwk));
     khwc_add_to_hwio<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(dw, dwk, K, Cin, Cout);
     CUDA_LAUNCHED("khwc_add_to_hwio");
     if (din) {
         hwio_to_khwc<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
         CUDA_LAUNCHED("hwio_to_khwc");
-        cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->cudnn, d.w, d.y, d.conv, d.x,
-                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, dperf));
-        const int b = pick(dperf, got, cu->deterministic, "cudnnConvolutionBackwardData");
-        ensure_workspace(cu, dperf[b].memory);
-        CUDNN_CHECK(cudnnConvolutionBackwardData(cu->cudnn, &one, d.w, wk, d.y, dout, d.conv, dperf[b].algo,
-                                                 cu->workspace, cu->workspace_bytes, &zero, d.x, din));
+        ensure_workspace(cu, p->bwd_data_bytes);
+        CUDNN_CHECK(cudnnConvolutionBackwardData(cu->cudnn, &one, p->w, wk, p->y, dout, p->conv, p->bwd_data,
+                                                 cu->workspace, cu->workspace_bytes, &zero, p->x, din));
     }
-    free_descs(&d);
 }

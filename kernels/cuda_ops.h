@@ -21,6 +21,20 @@
 extern "C" {
 #endif
 
+/* One convolution shape's cuDNN descriptors and chosen algorithms, made on
+ * its first call and reused every step (conv2d.cu). */
+typedef struct EffConvPlan {
+    int shape[8]; /* N, H, W, Cin, Cout, K, stride, pad */
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes;
+} EffConvPlan;
+#define EFF_CONV_PLANS 8
+
 typedef struct EffCuda {
     int device;
     int precision;      /* EffPrecision: math of convolutions and GEMMs */
@@ -35,6 +49,8 @@ typedef struct EffCuda {
     float *wscratch;    /* weight-layout scratch for cuDNN (stem conv) */
     size_t wscratch_floats;
     double *host_scalar; /* pinned: results returned to the host */
+    EffConvPlan plans[EFF_CONV_PLANS]; /* conv2d.cu; the stem uses one per resolution/batch */
+    int nplans;
     cudaEvent_t ev;
 } EffCuda;
 
@@ -66,7 +82,8 @@ double *eff_cuda_reduce_scratch(EffCuda *cu, size_t n);
 void eff_cuda_gemm_rm(EffCuda *cu, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
 
-/* conv2d.cu (cuDNN) */
+/* conv2d.cu (cuDNN); eff_cuda_conv_plans_free releases the cached plans */
+void eff_cuda_conv_plans_free(EffCuda *cu);
 void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W, int Cin,
                          int Cout, int K, int stride, int pad);
 void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,

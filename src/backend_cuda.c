@@ -295,6 +295,7 @@ void eff_backend_cuda_destroy(EffBackend *be) {
     CudaBackend *b = CB(be);
     EffCuda *cu = &b->cu;
     CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    eff_cuda_conv_plans_free(cu);
     CUDA_CHECK(cudaFree(b->loss_dev));
     CUDA_CHECK(cudaFree(b->sumsq_dev));
     CUDA_CHECK(cudaFree(cu->reduce));
