@@ -3,50 +3,49 @@
  *
  * Our weight layout is [K][K][Cin][Cout] (HWIO); cuDNN's NHWC filter format
  * is [Cout][K][K][Cin] (KRSC), so the (tiny) weights are transposed into
- * cu->wscratch for each call, and the weight gradient comes back through the
- * same scratch and is ADDED to dw in our layout. Descriptors and algorithms
- * are chosen once per shape and cached in cu->plans. The math is plain fp32 FMA
- * in fp32 mode (no TF32, so results match the CPU), tensor-op math with
- * down-conversion in bf16/fp16 mode. With cu->deterministic, only algorithms
+ * scratch for each call, and the weight gradient comes back through the same
+ * scratch and is ADDED to dw in our layout. Descriptors and algorithms are
+ * chosen once per shape and cached in cu->plans. fp32 mode: fp32 tensors and
+ * plain FMA math (no TF32, so results match the CPU). bf16/fp16 mode: the
+ * output is an activation of the act type T, the fp32 input image and the
+ * weights are converted to T in scratch, and cuDNN runs T tensors with fp32
+ * accumulation on tensor cores. With cu->deterministic, only algorithms
  * cuDNN reports as deterministic are used. */
-#include "cuda_common.cuh"
+#include "act.cuh"
 
 #include <string.h>
 
 namespace {
 
-__global__ void hwio_to_khwc(float *dst, const float *w, int K, int Cin, int Cout) {
+template <typename T> __global__ void hwio_to_khwc(T *dst, const float *w, int K, int Cin, int Cout) {
     GRID_STRIDE(i, (size_t)K * K * Cin * Cout) {
         const int co = (int)(i % Cout);
         const size_t khwci = i / Cout; /* (kh*K + kw)*Cin + ci */
-        dst[(size_t)co * K * K * Cin + khwci] = w[i];
+        dst[(size_t)co * K * K * Cin + khwci] = eff_st<T>(w[i]);
     }
 }
 
-__global__ void khwc_add_to_hwio(float *dw, const float *src, int K, int Cin, int Cout) {
+template <typename T> __global__ void khwc_add_to_hwio(float *dw, const T *src, int K, int Cin, int Cout) {
     GRID_STRIDE(i, (size_t)K * K * Cin * Cout) {
         const int co = (int)(i % Cout);
-        dw[i] += src[(size_t)co * K * K * Cin + i / Cout];
+        dw[i] += eff_ld(src[(size_t)co * K * K * Cin + i / Cout]);
     }
+}
+
+cudnnDataType_t cudnn_type(int precision) {
+    return precision == 1 ? CUDNN_DATA_BFLOAT16 : precision == 2 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
 }
 
 void ensure_workspace(EffCuda *cu, size_t bytes) {
     if (bytes <= cu->workspace_bytes) return;
+    if (cu->capturing)
+        eff_cuda_fail("ensure_workspace", "the cuDNN workspace had to grow inside a captured CUDA graph (set "
+                      "train.cuda_graph = off and report this)", __FILE__, __LINE__);
     CUDA_CHECK(cudaStreamSynchronize(cu->stream));
     if (cu->workspace) CUDA_CHECK(cudaFree(cu->workspace));
     CUDA_CHECK(cudaMalloc(&cu->workspace, bytes));
     cu->workspace_bytes = bytes;
     CUBLAS_CHECK(cublasSetWorkspace(cu->cublas, cu->workspace, cu->workspace_bytes));
-}
-
-float *weight_scratch(EffCuda *cu, size_t n) {
-    if (n > cu->wscratch_floats) {
-        CUDA_CHECK(cudaStreamSynchronize(cu->stream));
-        if (cu->wscratch) CUDA_CHECK(cudaFree(cu->wscratch));
-        CUDA_CHECK(cudaMalloc((void **)&cu->wscratch, n * sizeof(float)));
-        cu->wscratch_floats = n;
-    }
-    return cu->wscratch;
 }
 
 /* Pick the first algorithm cuDNN ranks fastest that succeeded, fits in
@@ -81,9 +80,10 @@ EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cin, H, W));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, N, Cout, Ho, Wo));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, Cout, Cin, K, K));
+    const cudnnDataType_t dt = cudnn_type(cu->precision); /* x, y and w share the act type */
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NHWC, dt, N, Cin, H, W));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, dt, N, Cout, Ho, Wo));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NHWC, Cout, Cin, K, K));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, cu->precision == 0 ? CUDNN_FMA_MATH
@@ -123,36 +123,68 @@ extern "C" void eff_cuda_conv_plans_free(EffCuda *cu) {
     cu->nplans = 0;
 }
 
-extern "C" void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W,
-                                    int Cin, int Cout, int K, int stride, int pad) {
-    const size_t nw = (size_t)K * K * Cin * Cout;
-    float *wk = weight_scratch(cu, 2 * nw);
-    hwio_to_khwc<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
+template <typename T>
+static void forward_t(EffCuda *cu, T *out, const float *in, const float *w, int N, int H, int W, int Cin, int Cout,
+                      int K, int stride, int pad) {
+    const size_t nw = (size_t)K * K * Cin * Cout, nx = (size_t)N * H * W * Cin;
+    T *wk = (T *)eff_cuda_scratch(cu, EFF_SCR_WEIGHT, 2 * nw * sizeof(T));
+    hwio_to_khwc<T><<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
     CUDA_LAUNCHED("hwio_to_khwc");
+    const void *x = in;
+    if (cu->precision != 0) { /* the fp32 image batch as T */
+        T *xt = (T *)eff_cuda_scratch(cu, EFF_SCR_ACT, nx * sizeof(T));
+        eff_convert_k<T, float><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(xt, in, nx);
+        CUDA_LAUNCHED("conv input to act");
+        x = xt;
+    }
     const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
     ensure_workspace(cu, p->fwd_bytes);
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, p->x, in, p->w, wk, p->conv, p->fwd, cu->workspace,
+    CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, p->x, x, p->w, wk, p->conv, p->fwd, cu->workspace,
                                         cu->workspace_bytes, &zero, p->y, out));
 }
 
-extern "C" void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in,
-                                     const float *w, int N, int H, int W, int Cin, int Cout, int K, int stride,
-                                     int pad) {
-    const size_t nw = (size_t)K * K * Cin * Cout;
-    float *wk = weight_scratch(cu, 2 * nw), *dwk = wk + nw;
+template <typename T>
+static void backward_t(EffCuda *cu, float *din, float *dw, const T *dout, const float *in, const float *w, int N,
+                       int H, int W, int Cin, int Cout, int K, int stride, int pad) {
+    const size_t nw = (size_t)K * K * Cin * Cout, nx = (size_t)N * H * W * Cin;
+    T *wk = (T *)eff_cuda_scratch(cu, EFF_SCR_WEIGHT, 2 * nw * sizeof(T)), *dwk = wk + nw;
+    const void *x = in;
+    if (cu->precision != 0) {
+        T *xt = (T *)eff_cuda_scratch(cu, EFF_SCR_ACT, nx * sizeof(T));
+        eff_convert_k<T, float><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(xt, in, nx);
+        CUDA_LAUNCHED("conv input to act");
+        x = xt;
+    }
     const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
     const float one = 1.0f, zero = 0.0f;
     ensure_workspace(cu, p->bwd_filter_bytes);
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, p->x, in, p->y, dout, p->conv, p->bwd_filter,
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, p->x, x, p->y, dout, p->conv, p->bwd_filter,
                                                cu->workspace, cu->workspace_bytes, &zero, p->w, dwk));
-    khwc_add_to_hwio<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(dw, dwk, K, Cin, Cout);
+    khwc_add_to_hwio<T><<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(dw, dwk, K, Cin, Cout);
     CUDA_LAUNCHED("khwc_add_to_hwio");
-    if (din) {
-        hwio_to_khwc<<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
-        CUDA_LAUNCHED("hwio_to_khwc");
-        ensure_workspace(cu, p->bwd_data_bytes);
-        CUDNN_CHECK(cudnnConvolutionBackwardData(cu->cudnn, &one, p->w, wk, p->y, dout, p->conv, p->bwd_data,
-                                                 cu->workspace, cu->workspace_bytes, &zero, p->x, din));
+    if (!din) return; /* the model never asks for the image gradient */
+    hwio_to_khwc<T><<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
+    CUDA_LAUNCHED("hwio_to_khwc");
+    ensure_workspace(cu, p->bwd_data_bytes);
+    void *dx = din;
+    if (cu->precision != 0) dx = eff_cuda_scratch(cu, EFF_SCR_F32, nx * sizeof(T));
+    CUDNN_CHECK(cudnnConvolutionBackwardData(cu->cudnn, &one, p->w, wk, p->y, dout, p->conv, p->bwd_data,
+                                             cu->workspace, cu->workspace_bytes, &zero, p->x, dx));
+    if (cu->precision != 0) {
+        eff_convert_k<float, T><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(din, (const T *)dx, nx);
+        CUDA_LAUNCHED("conv din to fp32");
     }
+}
+
+extern "C" void conv2d_forward_cuda(EffCuda *cu, void *out, const float *in, const float *w, int N, int H, int W,
+                                    int Cin, int Cout, int K, int stride, int pad) {
+    EFF_ACT_DISPATCH(cu->precision, T, forward_t<T>(cu, (T *)out, in, w, N, H, W, Cin, Cout, K, stride, pad));
+}
+
+extern "C" void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const void *dout, const float *in,
+                                     const float *w, int N, int H, int W, int Cin, int Cout, int K, int stride,
+                                     int pad) {
+    EFF_ACT_DISPATCH(cu->precision, T,
+                     backward_t<T>(cu, din, dw, (const T *)dout, in, w, N, H, W, Cin, Cout, K, stride, pad));
 }

@@ -2,11 +2,15 @@
  * CUDA ops in kernels/ (one file per op, same stem as src/ops/<op>.c).
  *
  * Plain C (includable from C11 and CUDA C). Every launcher is asynchronous on
- * cu->stream and follows the conventions of src/ops/ops.h exactly: NHWC fp32
+ * cu->stream and follows the conventions of src/ops/ops.h exactly: NHWC
  * activations, forward ops assign, backward ops assign din and ACCUMULATE
  * parameter gradients, a NULL din skips that gradient. Reductions never use
  * atomics: partial sums over a chunking that depends only on the shapes are
- * reduced in a fixed order, so results are run-to-run identical. */
+ * reduced in a fixed order, so results are run-to-run identical.
+ *
+ * Activation arguments are void *: they hold cu->precision's storage type
+ * (float, bfloat16 or half; kernels/act.cuh). Everything typed float is fp32
+ * in every precision (weights, gradients, statistics, SE vectors, logits). */
 #ifndef EFFNET_CUDA_OPS_H
 #define EFFNET_CUDA_OPS_H
 
@@ -21,6 +25,8 @@
 extern "C" {
 #endif
 
+#include "backend.h" /* EFF_STEP_*, EffPrecision */
+
 /* One convolution shape's cuDNN descriptors and chosen algorithms, made on
  * its first call and reused every step (conv2d.cu). */
 typedef struct EffConvPlan {
@@ -34,6 +40,9 @@ typedef struct EffConvPlan {
     size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes;
 } EffConvPlan;
 #define EFF_CONV_PLANS 8
+/* Scratch slots: the converted / transposed weights of conv and GEMM ops, the
+ * stem input in the act type, fp32 copies of activations (classifier). */
+enum { EFF_SCR_WEIGHT = 0, EFF_SCR_ACT = 1, EFF_SCR_F32 = 2, EFF_CUDA_SCRATCH = 3 };
 
 typedef struct EffCuda {
     int device;
@@ -46,9 +55,14 @@ typedef struct EffCuda {
     size_t workspace_bytes;
     double *reduce;     /* device scratch for partial sums (reduce_doubles) */
     size_t reduce_doubles;
-    float *wscratch;    /* weight-layout scratch for cuDNN (stem conv) */
-    size_t wscratch_floats;
+    void *scratch[EFF_CUDA_SCRATCH];   /* eff_cuda_scratch: weight copies, type conversions */
+    size_t scratch_bytes[EFF_CUDA_SCRATCH];
     double *host_scalar; /* pinned: results returned to the host */
+    /* Per-step scalars (EFF_STEP_* of src/backend.h). While a step is being
+     * captured (capturing != 0), kernels read them from step_dev, which the
+     * graph's first node fills from the pinned step_host at every replay. */
+    uint64_t *step_dev, *step_host;
+    int capturing;
     EffConvPlan plans[EFF_CONV_PLANS]; /* conv2d.cu; the stem uses one per resolution/batch */
     int nplans;
     cudaEvent_t ev;
@@ -77,58 +91,75 @@ void eff_cuda_fail(const char *what, const char *err, const char *file, int line
 
 /* Scratch of at least n doubles in cu->reduce (grown on demand, synchronising). */
 double *eff_cuda_reduce_scratch(EffCuda *cu, size_t n);
-/* cuBLAS sgemm in row-major terms, C[MxN] = alpha*op(A)*op(B) + beta*C, with
- * the math (fp32 / bf16 / fp16 tensor cores) chosen by cu->precision. */
+/* Scratch slot `slot` (EFF_SCR_*) of at least `bytes` (grown on demand,
+ * synchronising). Growing while a step is captured is a fatal error: the
+ * eager warm-up step sizes every scratch first. */
+void *eff_cuda_scratch(EffCuda *cu, int slot, size_t bytes);
+/* *dst = v on the stream (a one-thread kernel: v travels by value). */
+void eff_cuda_set_u64(EffCuda *cu, uint64_t *dst, uint64_t v);
+/* cuBLAS GEMM in row-major terms, C[MxN] = alpha*op(A)*op(B) + beta*C, on
+ * fp32 matrices, with the math (fp32 / bf16 / fp16 tensor cores) chosen by
+ * cu->precision. */
 void eff_cuda_gemm_rm(EffCuda *cu, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
+/* The same with explicit cudaDataType_t codes (as int, to stay plain C): A
+ * and B of one type (fp32, bf16 or fp16), C of that type or fp32. Half
+ * inputs use fp32 accumulation (CUBLAS_COMPUTE_32F). */
+void eff_cuda_gemm_rm_ex(EffCuda *cu, int transA, int transB, int M, int N, int K, float alpha, const void *A,
+                         int ab_type, int lda, const void *B, int ldb, float beta, void *C, int c_type, int ldc);
 
 /* conv2d.cu (cuDNN); eff_cuda_conv_plans_free releases the cached plans */
 void eff_cuda_conv_plans_free(EffCuda *cu);
-void conv2d_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W, int Cin,
+void conv2d_forward_cuda(EffCuda *cu, void *out, const float *in, const float *w, int N, int H, int W, int Cin,
                          int Cout, int K, int stride, int pad);
-void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const void *dout, const float *in, const float *w,
                           int N, int H, int W, int Cin, int Cout, int K, int stride, int pad);
 /* pwconv.cu (cuBLAS) */
-void pwconv_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int M, int Cin, int Cout);
-void pwconv_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+void pwconv_forward_cuda(EffCuda *cu, void *out, const void *in, const float *w, int M, int Cin, int Cout);
+void pwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, const void *in, const float *w,
                           int M, int Cin, int Cout);
 /* dwconv.cu */
-void dwconv_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+void dwconv_forward_cuda(EffCuda *cu, void *out, const void *in, const float *w, int N, int H, int W, int C, int K,
                          int stride);
-void dwconv_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in, const float *w,
+void dwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, const void *in, const float *w,
                           int N, int H, int W, int C, int K, int stride);
 /* batchnorm.cu */
-void batchnorm_forward_train_cuda(EffCuda *cu, float *out, float *mean, float *rstd, float *running_mean,
-                                  float *running_var, const float *in, const float *gamma, const float *beta, int M,
+void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean, float *rstd, float *running_mean,
+                                  float *running_var, const void *in, const float *gamma, const float *beta, int M,
                                   int C, float momentum, float eps, int swish);
-void batchnorm_forward_eval_cuda(EffCuda *cu, float *out, const float *in, const float *gamma, const float *beta,
+void batchnorm_forward_eval_cuda(EffCuda *cu, void *out, const void *in, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, int M, int C, float eps,
                                  int swish);
-void batchnorm_backward_cuda(EffCuda *cu, float *din, float *dgamma, float *dbeta, const float *dout,
-                             const float *in, const float *mean, const float *rstd, const float *gamma,
+void batchnorm_backward_cuda(EffCuda *cu, void *din, float *dgamma, float *dbeta, const void *dout,
+                             const void *in, const float *mean, const float *rstd, const float *gamma,
                              const float *beta, int M, int C, int swish);
 /* elementwise.cu */
-void add_inplace_cuda(EffCuda *cu, float *y, const float *x, size_t n);
+void add_inplace_cuda(EffCuda *cu, void *y, const void *x, size_t n);
 void scale_inplace_cuda(EffCuda *cu, float *x, size_t n, float alpha);
 /* se.cu */
-void se_forward_cuda(EffCuda *cu, float *out, float *pooled, float *hidden, float *gate, const float *in,
+void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
                      const float *w1, const float *w2, int N, int HW, int C, int Cse);
-void se_backward_cuda(EffCuda *cu, float *din, float *dw1, float *dw2, float *work, const float *dout,
-                      const float *in, const float *pooled, const float *hidden, const float *gate, const float *w1,
+void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2, float *work, const void *dout,
+                      const void *in, const float *pooled, const float *hidden, const float *gate, const float *w1,
                       const float *w2, int N, int HW, int C, int Cse);
 /* dropout.cu */
-void dropout_forward_cuda(EffCuda *cu, float *out, const float *in, size_t n, float p, uint64_t key);
+/* key: eff_drop_key(step_key, layer); while capturing, step_key is read from
+ * cu->step_dev[EFF_STEP_DROP_KEY] instead. */
+void dropout_forward_cuda(EffCuda *cu, void *out, const void *in, size_t n, float p, uint64_t step_key, uint64_t layer);
 /* pool.cu */
-void gap_forward_cuda(EffCuda *cu, float *out, const float *in, int N, int HW, int C);
-void gap_backward_cuda(EffCuda *cu, float *din, const float *dout, int N, int HW, int C);
+void gap_forward_cuda(EffCuda *cu, void *out, const void *in, int N, int HW, int C);
+void gap_backward_cuda(EffCuda *cu, void *din, const void *dout, int N, int HW, int C);
+/* The SE squeeze: act input, fp32 output. */
+void gap_forward_f32out_cuda(EffCuda *cu, float *out, const void *in, int N, int HW, int C);
 /* linear.cu */
-void linear_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, const float *b, int N, int Cin,
+void linear_forward_cuda(EffCuda *cu, float *out, const void *in, const float *w, const float *b, int N, int Cin,
                          int Cout);
-void linear_backward_cuda(EffCuda *cu, float *din, float *dw, float *db, const float *dout, const float *in,
+void linear_backward_cuda(EffCuda *cu, void *din, float *dw, float *db, const float *dout, const void *in,
                           const float *w, int N, int Cin, int Cout);
 /* xent.cu: the mean loss is written to *loss_dev (device). */
 void softmax_xent_forward_cuda(EffCuda *cu, float *probs, float *loss_dev, const float *logits,
                                const int32_t *labels, int N, int K, float smoothing);
+/* while capturing, scale is read from cu->step_dev[EFF_STEP_GRAD_SCALE] */
 void softmax_xent_backward_cuda(EffCuda *cu, float *dlogits, const float *probs, const int32_t *labels, int N,
                                 int K, float smoothing, float scale);
 /* adam.cu, sgd.cu */

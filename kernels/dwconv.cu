@@ -4,12 +4,15 @@
  * channels fastest so a warp reads 32 consecutive channels (coalesced).
  * Weight gradient: per (row chunk, 32 channels) block, each thread keeps the
  * K*K tap sums of its channel in registers over the chunk's output pixels;
- * chunk partials are then added in chunk order (deterministic, no atomics). */
-#include "cuda_common.cuh"
+ * chunk partials are then added in chunk order (deterministic, no atomics).
+ * Activations (in, out, dout, din) are of the act type T (act.cuh); the
+ * weights and their gradient are fp32, and all sums are float/double. */
+#include "act.cuh"
 
 namespace {
 
-__global__ void dw_forward(float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+template <typename T>
+__global__ void dw_forward(T *out, const T *in, const float *w, int N, int H, int W, int C, int K,
                            int stride, int Ho, int Wo) {
     const int pad = K / 2;
     GRID_STRIDE(i, (size_t)N * Ho * Wo * C) {
@@ -26,14 +29,15 @@ __global__ void dw_forward(float *out, const float *in, const float *w, int N, i
             for (int kw = 0; kw < K; kw++) {
                 const int wi = wo * stride - pad + kw;
                 if (wi < 0 || wi >= W) continue;
-                acc += in[(((size_t)n * H + hi) * W + wi) * C + c] * w[(kh * K + kw) * C + c];
+                acc += eff_ld(in[(((size_t)n * H + hi) * W + wi) * C + c]) * w[(kh * K + kw) * C + c];
             }
         }
-        out[i] = acc;
+        out[i] = eff_st<T>(acc);
     }
 }
 
-__global__ void dw_backward_input(float *din, const float *dout, const float *w, int N, int H, int W, int C, int K,
+template <typename T>
+__global__ void dw_backward_input(T *din, const T *dout, const float *w, int N, int H, int W, int C, int K,
                                   int stride, int Ho, int Wo) {
     const int pad = K / 2;
     GRID_STRIDE(i, (size_t)N * H * W * C) {
@@ -54,10 +58,10 @@ __global__ void dw_backward_input(float *din, const float *dout, const float *w,
                 if (tw < 0 || tw % stride) continue;
                 const int wo = tw / stride;
                 if (wo >= Wo) continue;
-                acc += dout[(((size_t)n * Ho + ho) * Wo + wo) * C + c] * w[(kh * K + kw) * C + c];
+                acc += eff_ld(dout[(((size_t)n * Ho + ho) * Wo + wo) * C + c]) * w[(kh * K + kw) * C + c];
             }
         }
-        din[i] = acc;
+        din[i] = eff_st<T>(acc);
     }
 }
 
@@ -65,8 +69,8 @@ __global__ void dw_backward_input(float *din, const float *dout, const float *w,
 #define DW_TY 4
 /* partial[chunk][K*K][C]; K is a template parameter so the tap sums stay in
  * registers (EfficientNet uses K = 3 and 5). */
-template <int K>
-__global__ void dw_backward_weight_partial(double *partial, const float *dout, const float *in, int N, int H, int W,
+template <int K, typename T>
+__global__ void dw_backward_weight_partial(double *partial, const T *dout, const T *in, int N, int H, int W,
                                            int C, int stride, int Ho, int Wo, int chunks) {
     __shared__ double sh[DW_TY][DW_TX];
     const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.y * DW_TX + tx, k = blockIdx.x, pad = K / 2;
@@ -77,7 +81,7 @@ __global__ void dw_backward_weight_partial(double *partial, const float *dout, c
     if (c < C) {
         for (long p = p0 + ty; p < p1; p += DW_TY) {
             const int wo = (int)(p % Wo), ho = (int)(p / Wo % Ho), n = (int)(p / ((long)Wo * Ho));
-            const float g = dout[(size_t)p * C + c];
+            const float g = eff_ld(dout[(size_t)p * C + c]);
 #pragma unroll
             for (int kh = 0; kh < K; kh++) {
                 const int hi = ho * stride - pad + kh;
@@ -86,7 +90,7 @@ __global__ void dw_backward_weight_partial(double *partial, const float *dout, c
                 for (int kw = 0; kw < K; kw++) {
                     const int wi = wo * stride - pad + kw;
                     if (wi < 0 || wi >= W) continue;
-                    acc[kh * K + kw] += (double)(g * in[(((size_t)n * H + hi) * W + wi) * C + c]);
+                    acc[kh * K + kw] += (double)(g * eff_ld(in[(((size_t)n * H + hi) * W + wi) * C + c]));
                 }
             }
         }
@@ -116,34 +120,47 @@ __global__ void dw_backward_weight_finalize(float *dw, const double *partial, in
 
 static int out_size(int in, int K, int stride) { return (in + 2 * (K / 2) - K) / stride + 1; }
 
-extern "C" void dwconv_forward_cuda(EffCuda *cu, float *out, const float *in, const float *w, int N, int H, int W,
-                                    int C, int K, int stride) {
+template <typename T>
+static void dw_forward_t(EffCuda *cu, T *out, const T *in, const float *w, int N, int H, int W, int C, int K,
+                         int stride) {
     const int Ho = out_size(H, K, stride), Wo = out_size(W, K, stride);
-    dw_forward<<<eff_blocks((size_t)N * Ho * Wo * C), EFF_THREADS, 0, cu->stream>>>(out, in, w, N, H, W, C, K, stride,
-                                                                                   Ho, Wo);
+    dw_forward<T><<<eff_blocks((size_t)N * Ho * Wo * C), EFF_THREADS, 0, cu->stream>>>(out, in, w, N, H, W, C, K,
+                                                                                      stride, Ho, Wo);
     CUDA_LAUNCHED("dw_forward");
 }
 
-extern "C" void dwconv_backward_cuda(EffCuda *cu, float *din, float *dw, const float *dout, const float *in,
-                                     const float *w, int N, int H, int W, int C, int K, int stride) {
-    if (K != 3 && K != 5) eff_cuda_fail("dwconv_backward_cuda", "only kernel sizes 3 and 5 are built", __FILE__, __LINE__);
+template <typename T>
+static void dw_backward_t(EffCuda *cu, T *din, float *dw, const T *dout, const T *in, const float *w, int N, int H,
+                          int W, int C, int K, int stride) {
     const int Ho = out_size(H, K, stride), Wo = out_size(W, K, stride);
     const int chunks = eff_row_chunks((long)N * Ho * Wo, 256, 512);
     double *partial = eff_cuda_reduce_scratch(cu, (size_t)chunks * K * K * C);
     dim3 grid(chunks, (C + DW_TX - 1) / DW_TX), block(DW_TX, DW_TY);
     if (K == 3)
-        dw_backward_weight_partial<3><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho, Wo,
-                                                                      chunks);
+        dw_backward_weight_partial<3, T><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho,
+                                                                         Wo, chunks);
     else
-        dw_backward_weight_partial<5><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho, Wo,
-                                                                      chunks);
+        dw_backward_weight_partial<5, T><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho,
+                                                                         Wo, chunks);
     CUDA_LAUNCHED("dw_backward_weight_partial");
     dw_backward_weight_finalize<<<eff_blocks((size_t)K * K * C), EFF_THREADS, 0, cu->stream>>>(dw, partial, chunks,
                                                                                                K * K, C);
     CUDA_LAUNCHED("dw_backward_weight_finalize");
     if (din) {
-        dw_backward_input<<<eff_blocks((size_t)N * H * W * C), EFF_THREADS, 0, cu->stream>>>(din, dout, w, N, H, W, C,
-                                                                                            K, stride, Ho, Wo);
+        dw_backward_input<T><<<eff_blocks((size_t)N * H * W * C), EFF_THREADS, 0, cu->stream>>>(
+            din, dout, w, N, H, W, C, K, stride, Ho, Wo);
         CUDA_LAUNCHED("dw_backward_input");
     }
+}
+
+extern "C" void dwconv_forward_cuda(EffCuda *cu, void *out, const void *in, const float *w, int N, int H, int W,
+                                    int C, int K, int stride) {
+    EFF_ACT_DISPATCH(cu->precision, T, dw_forward_t<T>(cu, (T *)out, (const T *)in, w, N, H, W, C, K, stride));
+}
+
+extern "C" void dwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, const void *in,
+                                     const float *w, int N, int H, int W, int C, int K, int stride) {
+    if (K != 3 && K != 5) eff_cuda_fail("dwconv_backward_cuda", "only kernel sizes 3 and 5 are built", __FILE__, __LINE__);
+    EFF_ACT_DISPATCH(cu->precision, T, dw_backward_t<T>(cu, (T *)din, dw, (const T *)dout, (const T *)in, w, N, H, W,
+                                                         C, K, stride));
 }

@@ -1,15 +1,18 @@
-/* elementwise.cu: the residual add y += x -- the CUDA twin of
+/* elementwise.cu: the residual add y += x on activations -- the CUDA twin of
  * src/ops/elementwise.c (swish is fused into BN: batchnorm.cu) -- and x *= a
- * (unscaling fp16 gradients). */
-#include "cuda_common.cuh"
+ * on fp32 gradients (unscaling fp16 gradients). */
+#include "act.cuh"
 
 namespace {
-__global__ void add_k(float *y, const float *x, size_t n) { GRID_STRIDE(i, n) y[i] += x[i]; }
+template <typename T> __global__ void add_k(T *y, const T *x, size_t n) {
+    GRID_STRIDE(i, n) y[i] = eff_st<T>(eff_ld(y[i]) + eff_ld(x[i]));
+}
 __global__ void scale_k(float *x, size_t n, float a) { GRID_STRIDE(i, n) x[i] *= a; }
 } // namespace
 
-extern "C" void add_inplace_cuda(EffCuda *cu, float *y, const float *x, size_t n) {
-    add_k<<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>(y, x, n);
+extern "C" void add_inplace_cuda(EffCuda *cu, void *y, const void *x, size_t n) {
+    EFF_ACT_DISPATCH(cu->precision, T,
+                     add_k<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>((T *)y, (const T *)x, n));
     CUDA_LAUNCHED("add_inplace");
 }
 

@@ -1,6 +1,9 @@
 /* se.cu: squeeze-and-excitation -- the CUDA twin of src/ops/se.c. Pooling
  * and the gate gradient use the deterministic reduction of reduce.cuh; the
- * two small FCs are cuBLAS GEMMs; the channel scale is one fused pass. */
+ * two small FCs are cuBLAS GEMMs; the channel scale is one fused pass.
+ * in/out/dout/din are activations (act type T); pooled, hidden and the gate
+ * are small fp32 per-image vectors, so the FCs are fp32 GEMMs. */
+#include "act.cuh"
 #include "reduce.cuh"
 
 namespace {
@@ -11,18 +14,19 @@ __global__ void sigmoid_inplace(float *x, size_t n) {
     GRID_STRIDE(i, n) x[i] = eff_sigmoid_d(x[i]);
 }
 /* out[n][p][c] = in[n][p][c] * gate[n][c] */
-__global__ void se_scale(float *out, const float *in, const float *gate, size_t total, int HW, int C) {
+template <typename T>
+__global__ void se_scale(T *out, const T *in, const float *gate, size_t total, int HW, int C) {
     GRID_STRIDE(i, total) {
         const size_t n = i / ((size_t)HW * C);
-        out[i] = in[i] * gate[n * C + i % C];
+        out[i] = eff_st<T>(eff_ld(in[i]) * gate[n * C + i % C]);
     }
 }
-struct DGateF {
-    const float *dout, *in;
+template <typename T> struct DGateF {
+    const T *dout, *in;
     int HW, C;
     __device__ void operator()(int n, long p, int c, double &q0, double &) const {
         const size_t i = ((size_t)n * HW + p) * C + c;
-        q0 += (double)(dout[i] * in[i]);
+        q0 += (double)(eff_ld(dout[i]) * eff_ld(in[i]));
     }
 };
 __global__ void dgate_finalize(float *dgate, const double *partial, int chunks, const float *gate, int N, int C) {
@@ -36,18 +40,19 @@ __global__ void relu_mask(float *dh, const float *hidden, size_t n) {
     GRID_STRIDE(i, n) if (hidden[i] <= 0.0f) dh[i] = 0.0f;
 }
 /* din = dout * gate + dpooled / HW (din may alias dout: elementwise) */
-__global__ void se_back_apply(float *din, const float *dout, const float *gate, const float *dpooled, size_t total,
-                              int HW, int C, float inv) {
+template <typename T>
+__global__ void se_back_apply(T *din, const T *dout, const float *gate, const float *dpooled, size_t total, int HW,
+                              int C, float inv) {
     GRID_STRIDE(i, total) {
         const size_t nc = i / ((size_t)HW * C) * C + i % C;
-        din[i] = dout[i] * gate[nc] + dpooled[nc] * inv;
+        din[i] = eff_st<T>(eff_ld(dout[i]) * gate[nc] + dpooled[nc] * inv);
     }
 }
 } // namespace
 
-extern "C" void se_forward_cuda(EffCuda *cu, float *out, float *pooled, float *hidden, float *gate, const float *in,
+extern "C" void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
                                 const float *w1, const float *w2, int N, int HW, int C, int Cse) {
-    gap_forward_cuda(cu, pooled, in, N, HW, C);
+    gap_forward_f32out_cuda(cu, pooled, in, N, HW, C);
     eff_cuda_gemm_rm(cu, 0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
     relu_inplace<<<eff_blocks((size_t)N * Cse), EFF_THREADS, 0, cu->stream>>>(hidden, (size_t)N * Cse);
     CUDA_LAUNCHED("relu_inplace");
@@ -55,16 +60,21 @@ extern "C" void se_forward_cuda(EffCuda *cu, float *out, float *pooled, float *h
     sigmoid_inplace<<<eff_blocks((size_t)N * C), EFF_THREADS, 0, cu->stream>>>(gate, (size_t)N * C);
     CUDA_LAUNCHED("sigmoid_inplace");
     const size_t total = (size_t)N * HW * C;
-    se_scale<<<eff_blocks(total), EFF_THREADS, 0, cu->stream>>>(out, in, gate, total, HW, C);
+    EFF_ACT_DISPATCH(cu->precision, T,
+                     se_scale<T><<<eff_blocks(total), EFF_THREADS, 0, cu->stream>>>((T *)out, (const T *)in, gate,
+                                                                                    total, HW, C));
     CUDA_LAUNCHED("se_scale");
 }
 
-extern "C" void se_backward_cuda(EffCuda *cu, float *din, float *dw1, float *dw2, float *work, const float *dout,
-                                 const float *in, const float *pooled, const float *hidden, const float *gate,
+extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2, float *work, const void *dout,
+                                 const void *in, const float *pooled, const float *hidden, const float *gate,
                                  const float *w1, const float *w2, int N, int HW, int C, int Cse) {
     float *dgate = work, *dpooled = work + (size_t)N * C, *dhid = work + (size_t)2 * N * C;
     double *partial;
-    const int chunks = eff_colreduce(cu, DGateF{dout, in, HW, C}, N, HW, C, 0, &partial, NULL);
+    int chunks = 0;
+    EFF_ACT_DISPATCH(cu->precision, T,
+                     chunks = eff_colreduce(cu, DGateF<T>{(const T *)dout, (const T *)in, HW, C}, N, HW, C, 0,
+                                            &partial, NULL));
     dgate_finalize<<<eff_blocks((size_t)N * C), EFF_THREADS, 0, cu->stream>>>(dgate, partial, chunks, gate, N, C);
     CUDA_LAUNCHED("dgate_finalize");
     eff_cuda_gemm_rm(cu, 1, 0, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
@@ -74,7 +84,8 @@ extern "C" void se_backward_cuda(EffCuda *cu, float *din, float *dw1, float *dw2
     eff_cuda_gemm_rm(cu, 1, 0, Cse, C, N, 1.0f, dhid, Cse, pooled, C, 1.0f, dw1, C);
     eff_cuda_gemm_rm(cu, 0, 0, N, C, Cse, 1.0f, dhid, Cse, w1, C, 0.0f, dpooled, C);
     const size_t total = (size_t)N * HW * C;
-    se_back_apply<<<eff_blocks(total), EFF_THREADS, 0, cu->stream>>>(din, dout, gate, dpooled, total, HW, C,
-                                                                     1.0f / (float)HW);
+    EFF_ACT_DISPATCH(cu->precision, T,
+                     se_back_apply<T><<<eff_blocks(total), EFF_THREADS, 0, cu->stream>>>(
+                         (T *)din, (const T *)dout, gate, dpooled, total, HW, C, 1.0f / (float)HW));
     CUDA_LAUNCHED("se_back_apply");
 }

@@ -32,8 +32,10 @@ __global__ void xent_total(float *loss, const double *row_loss, int N) {
     for (int n = 0; n < N; n++) t += row_loss[n];
     *loss = (float)(t / N);
 }
+/* s = scale / N; while a step is captured, scale is read from scale_dev. */
 __global__ void xent_back(float *dlogits, const float *probs, const int32_t *labels, int N, int K, float smoothing,
-                          float s) {
+                          float s, const uint64_t *scale_dev) {
+    if (scale_dev) s = *(const float *)scale_dev / (float)N; /* the float is stored in the slot's first bytes */
     GRID_STRIDE(i, (size_t)N * K) {
         const int n = (int)(i / K), k = (int)(i % K);
         const float target = smoothing / (float)K + (k == labels[n] ? 1.0f - smoothing : 0.0f);
@@ -53,7 +55,8 @@ extern "C" void softmax_xent_forward_cuda(EffCuda *cu, float *probs, float *loss
 
 extern "C" void softmax_xent_backward_cuda(EffCuda *cu, float *dlogits, const float *probs, const int32_t *labels,
                                            int N, int K, float smoothing, float scale) {
+    const uint64_t *scale_dev = cu->capturing ? cu->step_dev + EFF_STEP_GRAD_SCALE : NULL;
     xent_back<<<eff_blocks((size_t)N * K), EFF_THREADS, 0, cu->stream>>>(dlogits, probs, labels, N, K, smoothing,
-                                                                        scale / (float)N);
+                                                                        scale / (float)N, scale_dev);
     CUDA_LAUNCHED("xent_back");
 }

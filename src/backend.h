@@ -10,14 +10,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Math precision of convolutions and GEMMs (activations stay fp32 in memory;
- * see docs/gpu.md). The CPU backend is always fp32. */
+/* Precision of a backend: the storage type of activations and activation
+ * gradients (EffAct below) and the input type of its convolutions and GEMMs.
+ * Parameters, gradients, optimizer state and BN statistics are always fp32.
+ * The CPU backend is always fp32; see docs/gpu.md. */
 typedef enum { EFF_PREC_FP32 = 0, EFF_PREC_BF16 = 1, EFF_PREC_FP16 = 2 } EffPrecision;
+
+/* An activation tensor in backend memory: be->act_size bytes per element
+ * (float for fp32, bfloat16 / IEEE half for bf16 / fp16). Ops read it and
+ * write it in that type; the math inside an op is fp32. The small per-image
+ * tensors (SE pooled/hidden/gate, logits, probabilities) stay float. */
+typedef void EffAct;
+
+/* Per-step scalars that ops read from backend memory when a step is replayed
+ * from a captured CUDA graph (set_step_scalar; see docs/gpu.md). */
+enum { EFF_STEP_DROP_KEY = 0, EFF_STEP_GRAD_SCALE = 1, EFF_STEP_NSCALARS = 2 };
 
 typedef struct EffBackend {
     const char *name;
     void *impl;          /* backend state (NULL for the CPU backend) */
     EffPrecision precision;
+    size_t act_size;     /* bytes per EffAct element: 4, or 2 for bf16/fp16 */
+    int needs_im2col;    /* conv2d uses the col scratch (CPU); CUDA does not */
     /* memory */
     void *(*alloc)(const struct EffBackend *be, size_t bytes, const char *what); /* zeroed */
     void (*release)(const struct EffBackend *be, void *p);
@@ -25,48 +39,63 @@ typedef struct EffBackend {
     void (*upload)(const struct EffBackend *be, void *dst, const void *host_src, size_t bytes);
     void (*download)(const struct EffBackend *be, void *host_dst, const void *src, size_t bytes);
     void (*synchronize)(const struct EffBackend *be);
+    /* n activations from / to host floats, converted to / from the act type */
+    void (*act_upload)(const struct EffBackend *be, EffAct *dst, const float *host_src, size_t n);
+    void (*act_download)(const struct EffBackend *be, float *host_dst, const EffAct *src, size_t n);
+    /* Record a per-step scalar (EFF_STEP_*; a float is passed as its value
+     * cast to uint64_t bits via memcpy) before the ops that use it: the
+     * dropout key before the forward, the gradient scale before the backward.
+     * The CPU backend uses the values passed to the ops and ignores this. */
+    void (*set_step_scalar)(const struct EffBackend *be, int which, uint64_t bits);
     /* ops */
-    void (*conv2d_forward)(const struct EffBackend *be, float *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin,
+    /* The stem conv: its input is the float image batch, its output an
+     * activation. conv2d_backward also gets the forward input (the CPU backend
+     * reads its im2col buffer col instead; the CUDA backend reads in). */
+    void (*conv2d_forward)(const struct EffBackend *be, EffAct *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin,
                            int Cout, int K, int stride, int pad);
-    /* conv2d_backward also gets the forward input (the CPU backend reads its
-     * im2col buffer col instead; the CUDA backend reads in). */
-    void (*conv2d_backward)(const struct EffBackend *be, float *din, float *dw, float *col, const float *dout,
+    void (*conv2d_backward)(const struct EffBackend *be, float *din, float *dw, float *col, const EffAct *dout,
                             const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
                             int stride, int pad);
-    void (*pwconv_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, int M, int Cin, int Cout);
-    void (*pwconv_backward)(const struct EffBackend *be, float *din, float *dw, const float *dout, const float *in, const float *w, int M,
+    void (*pwconv_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *w, int M, int Cin, int Cout);
+    void (*pwconv_backward)(const struct EffBackend *be, EffAct *din, float *dw, const EffAct *dout, const EffAct *in, const float *w, int M,
                             int Cin, int Cout);
-    void (*dwconv_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+    void (*dwconv_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *w, int N, int H, int W, int C, int K,
                            int stride);
-    void (*dwconv_backward)(const struct EffBackend *be, float *din, float *dw, const float *dout, const float *in, const float *w, int N,
+    void (*dwconv_backward)(const struct EffBackend *be, EffAct *din, float *dw, const EffAct *dout, const EffAct *in, const float *w, int N,
                             int H, int W, int C, int K, int stride);
-    void (*batchnorm_forward_train)(const struct EffBackend *be, float *out, float *mean, float *rstd, float *running_mean, float *running_var,
-                                    double *work, const float *in, const float *gamma, const float *beta, int M, int C,
+    void (*batchnorm_forward_train)(const struct EffBackend *be, EffAct *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                                    double *work, const EffAct *in, const float *gamma, const float *beta, int M, int C,
                                     float momentum, float eps, int swish);
-    void (*batchnorm_forward_eval)(const struct EffBackend *be, float *out, const float *in, const float *gamma, const float *beta,
+    void (*batchnorm_forward_eval)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *gamma, const float *beta,
                                    const float *running_mean, const float *running_var, int M, int C, float eps,
                                    int swish);
-    void (*batchnorm_backward)(const struct EffBackend *be, float *din, float *dgamma, float *dbeta, double *work, const float *dout, const float *in,
+    void (*batchnorm_backward)(const struct EffBackend *be, EffAct *din, float *dgamma, float *dbeta, double *work, const EffAct *dout, const EffAct *in,
                                const float *mean, const float *rstd, const float *gamma, const float *beta, int M,
                                int C, int swish);
-    void (*add_inplace)(const struct EffBackend *be, float *y, const float *x, size_t n);
+    void (*add_inplace)(const struct EffBackend *be, EffAct *y, const EffAct *x, size_t n);
     /* x *= alpha (unscaling fp16 gradients) */
     void (*scale_inplace)(const struct EffBackend *be, float *x, size_t n, float alpha);
-    void (*se_forward)(const struct EffBackend *be, float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1,
+    void (*se_forward)(const struct EffBackend *be, EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1,
                        const float *w2, int N, int HW, int C, int Cse);
-    void (*se_backward)(const struct EffBackend *be, float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in,
+    void (*se_backward)(const struct EffBackend *be, EffAct *din, float *dw1, float *dw2, float *work, const EffAct *dout, const EffAct *in,
                         const float *pooled, const float *hidden, const float *gate, const float *w1,
                         const float *w2, int N, int HW, int C, int Cse);
-    void (*dropout_forward)(const struct EffBackend *be, float *out, const float *in, size_t n, float p, uint64_t key);
-    void (*dropout_backward)(const struct EffBackend *be, float *din, const float *dout, size_t n, float p, uint64_t key);
-    void (*gap_forward)(const struct EffBackend *be, float *out, const float *in, int N, int HW, int C);
-    void (*gap_backward)(const struct EffBackend *be, float *din, const float *dout, int N, int HW, int C);
-    void (*linear_forward)(const struct EffBackend *be, float *out, const float *in, const float *w, const float *b, int N, int Cin, int Cout);
-    void (*linear_backward)(const struct EffBackend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+    /* Dropout of layer `layer` in the step keyed step_key: the mask's key is
+     * eff_key3(step_key, EFF_DROP_SALT, layer) (src/rng.h). */
+    void (*dropout_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key,
+                            uint64_t layer);
+    void (*dropout_backward)(const struct EffBackend *be, EffAct *din, const EffAct *dout, size_t n, float p, uint64_t step_key,
+                             uint64_t layer);
+    void (*gap_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, int N, int HW, int C);
+    void (*gap_backward)(const struct EffBackend *be, EffAct *din, const EffAct *dout, int N, int HW, int C);
+    void (*linear_forward)(const struct EffBackend *be, float *out, const EffAct *in, const float *w, const float *b, int N, int Cin, int Cout);
+    void (*linear_backward)(const struct EffBackend *be, EffAct *din, float *dw, float *db, const float *dout, const EffAct *in, const float *w,
                             int N, int Cin, int Cout);
     /* Loss: returns the mean loss on the host; probs stay in backend memory. */
     float (*softmax_xent_forward)(const struct EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N, int K,
                                   float smoothing);
+    /* scale multiplies d(loss)/d(logits); a replayed CUDA graph reads it from
+     * EFF_STEP_GRAD_SCALE instead. */
     void (*softmax_xent_backward)(const struct EffBackend *be, float *dlogits, const float *probs, const int32_t *labels, int N, int K,
                                   float smoothing, float scale);
     void (*adam_step)(const struct EffBackend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
@@ -76,6 +105,19 @@ typedef struct EffBackend {
     /* Sum of squares of n floats (double accumulation), returned on the host:
      * the NaN/Inf check on gradients. */
     double (*sumsq)(const struct EffBackend *be, const float *x, size_t n);
+    /* Step capture (CUDA graphs; NULL in backends without it). Between
+     * graph_begin and graph_end the op calls are recorded, not run; they must
+     * not allocate or synchronise (an eager warm-up step first sizes all
+     * scratch). graph_launch writes the step scalars (EFF_STEP_DROP_KEY, _GRAD_SCALE)
+     * and replays the recording; graph_loss waits for it and returns the mean
+     * loss its softmax_xent_forward wrote. graph_reset drops the recording
+     * (buffers moved). Only one recording per backend. */
+    void (*graph_begin)(const struct EffBackend *be);
+    void (*graph_end)(const struct EffBackend *be);
+    int (*graph_ready)(const struct EffBackend *be);
+    void (*graph_launch)(const struct EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]);
+    float (*graph_loss)(const struct EffBackend *be);
+    void (*graph_reset)(const struct EffBackend *be);
 } EffBackend;
 
 /* The plain-C CPU backend (BLAS + OpenMP). */

@@ -5,6 +5,7 @@
 #include "common.h"
 #include "context.h"
 #include "ops/ops.h"
+#include "rng.h"
 
 #include <omp.h>
 #include <string.h>
@@ -16,6 +17,10 @@ static void cpu_release(const EffBackend *be, void *p) { UNUSED_BE; eff_free(p);
 static void cpu_zero(const EffBackend *be, void *p, size_t bytes) { UNUSED_BE; if (bytes) memset(p, 0, bytes); }
 static void cpu_copy(const EffBackend *be, void *dst, const void *src, size_t bytes) { UNUSED_BE; if (bytes) memcpy(dst, src, bytes); }
 static void cpu_sync(const EffBackend *be) { UNUSED_BE; }
+/* Activations are float on the CPU: conversion is a copy. */
+static void cpu_act_upload(const EffBackend *be, EffAct *dst, const float *src, size_t n) { UNUSED_BE; if (n) memcpy(dst, src, n * sizeof(float)); }
+static void cpu_act_download(const EffBackend *be, float *dst, const EffAct *src, size_t n) { UNUSED_BE; if (n) memcpy(dst, src, n * sizeof(float)); }
+static void cpu_set_step_scalar(const EffBackend *be, int which, uint64_t bits) { UNUSED_BE; (void)which; (void)bits; }
 
 static double cpu_sumsq(const EffBackend *be, const float *x, size_t n) {
     UNUSED_BE;
@@ -34,39 +39,41 @@ static void cpu_scale_inplace(const EffBackend *be, float *x, size_t n, float al
 /* One wrapper per op: cpu_<op>(be, args...) -> <op>_cpu(args...). */
 #define WRAP(ret, op, params, args) static ret cpu_##op(const EffBackend *be, params) { UNUSED_BE; return op##_cpu args; }
 #define P(...) __VA_ARGS__
-WRAP(void, conv2d_forward, P(float *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad),
+WRAP(void, conv2d_forward, P(EffAct *out, float *col, const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad),
      (out, col, in, w, N, H, W, Cin, Cout, K, stride, pad))
-static void cpu_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const float *dout,
+static void cpu_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const EffAct *dout,
                                 const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
                                 int stride, int pad) {
     (void)be;
     (void)in; /* the forward's im2col in col holds what backward needs */
     conv2d_backward_cpu(din, dw, col, dout, w, N, H, W, Cin, Cout, K, stride, pad);
 }
-WRAP(void, pwconv_forward, P(float *out, const float *in, const float *w, int M, int Cin, int Cout), (out, in, w, M, Cin, Cout))
-WRAP(void, pwconv_backward, P(float *din, float *dw, const float *dout, const float *in, const float *w, int M, int Cin, int Cout),
+WRAP(void, pwconv_forward, P(EffAct *out, const EffAct *in, const float *w, int M, int Cin, int Cout), (out, in, w, M, Cin, Cout))
+WRAP(void, pwconv_backward, P(EffAct *din, float *dw, const EffAct *dout, const EffAct *in, const float *w, int M, int Cin, int Cout),
      (din, dw, dout, in, w, M, Cin, Cout))
-WRAP(void, dwconv_forward, P(float *out, const float *in, const float *w, int N, int H, int W, int C, int K, int stride),
+WRAP(void, dwconv_forward, P(EffAct *out, const EffAct *in, const float *w, int N, int H, int W, int C, int K, int stride),
      (out, in, w, N, H, W, C, K, stride))
-WRAP(void, dwconv_backward, P(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int H, int W, int C, int K, int stride),
+WRAP(void, dwconv_backward, P(EffAct *din, float *dw, const EffAct *dout, const EffAct *in, const float *w, int N, int H, int W, int C, int K, int stride),
      (din, dw, dout, in, w, N, H, W, C, K, stride))
-WRAP(void, batchnorm_forward_train, P(float *out, float *mean, float *rstd, float *rm, float *rv, double *work, const float *in, const float *g, const float *b, int M, int C, float momentum, float eps, int swish),
+WRAP(void, batchnorm_forward_train, P(EffAct *out, float *mean, float *rstd, float *rm, float *rv, double *work, const EffAct *in, const float *g, const float *b, int M, int C, float momentum, float eps, int swish),
      (out, mean, rstd, rm, rv, work, in, g, b, M, C, momentum, eps, swish))
-WRAP(void, batchnorm_forward_eval, P(float *out, const float *in, const float *g, const float *b, const float *rm, const float *rv, int M, int C, float eps, int swish),
+WRAP(void, batchnorm_forward_eval, P(EffAct *out, const EffAct *in, const float *g, const float *b, const float *rm, const float *rv, int M, int C, float eps, int swish),
      (out, in, g, b, rm, rv, M, C, eps, swish))
-WRAP(void, batchnorm_backward, P(float *din, float *dg, float *db, double *work, const float *dout, const float *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
+WRAP(void, batchnorm_backward, P(EffAct *din, float *dg, float *db, double *work, const EffAct *dout, const EffAct *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
      (din, dg, db, work, dout, in, mean, rstd, g, b, M, C, swish))
-WRAP(void, add_inplace, P(float *y, const float *x, size_t n), (y, x, n))
-WRAP(void, se_forward, P(float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
+WRAP(void, add_inplace, P(EffAct *y, const EffAct *x, size_t n), (y, x, n))
+WRAP(void, se_forward, P(EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
      (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))
-WRAP(void, se_backward, P(float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in, const float *pooled, const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse),
+WRAP(void, se_backward, P(EffAct *din, float *dw1, float *dw2, float *work, const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse),
      (din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse))
-WRAP(void, dropout_forward, P(float *out, const float *in, size_t n, float p, uint64_t key), (out, in, n, p, key))
-WRAP(void, dropout_backward, P(float *din, const float *dout, size_t n, float p, uint64_t key), (din, dout, n, p, key))
-WRAP(void, gap_forward, P(float *out, const float *in, int N, int HW, int C), (out, in, N, HW, C))
-WRAP(void, gap_backward, P(float *din, const float *dout, int N, int HW, int C), (din, dout, N, HW, C))
-WRAP(void, linear_forward, P(float *out, const float *in, const float *w, const float *b, int N, int Cin, int Cout), (out, in, w, b, N, Cin, Cout))
-WRAP(void, linear_backward, P(float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int N, int Cin, int Cout),
+WRAP(void, dropout_forward, P(EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key, uint64_t layer),
+     (out, in, n, p, eff_drop_key(step_key, layer)))
+WRAP(void, dropout_backward, P(EffAct *din, const EffAct *dout, size_t n, float p, uint64_t step_key, uint64_t layer),
+     (din, dout, n, p, eff_drop_key(step_key, layer)))
+WRAP(void, gap_forward, P(EffAct *out, const EffAct *in, int N, int HW, int C), (out, in, N, HW, C))
+WRAP(void, gap_backward, P(EffAct *din, const EffAct *dout, int N, int HW, int C), (din, dout, N, HW, C))
+WRAP(void, linear_forward, P(float *out, const EffAct *in, const float *w, const float *b, int N, int Cin, int Cout), (out, in, w, b, N, Cin, Cout))
+WRAP(void, linear_backward, P(EffAct *din, float *dw, float *db, const float *dout, const EffAct *in, const float *w, int N, int Cin, int Cout),
      (din, dw, db, dout, in, w, N, Cin, Cout))
 WRAP(float, softmax_xent_forward, P(float *probs, const float *logits, const int32_t *labels, int N, int K, float smoothing),
      (probs, logits, labels, N, K, smoothing))
@@ -83,12 +90,17 @@ static const EffBackend cpu_backend = {
     .name = "cpu",
     .impl = NULL,
     .precision = EFF_PREC_FP32,
+    .act_size = sizeof(float),
+    .needs_im2col = 1,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .zero = cpu_zero,
     .upload = cpu_copy,
     .download = cpu_copy,
     .synchronize = cpu_sync,
+    .act_upload = cpu_act_upload,
+    .act_download = cpu_act_download,
+    .set_step_scalar = cpu_set_step_scalar,
     .conv2d_forward = cpu_conv2d_forward,
     .conv2d_backward = cpu_conv2d_backward,
     .pwconv_forward = cpu_pwconv_forward,

@@ -8,7 +8,9 @@
 #include "backend.h"
 #include "common.h"
 #include "cuda_ops.h"
+#include "half.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +20,8 @@ typedef struct CudaBackend {
     EffBackend be; /* first member */
     EffCuda cu;
     float *loss_dev;   /* device scalar: the last mean loss */
+    cudaGraph_t graph; /* the captured step (graph_begin/graph_end) */
+    cudaGraphExec_t graph_exec;
     double *sumsq_dev; /* device scalar: the last sum of squares */
     /* our allocations, for the peak (the analogue of torch.cuda.max_memory_allocated) */
     AllocRec *rec;
@@ -65,6 +69,8 @@ static void *cuda_alloc(const EffBackend *be, size_t bytes, const char *what) {
     CudaBackend *b = CB(be);
     void *p = NULL;
     if (bytes == 0) bytes = 1;
+    EFF_CHECK(!b->cu.capturing, "GPU allocation of %s inside a captured CUDA graph (a bug)\nHINT: set train.cuda_graph "
+              "= off and report this", what);
     cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
         size_t free_b = 0, total_b = 0;
@@ -117,83 +123,122 @@ static void cuda_download(const EffBackend *be, void *dst, const void *src, size
 }
 static void cuda_sync(const EffBackend *be) { CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream)); }
 
+/* ---- activations and step scalars -------------------------------------------- */
+
+/* Host floats <-> the act type, converted on the host (src/half.h) through a
+ * staging buffer: used for inputs and for reading activations back in tests. */
+static void cuda_act_upload(const EffBackend *be, EffAct *dst, const float *src, size_t n) {
+    const int prec = CU(be)->precision;
+    if (prec == EFF_PREC_FP32) { cuda_upload(be, dst, src, n * sizeof(float)); return; }
+    uint16_t *h = eff_malloc(n * sizeof(uint16_t) + 1, "activation upload staging");
+    for (size_t i = 0; i < n; i++) h[i] = prec == EFF_PREC_BF16 ? eff_f32_to_bf16(src[i]) : eff_f32_to_f16(src[i]);
+    cuda_upload(be, dst, h, n * sizeof(uint16_t));
+    eff_free(h); /* pageable source: the copy has left it on return */
+}
+static void cuda_act_download(const EffBackend *be, float *dst, const EffAct *src, size_t n) {
+    const int prec = CU(be)->precision;
+    if (prec == EFF_PREC_FP32) { cuda_download(be, dst, src, n * sizeof(float)); return; }
+    uint16_t *h = eff_malloc(n * sizeof(uint16_t) + 1, "activation download staging");
+    cuda_download(be, h, src, n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) dst[i] = prec == EFF_PREC_BF16 ? eff_bf16_to_f32(h[i]) : eff_f16_to_f32(h[i]);
+    eff_free(h);
+}
+
+/* Eager: the ops take the values as kernel arguments, and the device slot is
+ * kept current with a one-thread kernel (by value, so back-to-back steps
+ * cannot race). Capturing: the pinned host slot gets the value now and the
+ * graph copies pinned -> device at each replay (eff_cuda_graph_launch
+ * rewrites the pinned slots first). */
+static void cuda_set_step_scalar(const EffBackend *be, int which, uint64_t bits) {
+    EffCuda *cu = CU(be);
+    EFF_CHECK(which >= 0 && which < EFF_STEP_NSCALARS, "bad step scalar %d", which);
+    cu->step_host[which] = bits;
+    if (cu->capturing)
+        CUDA_CHECK(cudaMemcpyAsync(cu->step_dev + which, cu->step_host + which, sizeof(uint64_t),
+                                   cudaMemcpyHostToDevice, cu->stream));
+    else
+        eff_cuda_set_u64(cu, cu->step_dev + which, bits);
+}
+
 /* ---- ops --------------------------------------------------------------------- */
 
-static void cuda_conv2d_forward(const EffBackend *be, float *out, float *col, const float *in, const float *w, int N,
+static void cuda_conv2d_forward(const EffBackend *be, EffAct *out, float *col, const float *in, const float *w, int N,
                                 int H, int W, int Cin, int Cout, int K, int stride, int pad) {
     (void)col; /* cuDNN needs no im2col buffer */
     conv2d_forward_cuda(CU(be), out, in, w, N, H, W, Cin, Cout, K, stride, pad);
 }
-static void cuda_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const float *dout,
+static void cuda_conv2d_backward(const EffBackend *be, float *din, float *dw, float *col, const EffAct *dout,
                                  const float *in, const float *w, int N, int H, int W, int Cin, int Cout, int K,
                                  int stride, int pad) {
     (void)col;
     conv2d_backward_cuda(CU(be), din, dw, dout, in, w, N, H, W, Cin, Cout, K, stride, pad);
 }
-static void cuda_pwconv_forward(const EffBackend *be, float *out, const float *in, const float *w, int M, int Cin,
+static void cuda_pwconv_forward(const EffBackend *be, EffAct *out, const EffAct *in, const float *w, int M, int Cin,
                                 int Cout) {
     pwconv_forward_cuda(CU(be), out, in, w, M, Cin, Cout);
 }
-static void cuda_pwconv_backward(const EffBackend *be, float *din, float *dw, const float *dout, const float *in,
+static void cuda_pwconv_backward(const EffBackend *be, EffAct *din, float *dw, const EffAct *dout, const EffAct *in,
                                  const float *w, int M, int Cin, int Cout) {
     pwconv_backward_cuda(CU(be), din, dw, dout, in, w, M, Cin, Cout);
 }
-static void cuda_dwconv_forward(const EffBackend *be, float *out, const float *in, const float *w, int N, int H,
+static void cuda_dwconv_forward(const EffBackend *be, EffAct *out, const EffAct *in, const float *w, int N, int H,
                                 int W, int C, int K, int stride) {
     dwconv_forward_cuda(CU(be), out, in, w, N, H, W, C, K, stride);
 }
-static void cuda_dwconv_backward(const EffBackend *be, float *din, float *dw, const float *dout, const float *in,
+static void cuda_dwconv_backward(const EffBackend *be, EffAct *din, float *dw, const EffAct *dout, const EffAct *in,
                                  const float *w, int N, int H, int W, int C, int K, int stride) {
     dwconv_backward_cuda(CU(be), din, dw, dout, in, w, N, H, W, C, K, stride);
 }
-static void cuda_bn_train(const EffBackend *be, float *out, float *mean, float *rstd, float *rm, float *rv,
-                          double *work, const float *in, const float *g, const float *b, int M, int C,
+static void cuda_bn_train(const EffBackend *be, EffAct *out, float *mean, float *rstd, float *rm, float *rv,
+                          double *work, const EffAct *in, const float *g, const float *b, int M, int C,
                           float momentum, float eps, int swish) {
     (void)work; /* the CUDA reductions use the backend's own scratch */
     batchnorm_forward_train_cuda(CU(be), out, mean, rstd, rm, rv, in, g, b, M, C, momentum, eps, swish);
 }
-static void cuda_bn_eval(const EffBackend *be, float *out, const float *in, const float *g, const float *b,
+static void cuda_bn_eval(const EffBackend *be, EffAct *out, const EffAct *in, const float *g, const float *b,
                          const float *rm, const float *rv, int M, int C, float eps, int swish) {
     batchnorm_forward_eval_cuda(CU(be), out, in, g, b, rm, rv, M, C, eps, swish);
 }
-static void cuda_bn_backward(const EffBackend *be, float *din, float *dg, float *db, double *work, const float *dout,
-                             const float *in, const float *mean, const float *rstd, const float *g, const float *b,
-                             int M, int C, int swish) {
+static void cuda_bn_backward(const EffBackend *be, EffAct *din, float *dg, float *db, double *work,
+                             const EffAct *dout, const EffAct *in, const float *mean, const float *rstd,
+                             const float *g, const float *b, int M, int C, int swish) {
     (void)work;
     batchnorm_backward_cuda(CU(be), din, dg, db, dout, in, mean, rstd, g, b, M, C, swish);
 }
-static void cuda_add(const EffBackend *be, float *y, const float *x, size_t n) { add_inplace_cuda(CU(be), y, x, n); }
+static void cuda_add(const EffBackend *be, EffAct *y, const EffAct *x, size_t n) { add_inplace_cuda(CU(be), y, x, n); }
 static void cuda_scale(const EffBackend *be, float *x, size_t n, float alpha) { scale_inplace_cuda(CU(be), x, n, alpha); }
-static void cuda_se_forward(const EffBackend *be, float *out, float *pooled, float *hidden, float *gate,
-                            const float *in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+static void cuda_se_forward(const EffBackend *be, EffAct *out, float *pooled, float *hidden, float *gate,
+                            const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
     se_forward_cuda(CU(be), out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse);
 }
-static void cuda_se_backward(const EffBackend *be, float *din, float *dw1, float *dw2, float *work, const float *dout,
-                             const float *in, const float *pooled, const float *hidden, const float *gate,
-                             const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+static void cuda_se_backward(const EffBackend *be, EffAct *din, float *dw1, float *dw2, float *work,
+                             const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden,
+                             const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
     se_backward_cuda(CU(be), din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse);
 }
-static void cuda_dropout(const EffBackend *be, float *out, const float *in, size_t n, float p, uint64_t key) {
-    dropout_forward_cuda(CU(be), out, in, n, p, key); /* backward: the same mask and scale */
+static void cuda_dropout(const EffBackend *be, EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key,
+                         uint64_t layer) {
+    dropout_forward_cuda(CU(be), out, in, n, p, step_key, layer); /* backward: the same mask and scale */
 }
-static void cuda_gap_forward(const EffBackend *be, float *out, const float *in, int N, int HW, int C) {
+static void cuda_gap_forward(const EffBackend *be, EffAct *out, const EffAct *in, int N, int HW, int C) {
     gap_forward_cuda(CU(be), out, in, N, HW, C);
 }
-static void cuda_gap_backward(const EffBackend *be, float *din, const float *dout, int N, int HW, int C) {
+static void cuda_gap_backward(const EffBackend *be, EffAct *din, const EffAct *dout, int N, int HW, int C) {
     gap_backward_cuda(CU(be), din, dout, N, HW, C);
 }
-static void cuda_linear_forward(const EffBackend *be, float *out, const float *in, const float *w, const float *b,
+static void cuda_linear_forward(const EffBackend *be, float *out, const EffAct *in, const float *w, const float *b,
                                 int N, int Cin, int Cout) {
     linear_forward_cuda(CU(be), out, in, w, b, N, Cin, Cout);
 }
-static void cuda_linear_backward(const EffBackend *be, float *din, float *dw, float *db, const float *dout,
-                                 const float *in, const float *w, int N, int Cin, int Cout) {
+static void cuda_linear_backward(const EffBackend *be, EffAct *din, float *dw, float *db, const float *dout,
+                                 const EffAct *in, const float *w, int N, int Cin, int Cout) {
     linear_backward_cuda(CU(be), din, dw, db, dout, in, w, N, Cin, Cout);
 }
 static float cuda_xent_forward(const EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N,
                                int K, float smoothing) {
     CudaBackend *b = CB(be);
     softmax_xent_forward_cuda(&b->cu, probs, b->loss_dev, logits, labels, N, K, smoothing);
+    if (b->cu.capturing) return NAN; /* recorded, not run: graph_loss reads it after the replay */
     CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->loss_dev, sizeof(float), cudaMemcpyDeviceToHost, b->cu.stream));
     CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
     float loss;
@@ -221,6 +266,49 @@ static double cuda_sumsq(const EffBackend *be, const float *x, size_t n) {
     return *b->cu.host_scalar;
 }
 
+/* ---- CUDA graph of a step ----------------------------------------------------- */
+
+static void cuda_graph_reset(const EffBackend *be) {
+    CudaBackend *b = CB(be);
+    if (b->graph_exec) CUDA_CHECK(cudaGraphExecDestroy(b->graph_exec));
+    if (b->graph) CUDA_CHECK(cudaGraphDestroy(b->graph));
+    b->graph_exec = NULL;
+    b->graph = NULL;
+}
+/* Thread-local capture: only this thread's unsafe calls (allocation,
+ * synchronisation) are refused, so loader and NCCL threads are unaffected. */
+static void cuda_graph_begin(const EffBackend *be) {
+    CudaBackend *b = CB(be);
+    EFF_CHECK(!b->cu.capturing, "CUDA graph capture started twice");
+    cuda_graph_reset(be);
+    CUDA_CHECK(cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal));
+    b->cu.capturing = 1;
+}
+static void cuda_graph_end(const EffBackend *be) {
+    CudaBackend *b = CB(be);
+    EFF_CHECK(b->cu.capturing, "CUDA graph capture ended without a start");
+    b->cu.capturing = 0;
+    CUDA_CHECK(cudaStreamEndCapture(b->cu.stream, &b->graph));
+    CUDA_CHECK(cudaGraphInstantiate(&b->graph_exec, b->graph, 0));
+}
+static int cuda_graph_ready(const EffBackend *be) { return CB(be)->graph_exec != NULL; }
+/* The previous replay has finished (graph_loss synchronised), so the pinned
+ * slots its first node reads can be rewritten. */
+static void cuda_graph_launch(const EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]) {
+    CudaBackend *b = CB(be);
+    EFF_CHECK(b->graph_exec, "CUDA graph launched before it was captured");
+    memcpy(b->cu.step_host, scalars, EFF_STEP_NSCALARS * sizeof(uint64_t));
+    CUDA_CHECK(cudaGraphLaunch(b->graph_exec, b->cu.stream));
+}
+static float cuda_graph_loss(const EffBackend *be) {
+    CudaBackend *b = CB(be);
+    CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->loss_dev, sizeof(float), cudaMemcpyDeviceToHost, b->cu.stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
+    float loss;
+    memcpy(&loss, b->cu.host_scalar, sizeof loss);
+    return loss;
+}
+
 /* ---- life cycle ------------------------------------------------------------- */
 
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
@@ -245,6 +333,10 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     CUDA_CHECK(cudaMalloc(&cu->workspace, cu->workspace_bytes));
     CUBLAS_CHECK(cublasSetWorkspace(cu->cublas, cu->workspace, cu->workspace_bytes));
     CUDA_CHECK(cudaMallocHost((void **)&cu->host_scalar, sizeof(double)));
+    CUDA_CHECK(cudaMallocHost((void **)&cu->step_host, EFF_STEP_NSCALARS * sizeof(uint64_t)));
+    CUDA_CHECK(cudaMalloc((void **)&cu->step_dev, EFF_STEP_NSCALARS * sizeof(uint64_t)));
+    CUDA_CHECK(cudaMemset(cu->step_dev, 0, EFF_STEP_NSCALARS * sizeof(uint64_t)));
+    memset(cu->step_host, 0, EFF_STEP_NSCALARS * sizeof(uint64_t));
     CUDA_CHECK(cudaEventCreateWithFlags(&cu->ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaMalloc((void **)&b->loss_dev, sizeof(float)));
     CUDA_CHECK(cudaMalloc((void **)&b->sumsq_dev, sizeof(double)));
@@ -254,12 +346,17 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
         .name = "cuda",
         .impl = b,
         .precision = precision,
+        .act_size = precision == EFF_PREC_FP32 ? sizeof(float) : sizeof(uint16_t),
+        .needs_im2col = 0,
         .alloc = cuda_alloc,
         .release = cuda_release,
         .zero = cuda_zero,
         .upload = cuda_upload,
         .download = cuda_download,
         .synchronize = cuda_sync,
+        .act_upload = cuda_act_upload,
+        .act_download = cuda_act_download,
+        .set_step_scalar = cuda_set_step_scalar,
         .conv2d_forward = cuda_conv2d_forward,
         .conv2d_backward = cuda_conv2d_backward,
         .pwconv_forward = cuda_pwconv_forward,
@@ -284,6 +381,12 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
         .adam_step = cuda_adam,
         .sgd_step = cuda_sgd,
         .sumsq = cuda_sumsq,
+        .graph_begin = cuda_graph_begin,
+        .graph_end = cuda_graph_end,
+        .graph_ready = cuda_graph_ready,
+        .graph_launch = cuda_graph_launch,
+        .graph_loss = cuda_graph_loss,
+        .graph_reset = cuda_graph_reset,
     };
     return &b->be;
 }
@@ -295,11 +398,14 @@ void eff_backend_cuda_destroy(EffBackend *be) {
     CudaBackend *b = CB(be);
     EffCuda *cu = &b->cu;
     CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    cuda_graph_reset(be);
     eff_cuda_conv_plans_free(cu);
     CUDA_CHECK(cudaFree(b->loss_dev));
     CUDA_CHECK(cudaFree(b->sumsq_dev));
     CUDA_CHECK(cudaFree(cu->reduce));
-    CUDA_CHECK(cudaFree(cu->wscratch));
+    for (int i = 0; i < EFF_CUDA_SCRATCH; i++) CUDA_CHECK(cudaFree(cu->scratch[i]));
+    CUDA_CHECK(cudaFree(cu->step_dev));
+    CUDA_CHECK(cudaFreeHost(cu->step_host));
     CUDA_CHECK(cudaFree(cu->workspace));
     CUDA_CHECK(cudaFreeHost(cu->host_scalar));
     CUDA_CHECK(cudaEventDestroy(cu->ev));

@@ -13,7 +13,7 @@ int cmd_bench(int argc, char **argv) {
     const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
     long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
     long device = 0;
-    int json = 0, profile = 0, deterministic = 0;
+    int json = 0, profile = 0, deterministic = 0, eager = 0;
     CliOpt opts[] = {
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
         {"--resolution", CLI_INT, &resolution, 8, 2048, "input resolution"},
@@ -28,6 +28,7 @@ int cmd_bench(int argc, char **argv) {
         {"--precision", CLI_STR, &precision, 0, 0, "CUDA math: fp32 | bf16 | fp16"},
         {"--device", CLI_INT, &device, 0, 1024, "CUDA device"},
         {"--deterministic", CLI_BOOL, &deterministic, 0, 0, "CUDA: deterministic cuDNN algorithms only"},
+        {"--eager", CLI_BOOL, &eager, 0, 0, "CUDA: launch every op each step instead of replaying a CUDA graph"},
         {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
     };
     if (cli_parse("bench", "[--model NAME] [--resolution R] [--batch B] [--threads T] [--steps N] [--json]", opts,
@@ -48,6 +49,7 @@ int cmd_bench(int argc, char **argv) {
     eff_model_create(m, ctx.be, &spec, (int)classes);
     eff_model_init_weights(m, ctx.seed);
     eff_model_alloc_acts(m, (int)batch, (int)resolution);
+    m->use_graph = cuda && !eager && !profile; /* --profile times each op: eager */
 
     const size_t nx = (size_t)batch * resolution * resolution * 3;
     float *x = eff_malloc(nx * sizeof(float), "synthetic images");
@@ -56,10 +58,12 @@ int cmd_bench(int argc, char **argv) {
     eff_rng_seed(&rng, ctx.seed + 1);
     for (size_t i = 0; i < nx; i++) x[i] = (float)eff_rng_normal(&rng);
     for (long i = 0; i < batch; i++) y[i] = (int32_t)(eff_rng_next(&rng) % (uint64_t)classes);
+    eff_model_set_input(m, x, y); /* resident, as with GPU augmentation or a loader's filled batch */
 
     if (!json)
-        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s)\n", spec.name,
-               resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision));
+        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s%s)\n", spec.name,
+               resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision),
+               m->use_graph ? ", CUDA graph" : "");
     char gpu[300] = "";
     if (cuda) {
         eff_cuda_describe((int)device, gpu, sizeof gpu);
@@ -74,9 +78,7 @@ int cmd_bench(int argc, char **argv) {
             m->profile = profile;
             t0 = eff_time();
         }
-        eff_model_zero_grad(m);
-        loss = eff_model_forward(m, x, y, 1, eff_key3(ctx.seed, (uint64_t)s, 0));
-        eff_model_backward(m, 1.0f);
+        loss = eff_model_train_step(m, eff_key3(ctx.seed, (uint64_t)s, 0), 1.0f, NULL, NULL);
         eff_model_adam_step(m, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
     }
     ctx.be->synchronize(ctx.be);
@@ -90,7 +92,8 @@ int cmd_bench(int argc, char **argv) {
                "\"threads\": %ld, \"steps\": %ld, \"img_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, "
                "\"final_loss\": %.6f",
                ctx.be->name, spec.name, resolution, batch, threads, steps, ips, 1e3 * dt / steps, rss, loss);
-        printf(", \"precision\": \"%s\"", eff_precision_name(ctx.be->precision));
+        printf(", \"precision\": \"%s\", \"cuda_graph\": %s", eff_precision_name(ctx.be->precision),
+               m->use_graph ? "true" : "false");
         if (cuda) printf(", \"device\": \"%s\", \"peak_gpu_mem_mb\": %.1f, \"gpu_mem_used_mb\": %.1f", gpu, gpu_peak, gpu_used);
         if (profile) {
             printf(", \"profile_ms_per_step\": {");

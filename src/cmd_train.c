@@ -173,6 +173,7 @@ static void select_backend(Trainer *T) {
 }
 
 static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
+static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 
 static void save_checkpoint(Trainer *T, const char *name) {
     check_identical(T, "checkpoint");
@@ -357,6 +358,14 @@ int cmd_train(int argc, char **argv) {
                             .seed = T.ctx.seed, .start_epoch = T.st.epoch - 1, .start_step = T.st.step_in_epoch,
                             .threads = (int)c->loader_threads, .no_augment = !c->augment};
     eff_aug_config_default(&lc.aug, T.R);
+    const int graph_ok = T.cuda && c->accum == 1;
+    EFF_CHECK(graph_ok || strcmp(c->cuda_graph, "on") != 0, "train.cuda_graph = on needs the CUDA backend and "
+              "train.accum = 1 (this run: backend %s, accum %ld)\nHINT: set train.cuda_graph = auto", T.ctx.be->name,
+              c->accum);
+    m->use_graph = graph_ok && strcmp(c->cuda_graph, "off") != 0;
+    if (T.cuda)
+        log0(&T, "step: %s\n", m->use_graph ? "captured in a CUDA graph after one eager step, then replayed"
+                                              : "eager (train.cuda_graph off, or train.accum > 1)");
     const int gpu_aug = T.cuda && strcmp(c->gpu_augment, "off") != 0;
     EFF_CHECK(T.cuda || strcmp(c->gpu_augment, "on") != 0, "data.gpu_augment = on needs the CUDA backend (this run uses "
               "%s)\nHINT: set data.gpu_augment = auto", T.ctx.be->name);
@@ -419,7 +428,24 @@ int cmd_train(int argc, char **argv) {
             /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
             const double loss_scale = eff_scaler_scale(&T.scaler), divisor = (double)c->accum * (T.comm ? 1 : T.world);
             if (T.comm) eff_comm_begin(T.comm, (long)T.st.global_step + 1);
-            for (int a = 0; a < c->accum; a++) {
+            if (m->use_graph) { /* one micro-batch: the whole step is one eff_model_train_step (a graph replay) */
+                uint64_t key = eff_key3(T.ctx.seed, (uint64_t)T.st.global_step, (uint64_t)T.rank);
+                if (T.gaug) {
+#ifdef EFFNET_HAVE_CUDA
+                    eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, b->index, NULL, B, T.ctx.seed, (uint64_t)(epoch - 1),
+                                      m->x, NULL);
+#endif
+                    m->be->upload(m->be, m->labels, b->y, (size_t)B * sizeof(int32_t));
+                } else {
+                    eff_model_set_input(m, b->x, b->y);
+                }
+                m->grad_ready = T.comm ? on_grad_ready : NULL;
+                m->grad_ready_arg = T.comm;
+                float loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T.comm ? on_step_tail : NULL, T.comm);
+                if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
+                local_loss = loss;
+            }
+            for (int a = 0; a < (m->use_graph ? 0 : c->accum); a++) {
                 /* dropout key: (seed, step, global micro-batch index), so 2 ranks x 1 and
                  * 1 rank x 2 micro-batches draw the same masks */
                 uint64_t key = eff_key3(T.ctx.seed, (uint64_t)T.st.global_step, (uint64_t)(T.rank * c->accum + a));
@@ -447,7 +473,7 @@ int cmd_train(int argc, char **argv) {
             if (c->comm_timing) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
             double t2 = eff_time();
             if (T.comm) {
-                eff_comm_finish(T.comm);
+                if (!m->use_graph) eff_comm_finish(T.comm); /* else the step's tail did */
                 eff_comm_wait(T.comm);
             } else if (T.world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
                 MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grad, (int)m->ptab.total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));

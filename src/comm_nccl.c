@@ -23,7 +23,7 @@ struct EffComm {
     double timeout_s;
     long step;
     cudaStream_t compute, comm;
-    cudaEvent_t ready, done;
+    cudaEvent_t ready, done, fin;
 };
 
 /* Abort the communicator and exit, naming where we were. */
@@ -148,6 +148,7 @@ EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->fin, cudaEventDisableTiming));
     size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
     if (per < 1024) per = 1024;
     c->nbuckets = (int)((n + per - 1) / per);
@@ -186,11 +187,20 @@ void eff_comm_grad_ready(EffComm *c, size_t first_final_offset) {
 
 void eff_comm_finish(EffComm *c) {
     launch_down_to(c, 0);
+    /* A non-blocking communicator may still be enqueueing (ncclInProgress):
+     * let it finish before the join, which a CUDA graph capture needs. */
+    watch(c, NULL, "gradient all-reduce enqueue");
     CUDA_CHECK(cudaEventRecord(c->done, c->comm));
     CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0)); /* the optimizer reads the averaged gradients */
 }
 
-void eff_comm_wait(EffComm *c) { watch(c, c->done, "gradient all-reduce"); }
+/* A fresh event on the compute stream, after the join: it completes with the
+ * step's collectives whether they ran eagerly or inside a replayed CUDA graph
+ * (an event recorded during a capture cannot be queried afterwards). */
+void eff_comm_wait(EffComm *c) {
+    CUDA_CHECK(cudaEventRecord(c->fin, c->compute));
+    watch(c, c->fin, "gradient all-reduce");
+}
 
 void eff_comm_allreduce_avg(EffComm *c, float *buf, size_t n) {
     CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
@@ -211,6 +221,7 @@ void eff_comm_destroy(EffComm *c) {
     }
     CUDA_CHECK(cudaEventDestroy(c->ready));
     CUDA_CHECK(cudaEventDestroy(c->done));
+    CUDA_CHECK(cudaEventDestroy(c->fin));
     CUDA_CHECK(cudaStreamDestroy(c->comm));
     eff_free(c->lo);
     eff_free(c);

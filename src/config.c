@@ -39,6 +39,7 @@ static const Key keys[] = {
     {"train.backend", K_STR, S(backend), "auto", 0, 0, "auto|cpu|cuda", "compute backend (auto: cuda when this build has CUDA and every rank sees a GPU, else cpu)"},
     {"train.precision", K_STR, S(precision), "bf16", 0, 0, "fp32|bf16|fp16", "CUDA math precision (fp16 adds dynamic loss scaling); the CPU backend is always fp32"},
     {"train.deterministic", K_BOOL, N(deterministic), "false", 0, 1, NULL, "CUDA: only deterministic cuDNN algorithms (our own kernels always are)"},
+    {"train.cuda_graph", K_STR, S(cuda_graph), "auto", 0, 0, "auto|on|off", "CUDA: capture the step (forward, backward, all-reduce) in a CUDA graph after one eager step (auto: when train.accum = 1)"},
     {"optim.name", K_STR, S(optimizer), "adam", 0, 0, "adam|adamw|sgd", "optimizer (adam: L2 weight decay as the seed; adamw: decoupled)"},
     {"optim.lr", K_REAL, N(lr), "0.001", 0, 100, NULL, "peak learning rate"},
     {"optim.weight_decay", K_REAL, N(weight_decay), "0.0001", 0, 10, NULL, "weight decay"},

@@ -196,29 +196,32 @@ void eff_model_init_weights(EffModel *m, uint64_t seed) {
 
 /* ---- activations --------------------------------------------------------- */
 
+#define RELEASE(p) do { be->release(be, (p)); (p) = NULL; } while (0)
 static void free_acts(EffModel *m) {
     const EffBackend *be = m->be;
     if (!m->N) return;
-    float **fields[] = {&m->x, &m->stem_col, &m->stem_conv, &m->stem_act, &m->stem_mean, &m->stem_rstd,
-                        &m->head_conv, &m->head_act, &m->head_mean, &m->head_rstd, &m->pooled, &m->pooled_drop,
-                        &m->logits, &m->probs, &m->dlogits, &m->dpool, &m->gbuf[0], &m->gbuf[1], &m->gbuf[2],
-                        &m->se_work};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) { be->release(be, *fields[i]); *fields[i] = NULL; }
-    be->release(be, m->labels);
-    be->release(be, m->bn_work);
+    if (be->graph_reset) be->graph_reset(be); /* a recorded step points into these buffers */
+    m->train_steps = 0;
+    RELEASE(m->x); RELEASE(m->stem_col); RELEASE(m->stem_conv); RELEASE(m->stem_act); RELEASE(m->stem_mean);
+    RELEASE(m->stem_rstd); RELEASE(m->head_conv); RELEASE(m->head_act); RELEASE(m->head_mean); RELEASE(m->head_rstd);
+    RELEASE(m->pooled); RELEASE(m->pooled_drop); RELEASE(m->logits); RELEASE(m->probs); RELEASE(m->dlogits);
+    RELEASE(m->dpool); RELEASE(m->gbuf[0]); RELEASE(m->gbuf[1]); RELEASE(m->gbuf[2]); RELEASE(m->se_work);
+    RELEASE(m->labels); RELEASE(m->bn_work);
     for (int i = 0; i < m->nblocks; i++) {
         EffBlock *b = &m->blk[i];
-        float **bf[] = {&b->e_conv, &b->e_mean, &b->e_rstd, &b->d_conv, &b->d_act, &b->d_mean, &b->d_rstd,
-                        &b->se_pooled, &b->se_hidden, &b->se_gate, &b->se_out, &b->p_conv, &b->p_mean,
-                        &b->p_rstd, &b->out};
-        if (b->expand) be->release(be, b->e_act);
-        for (size_t j = 0; j < sizeof bf / sizeof bf[0]; j++) { be->release(be, *bf[j]); *bf[j] = NULL; }
-        b->e_act = NULL;
+        if (b->expand) { RELEASE(b->e_conv); RELEASE(b->e_act); RELEASE(b->e_mean); RELEASE(b->e_rstd); }
+        b->e_act = NULL; /* without expansion it aliased the block input */
+        RELEASE(b->d_conv); RELEASE(b->d_act); RELEASE(b->d_mean); RELEASE(b->d_rstd); RELEASE(b->se_pooled);
+        RELEASE(b->se_hidden); RELEASE(b->se_gate); RELEASE(b->se_out); RELEASE(b->p_conv); RELEASE(b->p_mean);
+        RELEASE(b->p_rstd); RELEASE(b->out);
     }
     m->N = 0;
 }
+#undef RELEASE
 
-static float *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * sizeof(float), what); }
+/* An activation tensor (the backend's act type) and an fp32 tensor. */
+static EffAct *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * m->be->act_size, what); }
+static float *f32(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * sizeof(float), what); }
 
 void eff_model_alloc_acts(EffModel *m, int N, int R) {
     EFF_CHECK(N >= 1 && N <= 65536, "bad batch size %d (want 1..65536)", N);
@@ -229,13 +232,13 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     m->H1 = conv_out_size(R, 3, 2, 1);
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     size_t gmax = M1 * (size_t)m->stem_c, work = 0;
-    m->x = act(m, (size_t)N * R * R * 3, "input batch");
+    m->x = f32(m, (size_t)N * R * R * 3, "input batch");
     m->labels = m->be->alloc(m->be, (size_t)N * sizeof(int32_t), "labels");
-    m->stem_col = act(m, M1 * 27, "stem im2col");
+    m->stem_col = m->be->needs_im2col ? f32(m, M1 * 27, "stem im2col") : NULL;
     m->stem_conv = act(m, M1 * m->stem_c, "stem conv output");
     m->stem_act = act(m, M1 * m->stem_c, "stem activation");
-    m->stem_mean = act(m, m->stem_c, "stem BN mean");
-    m->stem_rstd = act(m, m->stem_c, "stem BN rstd");
+    m->stem_mean = f32(m, m->stem_c, "stem BN mean");
+    m->stem_rstd = f32(m, m->stem_c, "stem BN rstd");
     int H = m->H1;
     for (int i = 0; i < m->nblocks; i++) {
         EffBlock *b = &m->blk[i];
@@ -245,20 +248,20 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
         if (b->expand) {
             b->e_conv = act(m, Mi * b->ce, "expand conv output");
             b->e_act = act(m, Mi * b->ce, "expand activation");
-            b->e_mean = act(m, b->ce, "BN mean");
-            b->e_rstd = act(m, b->ce, "BN rstd");
+            b->e_mean = f32(m, b->ce, "BN mean");
+            b->e_rstd = f32(m, b->ce, "BN rstd");
         }
         b->d_conv = act(m, Mo * b->ce, "depthwise output");
         b->d_act = act(m, Mo * b->ce, "depthwise activation");
-        b->d_mean = act(m, b->ce, "BN mean");
-        b->d_rstd = act(m, b->ce, "BN rstd");
-        b->se_pooled = act(m, (size_t)N * b->ce, "SE pooled");
-        b->se_hidden = act(m, (size_t)N * b->cse, "SE hidden");
-        b->se_gate = act(m, (size_t)N * b->ce, "SE gate");
+        b->d_mean = f32(m, b->ce, "BN mean");
+        b->d_rstd = f32(m, b->ce, "BN rstd");
+        b->se_pooled = f32(m, (size_t)N * b->ce, "SE pooled");
+        b->se_hidden = f32(m, (size_t)N * b->cse, "SE hidden");
+        b->se_gate = f32(m, (size_t)N * b->ce, "SE gate");
         b->se_out = act(m, Mo * b->ce, "SE output");
         b->p_conv = act(m, Mo * b->cout, "project conv output");
-        b->p_mean = act(m, b->cout, "BN mean");
-        b->p_rstd = act(m, b->cout, "BN rstd");
+        b->p_mean = f32(m, b->cout, "BN mean");
+        b->p_rstd = f32(m, b->cout, "BN rstd");
         b->out = act(m, Mo * b->cout, "block output");
         size_t sizes[] = {Mi * b->ce, Mo * b->ce, Mi * b->cin, Mo * b->cout};
         for (int j = 0; j < 4; j++) gmax = sizes[j] > gmax ? sizes[j] : gmax;
@@ -271,29 +274,31 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     gmax = Mh * m->head_c > gmax ? Mh * m->head_c : gmax;
     m->head_conv = act(m, Mh * m->head_c, "head conv output");
     m->head_act = act(m, Mh * m->head_c, "head activation");
-    m->head_mean = act(m, m->head_c, "head BN mean");
-    m->head_rstd = act(m, m->head_c, "head BN rstd");
+    m->head_mean = f32(m, m->head_c, "head BN mean");
+    m->head_rstd = f32(m, m->head_c, "head BN rstd");
     m->pooled = act(m, (size_t)N * m->head_c, "pooled features");
     m->pooled_drop = act(m, (size_t)N * m->head_c, "pooled features after dropout");
     m->dpool = act(m, (size_t)N * m->head_c, "pooled-feature gradient");
-    m->logits = act(m, (size_t)N * m->classes, "logits");
-    m->probs = act(m, (size_t)N * m->classes, "probabilities");
-    m->dlogits = act(m, (size_t)N * m->classes, "logit gradient");
+    m->logits = f32(m, (size_t)N * m->classes, "logits");
+    m->probs = f32(m, (size_t)N * m->classes, "probabilities");
+    m->dlogits = f32(m, (size_t)N * m->classes, "logit gradient");
     for (int j = 0; j < 3; j++) m->gbuf[j] = act(m, gmax, "activation-gradient buffer");
-    m->se_work = act(m, work, "SE backward scratch");
+    m->se_work = f32(m, work, "SE backward scratch");
     int cmax = m->head_c;
     for (int i = 0; i < m->nblocks; i++) cmax = m->blk[i].ce > cmax ? m->blk[i].ce : cmax;
     m->bn_work = m->be->alloc(m->be, sizeof(double) * 2 * EFF_BN_CHUNKS * (size_t)cmax, "BN reduction scratch");
 }
 
+/* The saved activations of one step (what memory scales with), in bytes. */
 size_t eff_model_act_bytes(const EffModel *m) {
-    size_t n = (size_t)m->N * m->H1 * m->H1 * (27 + 2 * (size_t)m->stem_c);
+    const size_t M1 = (size_t)m->N * m->H1 * m->H1;
+    size_t n = M1 * 2 * (size_t)m->stem_c, col = m->be->needs_im2col ? M1 * 27 * sizeof(float) : 0;
     for (int i = 0; i < m->nblocks; i++) {
         const EffBlock *b = &m->blk[i];
         const size_t Mi = (size_t)m->N * b->Hi * b->Wi, Mo = (size_t)m->N * b->Ho * b->Wo;
         n += (b->expand ? 2 * Mi * b->ce : 0) + 3 * Mo * b->ce + 2 * Mo * b->cout;
     }
-    return n * sizeof(float);
+    return n * m->be->act_size + col;
 }
 
 double eff_model_macs(const EffModel *m, int R) {
@@ -345,9 +350,8 @@ static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd,
                                                           m->bufs + rv, (int)M, C, m->bn_eps, swish));
 }
 
-static uint64_t layer_key(const EffModel *m, int layer) { return eff_key3(m->drop_key, 0xD50Bull, (uint64_t)layer); }
 
-static void block_forward(EffModel *m, int i, const float *x, int train) {
+static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
     const EffBackend *be = m->be;
     EffBlock *b = &m->blk[i];
     const int N = m->N;
@@ -357,7 +361,7 @@ static void block_forward(EffModel *m, int i, const float *x, int train) {
         TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->e_conv, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
         bn_fwd(m, train, b->e_act, b->e_mean, b->e_rstd, b->rm0, b->rv0, b->e_conv, b->g0, b->b0, Mi, b->ce, 1);
     } else {
-        b->e_act = (float *)x; /* no expansion: the depthwise conv reads the block input */
+        b->e_act = (EffAct *)x; /* no expansion: the depthwise conv reads the block input */
     }
     TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(be, b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k, b->stride));
     bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
@@ -366,14 +370,18 @@ static void block_forward(EffModel *m, int i, const float *x, int train) {
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     bn_fwd(m, train, b->out, b->p_mean, b->p_rstd, b->rm2, b->rv2, b->p_conv, b->g2, b->b2, Mo, b->cout, 0);
     if (train && b->drop > 0.0f)
-        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(be, b->out, b->out, Mo * b->cout, b->drop, layer_key(m, i)));
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(be, b->out, b->out, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
     if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, b->out, x, Mo * b->cout));
 }
 
-float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key) {
-    EFF_CHECK(m->N > 0, "eff_model_forward before eff_model_alloc_acts");
+void eff_model_set_input(EffModel *m, const float *x, const int32_t *labels) {
+    EFF_CHECK(m->N > 0, "eff_model_set_input before eff_model_alloc_acts");
     m->be->upload(m->be, m->x, x, (size_t)m->N * m->R * m->R * 3 * sizeof(float));
     if (labels) m->be->upload(m->be, m->labels, labels, (size_t)m->N * sizeof(int32_t));
+}
+
+float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int train, uint64_t drop_key) {
+    eff_model_set_input(m, x, labels);
     return eff_model_forward_resident(m, labels != NULL, train, drop_key);
 }
 
@@ -384,13 +392,14 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
     const float *P = m->param;
     m->drop_key = drop_key;
     m->last_train = train;
+    be->set_step_scalar(be, EFF_STEP_DROP_KEY, drop_key);
 
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     TIMED(m, EFF_PROF_CONV, be->conv2d_forward(be, m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                m->stem_c, 3, 2, 1));
     bn_fwd(m, train, m->stem_act, m->stem_mean, m->stem_rstd, m->stem_rm, m->stem_rv, m->stem_conv, m->stem_g,
            m->stem_b, M1, m->stem_c, 1);
-    const float *h = m->stem_act;
+    const EffAct *h = m->stem_act;
     for (int i = 0; i < m->nblocks; i++) {
         block_forward(m, i, h, train);
         h = m->blk[i].out;
@@ -403,9 +412,10 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
     float loss = 0.0f;
     PROF_BEGIN(m);
     be->gap_forward(be, m->pooled, m->head_act, N, HWh, m->head_c);
-    const float *feat = m->pooled;
+    const EffAct *feat = m->pooled;
     if (train && m->head_drop > 0.0f) {
-        be->dropout_forward(be, m->pooled_drop, m->pooled, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+        be->dropout_forward(be, m->pooled_drop, m->pooled, (size_t)N * m->head_c, m->head_drop, m->drop_key,
+                            (uint64_t)m->nblocks);
         feat = m->pooled_drop;
     }
     be->linear_forward(be, m->logits, feat, P + m->fc_w, P + m->fc_b, N, m->head_c, m->classes);
@@ -419,16 +429,16 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
 
 /* Backward through block i. dout holds d(block output); t1, t2 are scratch.
  * Returns the buffer holding d(block input): always t1. */
-static float *block_backward(EffModel *m, int i, const float *x, float *dout, float *t1, float *t2) {
+static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout, EffAct *t1, EffAct *t2) {
     const EffBackend *be = m->be;
     EffBlock *b = &m->blk[i];
     const int N = m->N, HWo = b->Ho * b->Wo;
     const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * HWo;
     const float *P = m->param;
     float *G = m->grad;
-    const float *dp = dout;
+    const EffAct *dp = dout;
     if (b->drop > 0.0f) {
-        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, layer_key(m, i)));
+        TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
         dp = t1;
     }
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->p_mean, b->p_rstd,
@@ -456,15 +466,19 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     const size_t Mh = (size_t)N * HWh;
     const float *P = m->param;
     float *G = m->grad;
-    float *g0 = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
+    EffAct *g0 = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
 
     PROF_BEGIN(m);
+    uint64_t scale_bits = 0;
+    memcpy(&scale_bits, &loss_scale, sizeof loss_scale);
+    be->set_step_scalar(be, EFF_STEP_GRAD_SCALE, scale_bits);
     be->softmax_xent_backward(be, m->dlogits, m->probs, m->labels, N, m->classes, m->label_smoothing, loss_scale);
     const int dropped = m->head_drop > 0.0f;
     be->linear_backward(be, m->dpool, G + m->fc_w, G + m->fc_b, m->dlogits, dropped ? m->pooled_drop : m->pooled,
                         P + m->fc_w, N, m->head_c, m->classes);
     if (dropped)
-        be->dropout_backward(be, m->dpool, m->dpool, (size_t)N * m->head_c, m->head_drop, layer_key(m, m->nblocks));
+        be->dropout_backward(be, m->dpool, m->dpool, (size_t)N * m->head_c, m->head_drop, m->drop_key,
+                             (uint64_t)m->nblocks);
     be->gap_backward(be, g0, m->dpool, N, HWh, m->head_c);
     PROF_END(m, EFF_PROF_HEAD);
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_mean,
@@ -473,10 +487,10 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
                                                   last->cout, m->head_c));
     if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->head_w);
-    float *dout = g0, *t1 = g1, *t2 = g2;
+    EffAct *dout = g0, *t1 = g1, *t2 = g2;
     for (int i = m->nblocks - 1; i >= 0; i--) {
-        const float *x = i > 0 ? m->blk[i - 1].out : m->stem_act;
-        float *dx = block_backward(m, i, x, dout, t1, t2);
+        const EffAct *x = i > 0 ? m->blk[i - 1].out : m->stem_act;
+        EffAct *dx = block_backward(m, i, x, dout, t1, t2);
         t1 = dout; /* rotate: the old output gradient is free now */
         dout = dx;
         if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->blk[i].expand ? m->blk[i].w_expand : m->blk[i].w_dw);
@@ -487,6 +501,34 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     TIMED(m, EFF_PROF_CONV, be->conv2d_backward(be, NULL, G + m->stem_w, m->stem_col, t1, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                 m->stem_c, 3, 2, 1));
     if (m->grad_ready) m->grad_ready(m->grad_ready_arg, 0);
+}
+
+static float eager_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg) {
+    eff_model_zero_grad(m);
+    const float loss = eff_model_forward_resident(m, 1, 1, drop_key);
+    eff_model_backward(m, loss_scale);
+    if (tail) tail(tail_arg);
+    return loss;
+}
+
+float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg) {
+    const EffBackend *be = m->be;
+    const long k = m->train_steps++;
+    if (!m->use_graph || !be->graph_begin || m->profile || k == 0) return eager_step(m, drop_key, loss_scale, tail, tail_arg);
+    if (!be->graph_ready(be)) {
+        be->graph_begin(be);
+        (void)eager_step(m, drop_key, loss_scale, tail, tail_arg); /* recorded, not run */
+        be->graph_end(be);
+        m->bn_batches--; /* the recording's forward counted a batch; the replay below counts it */
+    }
+    uint64_t sc[EFF_STEP_NSCALARS] = {0};
+    sc[EFF_STEP_DROP_KEY] = drop_key;
+    memcpy(&sc[EFF_STEP_GRAD_SCALE], &loss_scale, sizeof loss_scale);
+    be->graph_launch(be, sc);
+    m->drop_key = drop_key;
+    m->last_train = 1;
+    m->bn_batches++;
+    return be->graph_loss(be);
 }
 
 void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.total * sizeof(float)); }

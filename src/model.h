@@ -34,11 +34,11 @@ typedef struct EffBlock {
     size_t w_expand, g0, b0, w_dw, g1, b1, w_se1, w_se2, w_proj, g2, b2;
     /* running-stat offsets into the buffer table */
     size_t rm0, rv0, rm1, rv1, rm2, rv2;
-    /* saved activations (backend memory) */
-    float *e_conv, *e_act, *e_mean, *e_rstd;       /* expand conv out, after BN+swish */
-    float *d_conv, *d_act, *d_mean, *d_rstd;       /* depthwise conv out, after BN+swish */
-    float *se_pooled, *se_hidden, *se_gate, *se_out;
-    float *p_conv, *p_mean, *p_rstd, *out;         /* project conv out, block output */
+    /* saved activations (backend memory; EffAct: the backend's act type) */
+    EffAct *e_conv, *e_act, *d_conv, *d_act;       /* expand / depthwise conv out, after BN+swish */
+    EffAct *se_out, *p_conv, *out;                 /* SE output, project conv out, block output */
+    float *e_mean, *e_rstd, *d_mean, *d_rstd, *p_mean, *p_rstd; /* BN batch statistics */
+    float *se_pooled, *se_hidden, *se_gate;        /* SE per-image vectors (fp32) */
 } EffBlock;
 
 typedef struct EffModel {
@@ -57,9 +57,10 @@ typedef struct EffModel {
     long adam_t;
     /* activations for batch N at resolution R (eff_model_alloc_acts) */
     int N, R, H1, Hh; /* H1: after the stem; Hh: at the head */
-    float *x, *stem_col, *stem_conv, *stem_act, *stem_mean, *stem_rstd;
-    float *head_conv, *head_act, *head_mean, *head_rstd, *pooled, *pooled_drop, *logits, *probs, *dlogits;
-    float *dpool, *gbuf[3], *se_work;
+    float *x, *stem_col;                           /* input batch (fp32), stem im2col (CPU only) */
+    EffAct *stem_conv, *stem_act, *head_conv, *head_act, *pooled, *pooled_drop, *dpool;
+    EffAct *gbuf[3];                               /* activation gradients */
+    float *stem_mean, *stem_rstd, *head_mean, *head_rstd, *logits, *probs, *dlogits, *se_work;
     double *bn_work;
     int32_t *labels;
     uint64_t drop_key; /* dropout key of the last forward */
@@ -69,6 +70,10 @@ typedef struct EffModel {
      * data-parallel driver can start all-reducing those buckets at once. */
     void (*grad_ready)(void *arg, size_t first);
     void *grad_ready_arg;
+    /* eff_model_train_step: capture the step into a CUDA graph (backends
+     * with graph_begin) after one eager warm-up step, then replay it */
+    int use_graph;
+    long train_steps;
     /* profiling (seconds per op family), on when profile != 0 */
     int profile;
     double prof[EFF_PROF_COUNT];
@@ -95,6 +100,17 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
 /* The same, on an input (and labels, when with_labels) already placed in
  * m->x / m->labels in backend memory (e.g. by GPU augmentation). */
 float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64_t drop_key);
+/* Place a host batch (x [N][R][R][3], labels [N]) in m->x / m->labels. */
+void eff_model_set_input(EffModel *m, const float *x, const int32_t *labels);
+/* One training micro-step on the resident input: zero the gradients, train
+ * forward (dropout keyed by drop_key), backward with loss_scale, then
+ * tail(tail_arg) if not NULL (e.g. the all-reduce's join). Returns the mean
+ * loss. With m->use_graph and a backend that captures (CUDA), the first call
+ * runs eagerly (it sizes every scratch buffer, picks the cuDNN algorithms
+ * and connects NCCL), the second captures the whole sequence, including the
+ * tail, into a CUDA graph, and that and every later call replays it with
+ * this step's drop_key and loss_scale: one launch per step. */
+float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg);
 /* Backward pass of the last train forward; ACCUMULATES into m->grad.
  * loss_scale multiplies d(loss)/d(logits) (e.g. 1/accumulation steps). */
 void eff_model_backward(EffModel *m, float loss_scale);

@@ -12,6 +12,13 @@ EFF_HD static inline uint64_t eff_key3(uint64_t a, uint64_t b, uint64_t c) {
     return eff_mix64(eff_mix64(eff_mix64(a) ^ b) ^ c);
 }
 
+/* The dropout mask key of layer `layer` in the step keyed step_key (model.c
+ * passes the step key and the layer; both backends derive the mask key here). */
+#define EFF_DROP_SALT 0xD50Bull
+EFF_HD static inline uint64_t eff_drop_key(uint64_t step_key, uint64_t layer) {
+    return eff_key3(step_key, EFF_DROP_SALT, layer);
+}
+
 /* Uniform in [0,1) with 24 random bits, element `i` of stream `key`. */
 EFF_HD static inline float eff_uniform_at(uint64_t key, uint64_t i) {
     return (float)(eff_mix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * (1.0f / 16777216.0f);

@@ -152,7 +152,7 @@ config)
     out=$("$effnet" train --config "$work/bad.ini" 2>&1) && fail "unknown key in file accepted"
     grep -q "unknown key 'train.batchsize'" <<<"$out" || fail "file key message: $out"
     help=$("$effnet" train --help) || fail "--help failed"  # (not piped into grep -q: SIGPIPE under pipefail)
-    for k in optim.nesterov train.backend train.precision comm.timeout_s; do
+    for k in optim.nesterov train.backend train.precision train.cuda_graph comm.timeout_s; do
         grep -q "$k" <<<"$help" || fail "--help does not list $k"
     done
     if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU here: asking for CUDA must fail clearly, not fall back
@@ -160,6 +160,11 @@ config)
         grep -Eq "train.backend = cuda, but (no CUDA device is usable here|this effnet was built without CUDA)" <<<"$out" \
             || fail "backend message: $out"
     fi
+    # the CPU backend cannot replay a CUDA graph: asking for one is an error, not a silent no-op
+    out=$("$effnet" train "${common[@]}" --set train.backend=cpu --set train.cuda_graph=on 2>&1) \
+        && fail "train.cuda_graph=on accepted on the CPU backend"
+    grep -q "train.cuda_graph = on needs the CUDA backend and train.accum = 1 (this run: backend cpu" <<<"$out" \
+        || fail "cuda_graph message: $out"
     out=$("$effnet" train "${common[@]}" --set train.precision=fp8 2>&1) && fail "bad precision accepted"
     grep -q "train.precision: 'fp8' is not one of fp32|bf16|fp16" <<<"$out" || fail "precision message: $out"
     pass "unknown keys, wrong types, out-of-range values and bad choices are errors naming the key" ;;
