@@ -248,6 +248,9 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     W(&w, eff_h5_attr_write_u64(tg, "seed", st->seed, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_i64(tg, "world_size", st->world_size, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_f64(tg, "lr", st->lr, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_f64(tg, "loss_scale", st->loss_scale, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "loss_scale_good_steps", st->loss_scale_good_steps, w.err, sizeof w.err));
+    W(&w, eff_h5_attr_write_i64(tg, "loss_scale_skipped", st->loss_scale_skipped, w.err, sizeof w.err));
     if (H5Gclose(tg) < 0) save_fail(&w, NULL, "closing group /train");
 
     /* ---- the image. H5Fget_file_image does not flush everything by itself
@@ -590,6 +593,15 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
         EFF_CHECK(ws >= 1 && ws <= INT_MAX, "world_size %lld in checkpoint '%s' is out of range", (long long)ws, path);
         st->world_size = (int)ws;
         eff_h5_attr_read(f, path, g, "lr", H5T_NATIVE_DOUBLE, &st->lr);
+        if (H5Aexists_by_name(f, g, "loss_scale", H5P_DEFAULT) > 0) { /* absent before the fp16 scaler was saved: 0 */
+            eff_h5_attr_read(f, path, g, "loss_scale", H5T_NATIVE_DOUBLE, &st->loss_scale);
+            eff_h5_attr_read(f, path, g, "loss_scale_good_steps", H5T_NATIVE_INT64, &st->loss_scale_good_steps);
+            eff_h5_attr_read(f, path, g, "loss_scale_skipped", H5T_NATIVE_INT64, &st->loss_scale_skipped);
+            EFF_CHECK(st->loss_scale >= 0 && isfinite(st->loss_scale) && st->loss_scale_good_steps >= 0 &&
+                      st->loss_scale_skipped >= 0, "checkpoint '%s': bad loss-scaler state (scale %g, good steps %lld, "
+                      "skipped %lld)", path, st->loss_scale, (long long)st->loss_scale_good_steps,
+                      (long long)st->loss_scale_skipped);
+        }
         snprintf(st->optimizer, sizeof st->optimizer, "%s", optimizer);
     }
     if (config_out) *config_out = eff_h5_attr_read_str(f, path, "/", "config", 1);

@@ -25,6 +25,9 @@ typedef struct EffTrainState {
     int world_size;
     double lr;              /* current learning rate (schedule state is a pure function of global_step; stored
                                for provenance) */
+    double loss_scale;      /* fp16 dynamic loss scale (src/amp.h); 0 when the run does not scale (bf16, fp32,
+                               CPU) or the checkpoint predates it */
+    int64_t loss_scale_good_steps, loss_scale_skipped; /* the scaler's growth counter and skipped-step count */
     /* Filled by eff_checkpoint_load from /optimizer's "name" attribute ("" if the
      * file has no /optimizer); ignored by eff_checkpoint_save, which takes the name
      * as an argument. Lets a resume check that the optimizer did not change. */

@@ -187,6 +187,9 @@ static void save_checkpoint(Trainer *T, const char *name) {
     const char *keys[] = {"effnet_version", "git_commit", "world_size", "mpi_library", "backend"};
     const char *vals[] = {EFFNET_VERSION, EFFNET_GIT_COMMIT, world, mpi_ver, T->ctx.be->name};
     snprintf(path, sizeof path, "%s/%s", T->cfg.output_dir, name);
+    T->st.loss_scale = T->scaler.enabled ? T->scaler.scale : 0.0; /* fp16: the scaler resumes where it was */
+    T->st.loss_scale_good_steps = T->scaler.enabled ? T->scaler.good_steps : 0;
+    T->st.loss_scale_skipped = T->scaler.enabled ? T->scaler.skipped : 0;
     eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 5);
     printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld)\n", path, (long long)T->st.global_step,
            (long long)T->st.epoch, (long long)T->st.step_in_epoch);
@@ -337,6 +340,16 @@ int cmd_train(int argc, char **argv) {
                   (unsigned long long)T.st.seed, c->seed);
         log0(&T, "resume: %s at epoch %lld, step %lld of the epoch, global step %lld\n", path, (long long)T.st.epoch,
              (long long)T.st.step_in_epoch, (long long)T.st.global_step);
+        if (T.scaler.enabled && T.st.loss_scale > 0) {
+            T.scaler.scale = T.st.loss_scale;
+            T.scaler.good_steps = (long)T.st.loss_scale_good_steps;
+            T.scaler.skipped = (long)T.st.loss_scale_skipped;
+            log0(&T, "resume: fp16 loss scale %g (%ld finite steps since its last change, %ld skipped so far)\n",
+                 T.scaler.scale, T.scaler.good_steps, T.scaler.skipped);
+        } else if (T.scaler.enabled) {
+            log0(&T, "resume: the checkpoint has no fp16 loss-scaler state (written by a bf16/fp32/CPU run or an older "
+                     "effnet): the scale starts at %g\n", T.scaler.scale);
+        }
     }
     /* Identical start on every rank: broadcast rank 0's state, then verify. */
     bcast_floats(&T, m->param, m->ptab.total);

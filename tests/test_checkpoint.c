@@ -348,6 +348,9 @@ static int suite(void) {
     st1.seed = 0xFEDCBA9876543210ULL; /* > 2^63: must not pass through a double or int64 */
     st1.world_size = 4;
     st1.lr = 3.3e-4;
+    st1.loss_scale = 1024.0; /* an fp16 run's scaler: resumes where it was */
+    st1.loss_scale_good_steps = 1999;
+    st1.loss_scale_skipped = 3;
     snprintf(st1.optimizer, sizeof st1.optimizer, "adam"); /* what load reports */
     const char *config = "[model]\nname = efficientnet-b0\n# caf\xc3\xa9, \"quoted\" = 'x'\n[train]\nlr = 0.001\n";
     const char *keys[] = {"git_commit", "effnet_version", "world_size"}, *vals[] = {"abc1234", "0.1.0", "4"};
@@ -379,6 +382,29 @@ static int suite(void) {
     T_CHECK(&ts, cfg && strcmp(cfg, config) == 0, "config text differs: '%s'", cfg ? cfg : "(null)");
     eff_free(cfg);
     check_layout(&ts, path, m1);
+
+    /* a checkpoint without the scaler attributes (older effnet): loss_scale 0, nothing else changes */
+    {
+        char old[1200];
+        snprintf(old, sizeof old, "%s/old-noscaler.h5", dir);
+        eff_checkpoint_save(old, m1, &st1, "adam", 32, config, keys, vals, 3);
+        hid_t f = H5Fopen(old, H5F_ACC_RDWR, H5P_DEFAULT);
+        T_CHECK(&ts, f >= 0, "reopening %s", old);
+        T_CHECK(&ts, H5Adelete_by_name(f, "/train", "loss_scale", H5P_DEFAULT) >= 0 &&
+                         H5Adelete_by_name(f, "/train", "loss_scale_good_steps", H5P_DEFAULT) >= 0 &&
+                         H5Adelete_by_name(f, "/train", "loss_scale_skipped", H5P_DEFAULT) >= 0,
+                "deleting the scaler attributes");
+        H5Fclose(f);
+        EffModel *m3 = new_model("efficientnet-b0", 10);
+        EffTrainState st4;
+        eff_checkpoint_load(old, m3, 1, &st4, NULL);
+        T_CHECK(&ts, st4.loss_scale == 0 && st4.loss_scale_good_steps == 0 && st4.loss_scale_skipped == 0 &&
+                         st4.global_step == st1.global_step && st4.lr == st1.lr,
+                "old checkpoint: loss_scale %g good %lld skipped %lld", st4.loss_scale,
+                (long long)st4.loss_scale_good_steps, (long long)st4.loss_scale_skipped);
+        free_model(m3);
+        remove(old);
+    }
 
     /* without the optimizer: moments stay zero */
     free_model(m2);
