@@ -25,6 +25,7 @@ extern "C" double *eff_cuda_reduce_scratch(EffCuda *cu, size_t n) {
     if (n > cu->reduce_doubles) {
         no_growth_in_capture(cu, "the reduction scratch", n * sizeof(double));
         CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+        cu->graph_stale = 1;
         if (cu->reduce) CUDA_CHECK(cudaFree(cu->reduce));
         size_t want = n + n / 2;
         CUDA_CHECK(cudaMalloc((void **)&cu->reduce, want * sizeof(double)));
@@ -37,6 +38,7 @@ extern "C" void *eff_cuda_scratch(EffCuda *cu, int slot, size_t bytes) {
     if (bytes > cu->scratch_bytes[slot]) {
         no_growth_in_capture(cu, "a conversion scratch buffer", bytes);
         CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+        cu->graph_stale = 1;
         if (cu->scratch[slot]) CUDA_CHECK(cudaFree(cu->scratch[slot]));
         CUDA_CHECK(cudaMalloc(&cu->scratch[slot], bytes));
         cu->scratch_bytes[slot] = bytes;
@@ -58,11 +60,13 @@ extern "C" void eff_cuda_gemm_rm_ex(EffCuda *cu, int transA, int transB, int M, 
                                     int c_type, int ldc) {
     if (M == 0 || N == 0) return;
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. fp32
-     * inputs: plain fp32 math in fp32 mode (no TF32), tensor cores with
-     * down-conversion in bf16/fp16 mode; 16-bit inputs: fp32 accumulation. */
+     * inputs: plain fp32 math (no TF32), bf16 tensor cores with
+     * down-conversion in bf16 mode; 16-bit inputs: fp32 accumulation. */
     cublasComputeType_t ct = CUBLAS_COMPUTE_32F;
+    /* fp32 inputs in fp16 mode keep fp32 math: they are the small SE/classifier
+     * GEMMs, whose loss-scaled gradients would overflow fp16 long before any
+     * stored activation gradient does */
     if (ab_type == CUDA_R_32F && cu->precision == 1) ct = CUBLAS_COMPUTE_32F_FAST_16BF;
-    else if (ab_type == CUDA_R_32F && cu->precision == 2) ct = CUBLAS_COMPUTE_32F_FAST_16F;
     CUBLAS_CHECK(cublasGemmEx(cu->cublas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
                               K, &alpha, B, (cudaDataType_t)ab_type, ldb, A, (cudaDataType_t)ab_type, lda, &beta, C,
                               (cudaDataType_t)c_type, ldc, ct, CUBLAS_GEMM_DEFAULT));

@@ -9,7 +9,9 @@
  * plain FMA math (no TF32, so results match the CPU). bf16/fp16 mode: the
  * output is an activation of the act type T, the fp32 input image and the
  * weights are converted to T in scratch, and cuDNN runs T tensors with fp32
- * accumulation on tensor cores. With cu->deterministic, only algorithms
+ * accumulation on tensor cores. cuDNN requires the filter gradient in T too:
+ * it is rounded to T once (as PyTorch autocast's gradient of the 16-bit
+ * weight copy is) and then added to the fp32 gradient. With cu->deterministic, only algorithms
  * cuDNN reports as deterministic are used. */
 #include "act.cuh"
 
@@ -42,6 +44,7 @@ void ensure_workspace(EffCuda *cu, size_t bytes) {
         eff_cuda_fail("ensure_workspace", "the cuDNN workspace had to grow inside a captured CUDA graph (set "
                       "train.cuda_graph = off and report this)", __FILE__, __LINE__);
     CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    cu->graph_stale = 1;
     if (cu->workspace) CUDA_CHECK(cudaFree(cu->workspace));
     CUDA_CHECK(cudaMalloc(&cu->workspace, bytes));
     cu->workspace_bytes = bytes;
@@ -69,6 +72,9 @@ EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K
     const int shape[8] = {N, H, W, Cin, Cout, K, stride, pad};
     for (int i = 0; i < cu->nplans; i++)
         if (!memcmp(cu->plans[i].shape, shape, sizeof shape)) return &cu->plans[i];
+    if (cu->capturing)
+        eff_cuda_fail("plan_for", "a new convolution shape inside a captured CUDA graph (set train.cuda_graph = off "
+                      "and report this)", __FILE__, __LINE__);
     if (cu->nplans == EFF_CONV_PLANS) { /* full (many batch sizes): start over */
         CUDA_CHECK(cudaStreamSynchronize(cu->stream));
         eff_cuda_conv_plans_free(cu);

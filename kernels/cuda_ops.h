@@ -63,6 +63,7 @@ typedef struct EffCuda {
      * graph's first node fills from the pinned step_host at every replay. */
     uint64_t *step_dev, *step_host;
     int capturing;
+    int graph_stale; /* set when scratch is reallocated: a recorded graph points at the old buffers */
     EffConvPlan plans[EFF_CONV_PLANS]; /* conv2d.cu; the stem uses one per resolution/batch */
     int nplans;
     cudaEvent_t ev;
@@ -98,8 +99,7 @@ void *eff_cuda_scratch(EffCuda *cu, int slot, size_t bytes);
 /* *dst = v on the stream (a one-thread kernel: v travels by value). */
 void eff_cuda_set_u64(EffCuda *cu, uint64_t *dst, uint64_t v);
 /* cuBLAS GEMM in row-major terms, C[MxN] = alpha*op(A)*op(B) + beta*C, on
- * fp32 matrices, with the math (fp32 / bf16 / fp16 tensor cores) chosen by
- * cu->precision. */
+ * fp32 matrices: fp32 math, or bf16 tensor cores in bf16 mode. */
 void eff_cuda_gemm_rm(EffCuda *cu, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
 /* The same with explicit cudaDataType_t codes (as int, to stay plain C): A

@@ -108,13 +108,15 @@ typedef struct EffBackend {
     /* Step capture (CUDA graphs; NULL in backends without it). Between
      * graph_begin and graph_end the op calls are recorded, not run; they must
      * not allocate or synchronise (an eager warm-up step first sizes all
-     * scratch). graph_launch writes the step scalars (EFF_STEP_DROP_KEY, _GRAD_SCALE)
+     * scratch). graph_ready(owner) is true while owner's recording is valid:
+     * one recording per backend, and growing any scratch afterwards (e.g. a
+     * bigger eval batch) invalidates it, so the caller records again.
+     * graph_launch writes the step scalars (EFF_STEP_DROP_KEY, _GRAD_SCALE)
      * and replays the recording; graph_loss waits for it and returns the mean
-     * loss its softmax_xent_forward wrote. graph_reset drops the recording
-     * (buffers moved). Only one recording per backend. */
-    void (*graph_begin)(const struct EffBackend *be);
+     * loss its softmax_xent_forward wrote. graph_reset drops the recording. */
+    void (*graph_begin)(const struct EffBackend *be, const void *owner);
     void (*graph_end)(const struct EffBackend *be);
-    int (*graph_ready)(const struct EffBackend *be);
+    int (*graph_ready)(const struct EffBackend *be, const void *owner);
     void (*graph_launch)(const struct EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]);
     float (*graph_loss)(const struct EffBackend *be);
     void (*graph_reset)(const struct EffBackend *be);

@@ -22,6 +22,7 @@ typedef struct CudaBackend {
     float *loss_dev;   /* device scalar: the last mean loss */
     cudaGraph_t graph; /* the captured step (graph_begin/graph_end) */
     cudaGraphExec_t graph_exec;
+    const void *graph_owner; /* who recorded it (the model) */
     double *sumsq_dev; /* device scalar: the last sum of squares */
     /* our allocations, for the peak (the analogue of torch.cuda.max_memory_allocated) */
     AllocRec *rec;
@@ -98,6 +99,7 @@ static void *cuda_alloc(const EffBackend *be, size_t bytes, const char *what) {
 static void cuda_release(const EffBackend *be, void *p) {
     if (!p) return;
     CudaBackend *b = CB(be);
+    EFF_CHECK(!b->cu.capturing, "GPU memory released inside a captured CUDA graph (a bug)");
     for (size_t i = 0; i < b->nrec; i++)
         if (b->rec[i].p == p) {
             b->bytes_now -= b->rec[i].bytes;
@@ -121,7 +123,10 @@ static void cuda_download(const EffBackend *be, void *dst, const void *src, size
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, CU(be)->stream));
     CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream));
 }
-static void cuda_sync(const EffBackend *be) { CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream)); }
+static void cuda_sync(const EffBackend *be) {
+    EFF_CHECK(!CU(be)->capturing, "stream synchronisation inside a captured CUDA graph (a bug)");
+    CUDA_CHECK(cudaStreamSynchronize(CU(be)->stream));
+}
 
 /* ---- activations and step scalars -------------------------------------------- */
 
@@ -259,6 +264,7 @@ static void cuda_sgd(const EffBackend *be, float *p, const float *g, float *buf,
 }
 static double cuda_sumsq(const EffBackend *be, const float *x, size_t n) {
     CudaBackend *b = CB(be);
+    EFF_CHECK(!b->cu.capturing, "gradient sum of squares inside a captured CUDA graph (a bug: it returns to the host)");
     sumsq_cuda(&b->cu, b->sumsq_dev, x, n);
     CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->sumsq_dev, sizeof(double), cudaMemcpyDeviceToHost,
                                b->cu.stream));
@@ -274,13 +280,16 @@ static void cuda_graph_reset(const EffBackend *be) {
     if (b->graph) CUDA_CHECK(cudaGraphDestroy(b->graph));
     b->graph_exec = NULL;
     b->graph = NULL;
+    b->graph_owner = NULL;
 }
 /* Thread-local capture: only this thread's unsafe calls (allocation,
  * synchronisation) are refused, so loader and NCCL threads are unaffected. */
-static void cuda_graph_begin(const EffBackend *be) {
+static void cuda_graph_begin(const EffBackend *be, const void *owner) {
     CudaBackend *b = CB(be);
     EFF_CHECK(!b->cu.capturing, "CUDA graph capture started twice");
     cuda_graph_reset(be);
+    b->graph_owner = owner;
+    b->cu.graph_stale = 0;
     CUDA_CHECK(cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal));
     b->cu.capturing = 1;
 }
@@ -291,12 +300,16 @@ static void cuda_graph_end(const EffBackend *be) {
     CUDA_CHECK(cudaStreamEndCapture(b->cu.stream, &b->graph));
     CUDA_CHECK(cudaGraphInstantiate(&b->graph_exec, b->graph, 0));
 }
-static int cuda_graph_ready(const EffBackend *be) { return CB(be)->graph_exec != NULL; }
+static int cuda_graph_ready(const EffBackend *be, const void *owner) {
+    const CudaBackend *b = CB(be);
+    return b->graph_exec != NULL && b->graph_owner == owner && !b->cu.graph_stale;
+}
 /* The previous replay has finished (graph_loss synchronised), so the pinned
  * slots its first node reads can be rewritten. */
 static void cuda_graph_launch(const EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]) {
     CudaBackend *b = CB(be);
-    EFF_CHECK(b->graph_exec, "CUDA graph launched before it was captured");
+    EFF_CHECK(b->graph_exec && !b->cu.graph_stale, "CUDA graph launched before it was captured, or after the "
+              "buffers it uses were reallocated");
     memcpy(b->cu.step_host, scalars, EFF_STEP_NSCALARS * sizeof(uint64_t));
     CUDA_CHECK(cudaGraphLaunch(b->graph_exec, b->cu.stream));
 }

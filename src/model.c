@@ -503,21 +503,21 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     if (m->grad_ready) m->grad_ready(m->grad_ready_arg, 0);
 }
 
-static float eager_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg) {
+static float eager_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *h) {
     eff_model_zero_grad(m);
     const float loss = eff_model_forward_resident(m, 1, 1, drop_key);
     eff_model_backward(m, loss_scale);
-    if (tail) tail(tail_arg);
+    if (h && h->tail) h->tail(h->arg);
     return loss;
 }
 
-float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg) {
+float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *hooks) {
     const EffBackend *be = m->be;
     const long k = m->train_steps++;
-    if (!m->use_graph || !be->graph_begin || m->profile || k == 0) return eager_step(m, drop_key, loss_scale, tail, tail_arg);
-    if (!be->graph_ready(be)) {
-        be->graph_begin(be);
-        (void)eager_step(m, drop_key, loss_scale, tail, tail_arg); /* recorded, not run */
+    if (!m->use_graph || !be->graph_begin || m->profile || k == 0) return eager_step(m, drop_key, loss_scale, hooks);
+    if (!be->graph_ready(be, m)) {
+        be->graph_begin(be, m);
+        (void)eager_step(m, drop_key, loss_scale, hooks); /* recorded, not run */
         be->graph_end(be);
         m->bn_batches--; /* the recording's forward counted a batch; the replay below counts it */
     }
@@ -528,6 +528,7 @@ float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, voi
     m->drop_key = drop_key;
     m->last_train = 1;
     m->bn_batches++;
+    if (hooks && hooks->wait) hooks->wait(hooks->arg); /* e.g. the NCCL watchdog; then graph_loss does not block */
     return be->graph_loss(be);
 }
 

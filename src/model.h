@@ -102,15 +102,26 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
 float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64_t drop_key);
 /* Place a host batch (x [N][R][R][3], labels [N]) in m->x / m->labels. */
 void eff_model_set_input(EffModel *m, const float *x, const int32_t *labels);
+/* Hooks of eff_model_train_step (all optional). tail runs at the end of the
+ * step's device work and is recorded into the graph with it (e.g. the
+ * all-reduce's join); wait replaces the plain stream synchronisation after a
+ * graph replay (e.g. the NCCL watchdog's polling wait, so a dead peer cannot
+ * hang the host). */
+typedef struct EffStepHooks {
+    void (*tail)(void *arg);
+    void (*wait)(void *arg);
+    void *arg;
+} EffStepHooks;
 /* One training micro-step on the resident input: zero the gradients, train
- * forward (dropout keyed by drop_key), backward with loss_scale, then
- * tail(tail_arg) if not NULL (e.g. the all-reduce's join). Returns the mean
- * loss. With m->use_graph and a backend that captures (CUDA), the first call
- * runs eagerly (it sizes every scratch buffer, picks the cuDNN algorithms
- * and connects NCCL), the second captures the whole sequence, including the
- * tail, into a CUDA graph, and that and every later call replays it with
- * this step's drop_key and loss_scale: one launch per step. */
-float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, void (*tail)(void *), void *tail_arg);
+ * forward (dropout keyed by drop_key), backward with loss_scale, then the
+ * tail hook. Returns the mean loss. With m->use_graph and a backend that
+ * captures (CUDA), the first call runs eagerly (it sizes every scratch
+ * buffer, picks the cuDNN algorithms and connects NCCL), the second captures
+ * the whole sequence, including the tail, into a CUDA graph, and that and
+ * every later call replays it with this step's drop_key and loss_scale: one
+ * launch per step. A recording invalidated by the backend (scratch grew) is
+ * recorded again. hooks may be NULL. */
+float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *hooks);
 /* Backward pass of the last train forward; ACCUMULATES into m->grad.
  * loss_scale multiplies d(loss)/d(logits) (e.g. 1/accumulation steps). */
 void eff_model_backward(EffModel *m, float loss_scale);

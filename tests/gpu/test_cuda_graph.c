@@ -29,6 +29,7 @@
 enum { STEPS = 6, N = 8, R = 64 };
 
 static void tail_count(void *arg) { (*(int *)arg)++; }
+static void wait_count(void *arg) { (*(int *)arg) += 1000; }
 
 static float *host_copy(const EffModel *m, const float *buf, size_t n) {
     float *h = eff_malloc(n * sizeof(float) + 16, "download");
@@ -60,18 +61,20 @@ static void cpu_half(TestState *ts, const EffModelSpec *spec, const float *x, co
     setup(&b, eff_backend_cpu(), spec, x, y);
     b.use_graph = 1; /* the CPU backend cannot capture: must fall back to eager */
     int tails = 0;
+    const EffStepHooks hooks = {.tail = tail_count, .wait = wait_count, .arg = &tails};
     for (int s = 0; s < 3; s++) {
         eff_model_zero_grad(&a);
         float la = eff_model_forward_resident(&a, 1, 1, key_of(s));
         eff_model_backward(&a, scale_of(s));
-        float lb = eff_model_train_step(&b, key_of(s), scale_of(s), tail_count, &tails);
+        float lb = eff_model_train_step(&b, key_of(s), scale_of(s), &hooks);
         T_CHECK(ts, memcmp(&la, &lb, sizeof la) == 0, "CPU step %d: loss %.9g vs train_step %.9g", s, la, lb);
         size_t d = bit_diffs(a.grad, b.grad, a.ptab.total);
         T_CHECK(ts, d == 0, "CPU step %d: %zu gradient entries differ", s, d);
         eff_model_adam_step(&a, 1e-3f, 0.9f, 0.999f, 1e-8f, 0, 0);
         eff_model_adam_step(&b, 1e-3f, 0.9f, 0.999f, 1e-8f, 0, 0);
     }
-    T_CHECK(ts, tails == 3, "tail called %d times in 3 steps", tails);
+    T_CHECK(ts, tails == 3, "hooks: %d tail calls and %d waits in 3 eager steps (want 3 and 0)", tails % 1000,
+            tails / 1000);
     T_CHECK(ts, a.bn_batches == b.bn_batches && a.bn_batches == 3, "BN batches %lld vs %lld",
             (long long)a.bn_batches, (long long)b.bn_batches);
     printf("test_cuda_graph: CPU half: train_step equals the hand-written step over 3 steps (tail %d calls)\n", tails);
@@ -111,20 +114,27 @@ int main(int argc, char **argv) {
     setup(&g, gg, &spec, x, y);
     g.use_graph = 1;
     int tails_e = 0, tails_g = 0;
+    const EffStepHooks he = {.tail = tail_count, .wait = wait_count, .arg = &tails_e};
+    const EffStepHooks hg = {.tail = tail_count, .wait = wait_count, .arg = &tails_g};
     for (int s = 0; s < STEPS; s++) {
-        float le = eff_model_train_step(&e, key_of(s), scale_of(s), tail_count, &tails_e);
-        float lg = eff_model_train_step(&g, key_of(s), scale_of(s), tail_count, &tails_g);
+        float le = eff_model_train_step(&e, key_of(s), scale_of(s), &he);
+        float lg = eff_model_train_step(&g, key_of(s), scale_of(s), &hg);
         T_CHECK(&ts, isfinite(le) && memcmp(&le, &lg, sizeof le) == 0, "step %d: eager loss %.9g, graph loss %.9g", s, le, lg);
         printf("  step %d: loss eager %.7f graph %.7f%s\n", s, le, lg, s == 1 ? " (captured)" : s > 1 ? " (replayed)" : " (eager warm-up)");
         eff_model_adam_step(&e, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
         eff_model_adam_step(&g, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
     }
-    T_CHECK(&ts, gg->graph_ready(gg), "the graph model never captured a graph");
-    T_CHECK(&ts, !ge->graph_ready(ge), "the eager model captured a graph");
-    T_CHECK(&ts, tails_e == STEPS && tails_g == 2, "tails: eager %d (want %d), graph %d (want 2: warm-up and capture)",
-            tails_e, STEPS, tails_g);
+    T_CHECK(&ts, gg->graph_ready(gg, &g), "the graph model never captured a graph");
+    T_CHECK(&ts, !gg->graph_ready(gg, &e), "graph_ready must be false for a model that did not record it");
+    T_CHECK(&ts, !ge->graph_ready(ge, &e), "the eager model captured a graph");
+    /* graph model: tails in the warm-up and the recording, a wait after each of the STEPS-1 replays */
+    T_CHECK(&ts, tails_e == STEPS && tails_g == 2 + 1000 * (STEPS - 1),
+            "hooks: eager %d tails %d waits (want %d, 0); graph %d tails %d waits (want 2, %d)", tails_e % 1000,
+            tails_e / 1000, STEPS, tails_g % 1000, tails_g / 1000, STEPS - 1);
     T_CHECK(&ts, e.bn_batches == g.bn_batches && e.bn_batches == STEPS, "BN batches eager %lld graph %lld",
             (long long)e.bn_batches, (long long)g.bn_batches);
+    eff_model_alloc_acts(&g, N, R); /* new buffers: the recording must be dropped */
+    T_CHECK(&ts, !gg->graph_ready(gg, &g), "the graph survived eff_model_alloc_acts");
     float *pe = host_copy(&e, e.param, e.ptab.total), *pg = host_copy(&g, g.param, g.ptab.total);
     float *be_ = host_copy(&e, e.bufs, e.btab.total), *bg = host_copy(&g, g.bufs, g.btab.total);
     size_t dp = bit_diffs(pe, pg, e.ptab.total), db = bit_diffs(be_, bg, e.btab.total);
