@@ -129,6 +129,16 @@ extern "C" void eff_cuda_conv_plans_free(EffCuda *cu) {
     cu->nplans = 0;
 }
 
+/* The fp32 image batch as cuDNN's input type: itself in fp32 mode, else a
+ * converted copy in scratch slot EFF_SCR_ACT. */
+template <typename T> static const void *input_as(EffCuda *cu, const float *in, size_t nx) {
+    if (cu->precision == 0) return in;
+    T *xt = (T *)eff_cuda_scratch(cu, EFF_SCR_ACT, nx * sizeof(T));
+    eff_convert_k<T, float><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(xt, in, nx);
+    CUDA_LAUNCHED("conv input to act");
+    return xt;
+}
+
 template <typename T>
 static void forward_t(EffCuda *cu, T *out, const float *in, const float *w, int N, int H, int W, int Cin, int Cout,
                       int K, int stride, int pad) {
@@ -136,13 +146,7 @@ static void forward_t(EffCuda *cu, T *out, const float *in, const float *w, int 
     T *wk = (T *)eff_cuda_scratch(cu, EFF_SCR_WEIGHT, 2 * nw * sizeof(T));
     hwio_to_khwc<T><<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
     CUDA_LAUNCHED("hwio_to_khwc");
-    const void *x = in;
-    if (cu->precision != 0) { /* the fp32 image batch as T */
-        T *xt = (T *)eff_cuda_scratch(cu, EFF_SCR_ACT, nx * sizeof(T));
-        eff_convert_k<T, float><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(xt, in, nx);
-        CUDA_LAUNCHED("conv input to act");
-        x = xt;
-    }
+    const void *x = input_as<T>(cu, in, nx);
     const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
     ensure_workspace(cu, p->fwd_bytes);
     const float one = 1.0f, zero = 0.0f;
@@ -155,13 +159,7 @@ static void backward_t(EffCuda *cu, float *din, float *dw, const T *dout, const 
                        int H, int W, int Cin, int Cout, int K, int stride, int pad) {
     const size_t nw = (size_t)K * K * Cin * Cout, nx = (size_t)N * H * W * Cin;
     T *wk = (T *)eff_cuda_scratch(cu, EFF_SCR_WEIGHT, 2 * nw * sizeof(T)), *dwk = wk + nw;
-    const void *x = in;
-    if (cu->precision != 0) {
-        T *xt = (T *)eff_cuda_scratch(cu, EFF_SCR_ACT, nx * sizeof(T));
-        eff_convert_k<T, float><<<eff_blocks(nx), EFF_THREADS, 0, cu->stream>>>(xt, in, nx);
-        CUDA_LAUNCHED("conv input to act");
-        x = xt;
-    }
+    const void *x = input_as<T>(cu, in, nx);
     const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
     const float one = 1.0f, zero = 0.0f;
     ensure_workspace(cu, p->bwd_filter_bytes);

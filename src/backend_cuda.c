@@ -239,16 +239,20 @@ static void cuda_linear_backward(const EffBackend *be, EffAct *din, float *dw, f
                                  const EffAct *in, const float *w, int N, int Cin, int Cout) {
     linear_backward_cuda(CU(be), din, dw, db, dout, in, w, N, Cin, Cout);
 }
-static float cuda_xent_forward(const EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N,
-                               int K, float smoothing) {
-    CudaBackend *b = CB(be);
-    softmax_xent_forward_cuda(&b->cu, probs, b->loss_dev, logits, labels, N, K, smoothing);
-    if (b->cu.capturing) return NAN; /* recorded, not run: graph_loss reads it after the replay */
+/* The last mean loss, waiting for the stream (the step's one host round trip). */
+static float read_loss(CudaBackend *b) {
     CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->loss_dev, sizeof(float), cudaMemcpyDeviceToHost, b->cu.stream));
     CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
     float loss;
     memcpy(&loss, b->cu.host_scalar, sizeof loss);
     return loss;
+}
+static float cuda_xent_forward(const EffBackend *be, float *probs, const float *logits, const int32_t *labels, int N,
+                               int K, float smoothing) {
+    CudaBackend *b = CB(be);
+    softmax_xent_forward_cuda(&b->cu, probs, b->loss_dev, logits, labels, N, K, smoothing);
+    if (b->cu.capturing) return NAN; /* recorded, not run: graph_loss reads it after the replay */
+    return read_loss(b);
 }
 static void cuda_xent_backward(const EffBackend *be, float *dlogits, const float *probs, const int32_t *labels, int N,
                                int K, float smoothing, float scale) {
@@ -313,14 +317,7 @@ static void cuda_graph_launch(const EffBackend *be, const uint64_t scalars[EFF_S
     memcpy(b->cu.step_host, scalars, EFF_STEP_NSCALARS * sizeof(uint64_t));
     CUDA_CHECK(cudaGraphLaunch(b->graph_exec, b->cu.stream));
 }
-static float cuda_graph_loss(const EffBackend *be) {
-    CudaBackend *b = CB(be);
-    CUDA_CHECK(cudaMemcpyAsync(b->cu.host_scalar, b->loss_dev, sizeof(float), cudaMemcpyDeviceToHost, b->cu.stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->cu.stream));
-    float loss;
-    memcpy(&loss, b->cu.host_scalar, sizeof loss);
-    return loss;
-}
+static float cuda_graph_loss(const EffBackend *be) { return read_loss(CB(be)); }
 
 /* ---- life cycle ------------------------------------------------------------- */
 

@@ -437,50 +437,37 @@ int cmd_train(int argc, char **argv) {
                       (long long)b->epoch, (long long)b->step, (long long)epoch - 1, (long long)T.st.step_in_epoch);
             const int timed = steps_run++ > 0;
             double t0 = eff_time();
-            eff_model_zero_grad(m);
+            if (!m->use_graph) eff_model_zero_grad(m); /* a (graph) train step zeroes its own */
             double local_loss = 0;
             /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
             const double loss_scale = eff_scaler_scale(&T.scaler), divisor = (double)c->accum * (T.comm ? 1 : T.world);
             if (T.comm) eff_comm_begin(T.comm, (long)T.st.global_step + 1);
-            if (m->use_graph) { /* one micro-batch: the whole step is one eff_model_train_step (a graph replay) */
-                uint64_t key = eff_key3(T.ctx.seed, (uint64_t)T.st.global_step, (uint64_t)T.rank);
-                if (T.gaug) {
-#ifdef EFFNET_HAVE_CUDA
-                    eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, b->index, NULL, B, T.ctx.seed, (uint64_t)(epoch - 1),
-                                      m->x, NULL);
-#endif
-                    m->be->upload(m->be, m->labels, b->y, (size_t)B * sizeof(int32_t));
-                } else {
-                    eff_model_set_input(m, b->x, b->y);
-                }
-                m->grad_ready = T.comm ? on_grad_ready : NULL;
-                m->grad_ready_arg = T.comm;
-                const EffStepHooks hooks = {.tail = on_step_tail, .wait = on_step_wait, .arg = T.comm};
-                float loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T.comm ? &hooks : NULL);
-                if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
-                local_loss = loss;
-            }
-            for (int a = 0; a < (m->use_graph ? 0 : c->accum); a++) {
+            const EffStepHooks hooks = {.tail = on_step_tail, .wait = on_step_wait, .arg = T.comm};
+            for (int a = 0; a < c->accum; a++) {
                 /* dropout key: (seed, step, global micro-batch index), so 2 ranks x 1 and
                  * 1 rank x 2 micro-batches draw the same masks */
                 uint64_t key = eff_key3(T.ctx.seed, (uint64_t)T.st.global_step, (uint64_t)(T.rank * c->accum + a));
-                float loss;
                 if (T.gaug) {
 #ifdef EFFNET_HAVE_CUDA
                     eff_gpu_aug_batch(T.gaug, c->augment ? 1 : 0, b->index + (size_t)a * B, NULL, B, T.ctx.seed,
                                       (uint64_t)(epoch - 1), m->x, NULL);
 #endif
                     m->be->upload(m->be, m->labels, b->y + (size_t)a * B, (size_t)B * sizeof(int32_t));
-                    loss = eff_model_forward_resident(m, 1, 1, key);
                 } else {
-                    loss = eff_model_forward(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B, 1, key);
+                    eff_model_set_input(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B);
                 }
-                if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
-                local_loss += loss;
                 /* on the last micro-batch, buckets start as soon as backward finishes them */
                 m->grad_ready = T.comm && a == c->accum - 1 ? on_grad_ready : NULL;
                 m->grad_ready_arg = T.comm;
-                eff_model_backward(m, (float)(loss_scale / divisor));
+                float loss;
+                if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
+                    loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T.comm ? &hooks : NULL);
+                } else {
+                    loss = eff_model_forward_resident(m, 1, 1, key);
+                    eff_model_backward(m, (float)(loss_scale / divisor));
+                }
+                if (c->nan_at_step && T.st.global_step + 1 == c->nan_at_step) loss = NAN;
+                local_loss += loss;
             }
             m->grad_ready = NULL;
             if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);

@@ -67,15 +67,16 @@ static float *dev(Ctx *c, const float *h, size_t n) {
     if (h) c->gpu->upload(c->gpu, d, h, n * sizeof(float));
     return d;
 }
-/* An activation input: random, rounded to the act type (so the CPU
- * reference sees what the GPU stores). */
-static float *hrandA(Ctx *c, size_t n, double scale) {
-    float *x = hrand(c, n, scale);
-    for (size_t i = 0; i < n; i++) x[i] = eff_round_act(x[i], c->prec);
-    return x;
-}
+/* Round host values to the act type, as the GPU stores them. */
 static void round_ref(Ctx *c, float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = eff_round_act(x[i], c->prec);
+}
+/* An activation input: random, rounded (so the CPU reference sees what the
+ * GPU stores). */
+static float *hrandA(Ctx *c, size_t n, double scale) {
+    float *x = hrand(c, n, scale);
+    round_ref(c, x, n);
+    return x;
 }
 /* An activation tensor on the GPU (act type), from host floats if h. */
 static void *devA(Ctx *c, const float *h, size_t n) {
@@ -86,26 +87,25 @@ static void *devA(Ctx *c, const float *h, size_t n) {
 }
 static void dfree(Ctx *c, void *d) { if (c->gpu && d) c->gpu->release(c->gpu, d); }
 
-/* Compare the CPU reference ref[n] with the device tensor d. */
-static void check(Ctx *c, const char *op, const char *what, const float *ref, const float *d, size_t n, double tol) {
+/* Compare the CPU reference ref[n] with the device tensor d: fp32, or an
+ * activation (act type, converted on download) when act != 0. */
+static void compare(Ctx *c, const char *op, const char *what, const float *ref, const void *d, size_t n, double tol,
+                    int act) {
     if (!c->gpu) return;
     float *h = eff_malloc(n * sizeof(float) + 16, "gpu result");
-    c->gpu->download(c->gpu, h, d, n * sizeof(float));
+    if (act) c->gpu->act_download(c->gpu, h, d, n);
+    else c->gpu->download(c->gpu, h, d, n * sizeof(float));
     double e = scaled_err(h, ref, n);
     T_CHECK(&c->ts, e <= tol, "%s %s: scaled error %.3g > %.1g", op, what, e, tol);
     printf("  %-28s %-10s err %.2e %s\n", op, what, e, e <= tol ? "ok" : "FAIL");
     free(h);
 }
 
-/* The same for an activation tensor d (converted to float on download). */
+static void check(Ctx *c, const char *op, const char *what, const float *ref, const float *d, size_t n, double tol) {
+    compare(c, op, what, ref, d, n, tol, 0);
+}
 static void checkA(Ctx *c, const char *op, const char *what, const float *ref, const void *d, size_t n, double tol) {
-    if (!c->gpu) return;
-    float *h = eff_malloc(n * sizeof(float) + 16, "gpu result");
-    c->gpu->act_download(c->gpu, h, d, n);
-    double e = scaled_err(h, ref, n);
-    T_CHECK(&c->ts, e <= tol, "%s %s: scaled error %.3g > %.1g", op, what, e, tol);
-    printf("  %-28s %-10s err %.2e %s\n", op, what, e, e <= tol ? "ok" : "FAIL");
-    free(h);
+    compare(c, op, what, ref, d, n, tol, 1);
 }
 
 /* ---- cases ------------------------------------------------------------------ */
