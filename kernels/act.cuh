@@ -1,6 +1,6 @@
 /* act.cuh: the activation storage type of the CUDA kernels.
  *
- * Activations and activation gradients (EffAct in src/backend.h) are stored
+ * Activations and activation gradients (EffAct in src/backend/backend.h) are stored
  * as T = float, __nv_bfloat16 or __half, chosen by the backend precision
  * (EffCuda.precision). Kernels are templates on T: they load with eff_ld()
  * (exact widening to float), do all math in float, and store with

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#include "backend.h" /* EFF_STEP_*, EffPrecision */
+#include "backend/backend.h" /* EFF_STEP_*, EffPrecision */
 
 /* One convolution shape's cuDNN descriptors and chosen algorithms, made on
  * its first call and reused every step (conv2d.cu). */
@@ -58,7 +58,7 @@ typedef struct EffCuda {
     void *scratch[EFF_CUDA_SCRATCH];   /* eff_cuda_scratch: weight copies, type conversions */
     size_t scratch_bytes[EFF_CUDA_SCRATCH];
     double *host_scalar; /* pinned: results returned to the host */
-    /* Per-step scalars (EFF_STEP_* of src/backend.h). While a step is being
+    /* Per-step scalars (EFF_STEP_* of src/backend/backend.h). While a step is being
      * captured (capturing != 0), kernels read them from step_dev, which the
      * graph's first node fills from the pinned step_host at every replay. */
     uint64_t *step_dev, *step_host;

@@ -3,7 +3,7 @@
 #ifndef EFFNET_CONTEXT_H
 #define EFFNET_CONTEXT_H
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "model.h"
 
 #include <stdint.h>

@@ -4,7 +4,7 @@
 #ifndef EFFNET_MODEL_H
 #define EFFNET_MODEL_H
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "params.h"
 
 #include <stdint.h>

@@ -16,7 +16,7 @@
  * must equal the hand-written zero_grad / forward / backward sequence, call
  * its tail once per step, and count BN batches the same way.
  * GPU half: "no CUDA device: skipped", exit 77, without a device. */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 #include "model.h"
 #include "rng.h"

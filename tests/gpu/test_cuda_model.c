@@ -31,7 +31,7 @@
  * CPU half (always): the CPU reference step runs and must give a finite loss
  * and non-zero gradients in every tensor that is not structurally zero.
  * GPU half: "no CUDA device: skipped", exit 77, without a device. */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 #include "model.h"
 #include "rng.h"

@@ -1,6 +1,6 @@
 /* test_cuda_ops.c: every CUDA op against the CPU op, in the style of ggml's
  * test-backend-ops: random inputs of several shapes, the same call through
- * both backends' op tables (src/backend.h), forward and backward, outputs
+ * both backends' op tables (src/backend/backend.h), forward and backward, outputs
  * and accumulated gradients compared.
  *
  *   test_cuda_ops [--precision fp32|bf16]
@@ -19,7 +19,7 @@
  * tensor must fail, an exact one pass), and every case's CPU reference is
  * computed. GPU half: skipped with "no CUDA device: skipped" and exit code 77
  * (ctest SKIP_RETURN_CODE) when no device is usable. */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 #include "half.h"
 #include "ops/ops.h"

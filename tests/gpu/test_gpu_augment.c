@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "augment_cuda.h"
-#include "backend.h"    /* eff_cuda_device_count */
+#include "backend/backend.h"    /* eff_cuda_device_count */
 #include "cuda_ops.h"   /* CUDA_CHECK */
 #include "common.h"
 #include "data/augment.h"

@@ -1,4 +1,4 @@
-/* test_nccl.c: the NCCL communicator of src/comm_nccl.c on real devices.
+/* test_nccl.c: the NCCL communicator of src/comm/comm_nccl.c on real devices.
  *
  *   test_nccl            one rank (an MPI singleton), or under mpirun with
  *                        one rank per GPU
@@ -10,8 +10,8 @@
  * ranks of rank-dependent values (with one rank: unchanged); and the blocking
  * eff_comm_allreduce_avg used for BN statistics.
  * Without a usable device: "no CUDA device: skipped", exit 77, before MPI. */
-#include "backend.h"
-#include "comm_nccl.h"
+#include "backend/backend.h"
+#include "comm/comm_nccl.h"
 #include "common.h"
 #include "test_util.h"
 

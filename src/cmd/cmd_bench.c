@@ -1,7 +1,7 @@
 /* cmd_bench.c: `effnet bench` -- full training steps (forward, backward, Adam)
  * on synthetic data, on the CPU or CUDA backend; prints images/s, peak RSS
  * (and peak GPU memory) and, with --profile, where the time goes per op family. */
-#include "cli.h"
+#include "cmd/cli.h"
 #include "common.h"
 #include "context.h"
 #include "rng.h"

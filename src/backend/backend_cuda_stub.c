@@ -1,6 +1,6 @@
 /* backend_cuda_stub.c: the CUDA entry points of backend.h in a build without
  * CUDA (no nvcc at configure time, or -DEFFNET_CUDA=OFF). */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 
 #include <stdio.h>

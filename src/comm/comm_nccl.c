@@ -1,6 +1,6 @@
 /* comm_nccl.c: NCCL gradient all-reduce bootstrapped by MPI (see comm_nccl.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "comm_nccl.h"
+#include "comm/comm_nccl.h"
 #include "common.h"
 
 #include "cuda_ops.h" /* CUDA_CHECK */

@@ -13,7 +13,7 @@
  * shape is an error that names the file (and the tensor), never a crash. */
 #define _POSIX_C_SOURCE 200809L
 #include "checkpoint.h"
-#include "cli.h"
+#include "cmd/cli.h"
 #include "common.h"
 #include "h5io.h"
 #include "model.h"

@@ -5,7 +5,7 @@
  *
  * Scalars the host needs (the loss, the gradient sum of squares) come back
  * through pinned memory and a stream synchronisation. */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 #include "cuda_ops.h"
 #include "half.h"

@@ -1,6 +1,6 @@
 /* cmd_eval.c: `effnet eval` -- accuracy and loss of a checkpoint on the test split. */
 #include "checkpoint.h"
-#include "cli.h"
+#include "cmd/cli.h"
 #include "common.h"
 #include "context.h"
 #include "data/loader.h"

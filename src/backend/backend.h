@@ -1,6 +1,6 @@
 /* backend.h: the op boundary. The model code calls every op and every memory
- * operation through this table, so a backend (CPU: src/backend_cpu.c, CUDA:
- * src/backend_cuda.c + kernels/) swaps in without touching src/model.c.
+ * operation through this table, so a backend (CPU: src/backend/backend_cpu.c, CUDA:
+ * src/backend/backend_cuda.c + kernels/) swaps in without touching src/model.c.
  * Every entry takes the table itself first (its per-backend state is in
  * be->impl: handles, streams, scratch); the rest of each signature mirrors
  * src/ops/ops.h exactly. All tensor pointers are backend memory. */
@@ -125,7 +125,7 @@ typedef struct EffBackend {
 /* The plain-C CPU backend (BLAS + OpenMP). */
 const EffBackend *eff_backend_cpu(void);
 
-/* The CUDA backend (src/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
+/* The CUDA backend (src/backend/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
  * defined. eff_cuda_device_count() returns 0 when no device is usable (no
  * driver, no GPU, CUDA_VISIBLE_DEVICES empty) -- never an error. create binds
  * the given device on the calling thread. deterministic != 0 selects

@@ -4,7 +4,7 @@
  * Every rank holds the whole model, trains on its slice of each global batch
  * (rank-aware sampler), and gradients are averaged over the contiguous
  * gradient buffer -- CPU: one MPI_Allreduce; CUDA: NCCL buckets launched as
- * backward finishes them (src/comm_nccl.c) -- so every rank takes the
+ * backward finishes them (src/comm/comm_nccl.c) -- so every rank takes the
  * identical optimizer step. fp16 uses dynamic loss scaling (src/amp.h).
  * Rank 0 logs, writes metrics.jsonl and checkpoints. Exit codes:
  *   0 done; 1 error (any rank: MPI_Abort ends all); 3 non-finite loss or
@@ -12,7 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "amp.h"
 #include "checkpoint.h"
-#include "comm_nccl.h"
+#include "comm/comm_nccl.h"
 #include "common.h"
 #include "config.h"
 #include "context.h"

@@ -1,6 +1,6 @@
 /* cmd_info.c: `effnet info` -- model summary (counts, FLOPs, per-stage
  * table); `effnet info --devices` -- the CUDA devices this build can use. */
-#include "cli.h"
+#include "cmd/cli.h"
 #include "common.h"
 #include "context.h"
 

@@ -1,6 +1,6 @@
 /* comm_nccl_stub.c: the comm_nccl.h API in a build without CUDA/NCCL. Only
  * reached if the CUDA backend were selected, which the CUDA stub refuses. */
-#include "comm_nccl.h"
+#include "comm/comm_nccl.h"
 #include "common.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* comm_nccl.h: one GPU per MPI rank, and the gradient all-reduce over NCCL,
- * bootstrapped by MPI (src/comm_nccl.c; src/comm_nccl_stub.c without CUDA).
+ * bootstrapped by MPI (src/comm/comm_nccl.c; src/comm/comm_nccl_stub.c without CUDA).
  *
  *  - eff_comm_select_device: the node-local rank from
  *    MPI_Comm_split_type(MPI_COMM_TYPE_SHARED); device = local_rank % visible
@@ -23,7 +23,7 @@
 #ifndef EFFNET_COMM_NCCL_H
 #define EFFNET_COMM_NCCL_H
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #include <mpi.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* backend_cpu.c: the CPU backend's op table: src/ops/ plus host memory. The
  * table passes itself as the first argument; the CPU ops are stateless, so
  * the wrappers below drop it. */
-#include "backend.h"
+#include "backend/backend.h"
 #include "common.h"
 #include "context.h"
 #include "ops/ops.h"

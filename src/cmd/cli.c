@@ -1,5 +1,5 @@
 /* cli.c: strict option parsing. */
-#include "cli.h"
+#include "cmd/cli.h"
 #include "common.h"
 
 #include <stdio.h>
