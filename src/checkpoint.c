@@ -247,6 +247,11 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     W(&w, eff_h5_attr_write_f64(tg, "last_loss", st->last_loss, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_u64(tg, "seed", st->seed, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_i64(tg, "world_size", st->world_size, w.err, sizeof w.err));
+    if (st->global_batch > 0) { /* 0: not known to the caller (a tool, a test); the attributes are optional */
+        W(&w, eff_h5_attr_write_i64(tg, "batch_per_rank", st->batch_per_rank, w.err, sizeof w.err));
+        W(&w, eff_h5_attr_write_i64(tg, "accum", st->accum, w.err, sizeof w.err));
+        W(&w, eff_h5_attr_write_i64(tg, "global_batch", st->global_batch, w.err, sizeof w.err));
+    }
     W(&w, eff_h5_attr_write_f64(tg, "lr", st->lr, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_f64(tg, "loss_scale", st->loss_scale, w.err, sizeof w.err));
     W(&w, eff_h5_attr_write_i64(tg, "loss_scale_good_steps", st->loss_scale_good_steps, w.err, sizeof w.err));
@@ -593,6 +598,16 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
         EFF_CHECK(ws >= 1 && ws <= INT_MAX, "world_size %lld in checkpoint '%s' is out of range", (long long)ws, path);
         st->world_size = (int)ws;
         eff_h5_attr_read(f, path, g, "lr", H5T_NATIVE_DOUBLE, &st->lr);
+        if (H5Aexists_by_name(f, g, "global_batch", H5P_DEFAULT) > 0) { /* absent before elastic resume: 0 */
+            eff_h5_attr_read(f, path, g, "batch_per_rank", H5T_NATIVE_INT64, &st->batch_per_rank);
+            eff_h5_attr_read(f, path, g, "accum", H5T_NATIVE_INT64, &st->accum);
+            eff_h5_attr_read(f, path, g, "global_batch", H5T_NATIVE_INT64, &st->global_batch);
+            EFF_CHECK(st->batch_per_rank >= 1 && st->accum >= 1 &&
+                      st->global_batch == (int64_t)st->world_size * st->batch_per_rank * st->accum,
+                      "checkpoint '%s': inconsistent batch state (world_size %d x batch_per_rank %lld x accum %lld != "
+                      "global_batch %lld)\nHINT: the file is damaged; use another checkpoint", path, st->world_size,
+                      (long long)st->batch_per_rank, (long long)st->accum, (long long)st->global_batch);
+        }
         if (H5Aexists_by_name(f, g, "loss_scale", H5P_DEFAULT) > 0) { /* absent before the fp16 scaler was saved: 0 */
             eff_h5_attr_read(f, path, g, "loss_scale", H5T_NATIVE_DOUBLE, &st->loss_scale);
             eff_h5_attr_read(f, path, g, "loss_scale_good_steps", H5T_NATIVE_INT64, &st->loss_scale_good_steps);

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Version 1 throughout: attributes added later (the fp16 scaler's, the batch
+ * split of /train) are optional, and a file without them reads as 0 (see
+ * docs/checkpoint-format.md, "Versioning"): no older reader misreads a newer
+ * file, and every older file still loads. */
 #define EFF_CKPT_SCHEMA_VERSION 1
 #define EFF_CKPT_FORMAT "effnet-checkpoint"
 
@@ -23,6 +27,11 @@ typedef struct EffTrainState {
     uint64_t seed;          /* run seed: every RNG stream (sampler, augmentation, dropout) is a pure function of
                                (seed, epoch/step, index), so this plus the counters is the full RNG state */
     int world_size;
+    int64_t batch_per_rank; /* the micro-batch: images per rank per forward (BN statistics and dropout keys) */
+    int64_t accum;          /* micro-batches per optimizer step */
+    int64_t global_batch;   /* world_size x batch_per_rank x accum: the recipe's batch, kept by elastic resume.
+                               All three 0 when loaded from a file written before elastic resume: the
+                               driver then takes batch and accum from the stored config */
     double lr;              /* current learning rate (schedule state is a pure function of global_step; stored
                                for provenance) */
     double loss_scale;      /* fp16 dynamic loss scale (src/amp.h); 0 when the run does not scale (bf16, fp32,
