@@ -20,6 +20,7 @@ typedef struct EffConfig {
     long max_steps;       /* 0: no limit; else stop after this many optimizer steps */
     long batch;           /* images per rank per micro-batch */
     long accum;           /* micro-batches per optimizer step */
+    long max_batch;       /* elastic resume: largest micro-batch that fits (0: the checkpoint's or train.batch) */
     double label_smoothing;
     long seed;
     long threads;         /* 0: leave OpenMP's default */
@@ -51,7 +52,7 @@ typedef struct EffConfig {
     long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
     long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
     /* [comm] */
-    double comm_timeout;  /* NCCL watchdog, seconds */
+    double comm_timeout;  /* MPI and NCCL stall watchdog, seconds */
     double bucket_mb;     /* NCCL gradient bucket size */
     /* [debug] */
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */

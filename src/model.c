@@ -541,6 +541,13 @@ void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float 
                                               beta2, eps, weight_decay, decoupled, m->adam_t));
 }
 
+void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o) {
+    if (!strcmp(o->name, "sgd")) eff_model_sgd_step(m, o->lr, o->momentum, o->weight_decay, o->nesterov);
+    else if (!strcmp(o->name, "adam") || !strcmp(o->name, "adamw"))
+        eff_model_adam_step(m, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, !strcmp(o->name, "adamw"));
+    else EFF_FATAL("optimizer '%s' unknown\nHINT: optim.name is one of adam|adamw|sgd", o->name);
+}
+
 void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
     m->adam_t++;
     TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param, m->grad, m->adam_m, m->ptab.total, lr, momentum, weight_decay,

@@ -131,4 +131,14 @@ void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float 
 /* torch.optim.SGD; the momentum buffer is m->adam_m, m->adam_t counts steps. */
 void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov);
 
+/* The optimizer of a training step, by name (config optim.name): adam, adamw
+ * (decoupled weight decay) or sgd. One call for `effnet train` and `effnet
+ * bench`, so both time the same update. */
+typedef struct EffOptimizer {
+    const char *name;
+    float lr, beta1, beta2, eps, weight_decay, momentum;
+    int nesterov;
+} EffOptimizer;
+void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
+
 #endif

@@ -3,6 +3,7 @@
  * (and peak GPU memory) and, with --profile, where the time goes per op family. */
 #include "cmd/cli.h"
 #include "common.h"
+#include "config.h"
 #include "context.h"
 #include "rng.h"
 
@@ -74,6 +75,13 @@ int cmd_bench(int argc, char **argv) {
         eff_cuda_describe((int)device, gpu, sizeof gpu);
         if (!json) printf("bench: device %ld: %s\n", device, gpu);
     }
+    /* the optimizer `effnet train` runs by default (the seed's Adam, lr 1e-3, weight decay 1e-4) */
+    EffConfig defaults;
+    eff_config_defaults(&defaults);
+    const EffOptimizer opt = {.name = defaults.optimizer, .lr = (float)defaults.lr, .beta1 = (float)defaults.beta1,
+                              .beta2 = (float)defaults.beta2, .eps = (float)defaults.eps,
+                              .weight_decay = (float)defaults.weight_decay, .momentum = (float)defaults.momentum,
+                              .nesterov = (int)defaults.nesterov};
     float loss = 0.0f;
     double t0 = 0.0;
     for (long s = 0; s < warmup + steps; s++) {
@@ -84,7 +92,7 @@ int cmd_bench(int argc, char **argv) {
             t0 = eff_time();
         }
         loss = eff_model_train_step(m, eff_key3(ctx.seed, (uint64_t)s, 0), 1.0f, NULL);
-        eff_model_adam_step(m, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0);
+        eff_model_optimizer_step(m, &opt);
     }
     ctx.be->synchronize(ctx.be);
     const double dt = eff_time() - t0;

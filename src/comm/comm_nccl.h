@@ -24,14 +24,10 @@
 #define EFFNET_COMM_NCCL_H
 
 #include "backend/backend.h"
+#include "comm/comm_mpi.h" /* MPI_CHECK */
 
 #include <mpi.h>
 #include <stddef.h>
-
-/* Check an MPI call: on failure, name the call and MPI's error string and
- * exit through EFF_FATAL (whose abort hook ends every rank). */
-#define MPI_CHECK(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { char s_[MPI_MAX_ERROR_STRING]; int l_ = 0; \
-    MPI_Error_string(rc_, s_, &l_); EFF_FATAL("%s failed: %s", #call, s_); } } while (0)
 
 typedef struct EffComm EffComm;
 

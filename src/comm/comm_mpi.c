@@ -1,0 +1,211 @@
+/* comm_mpi.c: MPI collectives under a stall watchdog (see comm_mpi.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "comm/comm_mpi.h"
+
+#include <limits.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { HOST_LEN = 64, WHAT_LEN = 48, TAG_QUERY = 1, TAG_REPLY = 2 };
+
+/* A rank's answer to "where are you?": the collective it is waiting in. */
+typedef struct {
+    long long seq;
+    double waited_s;
+    char what[WHAT_LEN];
+} Where;
+
+struct EffMpi {
+    MPI_Comm comm, side; /* side: a dup of comm for the watchdog's queries and replies */
+    int rank, size;
+    double timeout_s;
+    long long seq;       /* number of the collective being waited for (1-based) */
+    const char *what;    /* its name, NULL when not waiting */
+    double t_start;      /* when the wait began */
+    char *hosts;         /* size x HOST_LEN */
+    Where *replies;      /* per asking rank: the send buffer of this rank's answer (valid after the Isend) */
+};
+
+EffMpi *eff_mpi_create(MPI_Comm comm, double timeout_s) {
+    EFF_CHECK(timeout_s > 0, "comm.timeout_s must be > 0 (got %g)", timeout_s);
+    EffMpi *w = eff_calloc(1, sizeof *w, "MPI watchdog");
+    w->comm = comm;
+    w->timeout_s = timeout_s;
+    MPI_CHECK(MPI_Comm_rank(comm, &w->rank));
+    MPI_CHECK(MPI_Comm_size(comm, &w->size));
+    MPI_CHECK(MPI_Comm_dup(comm, &w->side));
+    char me[HOST_LEN] = {0};
+    if (gethostname(me, sizeof me - 1) != 0) snprintf(me, sizeof me, "?");
+    w->hosts = eff_calloc((size_t)w->size, HOST_LEN, "host names");
+    w->replies = eff_calloc((size_t)w->size, sizeof(Where), "watchdog answers");
+    MPI_CHECK(MPI_Allgather(me, HOST_LEN, MPI_CHAR, w->hosts, HOST_LEN, MPI_CHAR, comm));
+    return w;
+}
+
+void eff_mpi_destroy(EffMpi *w) {
+    if (!w) return;
+    MPI_CHECK(MPI_Comm_free(&w->side));
+    eff_free(w->hosts);
+    eff_free(w->replies);
+    eff_free(w);
+}
+
+int eff_mpi_rank(const EffMpi *w) { return w->rank; }
+int eff_mpi_size(const EffMpi *w) { return w->size; }
+const char *eff_mpi_host(const EffMpi *w, int rank) { return w->hosts + (size_t)rank * HOST_LEN; }
+long long eff_mpi_seq(const EffMpi *w) { return w->seq; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Answer every pending "where are you?" with the collective this rank waits in. */
+static void answer_queries(EffMpi *w) {
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_QUERY, w->side, &flag, &st));
+        if (!flag) return;
+        long long their_seq;
+        MPI_CHECK(MPI_Recv(&their_seq, 1, MPI_LONG_LONG, st.MPI_SOURCE, TAG_QUERY, w->side, MPI_STATUS_IGNORE));
+        Where *a = &w->replies[st.MPI_SOURCE];
+        a->seq = w->seq;
+        a->waited_s = now_s() - w->t_start;
+        snprintf(a->what, WHAT_LEN, "%s", w->what ? w->what : "-");
+        /* fire and forget: the job aborts soon after a query */
+        MPI_Request r;
+        MPI_CHECK(MPI_Isend(a, (int)sizeof *a, MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, w->side, &r));
+        MPI_CHECK(MPI_Request_free(&r));
+    }
+}
+
+/* Ask every other rank where it is; collect answers for `grace` seconds (or
+ * until all answered). answered[r] = 1 and where[r] filled for those that did. */
+static int collect_answers(EffMpi *w, double grace, int *answered, Where *where) {
+    for (int r = 0; r < w->size; r++) {
+        if (r == w->rank) continue;
+        MPI_Request q;
+        MPI_CHECK(MPI_Isend(&w->seq, 1, MPI_LONG_LONG, r, TAG_QUERY, w->side, &q));
+        MPI_CHECK(MPI_Request_free(&q));
+    }
+    int got = 0;
+    const double t0 = now_s();
+    while (got < w->size - 1 && now_s() - t0 < grace) {
+        answer_queries(w);
+        int flag = 0;
+        MPI_Status st;
+        MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_REPLY, w->side, &flag, &st));
+        if (!flag) { nanosleep(&(struct timespec){0, 1000000L}, NULL); continue; }
+        Where a;
+        MPI_CHECK(MPI_Recv(&a, (int)sizeof a, MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, w->side, MPI_STATUS_IGNORE));
+        if (!answered[st.MPI_SOURCE]) got++;
+        answered[st.MPI_SOURCE] = 1;
+        where[st.MPI_SOURCE] = a;
+    }
+    return got;
+}
+
+static void append(char *buf, size_t cap, const char *fmt, ...) EFF_PRINTF(3, 4);
+static void append(char *buf, size_t cap, const char *fmt, ...) {
+    size_t n = strlen(buf);
+    if (n + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+/* The wait passed timeout_s: find who did not arrive, report, abort the job. */
+static void stall(EffMpi *w) {
+    const double grace = w->timeout_s < 10 ? 2.0 : 5.0;
+    int *answered = eff_calloc((size_t)w->size, sizeof(int), "watchdog replies");
+    Where *where = eff_calloc((size_t)w->size, sizeof(Where), "watchdog replies");
+    answered[w->rank] = 1;
+    where[w->rank] = (Where){.seq = w->seq, .waited_s = now_s() - w->t_start};
+    collect_answers(w, grace, answered, where);
+    int reporter = w->rank; /* the lowest rank that is waiting too reports; the others back it up */
+    for (int r = 0; r < w->size; r++)
+        if (answered[r] && where[r].seq == w->seq) { reporter = r; break; }
+    if (reporter != w->rank) { /* give the reporter time to abort the job; then report too */
+        const double t0 = now_s();
+        while (now_s() - t0 < grace) { answer_queries(w); nanosleep(&(struct timespec){0, 10000000L}, NULL); }
+    }
+    char msg[4096] = "";
+    append(msg, sizeof msg, "effnet: error: comm stall: %s (collective #%lld) waited %.1f s on rank %d (%s), past "
+           "comm.timeout_s = %g.\n  did not arrive (no answer within %.0f s: stopped, dead, unreachable, or busy "
+           "outside any collective):", w->what, w->seq, now_s() - w->t_start, w->rank, eff_mpi_host(w, w->rank),
+           w->timeout_s, grace);
+    int silent = 0;
+    for (int r = 0; r < w->size; r++)
+        if (!answered[r]) append(msg, sizeof msg, "%s rank %d (host %s)", silent++ ? "," : "", r, eff_mpi_host(w, r));
+    if (!silent) append(msg, sizeof msg, " none");
+    for (int r = 0; r < w->size; r++)
+        if (answered[r] && where[r].seq != w->seq)
+            append(msg, sizeof msg, "\n  rank %d (host %s) waits in a different collective: %s (#%lld) for %.1f s "
+                   "(a mismatch: the ranks run different code paths)", r, eff_mpi_host(w, r), where[r].what,
+                   where[r].seq, where[r].waited_s);
+    append(msg, sizeof msg, "\nHINT: check the named ranks' node (dmesg, the node's network link, a stopped "
+           "process); raise comm.timeout_s if a step or a checkpoint legitimately takes longer; resume from the last "
+           "checkpoint (docs/training.md)\n");
+    fputs(msg, stderr);
+    fflush(stderr);
+    fflush(stdout);
+    MPI_Abort(w->comm, EFF_EXIT_STALL);
+    _exit(EFF_EXIT_STALL); /* not reached */
+}
+
+void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what) {
+    w->seq++;
+    w->what = what;
+    w->t_start = now_s();
+    /* spin (MPI progresses inside MPI_Test) for the first 50 ms, then poll every 0.2 ms */
+    for (long polls = 0;; polls++) {
+        int done = 0;
+        MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        if ((polls & 63) == 0) {
+            answer_queries(w);
+            const double waited = now_s() - w->t_start;
+            if (waited > w->timeout_s) stall(w);
+            if (waited > 0.05) nanosleep(&(struct timespec){0, 200000L}, NULL);
+            else sched_yield();
+        }
+    }
+    w->what = NULL;
+}
+
+static int as_int(size_t count, const char *what) {
+    EFF_CHECK(count <= INT_MAX, "%s: %zu elements exceed MPI's int count", what, count);
+    return (int)count;
+}
+
+void eff_mpi_allreduce(EffMpi *w, void *buf, size_t count, MPI_Datatype type, MPI_Op op, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, as_int(count, what), type, op, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
+void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int root, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Ibcast(buf, as_int(count, what), type, root, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
+void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Iallgather(send, as_int(count, what), type, recv, as_int(count, what), type, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
+void eff_mpi_barrier(EffMpi *w, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Ibarrier(w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}

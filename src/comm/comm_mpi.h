@@ -1,0 +1,56 @@
+/* comm_mpi.h: MPI collectives under a stall watchdog (src/comm/comm_mpi.c).
+ *
+ * A blocking MPI_Allreduce waits forever when one rank stops taking part
+ * (kill -STOP, a deadlock, a dead link TCP has not noticed). Every collective
+ * of the training loop therefore goes through EffMpi: it is started
+ * non-blocking (MPI_Iallreduce, MPI_Ibcast, ...) and waited for by polling,
+ * with the collective's sequence number and a name ("gradient all-reduce").
+ *
+ * Past comm.timeout_s the waiting rank asks every other rank, on a side
+ * communicator (a dup of the world), where it is. A rank that is itself
+ * waiting in a collective answers at once with that collective's number and
+ * name; a stopped, dead or unreachable rank cannot. After a short grace
+ * period (the replies' round trip plus a margin) the waiting rank prints one
+ * error naming the collective, the ranks and hosts that did not answer, and
+ * any rank waiting in a different collective (a mismatch: a deadlock), then
+ * calls MPI_Abort with EFF_EXIT_STALL so the job ends with a non-zero exit
+ * that mpirun, srun and Slurm see. Hostnames are gathered once at creation,
+ * so a silent rank's host is known without asking it.
+ *
+ * Not thread-safe: one thread per process calls these (MPI_THREAD_FUNNELED). */
+#ifndef EFFNET_COMM_MPI_H
+#define EFFNET_COMM_MPI_H
+
+#include "common.h"
+
+#include <mpi.h>
+#include <stddef.h>
+
+/* Check an MPI call: on failure, name the call and MPI's error string and
+ * exit through EFF_FATAL (whose abort hook ends every rank). */
+#define MPI_CHECK(call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) { char s_[MPI_MAX_ERROR_STRING]; int l_ = 0; \
+    MPI_Error_string(rc_, s_, &l_); EFF_FATAL("%s failed: %s", #call, s_); } } while (0)
+
+enum { EFF_EXIT_STALL = 4 }; /* a collective stalled past comm.timeout_s */
+
+typedef struct EffMpi EffMpi;
+
+/* Collective over comm: duplicates it for the side channel and gathers every
+ * rank's hostname. timeout_s > 0. */
+EffMpi *eff_mpi_create(MPI_Comm comm, double timeout_s);
+void eff_mpi_destroy(EffMpi *w);
+int eff_mpi_rank(const EffMpi *w);
+int eff_mpi_size(const EffMpi *w);
+const char *eff_mpi_host(const EffMpi *w, int rank);
+/* Collectives started so far (the next one's number minus 1). */
+long long eff_mpi_seq(const EffMpi *w);
+
+/* Wait for a started request under the watchdog; `what` names it in errors. */
+void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what);
+/* The blocking collectives of the training loop, each under the watchdog. */
+void eff_mpi_allreduce(EffMpi *w, void *buf, size_t count, MPI_Datatype type, MPI_Op op, const char *what);
+void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int root, const char *what);
+void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what);
+void eff_mpi_barrier(EffMpi *w, const char *what);
+
+#endif

@@ -1,0 +1,197 @@
+/* epoch.c: what `effnet train` does around the steps -- the seed's log lines
+ * and metrics.jsonl, evaluation, best/last/keep checkpoints, the timing
+ * summary and the teardown. Rank 0 logs and writes; collectives go through
+ * the watchdog (T->mpi). */
+#define _POSIX_C_SOURCE 200809L
+#include "train/trainer.h"
+
+#include "common.h"
+#include "evaluate.h"
+#ifdef EFFNET_HAVE_CUDA
+#include "augment_cuda.h"
+#endif
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef EFFNET_VERSION
+#define EFFNET_VERSION "unknown"
+#endif
+#ifndef EFFNET_GIT_COMMIT
+#define EFFNET_GIT_COMMIT "unknown"
+#endif
+
+void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) {
+    if (T->rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+void eff_trainer_metrics(EffTrainer *T, const char *fmt, ...) {
+    if (T->rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    EFF_CHECK(vfprintf(T->metrics, fmt, ap) >= 0 && fflush(T->metrics) == 0, "writing %s/metrics.jsonl failed: %s",
+              T->cfg.output_dir, strerror(errno));
+    va_end(ap);
+}
+
+/* The seed's "Train Epoch" line every output.log_interval steps and at the
+ * epoch's end, with throughput; a "train" row in metrics.jsonl. */
+void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
+    const EffConfig *c = &T->cfg;
+    const long gb = (long)T->world * c->batch * c->accum;
+    T->window_steps++;
+    T->window_loss += r->loss;
+    T->epoch_loss += r->loss * (double)gb;
+    T->epoch_samples += gb;
+    if (T->st.global_step % c->log_interval != 0 && T->st.step_in_epoch != T->steps_per_epoch) return;
+    const double dt = eff_time() - T->window_t0, ips = (double)T->window_steps * gb / dt;
+    const double avg = T->epoch_loss / (double)T->epoch_samples, step_ms = 1e3 * dt / (double)T->window_steps;
+    eff_trainer_log(T, "Train Epoch: %lld [%lld/%lld (%.0f%%)]\tAVG_Loss: %.6f\t%.1f img/s (%.1f per rank), step %.1f "
+                    "ms, lr %.3g\n", (long long)T->st.epoch, (long long)(T->st.step_in_epoch * gb), (long long)T->train.n,
+                    100.0 * (double)T->st.step_in_epoch / (double)T->steps_per_epoch, avg, ips, ips / T->world, step_ms,
+                    r->lr);
+    eff_trainer_metrics(T, "{\"type\": \"train\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"avg_loss\": %.6f, "
+                        "\"lr\": %.6g, \"grad_norm\": %.6g, \"img_per_s\": %.2f, \"img_per_s_per_rank\": %.2f, "
+                        "\"step_ms\": %.2f, \"ranks\": %d}\n", (long long)T->st.epoch, (long long)T->st.global_step,
+                        T->window_loss / (double)T->window_steps, avg, r->lr, sqrt(r->gnorm2), ips, ips / T->world,
+                        step_ms, T->world);
+    T->window_t0 = eff_time();
+    T->window_steps = 0;
+    T->window_loss = 0;
+}
+
+void eff_trainer_checkpoint(EffTrainer *T, const char *name) {
+    eff_trainer_check_identical(T, "checkpoint");
+    if (T->rank != 0) return;
+    char path[1300], mpi_ver[MPI_MAX_LIBRARY_VERSION_STRING], world[16];
+    int len = 0;
+    MPI_Get_library_version(mpi_ver, &len);
+    char *nl = strchr(mpi_ver, '\n');
+    if (nl) *nl = '\0';
+    snprintf(world, sizeof world, "%d", T->world);
+    const char *keys[] = {"effnet_version", "git_commit", "world_size", "mpi_library", "backend", "hosts"};
+    const char *vals[] = {EFFNET_VERSION, EFFNET_GIT_COMMIT, world, mpi_ver, T->ctx.be->name, T->hosts};
+    snprintf(path, sizeof path, "%s/%s", T->cfg.output_dir, name);
+    T->st.loss_scale = T->scaler.enabled ? T->scaler.scale : 0.0; /* fp16: the scaler resumes where it was */
+    T->st.loss_scale_good_steps = T->scaler.enabled ? T->scaler.good_steps : 0;
+    T->st.loss_scale_skipped = T->scaler.enabled ? T->scaler.skipped : 0;
+    eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
+    printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld)\n", path,
+           (long long)T->st.global_step, (long long)T->st.epoch, (long long)T->st.step_in_epoch);
+    fflush(stdout);
+}
+
+/* Keep only the newest `keep` epoch-NNNN.h5 files (0: all). */
+static void prune_epoch_checkpoints(EffTrainer *T, int64_t epoch) {
+    if (T->rank != 0 || T->cfg.keep <= 0 || T->cfg.keep_every <= 0) return;
+    int64_t old = epoch - T->cfg.keep * T->cfg.keep_every;
+    if (old < 1) return;
+    char path[1300];
+    snprintf(path, sizeof path, "%s/epoch-%04lld.h5", T->cfg.output_dir, (long long)old);
+    if (unlink(path) == 0) printf("checkpoint: removed %s (output.keep = %ld)\n", path, T->cfg.keep);
+}
+
+static double evaluate(EffTrainer *T, int64_t epoch, double *loss_out) {
+    EffEvalSums s = {0, 0, 0};
+    double t0 = eff_time();
+    eff_evaluate(&T->ctx.model, T->el, T->eval_steps, &s);
+    double v[3] = {s.loss_sum, s.correct, s.total};
+    eff_mpi_allreduce(T->mpi, v, 3, MPI_DOUBLE, MPI_SUM, "evaluation all-reduce");
+    double loss = v[0] / v[2], acc = 100.0 * v[1] / v[2];
+    eff_trainer_log(T, "\nTest set: Average loss: %.4f, Accuracy: %.0f/%.0f (%.2f%%)\n\n", loss, v[1], v[2], acc);
+    eff_trainer_metrics(T, "{\"type\": \"eval\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"accuracy\": %.4f, "
+                        "\"correct\": %.0f, \"total\": %.0f, \"eval_s\": %.3f}\n", (long long)epoch,
+                        (long long)T->st.global_step, loss, acc, v[1], v[2], eff_time() - t0);
+    *loss_out = loss;
+    return acc;
+}
+
+/* After the steps of `epoch` (all of them, or the run stopped early): move
+ * to the next epoch, evaluate, and write best/last/epoch-NNNN checkpoints. */
+void eff_trainer_end_epoch(EffTrainer *T, int64_t epoch, int epoch_done) {
+    const EffConfig *c = &T->cfg;
+    if (epoch_done) {
+        T->st.epoch++;
+        T->st.step_in_epoch = 0;
+        T->epoch_loss = 0;
+        T->epoch_samples = 0;
+    }
+    const int last = T->finished || T->st.epoch > c->epochs;
+    if ((epoch_done && epoch % c->eval_interval == 0) || last) {
+        double loss;
+        const double acc = evaluate(T, epoch, &loss);
+        T->st.last_acc = acc;
+        T->st.last_loss = loss;
+        if (acc > T->st.best_acc) {
+            T->st.best_acc = acc;
+            T->st.best_epoch = epoch;
+            eff_trainer_checkpoint(T, "best.h5");
+        }
+    }
+    if ((epoch_done && epoch % c->checkpoint_interval == 0) || last) eff_trainer_checkpoint(T, "last.h5");
+    if (epoch_done && c->keep_every > 0 && epoch % c->keep_every == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "epoch-%04lld.h5", (long long)epoch);
+        eff_trainer_checkpoint(T, name);
+        prune_epoch_checkpoints(T, epoch);
+    }
+}
+
+static void timing_summary(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    const EffStepTimes *t = &T->times;
+    const EffModel *m = &T->ctx.model;
+    if (t->steps == 0) return;
+    /* rank 0's view; img/s counts only the timed training steps */
+    const double n = (double)t->steps, gb = (double)T->world * c->batch * c->accum;
+    const double step_s = (t->compute + t->wait + t->allreduce + t->optim) / n;
+    const double bytes = T->world > 1 ? (double)(m->ptab.total + m->btab.total) * sizeof(float) + 2 * sizeof(double)
+                                      : 2 * sizeof(double);
+    eff_trainer_log(T, "timing: %lld steps, %.1f ms/step = compute %.1f + wait %.1f + all-reduce %.1f + optimizer %.1f "
+                    "ms; %.1f img/s (%.1f per rank); %.1f MB all-reduced per step\n", (long long)t->steps,
+                    1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n, 1e3 * t->optim / n,
+                    gb / step_s, gb / step_s / T->world, bytes / 1e6);
+    if (m->use_graph && T->comm)
+        eff_trainer_log(T, "timing: CUDA graph: the gradient all-reduce runs inside each replay and is counted in "
+                        "compute; the all-reduce figure is the BN statistics and loss reductions only\n");
+    eff_trainer_metrics(T, "{\"type\": \"summary\", \"model\": \"%s\", \"resolution\": %d, \"ranks\": %d, "
+                        "\"threads_per_rank\": %ld, \"batch_per_rank\": %ld, \"accum\": %ld, \"global_batch\": %.0f, "
+                        "\"steps\": %lld, \"step_ms\": %.3f, \"compute_ms\": %.3f, \"wait_ms\": %.3f, \"allreduce_ms\": "
+                        "%.3f, \"optimizer_ms\": %.3f, \"img_per_s\": %.3f, \"img_per_s_per_rank\": %.3f, "
+                        "\"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s, \"cuda_graph\": %s}\n",
+                        m->spec.name, T->R, T->world, c->threads, c->batch, c->accum, gb, (long long)t->steps,
+                        1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n,
+                        1e3 * t->optim / n, gb / step_s, gb / step_s / T->world, bytes,
+                        c->comm_timing ? "true" : "false", m->use_graph ? "true" : "false");
+}
+
+void eff_trainer_finish(EffTrainer *T) {
+    if (!T->exit_code)
+        eff_trainer_log(T, "Best Epoch: %lld   Best Accuracy: %.2f%%\n", (long long)T->st.best_epoch, T->st.best_acc);
+    timing_summary(T);
+    eff_loader_close(T->tl);
+    eff_loader_close(T->el);
+#ifdef EFFNET_HAVE_CUDA
+    eff_gpu_aug_destroy(T->gaug);
+#endif
+    eff_dataset_free(&T->train);
+    eff_dataset_free(&T->test);
+    eff_model_destroy(&T->ctx.model);
+    eff_comm_destroy(T->comm);
+    eff_backend_cuda_destroy(T->cuda);
+    eff_mpi_destroy(T->mpi);
+    eff_free(T->config_ini);
+    eff_free(T->hosts);
+    eff_free(T->bn_start);
+    eff_free(T->bn_sum);
+    if (T->metrics) eff_fclose(T->metrics, "metrics.jsonl");
+}

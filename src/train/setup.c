@@ -1,0 +1,334 @@
+/* setup.c: everything before the first step of `effnet train` -- backend,
+ * data, model, the resume (with its batch split), an identical start on
+ * every rank, the communicators, the loaders, the signal handlers. */
+#define _POSIX_C_SOURCE 200809L
+#include "train/trainer.h"
+
+#include "common.h"
+#include "data/sampler.h"
+#include "train/elastic.h"
+#ifdef EFFNET_HAVE_CUDA
+#include "augment_cuda.h"
+#endif
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef EFFNET_VERSION
+#define EFFNET_VERSION "unknown"
+#endif
+#ifndef EFFNET_GIT_COMMIT
+#define EFFNET_GIT_COMMIT "unknown"
+#endif
+
+static uint64_t fnv1a(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Every rank must hold bit-identical parameters; checked at start-up and
+ * before every checkpoint. */
+void eff_trainer_check_identical(EffTrainer *T, const char *when) {
+    EffModel *m = &T->ctx.model;
+    size_t bytes = m->ptab.total * sizeof(float);
+    float *host = eff_malloc(bytes, "parameter copy");
+    m->be->download(m->be, host, m->param, bytes);
+    unsigned long long h = fnv1a(host, bytes), *all = eff_malloc(sizeof(unsigned long long) * (size_t)T->world, "hashes");
+    eff_free(host);
+    eff_mpi_allgather(T->mpi, &h, all, 1, MPI_UNSIGNED_LONG_LONG, "parameter hash all-gather");
+    for (int r = 1; r < T->world; r++)
+        EFF_CHECK(all[r] == all[0], "%s: parameters on rank %d differ from rank 0 (hash %016llx vs %016llx)", when, r, all[r], all[0]);
+    if (T->world > 1) eff_trainer_log(T, "%s: parameters identical on all %d ranks (hash %016llx)\n", when, T->world, all[0]);
+    eff_free(all);
+}
+
+/* MPI_Bcast from rank 0 of a backend buffer (staged through the host, so it
+ * works for device memory without a CUDA-aware MPI). */
+static void bcast_floats(EffTrainer *T, float *buf, size_t n, const char *what) {
+    const EffBackend *be = T->ctx.be;
+    float *host = eff_malloc(n * sizeof(float), "broadcast staging");
+    be->download(be, host, buf, n * sizeof(float));
+    eff_mpi_bcast(T->mpi, host, n, MPI_FLOAT, 0, what);
+    be->upload(be, buf, host, n * sizeof(float));
+    be->synchronize(be);
+    eff_free(host);
+}
+
+/* train.backend: auto picks cuda when this build has CUDA and EVERY rank sees
+ * a GPU (agreed with an all-reduce, so ranks never mix backends). */
+static void select_backend(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    int have = eff_cuda_available() && eff_cuda_device_count() > 0, all = have;
+    eff_mpi_allreduce(T->mpi, &all, 1, MPI_INT, MPI_MIN, "backend agreement");
+    const int cuda = !strcmp(c->backend, "cuda") || (!strcmp(c->backend, "auto") && all);
+    if (!strcmp(c->backend, "cuda"))
+        EFF_CHECK(have, "rank %d: train.backend = cuda, but %s\nHINT: run on GPU nodes or set train.backend = cpu",
+                  T->rank, eff_cuda_available() ? "no CUDA device is usable here" : "this effnet was built without CUDA");
+    if (!cuda) {
+        T->ctx.be = eff_backend_cpu();
+        eff_scaler_init(&T->scaler, 0);
+        return;
+    }
+    const int device = eff_comm_select_device(MPI_COMM_WORLD, 1);
+    const int prec = eff_precision_parse(c->precision);
+    T->cuda = eff_backend_cuda_create(device, (EffPrecision)prec, (int)c->deterministic);
+    T->ctx.be = T->cuda;
+    eff_scaler_init(&T->scaler, prec == EFF_PREC_FP16);
+}
+
+static void load_split(EffTrainer *T, const char *split, eff_dataset *ds, long subset) {
+    char index[1100], err[1024];
+    snprintf(index, sizeof index, "%s/%s", T->cfg.data_dir, EFF_SHARD_INDEX_NAME);
+    EFF_CHECK(eff_dataset_load(index, split, 0, ds, err, sizeof err) == 0, "data: %s\nHINT: convert CIFAR-10 with "
+              "'cifar10-to-h5 --input DIR --output %s --shards N' or set data.dir", err, T->cfg.data_dir);
+    if (subset > 0 && subset < ds->n) ds->n = subset;
+}
+
+/* Every rank's hostname, comma-separated in rank order (checkpoint provenance). */
+static void gather_hosts(EffTrainer *T) {
+    size_t cap = 1;
+    for (int r = 0; r < T->world; r++) cap += strlen(eff_mpi_host(T->mpi, r)) + 1;
+    T->hosts = eff_calloc(cap, 1, "host list");
+    for (int r = 0; r < T->world; r++) {
+        if (r) strcat(T->hosts, ",");
+        strcat(T->hosts, eff_mpi_host(T->mpi, r));
+    }
+}
+
+/* The batch split of the run that wrote the checkpoint: stored in /train
+ * since elastic resume, else taken from the config stored in the file. */
+static void checkpoint_split(const char *path, const EffTrainState *st, const char *stored_ini, long *batch, long *accum) {
+    if (st->global_batch > 0) {
+        *batch = (long)st->batch_per_rank;
+        *accum = (long)st->accum;
+        return;
+    }
+    EFF_CHECK(stored_ini && stored_ini[0], "checkpoint '%s' has neither the batch split (/train global_batch) nor a "
+              "stored config\nHINT: resume with the world size, train.batch and train.accum it was written with, "
+              "given explicitly with --set", path);
+    char tmp[] = "/tmp/effnet-ckpt-config-XXXXXX", err[1400];
+    int fd = mkstemp(tmp);
+    EFF_CHECK(fd >= 0, "cannot create a temporary file for the stored config: %s", strerror(errno));
+    FILE *f = fdopen(fd, "w");
+    EFF_CHECK(f && fputs(stored_ini, f) >= 0 && fclose(f) == 0, "writing %s failed: %s", tmp, strerror(errno));
+    EffConfig old;
+    eff_config_defaults(&old);
+    const int ok = eff_config_load_file(&old, tmp, err, sizeof err);
+    unlink(tmp);
+    EFF_CHECK(ok, "checkpoint '%s': its stored config does not parse: %s", path, err);
+    *batch = old.batch;
+    *accum = old.accum;
+}
+
+/* The resume's batch split (train/elastic.h): keeps the global batch. */
+static void plan_split(EffTrainer *T, const char *path, const char *stored_ini) {
+    EffConfig *c = &T->cfg;
+    long b0, a0;
+    checkpoint_split(path, &T->st, stored_ini, &b0, &a0);
+    EffBatchPlan p;
+    char err[1400];
+    EFF_CHECK(eff_batch_plan(T->st.world_size, b0, a0, T->world, c->batch, c->accum, T->set_batch, T->set_accum,
+                             c->max_batch, &p, err, sizeof err), "%s", err);
+    if (!T->set_batch && !T->set_accum && (c->batch != p.batch || c->accum != p.accum))
+        eff_trainer_log(T, "resume: the config's train.batch = %ld, train.accum = %ld are not used: a resume keeps the "
+                        "checkpoint's global batch (give --set train.batch=B --set train.accum=A to change it)\n",
+                        c->batch, c->accum);
+    eff_trainer_log(T, "resume: batch split %s\n", p.why);
+    if (p.kind == EFF_SPLIT_RECIPE) {
+        long long skipped = 0;
+        T->st.step_in_epoch = eff_resume_step(T->st.step_in_epoch, p.global_old, p.global_new, &skipped);
+        eff_trainer_log(T, "resume: RECIPE CHANGE: the epoch continues at step %lld of global batch %ld (%lld samples "
+                        "of this epoch skipped to reach a whole step)\n", (long long)T->st.step_in_epoch, p.global_new,
+                        skipped);
+    }
+    c->batch = p.batch;
+    c->accum = p.accum;
+    eff_free(T->config_ini); /* the stored config says what ran */
+    T->config_ini = eff_config_to_ini(c);
+}
+
+static void resume(EffTrainer *T, const char *resume_arg) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    char path[1300], *stored = NULL;
+    if (!resume_arg[0]) snprintf(path, sizeof path, "%s/last.h5", c->output_dir);
+    else snprintf(path, sizeof path, "%s", resume_arg);
+    eff_checkpoint_load(path, m, 1, &T->st, &stored);
+    EFF_CHECK(!T->st.optimizer[0] || !strcmp(T->st.optimizer, c->optimizer), "checkpoint '%s' was written with "
+              "optimizer '%s', config optim.name is '%s'\nHINT: resume with the same optimizer", path, T->st.optimizer,
+              c->optimizer);
+    EFF_CHECK(T->st.seed == T->ctx.seed, "checkpoint '%s' has seed %llu, config train.seed is %ld", path,
+              (unsigned long long)T->st.seed, c->seed);
+    plan_split(T, path, stored);
+    eff_free(stored);
+    eff_trainer_log(T, "resume: %s at epoch %lld, step %lld of the epoch, global step %lld\n", path,
+                    (long long)T->st.epoch, (long long)T->st.step_in_epoch, (long long)T->st.global_step);
+    if (T->scaler.enabled && T->st.loss_scale > 0) {
+        T->scaler.scale = T->st.loss_scale;
+        T->scaler.good_steps = (long)T->st.loss_scale_good_steps;
+        T->scaler.skipped = (long)T->st.loss_scale_skipped;
+        eff_trainer_log(T, "resume: fp16 loss scale %g (%ld finite steps since its last change, %ld skipped so far)\n",
+                        T->scaler.scale, T->scaler.good_steps, T->scaler.skipped);
+    } else if (T->scaler.enabled) {
+        eff_trainer_log(T, "resume: the checkpoint has no fp16 loss-scaler state (written by a bf16/fp32/CPU run or an "
+                        "older effnet): the scale starts at %g\n", T->scaler.scale);
+    }
+}
+
+static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    eff_model_create(m, T->ctx.be, spec, (int)c->classes);
+    if (c->dropout >= 0) eff_model_set_dropout(m, c->dropout);
+    m->label_smoothing = (float)c->label_smoothing;
+    eff_model_init_weights(m, T->ctx.seed);
+    T->st = (EffTrainState){.epoch = 1, .step_in_epoch = 0, .global_step = 0, .best_epoch = 0, .best_acc = -1,
+                            .last_acc = -1, .last_loss = NAN, .seed = T->ctx.seed, .lr = c->lr};
+    if (resume_arg) resume(T, resume_arg);
+    T->st.world_size = T->world;
+    T->st.batch_per_rank = c->batch;
+    T->st.accum = c->accum;
+    T->st.global_batch = (int64_t)T->world * c->batch * c->accum;
+    eff_model_alloc_acts(m, (int)c->batch, T->R);
+}
+
+static void open_output(EffTrainer *T, int appending) {
+    const EffConfig *c = &T->cfg;
+    if (T->rank == 0) {
+        char path[1200];
+        EFF_CHECK(eff_mkdir_p(c->output_dir) == 0, "cannot create output.dir '%s': %s", c->output_dir, strerror(errno));
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+        T->metrics = eff_fopen(path, appending ? "a" : "w");
+    }
+    eff_mpi_barrier(T->mpi, "output directory barrier");
+}
+
+/* Identical start on every rank: broadcast rank 0's state, then verify. */
+static void start_identical(EffTrainer *T) {
+    EffModel *m = &T->ctx.model;
+    const EffConfig *c = &T->cfg;
+    bcast_floats(T, m->param, m->ptab.total, "parameter broadcast");
+    bcast_floats(T, m->bufs, m->btab.total, "BN statistics broadcast");
+    eff_trainer_check_identical(T, "start");
+    if (T->cuda && T->world > 1) {
+        T->comm = eff_comm_create(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout);
+        eff_trainer_log(T, "comm: NCCL all-reduce (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
+                        "watchdog %.0f s\n", eff_comm_buckets(T->comm), c->bucket_mb, c->comm_timeout);
+    }
+    if (c->accum > 1) {
+        T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");
+        T->bn_sum = eff_malloc(2 * m->btab.total * sizeof(float), "BN statistics sum over micro-batches");
+    }
+}
+
+/* The step's execution mode: CUDA graph or eager; GPU-resident augmentation. */
+static void choose_step_mode(EffTrainer *T, eff_loader_config *lc) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    const int graph_ok = T->cuda && c->accum == 1;
+    EFF_CHECK(graph_ok || strcmp(c->cuda_graph, "on") != 0, "train.cuda_graph = on needs the CUDA backend and "
+              "train.accum = 1 (this run: backend %s, accum %ld)\nHINT: set train.cuda_graph = auto", T->ctx.be->name,
+              c->accum);
+    m->use_graph = graph_ok && strcmp(c->cuda_graph, "off") != 0;
+    if (T->cuda)
+        eff_trainer_log(T, "step: %s\n", m->use_graph ? "captured in a CUDA graph after one eager step, then replayed"
+                                                      : "eager (train.cuda_graph off, or train.accum > 1)");
+    EFF_CHECK(T->cuda || strcmp(c->gpu_augment, "on") != 0, "data.gpu_augment = on needs the CUDA backend (this run "
+              "uses %s)\nHINT: set data.gpu_augment = auto", T->ctx.be->name);
+    if (!T->cuda || !strcmp(c->gpu_augment, "off")) return;
+#ifdef EFFNET_HAVE_CUDA
+    /* the loader's sampler and labels; the kernel draws the same (seed, epoch, index) parameters */
+    lc->indices_only = 1;
+    T->gaug = eff_gpu_aug_create(&lc->aug, T->train.images, T->train.n, T->train.height, T->train.width,
+                                 eff_cuda_stream(T->ctx.be));
+    eff_trainer_log(T, "data: %lld train images resident on the GPU (%.1f MiB uint8), augmented there\n",
+                    (long long)T->train.n, (double)T->train.n * T->train.height * T->train.width * 3 / 1048576.0);
+#else
+    (void)lc;
+#endif
+}
+
+static void open_loaders(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    if (T->st.step_in_epoch > 0) { /* a checkpoint taken right after an epoch's last step */
+        eff_sampler probe;
+        eff_sampler_init(&probe, T->train.n, T->rank, T->world, (int)(c->batch * c->accum), T->ctx.seed, 1, 1);
+        if (T->st.step_in_epoch >= probe.steps_per_epoch) { T->st.epoch++; T->st.step_in_epoch = 0; }
+        eff_sampler_free(&probe);
+    }
+    eff_loader_config lc = {.rank = T->rank, .world = T->world, .batch = (int)(c->batch * c->accum), .train = 1,
+                            .seed = T->ctx.seed, .start_epoch = T->st.epoch - 1, .start_step = T->st.step_in_epoch,
+                            .threads = (int)c->loader_threads, .no_augment = !c->augment};
+    eff_aug_config_default(&lc.aug, T->R);
+    choose_step_mode(T, &lc);
+    T->tl = eff_loader_open(&T->train, &lc);
+    T->steps_per_epoch = eff_loader_steps_per_epoch(T->tl);
+    eff_loader_config ec = lc;
+    ec.indices_only = 0;
+    ec.batch = (int)c->batch;
+    ec.train = 0;
+    ec.start_epoch = 0;
+    ec.start_step = 0;
+    T->el = eff_loader_open(&T->test, &ec);
+    T->eval_steps = eff_loader_steps_per_epoch(T->el);
+    T->total_steps = T->steps_per_epoch * c->epochs;
+    if (c->max_steps > 0 && c->max_steps < T->total_steps) T->total_steps = c->max_steps;
+    eff_trainer_log(T, "data: %lld train / %lld test images, %lld steps per epoch, %lld steps planned; model %zu "
+                    "params\n", (long long)T->train.n, (long long)T->test.n, (long long)T->steps_per_epoch,
+                    (long long)T->total_steps, (size_t)T->ctx.model.ptab.total);
+}
+
+/* The one piece of process-global state: a signal handler can only reach a
+ * global. It is read once per step and agreed on by all ranks (step.c). */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void install_signals(EffTrainer *T) {
+    T->stop = &stop_signal;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    EFF_CHECK(sigaction(SIGTERM, &sa, NULL) == 0 && sigaction(SIGUSR1, &sa, NULL) == 0 && sigaction(SIGINT, &sa, NULL) == 0,
+              "installing signal handlers failed: %s", strerror(errno));
+}
+
+void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
+    EffConfig *c = &T->cfg;
+    T->mpi = eff_mpi_create(MPI_COMM_WORLD, c->comm_timeout);
+    T->config_ini = eff_config_to_ini(c);
+    /* Every rank must run the same config (nodes may see different files). */
+    unsigned long long h = fnv1a(T->config_ini, strlen(T->config_ini)), h0 = h;
+    eff_mpi_bcast(T->mpi, &h0, 1, MPI_UNSIGNED_LONG_LONG, 0, "config hash broadcast");
+    EFF_CHECK(h == h0, "rank %d: config differs from rank 0's\nHINT: give every rank the same --config file and --set "
+              "options", T->rank);
+    gather_hosts(T);
+    EffModelSpec spec;
+    EFF_CHECK(eff_model_spec(c->model, &spec), "model.name '%s' unknown", c->model);
+    T->R = c->resolution ? (int)c->resolution : spec.resolution;
+    select_backend(T);
+    T->ctx.threads = (int)c->threads;
+    T->ctx.seed = (uint64_t)c->seed;
+    eff_set_threads(T->ctx.threads);
+    load_split(T, "train", &T->train, c->train_subset);
+    load_split(T, "test", &T->test, c->test_subset);
+    EFF_CHECK(T->train.num_classes == c->classes, "data has %d classes, model.classes is %ld", T->train.num_classes,
+              c->classes);
+    create_model(T, &spec, resume_arg); /* a resume that cannot keep the global batch fails here, before any write */
+    open_output(T, resume_arg != NULL);
+    eff_trainer_log(T, "effnet %s (%s): %s at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, backend "
+                    "%s (%s), hosts %.300s\n", EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name, T->R, T->R, T->world, c->batch,
+                    c->accum, (long)T->world * c->batch * c->accum, T->ctx.be->name,
+                    eff_precision_name(T->ctx.be->precision), T->hosts);
+    start_identical(T);
+    open_loaders(T);
+    install_signals(T);
+    T->window_t0 = eff_time();
+}

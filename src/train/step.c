@@ -1,0 +1,199 @@
+/* step.c: one optimizer step of `effnet train`:
+ *   micro-batches (forward, backward) -> gradient all-reduce -> BN statistics
+ *   -> loss and stop-flag reduction -> fp16 loss scaler -> optimizer.
+ * Every rank holds the whole model, trains on its slice of the global batch,
+ * and the gradients are averaged so every rank takes the identical step. */
+#define _POSIX_C_SOURCE 200809L
+#include "train/trainer.h"
+
+#include "common.h"
+#include "rng.h"
+#ifdef EFFNET_HAVE_CUDA
+#include "augment_cuda.h"
+#endif
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
+static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
+static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
+
+/* accum > 1: every micro-batch updates the running statistics from the
+ * step's starting values, and the step's result is their mean (then averaged
+ * over the ranks, average_bn_stats). So any ranks x accum split of one global
+ * batch into the same micro-batches gives the same running statistics: with
+ * 2 x 1 and 1 x 2, bit for bit. */
+static void bn_micro_begin(EffTrainer *T, int a) {
+    EffModel *m = &T->ctx.model;
+    const size_t bytes = m->btab.total * sizeof(float);
+    if (T->cfg.accum == 1) return;
+    if (a == 0) m->be->download(m->be, T->bn_start, m->bufs, bytes);
+    else m->be->upload(m->be, m->bufs, T->bn_start, bytes);
+}
+
+static void bn_micro_end(EffTrainer *T, int a) {
+    EffModel *m = &T->ctx.model;
+    const size_t n = m->btab.total;
+    if (T->cfg.accum == 1) return;
+    if (a == 0) {
+        m->be->download(m->be, T->bn_sum, m->bufs, n * sizeof(float));
+        return;
+    }
+    float *micro = T->bn_sum + n; /* staging half of bn_sum */
+    m->be->download(m->be, micro, m->bufs, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) T->bn_sum[i] += micro[i];
+    if (a == T->cfg.accum - 1) m->be->upload(m->be, m->bufs, T->bn_sum, n * sizeof(float)); /* the sum; divided below */
+}
+
+/* The model's BN running statistics := their mean over every micro-batch of
+ * the global batch (an all-reduce next to the gradients'), so every rank holds
+ * the same statistics at all times: evaluation and checkpoints see the
+ * cross-rank average, and a resumed run continues from exactly the state an
+ * uninterrupted run has. */
+static void average_bn_stats(EffTrainer *T) {
+    EffModel *m = &T->ctx.model;
+    const size_t n = m->btab.total;
+    const long accum = T->cfg.accum;
+    if (T->world == 1 && accum == 1) return;
+    if (T->comm) {
+        if (accum > 1) m->be->scale_inplace(m->be, m->bufs, n, 1.0f / (float)accum);
+        eff_comm_allreduce_avg(T->comm, m->bufs, n);
+        return;
+    }
+    float *host = eff_malloc(n * sizeof(float), "BN statistics");
+    m->be->download(m->be, host, m->bufs, n * sizeof(float));
+    if (T->world > 1) eff_mpi_allreduce(T->mpi, host, n, MPI_FLOAT, MPI_SUM, "BN statistics all-reduce");
+    const float parts = (float)(T->world * accum);
+    for (size_t i = 0; i < n; i++) host[i] /= parts;
+    m->be->upload(m->be, m->bufs, host, n * sizeof(float));
+    eff_free(host);
+}
+
+/* Forward and backward over the rank's micro-batches; returns the summed loss. */
+static double micro_batches(EffTrainer *T, const eff_batch *b) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    const size_t img = (size_t)T->R * T->R * 3;
+    const int B = (int)c->batch;
+    if (!m->use_graph) eff_model_zero_grad(m); /* a (graph) train step zeroes its own */
+    /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
+    const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (T->comm ? 1 : T->world);
+    if (T->comm) eff_comm_begin(T->comm, (long)T->st.global_step + 1);
+    const EffStepHooks hooks = {.tail = on_step_tail, .wait = on_step_wait, .arg = T->comm};
+    const int64_t bn_batches = m->bn_batches;
+    double local_loss = 0;
+    for (int a = 0; a < c->accum; a++) {
+        /* dropout key: (seed, step, global micro-batch index), so 2 ranks x 1 and
+         * 1 rank x 2 micro-batches draw the same masks */
+        const uint64_t key = eff_key3(T->ctx.seed, (uint64_t)T->st.global_step, (uint64_t)(T->rank * c->accum + a));
+        if (T->gaug) {
+#ifdef EFFNET_HAVE_CUDA
+            eff_gpu_aug_batch(T->gaug, c->augment ? 1 : 0, b->index + (size_t)a * B, NULL, B, T->ctx.seed,
+                              (uint64_t)(b->epoch), m->x, NULL);
+#endif
+            m->be->upload(m->be, m->labels, b->y + (size_t)a * B, (size_t)B * sizeof(int32_t));
+        } else {
+            eff_model_set_input(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B);
+        }
+        /* on the last micro-batch, buckets start as soon as backward finishes them */
+        m->grad_ready = T->comm && a == c->accum - 1 ? on_grad_ready : NULL;
+        m->grad_ready_arg = T->comm;
+        bn_micro_begin(T, a);
+        float loss;
+        if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
+            loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T->comm ? &hooks : NULL);
+        } else {
+            loss = eff_model_forward_resident(m, 1, 1, key);
+            eff_model_backward(m, (float)(loss_scale / divisor));
+        }
+        bn_micro_end(T, a);
+        if (c->nan_at_step && T->st.global_step + 1 == c->nan_at_step) loss = NAN;
+        local_loss += loss;
+    }
+    m->bn_batches = bn_batches + 1; /* one batch per optimizer step, whatever the split */
+    m->grad_ready = NULL;
+    if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
+    return local_loss;
+}
+
+/* Gradients, BN statistics, then the loss and the stop flag (one small all-reduce). */
+static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
+    EffModel *m = &T->ctx.model;
+    if (T->comm) {
+        if (!m->use_graph) eff_comm_finish(T->comm); /* else the step's tail did */
+        eff_comm_wait(T->comm);
+    } else if (T->world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
+        eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
+    }
+    average_bn_stats(T);
+    double v[2] = {local_loss, *T->stop ? 1.0 : 0.0};
+    eff_mpi_allreduce(T->mpi, v, 2, MPI_DOUBLE, MPI_SUM, "loss and stop-flag all-reduce");
+    r->loss = v[0] / (double)(T->cfg.accum * T->world);
+    r->stop_signal = v[1] > 0;
+}
+
+/* fp16: unscale, or skip the step on Inf/NaN gradients as GradScaler does
+ * (the flag is all-reduced so every rank decides the same). Returns 0 to skip. */
+static int unscale(EffTrainer *T, EffStepResult *r) {
+    EffModel *m = &T->ctx.model;
+    if (!T->scaler.enabled || !isfinite(r->loss)) return 1;
+    int finite = isfinite(r->gnorm2) ? 1 : 0;
+    eff_mpi_allreduce(T->mpi, &finite, 1, MPI_INT, MPI_MIN, "fp16 finiteness all-reduce");
+    const double used = T->scaler.scale;
+    if (!eff_scaler_update(&T->scaler, finite)) {
+        eff_trainer_log(T, "fp16: non-finite gradients at global step %lld with loss scale %g: step skipped, scale now "
+                        "%g\n", (long long)T->st.global_step + 1, used, T->scaler.scale);
+        r->gnorm2 = 0;
+        return 0;
+    }
+    m->be->scale_inplace(m->be, m->grad, m->ptab.total, (float)(1.0 / used));
+    r->gnorm2 /= used * used;
+    return 1;
+}
+
+static double lr_at(const EffConfig *c, int64_t step, int64_t total) {
+    if (!strcmp(c->schedule, "constant")) return c->lr;
+    if (step < c->warmup_steps) return c->lr * (double)(step + 1) / (double)c->warmup_steps;
+    double span = (double)(total - c->warmup_steps), t = span > 0 ? (double)(step - c->warmup_steps) / span : 1.0;
+    if (t > 1) t = 1;
+    return c->min_lr + (c->lr - c->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
+}
+
+EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
+    EffModel *m = &T->ctx.model;
+    const EffConfig *c = &T->cfg;
+    EffStepResult r = {0};
+    const int timed = T->steps_run++ > 0;
+    const double t0 = eff_time();
+    const double local_loss = micro_batches(T, b);
+    const double t1 = eff_time();
+    if (c->comm_timing) eff_mpi_barrier(T->mpi, "load-balance barrier (output.comm_timing)");
+    const double t2 = eff_time();
+    reduce(T, local_loss, &r);
+    const double t3 = eff_time(); /* the finiteness check and the step count as "optimizer" */
+    r.gnorm2 = m->be->sumsq(m->be, m->grad, m->ptab.total);
+    const int do_step = unscale(T, &r);
+    r.lr = lr_at(c, T->st.global_step, T->total_steps);
+    if (!isfinite(r.loss) || !isfinite(r.gnorm2)) {
+        r.nonfinite = 1;
+        return r;
+    }
+    if (do_step) /* else fp16 overflow: no optimizer step (the schedule still advances, as with GradScaler) */
+        eff_model_optimizer_step(m, &(EffOptimizer){.name = c->optimizer, .lr = (float)r.lr, .beta1 = (float)c->beta1,
+                                                    .beta2 = (float)c->beta2, .eps = (float)c->eps,
+                                                    .weight_decay = (float)c->weight_decay, .momentum = (float)c->momentum,
+                                                    .nesterov = (int)c->nesterov});
+    if (timed) {
+        T->times.compute += t1 - t0;
+        T->times.wait += t2 - t1;
+        T->times.allreduce += t3 - t2;
+        T->times.optim += eff_time() - t3;
+        T->times.steps++;
+    }
+    T->st.global_step++;
+    T->st.step_in_epoch++;
+    T->st.lr = r.lr;
+    return r;
+}

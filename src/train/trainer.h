@@ -1,0 +1,96 @@
+/* trainer.h: the training loop of `effnet train`, in the steps a reader
+ * expects (src/cmd/cmd_train.c calls them in this order):
+ *
+ *   setup.c   eff_trainer_setup    backend, data, model; the resume with its
+ *                                  batch split (elastic: train/elastic.h);
+ *                                  identical start on every rank; loaders
+ *   step.c    eff_trainer_step     one optimizer step: micro-batches (forward,
+ *                                  backward), gradient and BN-statistic
+ *                                  reduction, the fp16 loss scaler, the
+ *                                  optimizer
+ *   epoch.c   eff_trainer_end_epoch evaluate; best/last/keep checkpoints
+ *             eff_trainer_log_step  the seed's log line and metrics.jsonl
+ *             eff_trainer_finish    the timing summary; free everything
+ *
+ * Every MPI collective goes through T->mpi (comm/comm_mpi.h), the stall
+ * watchdog; NCCL's through T->comm (comm/comm_nccl.h). Exit codes: 0 done;
+ * 1 error (any rank: MPI_Abort ends all); 3 non-finite loss or gradient;
+ * 4 a collective stalled past comm.timeout_s; 75 checkpointed after
+ * SIGTERM/SIGUSR1/SIGINT, please requeue. */
+#ifndef EFFNET_TRAIN_TRAINER_H
+#define EFFNET_TRAIN_TRAINER_H
+
+#include "amp.h"
+#include "checkpoint.h"
+#include "comm/comm_mpi.h"
+#include "comm/comm_nccl.h"
+#include "config.h"
+#include "context.h"
+#include "data/loader.h"
+#include "data/shard.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum { EFF_EXIT_NONFINITE = 3, EFF_EXIT_REQUEUE = 75 };
+
+struct EffGpuAugment;
+
+/* Step-time split for scaling studies (rank 0's view, first step skipped). */
+typedef struct {
+    double compute, wait, allreduce, optim; /* seconds, summed */
+    int64_t steps;
+} EffStepTimes;
+
+typedef struct {
+    double loss;      /* mean over the global batch */
+    double gnorm2;    /* squared gradient norm (unscaled) */
+    double lr;
+    int stop_signal;  /* some rank got SIGTERM/SIGUSR1/SIGINT */
+    int nonfinite;    /* the loss or the gradient is not finite: stop */
+} EffStepResult;
+
+typedef struct EffTrainer {
+    EffContext ctx;
+    EffBackend *cuda;            /* the CUDA backend instance, when selected */
+    EffComm *comm;               /* NCCL gradient all-reduce (CUDA backend, world > 1) */
+    EffMpi *mpi;                 /* every MPI collective, under the stall watchdog */
+    EffLossScaler scaler;
+    struct EffGpuAugment *gaug;  /* data.gpu_augment: the train split resident on the GPU */
+    EffConfig cfg;
+    int set_batch, set_accum;    /* given with --set on the command line (elastic resume honours them) */
+    int rank, world, R;
+    char *config_ini;
+    char *hosts;                 /* every rank's hostname, comma-separated, in rank order */
+    eff_dataset train, test;
+    eff_loader *tl, *el;
+    int64_t steps_per_epoch, eval_steps, total_steps;
+    EffTrainState st;
+    FILE *metrics;
+    float *bn_start, *bn_sum;    /* accum > 1 (host): the step's starting BN statistics; their sum over the
+                                    micro-batches, followed by a staging copy (2 x the BN buffer) */
+    volatile sig_atomic_t *stop; /* set by the signal handler */
+    /* progress of this process */
+    int64_t steps_run, window_steps, epoch_samples;
+    double window_t0, window_loss, epoch_loss;
+    EffStepTimes times;
+    int exit_code, finished;
+} EffTrainer;
+
+/* rank 0 only: a log line to stdout (flushed), a JSON line to metrics.jsonl */
+void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) EFF_PRINTF(2, 3);
+void eff_trainer_metrics(EffTrainer *T, const char *fmt, ...) EFF_PRINTF(2, 3);
+
+/* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
+void eff_trainer_setup(EffTrainer *T, const char *resume);
+void eff_trainer_check_identical(EffTrainer *T, const char *when);
+/* step.c */
+EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b);
+/* epoch.c */
+void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r);
+void eff_trainer_checkpoint(EffTrainer *T, const char *name);
+void eff_trainer_end_epoch(EffTrainer *T, int64_t epoch, int epoch_done);
+void eff_trainer_finish(EffTrainer *T);
+
+#endif
