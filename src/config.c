@@ -68,6 +68,7 @@ static const Key keys[] = {
     {"comm.timeout_s", K_REAL, N(comm_timeout), "300", 1, 1e6, NULL, "watchdog (MPI and NCCL): a collective waiting longer names the ranks that did not arrive and aborts the job (exit 4)"},
     {"comm.bucket_mb", K_REAL, N(bucket_mb), "4", 0.01, 4096, NULL, "NCCL gradient bucket size in MiB (buckets start as backward finishes them)"},
     {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
+    {"debug.dump_indices", K_INT, N(dump_indices), "0", 0, 1, NULL, "write the global sample indices of every step to OUTPUT_DIR/indices-rankR.txt (tests of resume)"},
     {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
 };
 #undef S

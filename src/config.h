@@ -56,6 +56,7 @@ typedef struct EffConfig {
     double bucket_mb;     /* NCCL gradient bucket size */
     /* [debug] */
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
+    long dump_indices;    /* test hook: per-step global sample indices to OUTPUT_DIR/indices-rankR.txt */
     long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */
 } EffConfig;
 

@@ -26,6 +26,7 @@ struct EffMpi {
     double timeout_s;
     long long seq;       /* number of the collective being waited for (1-based) */
     const char *what;    /* its name, NULL when not waiting */
+    long long step;      /* the training step under way, 0: none (setup, evaluation) */
     double t_start;      /* when the wait began */
     char *hosts;         /* size x HOST_LEN */
     Where *replies;      /* per asking rank: the send buffer of this rank's answer (valid after the Isend) */
@@ -59,6 +60,7 @@ int eff_mpi_rank(const EffMpi *w) { return w->rank; }
 int eff_mpi_size(const EffMpi *w) { return w->size; }
 const char *eff_mpi_host(const EffMpi *w, int rank) { return w->hosts + (size_t)rank * HOST_LEN; }
 long long eff_mpi_seq(const EffMpi *w) { return w->seq; }
+void eff_mpi_set_step(EffMpi *w, long long step) { w->step = step; }
 
 static double now_s(void) {
     struct timespec t;
@@ -138,9 +140,11 @@ static void stall(EffMpi *w) {
         while (now_s() - t0 < grace) { answer_queries(w); nanosleep(&(struct timespec){0, 10000000L}, NULL); }
     }
     char msg[4096] = "";
-    append(msg, sizeof msg, "effnet: error: comm stall: %s (collective #%lld) waited %.1f s on rank %d (%s), past "
-           "comm.timeout_s = %g.\n  did not arrive (no answer within %.0f s: stopped, dead, unreachable, or busy "
-           "outside any collective):", w->what, w->seq, now_s() - w->t_start, w->rank, eff_mpi_host(w, w->rank),
+    char step[48] = "";
+    if (w->step > 0) snprintf(step, sizeof step, ", training step %lld", w->step);
+    append(msg, sizeof msg, "effnet: error: comm stall: %s (collective #%lld%s) waited %.1f s on rank %d (host %s), "
+           "past comm.timeout_s = %g.\n  did not arrive (no answer within %.0f s: stopped, dead, unreachable, or busy "
+           "outside any collective):", w->what, w->seq, step, now_s() - w->t_start, w->rank, eff_mpi_host(w, w->rank),
            w->timeout_s, grace);
     int silent = 0;
     for (int r = 0; r < w->size; r++)

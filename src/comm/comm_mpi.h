@@ -44,6 +44,8 @@ int eff_mpi_size(const EffMpi *w);
 const char *eff_mpi_host(const EffMpi *w, int rank);
 /* Collectives started so far (the next one's number minus 1). */
 long long eff_mpi_seq(const EffMpi *w);
+/* The training step under way (>= 1), named in a stall report; 0: none. */
+void eff_mpi_set_step(EffMpi *w, long long step);
 
 /* Wait for a started request under the watchdog; `what` names it in errors. */
 void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what);

@@ -59,7 +59,7 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
                     "ms, lr %.3g\n", (long long)T->st.epoch, (long long)(T->st.step_in_epoch * gb), (long long)T->train.n,
                     100.0 * (double)T->st.step_in_epoch / (double)T->steps_per_epoch, avg, ips, ips / T->world, step_ms,
                     r->lr);
-    eff_trainer_metrics(T, "{\"type\": \"train\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"avg_loss\": %.6f, "
+    eff_trainer_metrics(T, "{\"type\": \"train\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.9g, \"avg_loss\": %.6f, "
                         "\"lr\": %.6g, \"grad_norm\": %.6g, \"img_per_s\": %.2f, \"img_per_s_per_rank\": %.2f, "
                         "\"step_ms\": %.2f, \"ranks\": %d}\n", (long long)T->st.epoch, (long long)T->st.global_step,
                         T->window_loss / (double)T->window_steps, avg, r->lr, sqrt(r->gnorm2), ips, ips / T->world,
@@ -194,4 +194,5 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_free(T->bn_start);
     eff_free(T->bn_sum);
     if (T->metrics) eff_fclose(T->metrics, "metrics.jsonl");
+    if (T->index_dump) eff_fclose(T->index_dump, "indices-rankR.txt");
 }

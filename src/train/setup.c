@@ -102,44 +102,37 @@ static void gather_hosts(EffTrainer *T) {
     }
 }
 
-/* The batch split of the run that wrote the checkpoint: stored in /train
- * since elastic resume, else taken from the config stored in the file. */
-static void checkpoint_split(const char *path, const EffTrainState *st, const char *stored_ini, long *batch, long *accum) {
-    if (st->global_batch > 0) {
-        *batch = (long)st->batch_per_rank;
-        *accum = (long)st->accum;
-        return;
-    }
-    EFF_CHECK(stored_ini && stored_ini[0], "checkpoint '%s' has neither the batch split (/train global_batch) nor a "
-              "stored config\nHINT: resume with the world size, train.batch and train.accum it was written with, "
-              "given explicitly with --set", path);
+/* The config stored in a checkpoint: the recipe as it was given (file and
+ * --set), before any resume adjusted the split. */
+static void stored_config(const char *path, const char *ini, EffConfig *out) {
+    EFF_CHECK(ini && ini[0], "checkpoint '%s' has no stored config, so it cannot be resumed\nHINT: it can be evaluated "
+              "or fine-tuned from (effnet eval)", path);
     char tmp[] = "/tmp/effnet-ckpt-config-XXXXXX", err[1400];
     int fd = mkstemp(tmp);
     EFF_CHECK(fd >= 0, "cannot create a temporary file for the stored config: %s", strerror(errno));
     FILE *f = fdopen(fd, "w");
-    EFF_CHECK(f && fputs(stored_ini, f) >= 0 && fclose(f) == 0, "writing %s failed: %s", tmp, strerror(errno));
-    EffConfig old;
-    eff_config_defaults(&old);
-    const int ok = eff_config_load_file(&old, tmp, err, sizeof err);
+    EFF_CHECK(f && fputs(ini, f) >= 0 && fclose(f) == 0, "writing %s failed: %s", tmp, strerror(errno));
+    eff_config_defaults(out);
+    const int ok = eff_config_load_file(out, tmp, err, sizeof err);
     unlink(tmp);
     EFF_CHECK(ok, "checkpoint '%s': its stored config does not parse: %s", path, err);
-    *batch = old.batch;
-    *accum = old.accum;
 }
 
-/* The resume's batch split (train/elastic.h): keeps the global batch. */
+/* The resume's batch split (train/elastic.h): keeps the global batch unless
+ * the command line asks for another split. */
 static void plan_split(EffTrainer *T, const char *path, const char *stored_ini) {
-    EffConfig *c = &T->cfg;
-    long b0, a0;
-    checkpoint_split(path, &T->st, stored_ini, &b0, &a0);
+    EffConfig *c = &T->cfg, given;
+    stored_config(path, stored_ini, &given);
+    /* the split that ran: in /train since elastic resume, else the stored config's */
+    const long b0 = T->st.global_batch > 0 ? (long)T->st.batch_per_rank : given.batch;
+    const long a0 = T->st.global_batch > 0 ? (long)T->st.accum : given.accum;
+    /* --set values that repeat the stored recipe (the same command resubmitted) ask for nothing new */
+    const int asks = (T->set_batch && c->batch != given.batch) || (T->set_accum && c->accum != given.accum);
+    const int set_batch = asks && T->set_batch, set_accum = asks && T->set_accum;
     EffBatchPlan p;
     char err[1400];
-    EFF_CHECK(eff_batch_plan(T->st.world_size, b0, a0, T->world, c->batch, c->accum, T->set_batch, T->set_accum,
+    EFF_CHECK(eff_batch_plan(T->st.world_size, b0, a0, T->world, c->batch, c->accum, set_batch, set_accum,
                              c->max_batch, &p, err, sizeof err), "%s", err);
-    if (!T->set_batch && !T->set_accum && (c->batch != p.batch || c->accum != p.accum))
-        eff_trainer_log(T, "resume: the config's train.batch = %ld, train.accum = %ld are not used: a resume keeps the "
-                        "checkpoint's global batch (give --set train.batch=B --set train.accum=A to change it)\n",
-                        c->batch, c->accum);
     eff_trainer_log(T, "resume: batch split %s\n", p.why);
     if (p.kind == EFF_SPLIT_RECIPE) {
         long long skipped = 0;
@@ -148,10 +141,8 @@ static void plan_split(EffTrainer *T, const char *path, const char *stored_ini) 
                         "of this epoch skipped to reach a whole step)\n", (long long)T->st.step_in_epoch, p.global_new,
                         skipped);
     }
-    c->batch = p.batch;
+    c->batch = p.batch; /* what runs; the stored config (T->config_ini) stays the recipe as given */
     c->accum = p.accum;
-    eff_free(T->config_ini); /* the stored config says what ran */
-    T->config_ini = eff_config_to_ini(c);
 }
 
 static void resume(EffTrainer *T, const char *resume_arg) {
@@ -208,6 +199,11 @@ static void open_output(EffTrainer *T, int appending) {
         T->metrics = eff_fopen(path, appending ? "a" : "w");
     }
     eff_mpi_barrier(T->mpi, "output directory barrier");
+    if (c->dump_indices) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/indices-rank%d.txt", c->output_dir, T->rank);
+        T->index_dump = eff_fopen(path, "a");
+    }
 }
 
 /* Identical start on every rank: broadcast rank 0's state, then verify. */

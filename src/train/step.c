@@ -12,6 +12,7 @@
 #include "augment_cuda.h"
 #endif
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -71,12 +72,27 @@ static void average_bn_stats(EffTrainer *T) {
     eff_free(host);
 }
 
+/* debug.dump_indices: one line per micro-batch, "epoch step k i1 i2 ...", k
+ * the global micro-batch index; sorted by (epoch, step, k) the lines of all
+ * ranks give each step's global sample order, whatever the split. */
+static void dump_indices(EffTrainer *T, const eff_batch *b) {
+    const int B = (int)T->cfg.batch;
+    for (long a = 0; a < T->cfg.accum; a++) {
+        int ok = fprintf(T->index_dump, "%lld %lld %ld", (long long)b->epoch, (long long)b->step,
+                         T->rank * T->cfg.accum + a) > 0;
+        for (int i = 0; i < B; i++) ok = ok && fprintf(T->index_dump, " %lld", (long long)b->index[a * B + i]) > 0;
+        EFF_CHECK(ok && fputc('\n', T->index_dump) != EOF && fflush(T->index_dump) == 0,
+                  "writing indices-rank%d.txt failed: %s", T->rank, strerror(errno));
+    }
+}
+
 /* Forward and backward over the rank's micro-batches; returns the summed loss. */
 static double micro_batches(EffTrainer *T, const eff_batch *b) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
     const size_t img = (size_t)T->R * T->R * 3;
     const int B = (int)c->batch;
+    if (T->index_dump) dump_indices(T, b);
     if (!m->use_graph) eff_model_zero_grad(m); /* a (graph) train step zeroes its own */
     /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
     const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (T->comm ? 1 : T->world);
@@ -167,6 +183,7 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     EffStepResult r = {0};
     const int timed = T->steps_run++ > 0;
     const double t0 = eff_time();
+    eff_mpi_set_step(T->mpi, T->st.global_step + 1);
     const double local_loss = micro_batches(T, b);
     const double t1 = eff_time();
     if (c->comm_timing) eff_mpi_barrier(T->mpi, "load-balance barrier (output.comm_timing)");
@@ -192,6 +209,7 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         T->times.optim += eff_time() - t3;
         T->times.steps++;
     }
+    eff_mpi_set_step(T->mpi, 0);
     T->st.global_step++;
     T->st.step_in_epoch++;
     T->st.lr = r.lr;

@@ -68,6 +68,7 @@ typedef struct EffTrainer {
     int64_t steps_per_epoch, eval_steps, total_steps;
     EffTrainState st;
     FILE *metrics;
+    FILE *index_dump;            /* debug.dump_indices: this rank's sample indices per step */
     float *bn_start, *bn_sum;    /* accum > 1 (host): the step's starting BN statistics; their sum over the
                                     micro-batches, followed by a staging copy (2 x the BN buffer) */
     volatile sig_atomic_t *stop; /* set by the signal handler */
