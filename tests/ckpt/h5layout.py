@@ -8,7 +8,7 @@ older one (tests/ckpt/layout-v1.txt, written by effnet 0.1.0 at 09f0260)."""
 import sys
 import h5py
 
-NEW = {"/train@batch_per_rank", "/train@accum", "/train@global_batch"}
+NEW = {"/train@batch_per_rank", "/train@accum", "/train@global_batch", "/@hosts"}
 
 
 def kind(t):

@@ -153,6 +153,32 @@ elastic_refuse)
         --set train.batch=4 --set train.accum=1 > "$work/r2.log" 2>&1 || { cat "$work/r2.log"; fail "explicit split"; }
     grep -q "RECIPE CHANGE: global batch 16 -> 12" "$work/r2.log" || { cat "$work/r2.log"; fail "recipe change not logged"; }
     pass "a resume that cannot keep the global batch fails naming the options, writes nothing; --set changes are logged" ;;
+elastic_old)
+    # A checkpoint in the layout written before elastic resume (effnet 0.1.0 at
+    # 09f0260: tests/ckpt/layout-v1.txt) still resumes, on another rank count:
+    # the split then comes from the stored config. The old file is made by
+    # deleting the newer optional attributes, and its layout is checked
+    # against the committed listing of a real old file.
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=3 --set output.dir="$work/o" \
+        > "$work/o1.log" 2>&1 || { cat "$work/o1.log"; fail "first run"; }
+    "$py" - "$work/o/last.h5" "$src/tests/ckpt" <<'PY' || fail "making the old-layout file"
+import subprocess, sys, h5py
+path, d = sys.argv[1], sys.argv[2]
+with h5py.File(path, "r+") as f:
+    for a in ("batch_per_rank", "accum", "global_batch"):
+        del f["train"].attrs[a]
+    del f.attrs["hosts"]
+got = subprocess.run([sys.executable, f"{d}/h5layout.py", path], check=True, capture_output=True, text=True).stdout.split("\n")
+want = open(f"{d}/layout-v1.txt").read().split("\n")
+diff = sorted(set(got) ^ set(want))
+assert not diff, f"layout differs from a file written by 09f0260: {diff[:8]}"
+print(f"old layout: {len(want)} entries, identical to tests/ckpt/layout-v1.txt")
+PY
+    "${MPIRUN[@]}" -np 1 "$effnet" train "${common[@]}" --set train.max_steps=5 --set output.dir="$work/o" --resume \
+        > "$work/o2.log" 2>&1 || { cat "$work/o2.log"; fail "resume of the old-layout checkpoint"; }
+    grep -q "resume: batch split 1 rank(s) x batch 8 x accum 2 = global batch 16, as the checkpoint's 2 x 8 x 1" \
+        "$work/o2.log" || { cat "$work/o2.log"; fail "split not taken from the stored config"; }
+    pass "a checkpoint in the pre-elastic layout resumes on 1 rank with the split of its stored config" ;;
 stall)
     # kill -STOP one of 3 ranks: the others must name it and end the job
     # within comm.timeout_s + 10 s with a non-zero exit
