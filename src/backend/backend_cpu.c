@@ -22,11 +22,22 @@ static void cpu_act_upload(const EffBackend *be, EffAct *dst, const float *src, 
 static void cpu_act_download(const EffBackend *be, float *dst, const EffAct *src, size_t n) { UNUSED_BE; if (n) memcpy(dst, src, n * sizeof(float)); }
 static void cpu_set_step_scalar(const EffBackend *be, int which, uint64_t bits) { UNUSED_BE; (void)which; (void)bits; }
 
+/* Eight double lanes, so the sum vectorises (one in-order chain of double
+ * adds ran at one add per 4 cycles: 7 ms for B0's 7.1 M gradients). The lanes
+ * and the threads' partial sums are added in a fixed order for a given thread
+ * count. */
 static double cpu_sumsq(const EffBackend *be, const float *x, size_t n) {
     UNUSED_BE;
     double s = 0.0;
-    #pragma omp parallel for reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    #pragma omp parallel reduction(+ : s)
+    {
+        double lane[8] = {0};
+        #pragma omp for schedule(static) nowait
+        for (size_t i = 0; i < n / 8; i++)
+            for (int k = 0; k < 8; k++) lane[k] += (double)x[8 * i + k] * x[8 * i + k];
+        s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    }
+    for (size_t i = n / 8 * 8; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
 

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,11 @@ static void stall(EffMpi *w) {
     fputs(msg, stderr);
     fflush(stderr);
     fflush(stdout);
+    /* MPI_Abort may itself block on a dead link (the launcher tries to reach
+     * the lost node's daemon): SIGALRM's default action ends this process
+     * regardless, which the launcher sees as a failed rank */
+    signal(SIGALRM, SIG_DFL);
+    alarm(20);
     MPI_Abort(w->comm, EFF_EXIT_STALL);
     _exit(EFF_EXIT_STALL); /* not reached */
 }
