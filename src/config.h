@@ -53,7 +53,8 @@ typedef struct EffConfig {
     long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
     /* [comm] */
     double comm_timeout;  /* MPI and NCCL stall watchdog, seconds */
-    double bucket_mb;     /* NCCL gradient bucket size */
+    double bucket_mb;     /* gradient bucket size (NCCL and MPI) */
+    long overlap;         /* MPI path: bucketed all-reduce overlapped with backward */
     /* [debug] */
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
     long dump_indices;    /* test hook: per-step global sample indices to OUTPUT_DIR/indices-rankR.txt */

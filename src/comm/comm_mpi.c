@@ -171,14 +171,16 @@ static void stall(EffMpi *w) {
     _exit(EFF_EXIT_STALL); /* not reached */
 }
 
-void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what) {
+void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what) { eff_mpi_waitall(w, 1, req, what); }
+
+void eff_mpi_waitall(EffMpi *w, int n, MPI_Request *reqs, const char *what) {
     w->seq++;
     w->what = what;
     w->t_start = now_s();
     /* spin (MPI progresses inside MPI_Test) for the first 50 ms, then poll every 0.2 ms */
     for (long polls = 0;; polls++) {
         int done = 0;
-        MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
         if (done) break;
         if ((polls & 63) == 0) {
             answer_queries(w);
@@ -218,4 +220,77 @@ void eff_mpi_barrier(EffMpi *w, const char *what) {
     MPI_Request r;
     MPI_CHECK(MPI_Ibarrier(w->comm, &r));
     eff_mpi_wait(w, &r, what);
+}
+
+/* ---- bucketed gradient all-reduce ---------------------------------------- */
+
+struct EffMpiBuckets {
+    EffMpi *w;
+    float *grad;
+    int nbuckets, next;    /* launched from the last bucket down to 0; next: highest not launched */
+    size_t *lo;            /* bucket b covers [lo[b], lo[b+1]) */
+    MPI_Request *req;      /* per bucket; MPI_REQUEST_NULL when done or not started */
+    int done_in_backward;
+};
+
+EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb) {
+    EFF_CHECK(bucket_mb > 0, "comm.bucket_mb must be > 0 (got %g)", bucket_mb);
+    EffMpiBuckets *b = eff_calloc(1, sizeof *b, "gradient buckets");
+    b->w = w;
+    b->grad = grad;
+    const size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float)) + 1;
+    b->nbuckets = (int)((n + per - 1) / per);
+    if (b->nbuckets < 1) b->nbuckets = 1;
+    b->lo = eff_malloc(sizeof(size_t) * ((size_t)b->nbuckets + 1), "bucket table");
+    for (int k = 0; k <= b->nbuckets; k++) b->lo[k] = (size_t)((double)n * k / b->nbuckets);
+    b->req = eff_malloc(sizeof(MPI_Request) * (size_t)b->nbuckets, "bucket requests");
+    for (int k = 0; k < b->nbuckets; k++) b->req[k] = MPI_REQUEST_NULL;
+    return b;
+}
+
+void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
+    if (!b) return;
+    eff_free(b->lo);
+    eff_free(b->req);
+    eff_free(b);
+}
+
+void eff_mpi_buckets_begin(EffMpiBuckets *b) {
+    b->next = b->nbuckets - 1;
+    b->done_in_backward = 0;
+}
+
+static void launch_down_to(EffMpiBuckets *b, int lowest) {
+    for (; b->next >= lowest; b->next--) {
+        const size_t lo = b->lo[b->next], cnt = b->lo[b->next + 1] - lo;
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->grad + lo, (int)cnt, MPI_FLOAT, MPI_SUM, b->w->comm,
+                                 &b->req[b->next]));
+    }
+}
+
+/* Progress the buckets in flight; count those that completed. */
+static void progress(EffMpiBuckets *b) {
+    const int first = b->next + 1, n = b->nbuckets - first;
+    if (n <= 0) return;
+    int idx[64], out = 0;
+    for (int k = first; k < b->nbuckets; k += 64) {
+        const int chunk = b->nbuckets - k < 64 ? b->nbuckets - k : 64;
+        MPI_CHECK(MPI_Testsome(chunk, b->req + k, &out, idx, MPI_STATUSES_IGNORE));
+        if (out != MPI_UNDEFINED) b->done_in_backward += out;
+    }
+}
+
+void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset) {
+    int k = b->nbuckets; /* the lowest bucket that lies wholly at or above first_final_offset */
+    while (k > 0 && b->lo[k - 1] >= first_final_offset) k--;
+    progress(b);
+    launch_down_to(b, k);
+}
+
+void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats) {
+    progress(b);
+    launch_down_to(b, 0);
+    const double t0 = now_s();
+    eff_mpi_waitall(b->w, b->nbuckets, b->req, "gradient all-reduce (buckets)");
+    if (stats) *stats = (EffMpiBucketStats){b->nbuckets, b->done_in_backward, now_s() - t0};
 }

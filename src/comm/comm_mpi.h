@@ -49,10 +49,36 @@ void eff_mpi_set_step(EffMpi *w, long long step);
 
 /* Wait for a started request under the watchdog; `what` names it in errors. */
 void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what);
+/* Wait for n started requests (all of them) under the watchdog. */
+void eff_mpi_waitall(EffMpi *w, int n, MPI_Request *reqs, const char *what);
 /* The blocking collectives of the training loop, each under the watchdog. */
 void eff_mpi_allreduce(EffMpi *w, void *buf, size_t count, MPI_Datatype type, MPI_Op op, const char *what);
 void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int root, const char *what);
 void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what);
 void eff_mpi_barrier(EffMpi *w, const char *what);
+
+/* Bucketed gradient all-reduce overlapped with backward (the CPU twin of
+ * comm_nccl.c's buckets). The gradient buffer is cut into buckets of about
+ * bucket_mb; eff_mpi_grad_ready(first) -- called by the backward pass between
+ * ops whenever every gradient at offsets >= first is final -- starts an
+ * MPI_Iallreduce (SUM, in place) on each bucket wholly in that range and
+ * calls MPI_Testall on those in flight, which is where Open MPI progresses
+ * them (it has no progress thread for shared memory or TCP). finish starts
+ * the rest and waits for all under the watchdog. With 2 ranks the result is
+ * bit-identical to one MPI_Allreduce of the whole buffer (a sum of two is
+ * exact in either order); with more ranks the summation order of the
+ * non-blocking algorithm may differ (rounding only). */
+typedef struct EffMpiBuckets EffMpiBuckets;
+typedef struct {
+    int buckets;           /* per step */
+    int done_in_backward;  /* buckets found complete by a test call before finish */
+    double exposed_s;      /* finish: waiting after backward */
+} EffMpiBucketStats;
+
+EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb);
+void eff_mpi_buckets_destroy(EffMpiBuckets *b);
+void eff_mpi_buckets_begin(EffMpiBuckets *b);
+void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset);
+void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats);
 
 #endif

@@ -160,6 +160,10 @@ static void timing_summary(EffTrainer *T) {
                     "ms; %.1f img/s (%.1f per rank); %.1f MB all-reduced per step\n", (long long)t->steps,
                     1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n, 1e3 * t->optim / n,
                     gb / step_s, gb / step_s / T->world, bytes / 1e6);
+    if (T->buckets)
+        eff_trainer_log(T, "timing: gradient all-reduce overlapped with backward: %.1f of %.1f buckets per step done "
+                        "before backward ended; %.1f ms exposed (waiting after backward, inside the all-reduce "
+                        "figure)\n", (double)t->buckets_in_backward / n, (double)t->buckets / n, 1e3 * t->exposed / n);
     if (m->use_graph && T->comm)
         eff_trainer_log(T, "timing: CUDA graph: the gradient all-reduce runs inside each replay and is counted in "
                         "compute; the all-reduce figure is the BN statistics and loss reductions only\n");
@@ -167,11 +171,15 @@ static void timing_summary(EffTrainer *T) {
                         "\"threads_per_rank\": %ld, \"batch_per_rank\": %ld, \"accum\": %ld, \"global_batch\": %.0f, "
                         "\"steps\": %lld, \"step_ms\": %.3f, \"compute_ms\": %.3f, \"wait_ms\": %.3f, \"allreduce_ms\": "
                         "%.3f, \"optimizer_ms\": %.3f, \"img_per_s\": %.3f, \"img_per_s_per_rank\": %.3f, "
-                        "\"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s, \"cuda_graph\": %s}\n",
+                        "\"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s, \"cuda_graph\": %s, "
+                        "\"overlap\": %s, \"buckets\": %.1f, \"buckets_done_in_backward\": %.1f, "
+                        "\"exposed_allreduce_ms\": %.3f}\n",
                         m->spec.name, T->R, T->world, c->threads, c->batch, c->accum, gb, (long long)t->steps,
                         1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n,
                         1e3 * t->optim / n, gb / step_s, gb / step_s / T->world, bytes,
-                        c->comm_timing ? "true" : "false", m->use_graph ? "true" : "false");
+                        c->comm_timing ? "true" : "false", m->use_graph ? "true" : "false",
+                        T->buckets ? "true" : "false", (double)t->buckets / n, (double)t->buckets_in_backward / n,
+                        1e3 * t->exposed / n);
 }
 
 void eff_trainer_finish(EffTrainer *T) {
@@ -187,6 +195,7 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_dataset_free(&T->test);
     eff_model_destroy(&T->ctx.model);
     eff_comm_destroy(T->comm);
+    eff_mpi_buckets_destroy(T->buckets);
     eff_backend_cuda_destroy(T->cuda);
     eff_mpi_destroy(T->mpi);
     eff_free(T->config_ini);

@@ -218,6 +218,11 @@ static void start_identical(EffTrainer *T) {
         eff_trainer_log(T, "comm: NCCL all-reduce (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
                         "watchdog %.0f s\n", eff_comm_buckets(T->comm), c->bucket_mb, c->comm_timeout);
     }
+    if (!T->cuda && T->world > 1 && c->overlap) {
+        T->buckets = eff_mpi_buckets_create(T->mpi, m->grad, m->ptab.total, c->bucket_mb);
+        eff_trainer_log(T, "comm: MPI all-reduce in buckets of ~%.1f MiB, started as backward finishes them "
+                        "(comm.overlap = 1); watchdog %.0f s\n", c->bucket_mb, c->comm_timeout);
+    }
     if (c->accum > 1) {
         T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");
         T->bn_sum = eff_malloc(2 * m->btab.total * sizeof(float), "BN statistics sum over micro-batches");

@@ -18,6 +18,7 @@
 #include <time.h>
 
 static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
+static void on_mpi_grad_ready(void *arg, size_t first) { eff_mpi_grad_ready((EffMpiBuckets *)arg, first); }
 static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
 
@@ -97,6 +98,7 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
     /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
     const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (T->comm ? 1 : T->world);
     if (T->comm) eff_comm_begin(T->comm, (long)T->st.global_step + 1);
+    if (T->buckets) eff_mpi_buckets_begin(T->buckets);
     const EffStepHooks hooks = {.tail = on_step_tail, .wait = on_step_wait, .arg = T->comm};
     const int64_t bn_batches = m->bn_batches;
     double local_loss = 0;
@@ -114,8 +116,9 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
             eff_model_set_input(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B);
         }
         /* on the last micro-batch, buckets start as soon as backward finishes them */
-        m->grad_ready = T->comm && a == c->accum - 1 ? on_grad_ready : NULL;
-        m->grad_ready_arg = T->comm;
+        const int last = a == c->accum - 1;
+        m->grad_ready = last && T->comm ? on_grad_ready : last && T->buckets ? on_mpi_grad_ready : NULL;
+        m->grad_ready_arg = T->comm ? (void *)T->comm : (void *)T->buckets;
         bn_micro_begin(T, a);
         float loss;
         if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
@@ -140,6 +143,12 @@ static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
     if (T->comm) {
         if (!m->use_graph) eff_comm_finish(T->comm); /* else the step's tail did */
         eff_comm_wait(T->comm);
+    } else if (T->buckets) {
+        EffMpiBucketStats s;
+        eff_mpi_buckets_finish(T->buckets, &s);
+        r->buckets = s.buckets;
+        r->buckets_in_backward = s.done_in_backward;
+        r->exposed_s = s.exposed_s;
     } else if (T->world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
         eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
     }
@@ -207,6 +216,9 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         T->times.wait += t2 - t1;
         T->times.allreduce += t3 - t2;
         T->times.optim += eff_time() - t3;
+        T->times.exposed += r.exposed_s;
+        T->times.buckets += r.buckets;
+        T->times.buckets_in_backward += r.buckets_in_backward;
         T->times.steps++;
     }
     eff_mpi_set_step(T->mpi, 0);

@@ -40,6 +40,8 @@ struct EffGpuAugment;
 /* Step-time split for scaling studies (rank 0's view, first step skipped). */
 typedef struct {
     double compute, wait, allreduce, optim; /* seconds, summed */
+    double exposed;                         /* overlapped path: waiting for the buckets after backward */
+    int64_t buckets, buckets_in_backward;   /* overlapped path: buckets, and those done before backward ended */
     int64_t steps;
 } EffStepTimes;
 
@@ -49,6 +51,8 @@ typedef struct {
     double lr;
     int stop_signal;  /* some rank got SIGTERM/SIGUSR1/SIGINT */
     int nonfinite;    /* the loss or the gradient is not finite: stop */
+    int buckets, buckets_in_backward; /* overlapped MPI path: buckets, and those done before backward ended */
+    double exposed_s; /* overlapped MPI path: waiting for the buckets after backward */
 } EffStepResult;
 
 typedef struct EffTrainer {
@@ -56,6 +60,7 @@ typedef struct EffTrainer {
     EffBackend *cuda;            /* the CUDA backend instance, when selected */
     EffComm *comm;               /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffMpi *mpi;                 /* every MPI collective, under the stall watchdog */
+    EffMpiBuckets *buckets;      /* CPU backend, world > 1, comm.overlap: the overlapped gradient all-reduce */
     EffLossScaler scaler;
     struct EffGpuAugment *gaug;  /* data.gpu_augment: the train split resident on the GPU */
     EffConfig cfg;
