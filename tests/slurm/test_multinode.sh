@@ -24,6 +24,10 @@
 #            same job run without interruption (submitted alongside)
 #   mpirun   EFFNET_LAUNCHER=mpirun: Open MPI's mpirun inside the 2-node
 #            allocation (its daemon on n2 started through srun), 4 steps
+#   nodedeath n2's cable goes down for good mid-run: the stall watchdog names
+#            rank 1 on n2 and the job ends within comm.timeout_s plus a
+#            margin; a resubmission on n1 alone resumes from the last
+#            checkpoint on 1 rank with the same global batch, and finishes
 #   flap     n2's cable (its veth on the bridge) goes down for 5 s while the
 #            job all-reduces every step, then up: the job finishes, or fails
 #            with a message; it must not hang
@@ -321,6 +325,42 @@ mpirun)
     done
     check_ranks "$jid" 0 0
     pass "EFFNET_LAUNCHER=mpirun on 2 nodes: job $jid ran rank 0 on n1 and rank 1 on n2 and finished" ;;
+nodedeath)
+    start_cluster
+    export SLURM_CONF=$cluster/slurm.conf
+    tiny_data
+    # 320 images / global batch 16 = 20 steps per epoch: last.h5 at step 20
+    common=(--set data.dir="$work/data" --set train.batch=8 --set output.log_interval=1 --set data.test_subset=32
+            --set train.max_steps=40 --set comm.timeout_s=10)
+    jid=$(submit effnet-dead -- "${common[@]}" --set debug.sleep_ms=300) || fail "sbatch"
+    log=$work/effnet-dead-$jid.out rdir=$work/runs/effnet-dead-$jid
+    wait_for 150 "job $jid to pass step 22" grep -qs '^Train Epoch: 2 \[32/' "$log" || { show_job "$jid"; fail "job $jid never got past its first checkpoint"; }
+    [ "$(step_of "$rdir/last.h5")" = 20 ] || fail "no last.h5 at global step 20"
+    bash "$lc" link "$cluster" n2 down || fail "taking n2's link down"
+    t_down=$(date +%s)
+    echo "job $jid: n2's link is down for good (comm.timeout_s = 10)"
+    # the report: within 10 s timeout + 5 s grace (+ the step under way)
+    wait_for 40 "the stall report" grep -qs "comm stall" "$log" || { show_job "$jid"; fail "no stall report 40 s after the cut"; }
+    dr=$(( $(date +%s) - t_down ))
+    # the job: plus Slurm's teardown of a step whose second node is unreachable (measured ~50 s)
+    wait_for 90 "job $jid to end" job_done "$jid" || { show_job "$jid"; fail "job $jid still running 90 s after the report"; }
+    dt=$(( $(date +%s) - t_down ))
+    echo "job $jid: stall reported $dr s after the cut; job ended $(field "$jid" JobState) (exit $(field "$jid" ExitCode)) $dt s after it"
+    grep -q "comm stall: .*training step" "$log" || { show_job "$jid"; fail "no stall report in the job log"; }
+    grep -q "did not arrive .*: rank 1 (host n2)$" "$log" || { show_job "$jid"; fail "the report does not name rank 1 on n2"; }
+    grep "did not arrive" "$log" | head -n 1
+    [ "$(field "$jid" JobState)" != COMPLETED ] || fail "job $jid COMPLETED after losing a node"
+    # resubmit on the surviving node: 1 rank, the same global batch 16, from the checkpoint at step 20
+    jid2=$(sbatch --parsable --job-name=effnet-survivor --time=10 --nodes=1 --nodelist=n1 --ntasks-per-node=1 \
+           --cpus-per-task=1 "$src/slurm/train-cpu.sbatch" "${common[@]}" --resume "$rdir/last.h5" | cut -d';' -f1) \
+           || fail "sbatch on n1"
+    check_finished "$jid2" 0 150
+    log2=$work/effnet-survivor-$jid2.out
+    grep -q "resume: batch split 1 rank(s) x batch 8 x accum 2 = global batch 16, as the checkpoint's 2 x 8 x 1" "$log2" \
+        || { show_job "$jid2"; fail "the resubmission did not keep the global batch"; }
+    grep -q "resume: $rdir/last.h5 at epoch 2, step 0 of the epoch, global step 20" "$log2" || { show_job "$jid2"; fail "not resumed at step 20"; }
+    [ "$(step_of "$work/runs/effnet-survivor-$jid2/last.h5")" = 40 ] || fail "the resubmission did not reach step 40"
+    pass "n2 lost mid-run: job $jid reported the stall in $dr s naming rank 1 (host n2) and ended in $dt s; job $jid2 on n1 resumed at step 20 on 1 rank x accum 2 and finished" ;;
 flap)
     start_cluster
     export SLURM_CONF=$cluster/slurm.conf
