@@ -336,7 +336,8 @@ void eff_model_destroy(EffModel *m) {
 
 #define PROF_BEGIN(m) double prof_t0_ = (m)->profile ? ((m)->be->synchronize((m)->be), eff_time()) : 0.0
 #define PROF_END(m, slot) do { if ((m)->profile) { (m)->be->synchronize((m)->be); (m)->prof[slot] += eff_time() - prof_t0_; } } while (0)
-#define TIMED(m, slot, call) do { PROF_BEGIN(m); call; PROF_END(m, slot); } while (0)
+#define TIMED(m, slot, call) do { PROF_BEGIN(m); call; PROF_END(m, slot); \
+    if ((m)->progress) (m)->progress((m)->grad_ready_arg); } while (0)
 
 static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd, size_t rm, size_t rv,
                    const float *in, size_t g, size_t b, size_t M, int C, int swish) {

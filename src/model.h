@@ -70,6 +70,9 @@ typedef struct EffModel {
      * data-parallel driver can start all-reducing those buckets at once. */
     void (*grad_ready)(void *arg, size_t first);
     void *grad_ready_arg;
+    /* Called after every op while set (same arg): lets a host-side
+     * communicator progress its non-blocking collectives between ops. */
+    void (*progress)(void *arg);
     /* eff_model_train_step: capture the step into a CUDA graph (backends
      * with graph_begin) after one eager warm-up step, then replay it */
     int use_graph;

@@ -280,6 +280,8 @@ static void progress(EffMpiBuckets *b) {
     }
 }
 
+void eff_mpi_buckets_progress(EffMpiBuckets *b) { progress(b); }
+
 void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset) {
     int k = b->nbuckets; /* the lowest bucket that lies wholly at or above first_final_offset */
     while (k > 0 && b->lo[k - 1] >= first_final_offset) k--;

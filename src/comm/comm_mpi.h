@@ -79,6 +79,8 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
 void eff_mpi_buckets_destroy(EffMpiBuckets *b);
 void eff_mpi_buckets_begin(EffMpiBuckets *b);
 void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset);
+/* MPI_Testsome on the buckets in flight (called between ops of backward). */
+void eff_mpi_buckets_progress(EffMpiBuckets *b);
 void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats);
 
 #endif

@@ -19,6 +19,7 @@
 
 static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
 static void on_mpi_grad_ready(void *arg, size_t first) { eff_mpi_grad_ready((EffMpiBuckets *)arg, first); }
+static void on_mpi_progress(void *arg) { eff_mpi_buckets_progress((EffMpiBuckets *)arg); }
 static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
 
@@ -119,6 +120,7 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
         const int last = a == c->accum - 1;
         m->grad_ready = last && T->comm ? on_grad_ready : last && T->buckets ? on_mpi_grad_ready : NULL;
         m->grad_ready_arg = T->comm ? (void *)T->comm : (void *)T->buckets;
+        m->progress = last && T->buckets ? on_mpi_progress : NULL;
         bn_micro_begin(T, a);
         float loss;
         if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
@@ -133,6 +135,7 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
     }
     m->bn_batches = bn_batches + 1; /* one batch per optimizer step, whatever the split */
     m->grad_ready = NULL;
+    m->progress = NULL;
     if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
     return local_loss;
 }
