@@ -32,6 +32,7 @@ typedef struct EffConfig {
     char optimizer[16];   /* adam | adamw | sgd */
     double lr, weight_decay, beta1, beta2, eps, momentum;
     long nesterov;
+    char shard[8];        /* auto | on | off: ZeRO-1 sharded optimizer state (MPI path) */
     /* [schedule] */
     char schedule[16];    /* constant | cosine */
     long warmup_steps;

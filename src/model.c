@@ -147,6 +147,8 @@ void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spe
     m->adam_m = be->alloc(be, pb, "Adam first moments");
     m->adam_v = be->alloc(be, pb, "Adam second moments");
     m->bufs = be->alloc(be, m->btab.total * sizeof(float), "BN running statistics");
+    m->opt_lo = 0;
+    m->opt_n = m->ptab.total;
 }
 
 void eff_model_init_weights(EffModel *m, uint64_t seed) {
@@ -185,8 +187,8 @@ void eff_model_init_weights(EffModel *m, uint64_t seed) {
     }
     m->be->upload(m->be, m->param, hp, m->ptab.total * sizeof(float));
     m->be->upload(m->be, m->bufs, hb, m->btab.total * sizeof(float));
-    m->be->zero(m->be, m->adam_m, m->ptab.total * sizeof(float));
-    m->be->zero(m->be, m->adam_v, m->ptab.total * sizeof(float));
+    m->be->zero(m->be, m->adam_m, m->opt_n * sizeof(float));
+    m->be->zero(m->be, m->adam_v, m->opt_n * sizeof(float));
     m->bn_batches = 0;
     m->adam_t = 0;
     eff_free(tmp);
@@ -538,8 +540,30 @@ void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.tota
 void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                          int decoupled) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param, m->grad, m->adam_m, m->adam_v, m->ptab.total, lr, beta1,
+    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->adam_v,
+                                              m->opt_n, lr, beta1,
                                               beta2, eps, weight_decay, decoupled, m->adam_t));
+}
+
+void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n) {
+    EFF_CHECK(m->opt_lo == 0 && m->opt_n == m->ptab.total && lo + n <= m->ptab.total,
+              "eff_model_shard_optimizer: shard [%zu, %zu) of %zu parameters (already sharded: %zu from %zu)", lo, lo + n,
+              (size_t)m->ptab.total, m->opt_n, m->opt_lo);
+    const EffBackend *be = m->be;
+    const size_t bytes = (n ? n : 1) * sizeof(float);
+    float *host = eff_malloc(bytes, "optimizer shard staging");
+    float **state[2] = {&m->adam_m, &m->adam_v};
+    for (int k = 0; k < 2; k++) {
+        float *shard = be->alloc(be, bytes, k ? "Adam second moments (this rank's shard)" : "Adam first moments "
+                                 "(this rank's shard)");
+        if (n) be->download(be, host, *state[k] + lo, n * sizeof(float));
+        if (n) be->upload(be, shard, host, n * sizeof(float));
+        be->release(be, *state[k]);
+        *state[k] = shard;
+    }
+    eff_free(host);
+    m->opt_lo = lo;
+    m->opt_n = n;
 }
 
 void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o) {
@@ -551,6 +575,7 @@ void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o) {
 
 void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param, m->grad, m->adam_m, m->ptab.total, lr, momentum, weight_decay,
+    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->opt_n, lr,
+                                             momentum, weight_decay,
                                              nesterov, m->adam_t == 1));
 }

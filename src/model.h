@@ -53,6 +53,10 @@ typedef struct EffModel {
     size_t stem_w, stem_g, stem_b, stem_rm, stem_rv;
     size_t head_w, head_g, head_b, head_rm, head_rv, fc_w, fc_b;
     float *param, *grad, *adam_m, *adam_v, *bufs; /* backend memory */
+    /* The optimizer state covers parameters [opt_lo, opt_lo + opt_n): all of
+     * them (0, ptab.total), or one rank's shard (eff_model_shard_optimizer);
+     * adam_m/adam_v then hold opt_n floats, for the parameters from opt_lo. */
+    size_t opt_lo, opt_n;
     int64_t bn_batches; /* num_batches_tracked, identical for every BN */
     long adam_t;
     /* activations for batch N at resolution R (eff_model_alloc_acts) */
@@ -143,5 +147,9 @@ typedef struct EffOptimizer {
     int nesterov;
 } EffOptimizer;
 void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
+/* ZeRO-1: keep the optimizer state only for parameters [lo, lo + n) (copied
+ * from the current full state, which is freed); steps then update only those
+ * parameters. */
+void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n);
 
 #endif

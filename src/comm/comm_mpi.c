@@ -222,6 +222,25 @@ void eff_mpi_barrier(EffMpi *w, const char *what) {
     eff_mpi_wait(w, &r, what);
 }
 
+void eff_mpi_reduce_scatter(EffMpi *w, const float *send, float *recv, const int *counts, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
+void eff_mpi_allgatherv_inplace(EffMpi *w, float *buf, const int *counts, const int *displs, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
+void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const int *counts, const int *displs,
+                     int root, const char *what) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Igatherv(send, count, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, root, w->comm, &r));
+    eff_mpi_wait(w, &r, what);
+}
+
 /* ---- bucketed gradient all-reduce ---------------------------------------- */
 
 struct EffMpiBuckets {

@@ -56,6 +56,13 @@ void eff_mpi_allreduce(EffMpi *w, void *buf, size_t count, MPI_Datatype type, MP
 void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int root, const char *what);
 void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what);
 void eff_mpi_barrier(EffMpi *w, const char *what);
+/* ZeRO-1 over float buffers split by displs[r], counts[r] (ints, world entries):
+ * recv[0 .. counts[rank]) = sum over ranks of send[displs[rank] ..]; the
+ * in-place all-gather fills buf[displs[r] ..] from rank r; gatherv to root. */
+void eff_mpi_reduce_scatter(EffMpi *w, const float *send, float *recv, const int *counts, const char *what);
+void eff_mpi_allgatherv_inplace(EffMpi *w, float *buf, const int *counts, const int *displs, const char *what);
+void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const int *counts, const int *displs,
+                     int root, const char *what);
 
 /* Bucketed gradient all-reduce overlapped with backward (the CPU twin of
  * comm_nccl.c's buckets). The gradient buffer is cut into buckets of about

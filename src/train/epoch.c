@@ -69,22 +69,63 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
     T->window_loss = 0;
 }
 
-void eff_trainer_checkpoint(EffTrainer *T, const char *name) {
-    eff_trainer_check_identical(T, "checkpoint");
-    if (T->rank != 0) return;
-    char path[1300], mpi_ver[MPI_MAX_LIBRARY_VERSION_STRING], world[16];
+/* ZeRO-1: rank 0 gathers every rank's optimizer shard into full moments, so
+ * a sharded run's checkpoint is the same as a replicated run's. Returns the
+ * full backend buffers (rank 0; NULL elsewhere), to swap into the model for
+ * the save. */
+static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
+    EffModel *m = &T->ctx.model;
+    const EffBackend *be = m->be;
+    const size_t total = m->ptab.total, n = m->opt_n;
+    float *mine = eff_malloc((n ? n : 1) * sizeof(float), "optimizer shard staging");
+    float *all = T->rank == 0 ? eff_malloc(total * sizeof(float), "gathered optimizer state") : NULL;
+    float *src[2] = {m->adam_m, m->adam_v}, **dst[2] = {full_m, full_v};
+    for (int k = 0; k < 2; k++) {
+        if (n) be->download(be, mine, src[k], n * sizeof(float));
+        eff_mpi_gatherv(T->mpi, mine, (int)n, all, T->shard_counts, T->shard_displs, 0, "optimizer state gather");
+        *dst[k] = NULL;
+        if (T->rank != 0) continue;
+        *dst[k] = be->alloc(be, total * sizeof(float), k ? "gathered Adam second moments" : "gathered Adam first moments");
+        be->upload(be, *dst[k], all, total * sizeof(float));
+    }
+    eff_free(mine);
+    eff_free(all);
+}
+
+static void save(EffTrainer *T, const char *path) {
+    const char *keys[] = {"effnet_version", "git_commit", "world_size", "mpi_library", "backend", "hosts"};
+    char mpi_ver[MPI_MAX_LIBRARY_VERSION_STRING], world[16];
     int len = 0;
     MPI_Get_library_version(mpi_ver, &len);
     char *nl = strchr(mpi_ver, '\n');
     if (nl) *nl = '\0';
     snprintf(world, sizeof world, "%d", T->world);
-    const char *keys[] = {"effnet_version", "git_commit", "world_size", "mpi_library", "backend", "hosts"};
     const char *vals[] = {EFFNET_VERSION, EFFNET_GIT_COMMIT, world, mpi_ver, T->ctx.be->name, T->hosts};
+    eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
+}
+
+void eff_trainer_checkpoint(EffTrainer *T, const char *name) {
+    eff_trainer_check_identical(T, "checkpoint");
+    EffModel *m = &T->ctx.model;
+    float *full_m = NULL, *full_v = NULL;
+    if (T->sharded) gather_optimizer(T, &full_m, &full_v);
+    if (T->rank != 0) return;
+    char path[1300];
     snprintf(path, sizeof path, "%s/%s", T->cfg.output_dir, name);
     T->st.loss_scale = T->scaler.enabled ? T->scaler.scale : 0.0; /* fp16: the scaler resumes where it was */
     T->st.loss_scale_good_steps = T->scaler.enabled ? T->scaler.good_steps : 0;
     T->st.loss_scale_skipped = T->scaler.enabled ? T->scaler.skipped : 0;
-    eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
+    if (T->sharded) { /* the model's view of the full state, for the save only */
+        float *shard_m = m->adam_m, *shard_v = m->adam_v;
+        const size_t lo = m->opt_lo, n = m->opt_n;
+        m->adam_m = full_m, m->adam_v = full_v, m->opt_lo = 0, m->opt_n = m->ptab.total;
+        save(T, path);
+        m->adam_m = shard_m, m->adam_v = shard_v, m->opt_lo = lo, m->opt_n = n;
+        m->be->release(m->be, full_m);
+        m->be->release(m->be, full_v);
+    } else {
+        save(T, path);
+    }
     printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld)\n", path,
            (long long)T->st.global_step, (long long)T->st.epoch, (long long)T->st.step_in_epoch);
     fflush(stdout);
@@ -196,6 +237,9 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_model_destroy(&T->ctx.model);
     eff_comm_destroy(T->comm);
     eff_mpi_buckets_destroy(T->buckets);
+    eff_free(T->shard_counts);
+    eff_free(T->shard_displs);
+    eff_free(T->grad_shard);
     eff_backend_cuda_destroy(T->cuda);
     eff_mpi_destroy(T->mpi);
     eff_free(T->config_ini);

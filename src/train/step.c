@@ -152,6 +152,10 @@ static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
         r->buckets = s.buckets;
         r->buckets_in_backward = s.done_in_backward;
         r->exposed_s = s.exposed_s;
+    } else if (T->sharded) { /* ZeRO-1: this rank's slice of the summed gradient, in place */
+        const int n = T->shard_counts[T->rank];
+        eff_mpi_reduce_scatter(T->mpi, m->grad, T->grad_shard, T->shard_counts, "gradient reduce-scatter");
+        m->be->upload(m->be, m->grad + m->opt_lo, T->grad_shard, (size_t)n * sizeof(float));
     } else if (T->world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
         eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
     }
@@ -189,6 +193,15 @@ static double lr_at(const EffConfig *c, int64_t step, int64_t total) {
     return c->min_lr + (c->lr - c->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
 }
 
+/* The squared gradient norm: sharded, each rank's slice summed over ranks. */
+static double grad_sumsq(EffTrainer *T) {
+    EffModel *m = &T->ctx.model;
+    if (!T->sharded) return m->be->sumsq(m->be, m->grad, m->ptab.total);
+    double s = m->be->sumsq(m->be, m->grad + m->opt_lo, m->opt_n);
+    eff_mpi_allreduce(T->mpi, &s, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
+    return s;
+}
+
 EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     EffModel *m = &T->ctx.model;
     const EffConfig *c = &T->cfg;
@@ -202,7 +215,7 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     const double t2 = eff_time();
     reduce(T, local_loss, &r);
     const double t3 = eff_time(); /* the finiteness check and the step count as "optimizer" */
-    r.gnorm2 = m->be->sumsq(m->be, m->grad, m->ptab.total);
+    r.gnorm2 = grad_sumsq(T);
     const int do_step = unscale(T, &r);
     r.lr = lr_at(c, T->st.global_step, T->total_steps);
     if (!isfinite(r.loss) || !isfinite(r.gnorm2)) {
@@ -214,11 +227,17 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
                                                     .beta2 = (float)c->beta2, .eps = (float)c->eps,
                                                     .weight_decay = (float)c->weight_decay, .momentum = (float)c->momentum,
                                                     .nesterov = (int)c->nesterov});
+    double t_gather = 0;
+    if (T->sharded) { /* every rank's updated slice to every rank */
+        const double tg = eff_time();
+        eff_mpi_allgatherv_inplace(T->mpi, m->param, T->shard_counts, T->shard_displs, "parameter all-gather");
+        t_gather = eff_time() - tg;
+    }
     if (timed) {
         T->times.compute += t1 - t0;
         T->times.wait += t2 - t1;
-        T->times.allreduce += t3 - t2;
-        T->times.optim += eff_time() - t3;
+        T->times.allreduce += t3 - t2 + t_gather; /* ZeRO-1's all-gather is communication */
+        T->times.optim += eff_time() - t3 - t_gather;
         T->times.exposed += r.exposed_s;
         T->times.buckets += r.buckets;
         T->times.buckets_in_backward += r.buckets_in_backward;

@@ -61,6 +61,9 @@ typedef struct EffTrainer {
     EffComm *comm;               /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffMpi *mpi;                 /* every MPI collective, under the stall watchdog */
     EffMpiBuckets *buckets;      /* CPU backend, world > 1, comm.overlap: the overlapped gradient all-reduce */
+    int sharded;                 /* optim.shard: ZeRO-1, this rank updates parameters [displs[rank], +counts[rank]) */
+    int *shard_counts, *shard_displs;
+    float *grad_shard;           /* sharded, not overlapped: the reduce-scatter's result (host) */
     EffLossScaler scaler;
     struct EffGpuAugment *gaug;  /* data.gpu_augment: the train split resident on the GPU */
     EffConfig cfg;
