@@ -70,26 +70,22 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
 }
 
 /* ZeRO-1: rank 0 gathers every rank's optimizer shard into full moments, so
- * a sharded run's checkpoint is the same as a replicated run's. Returns the
- * full backend buffers (rank 0; NULL elsewhere), to swap into the model for
- * the save. */
+ * a sharded run's checkpoint is the same as a replicated run's. Sharding is
+ * the CPU backend's (setup.c), whose memory is host memory: the gather reads
+ * and writes the backend buffers directly. Returns the full buffers on rank
+ * 0 (NULL elsewhere), to swap into the model for the save. */
 static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     EffModel *m = &T->ctx.model;
     const EffBackend *be = m->be;
-    const size_t total = m->ptab.total, n = m->opt_n;
-    float *mine = eff_malloc((n ? n : 1) * sizeof(float), "optimizer shard staging");
-    float *all = T->rank == 0 ? eff_malloc(total * sizeof(float), "gathered optimizer state") : NULL;
+    EFF_CHECK(be == eff_backend_cpu(), "optim.shard: the optimizer gather expects the CPU backend");
     float *src[2] = {m->adam_m, m->adam_v}, **dst[2] = {full_m, full_v};
     for (int k = 0; k < 2; k++) {
-        if (n) be->download(be, mine, src[k], n * sizeof(float));
-        eff_mpi_gatherv(T->mpi, mine, (int)n, all, T->shard_counts, T->shard_displs, 0, "optimizer state gather");
-        *dst[k] = NULL;
-        if (T->rank != 0) continue;
-        *dst[k] = be->alloc(be, total * sizeof(float), k ? "gathered Adam second moments" : "gathered Adam first moments");
-        be->upload(be, *dst[k], all, total * sizeof(float));
+        *dst[k] = T->rank == 0 ? be->alloc(be, m->ptab.total * sizeof(float), k ? "gathered Adam second moments"
+                                                                                 : "gathered Adam first moments")
+                               : NULL;
+        eff_mpi_gatherv(T->mpi, src[k], (int)m->opt_n, *dst[k], T->shard_counts, T->shard_displs, 0,
+                        "optimizer state gather");
     }
-    eff_free(mine);
-    eff_free(all);
 }
 
 static void save(EffTrainer *T, const char *path) {
@@ -191,6 +187,10 @@ static void timing_summary(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     const EffStepTimes *t = &T->times;
     const EffModel *m = &T->ctx.model;
+    /* peak RSS: rank 0's, and the largest of the others' (collective: every rank gets here) */
+    double mine[2] = {T->rank == 0 ? eff_peak_rss_mb() : 0, T->rank == 0 ? 0 : eff_peak_rss_mb()}, rss[2];
+    memcpy(rss, mine, sizeof rss);
+    eff_mpi_allreduce(T->mpi, rss, 2, MPI_DOUBLE, MPI_MAX, "peak RSS all-reduce");
     if (t->steps == 0) return;
     /* rank 0's view; img/s counts only the timed training steps */
     const double n = (double)t->steps, gb = (double)T->world * c->batch * c->accum;
@@ -201,6 +201,9 @@ static void timing_summary(EffTrainer *T) {
                     "ms; %.1f img/s (%.1f per rank); %.1f MB all-reduced per step\n", (long long)t->steps,
                     1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n, 1e3 * t->optim / n,
                     gb / step_s, gb / step_s / T->world, bytes / 1e6);
+    eff_trainer_log(T, "memory: peak RSS %.1f MiB on rank 0 (it writes the checkpoints), %.1f MiB the most of the "
+                    "others; optimizer state %.1f MiB per rank (%s)\n", rss[0], rss[1],
+                    2.0 * (double)m->opt_n * sizeof(float) / 1048576.0, T->sharded ? "sharded" : "replicated");
     if (T->buckets)
         eff_trainer_log(T, "timing: gradient all-reduce overlapped with backward: %.1f of %.1f buckets per step done "
                         "before backward ended; %.1f ms exposed (waiting after backward, inside the all-reduce "
@@ -214,13 +217,14 @@ static void timing_summary(EffTrainer *T) {
                         "%.3f, \"optimizer_ms\": %.3f, \"img_per_s\": %.3f, \"img_per_s_per_rank\": %.3f, "
                         "\"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s, \"cuda_graph\": %s, "
                         "\"overlap\": %s, \"buckets\": %.1f, \"buckets_done_in_backward\": %.1f, "
-                        "\"exposed_allreduce_ms\": %.3f}\n",
+                        "\"exposed_allreduce_ms\": %.3f, \"sharded\": %s, \"peak_rss_mib_rank0\": %.1f, "
+                        "\"peak_rss_mib_others\": %.1f}\n",
                         m->spec.name, T->R, T->world, c->threads, c->batch, c->accum, gb, (long long)t->steps,
                         1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n,
                         1e3 * t->optim / n, gb / step_s, gb / step_s / T->world, bytes,
                         c->comm_timing ? "true" : "false", m->use_graph ? "true" : "false",
                         T->buckets ? "true" : "false", (double)t->buckets / n, (double)t->buckets_in_backward / n,
-                        1e3 * t->exposed / n);
+                        1e3 * t->exposed / n, T->sharded ? "true" : "false", rss[0], rss[1]);
 }
 
 void eff_trainer_finish(EffTrainer *T) {

@@ -174,16 +174,48 @@ static void resume(EffTrainer *T, const char *resume_arg) {
     }
 }
 
+/* optim.shard (ZeRO-1): rank r keeps the optimizer state of parameters
+ * [total*r/N, total*(r+1)/N) only; the gradient is reduce-scattered (or, with
+ * comm.overlap, all-reduced in buckets during backward) and the updated
+ * parameters all-gathered. The MPI path only: NCCL runs replicated. */
+static void setup_shard(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    EFF_CHECK(strcmp(c->shard, "on") != 0 || !T->cuda, "optim.shard = on needs the CPU backend (the CUDA/NCCL path keeps "
+              "the optimizer replicated)\nHINT: set optim.shard = auto");
+    T->sharded = T->world > 1 && !T->cuda && strcmp(c->shard, "off") != 0;
+    /* (called before the optimizer state is first written: a fresh run never touches the full state's pages) */
+    if (!T->sharded) return;
+    const size_t total = m->ptab.total;
+    EFF_CHECK(total <= INT_MAX, "optim.shard: %zu parameters exceed MPI's int count", total);
+    T->shard_counts = eff_malloc(sizeof(int) * (size_t)T->world, "shard counts");
+    T->shard_displs = eff_malloc(sizeof(int) * (size_t)T->world, "shard offsets");
+    for (int r = 0; r < T->world; r++) {
+        T->shard_displs[r] = (int)(total * (size_t)r / (size_t)T->world);
+        T->shard_counts[r] = (int)(total * (size_t)(r + 1) / (size_t)T->world) - T->shard_displs[r];
+    }
+    const int n = T->shard_counts[T->rank];
+    eff_model_shard_optimizer(m, (size_t)T->shard_displs[T->rank], (size_t)n);
+    if (!c->overlap) T->grad_shard = eff_malloc(sizeof(float) * (size_t)(n ? n : 1), "gradient shard");
+    eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%d parameters (1/%d), gradients %s, "
+                    "parameters all-gathered after the step\n", c->optimizer, n, T->world,
+                    c->overlap ? "all-reduced in buckets during backward" : "reduce-scattered");
+}
+
 static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
     eff_model_create(m, T->ctx.be, spec, (int)c->classes);
     if (c->dropout >= 0) eff_model_set_dropout(m, c->dropout);
     m->label_smoothing = (float)c->label_smoothing;
+    if (!resume_arg) setup_shard(T); /* a resume loads the full state first */
     eff_model_init_weights(m, T->ctx.seed);
     T->st = (EffTrainState){.epoch = 1, .step_in_epoch = 0, .global_step = 0, .best_epoch = 0, .best_acc = -1,
                             .last_acc = -1, .last_loss = NAN, .seed = T->ctx.seed, .lr = c->lr};
-    if (resume_arg) resume(T, resume_arg);
+    if (resume_arg) {
+        resume(T, resume_arg);
+        setup_shard(T);
+    }
     T->st.world_size = T->world;
     T->st.batch_per_rank = c->batch;
     T->st.accum = c->accum;
@@ -207,33 +239,6 @@ static void open_output(EffTrainer *T, int appending) {
     }
 }
 
-/* optim.shard (ZeRO-1): rank r keeps the optimizer state of parameters
- * [total*r/N, total*(r+1)/N) only; the gradient is reduce-scattered (or, with
- * comm.overlap, all-reduced in buckets during backward) and the updated
- * parameters all-gathered. The MPI path only: NCCL runs replicated. */
-static void setup_shard(EffTrainer *T) {
-    const EffConfig *c = &T->cfg;
-    EffModel *m = &T->ctx.model;
-    EFF_CHECK(strcmp(c->shard, "on") != 0 || !T->cuda, "optim.shard = on needs the CPU backend (the CUDA/NCCL path keeps "
-              "the optimizer replicated)\nHINT: set optim.shard = auto");
-    T->sharded = T->world > 1 && !T->cuda && strcmp(c->shard, "off") != 0;
-    if (!T->sharded) return;
-    const size_t total = m->ptab.total;
-    EFF_CHECK(total <= INT_MAX, "optim.shard: %zu parameters exceed MPI's int count", total);
-    T->shard_counts = eff_malloc(sizeof(int) * (size_t)T->world, "shard counts");
-    T->shard_displs = eff_malloc(sizeof(int) * (size_t)T->world, "shard offsets");
-    for (int r = 0; r < T->world; r++) {
-        T->shard_displs[r] = (int)(total * (size_t)r / (size_t)T->world);
-        T->shard_counts[r] = (int)(total * (size_t)(r + 1) / (size_t)T->world) - T->shard_displs[r];
-    }
-    const int n = T->shard_counts[T->rank];
-    eff_model_shard_optimizer(m, (size_t)T->shard_displs[T->rank], (size_t)n);
-    if (!T->buckets) T->grad_shard = eff_malloc(sizeof(float) * (size_t)(n ? n : 1), "gradient shard");
-    eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%d parameters (1/%d), gradients %s, "
-                    "parameters all-gathered after the step\n", c->optimizer, n, T->world,
-                    T->buckets ? "all-reduced in buckets during backward" : "reduce-scattered");
-}
-
 /* Identical start on every rank: broadcast rank 0's state, then verify. */
 static void start_identical(EffTrainer *T) {
     EffModel *m = &T->ctx.model;
@@ -251,7 +256,6 @@ static void start_identical(EffTrainer *T) {
         eff_trainer_log(T, "comm: MPI all-reduce in buckets of ~%.1f MiB, started as backward finishes them "
                         "(comm.overlap = 1); watchdog %.0f s\n", c->bucket_mb, c->comm_timeout);
     }
-    setup_shard(T);
     if (c->accum > 1) {
         T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");
         T->bn_sum = eff_malloc(2 * m->btab.total * sizeof(float), "BN statistics sum over micro-batches");

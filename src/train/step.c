@@ -152,7 +152,7 @@ static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
         r->buckets = s.buckets;
         r->buckets_in_backward = s.done_in_backward;
         r->exposed_s = s.exposed_s;
-    } else if (T->sharded) { /* ZeRO-1: this rank's slice of the summed gradient, in place */
+    } else if (T->sharded) { /* ZeRO-1, not overlapped: this rank's slice of the summed gradient */
         const int n = T->shard_counts[T->rank];
         eff_mpi_reduce_scatter(T->mpi, m->grad, T->grad_shard, T->shard_counts, "gradient reduce-scatter");
         m->be->upload(m->be, m->grad + m->opt_lo, T->grad_shard, (size_t)n * sizeof(float));
