@@ -78,23 +78,10 @@ typedef struct Ckpt {
     char model[64];
     int classes, resolution;
     long long bytes;
-    EffBackend be; /* tables-only backend: the model is a key/shape/stage map, no weights */
-    EffModel m;
+    EffModel m; /* tables only (eff_model_build_tables): a key/shape/stage map, no weights */
     Key *keys;
     int nkeys;
 } Ckpt;
-
-/* ---- a backend that allocates no parameter memory ---------------------------
- * eff_model_create allocates parameters, gradients and both moments (2 GB for
- * B7); here the model only supplies the key table, the shapes and the block ->
- * stage map, so every buffer is a zeroed 64-byte stub that is never read. */
-static void *stub_alloc(const EffBackend *be, size_t bytes, const char *what) {
-    (void)be;
-    (void)bytes;
-    return eff_alloc_aligned(64, what);
-}
-
-static void stub_release(const EffBackend *be, void *p) { (void)be; eff_free(p); }
 
 /* ---- HDF5 helpers (fatal, naming the file) ---------------------------------- */
 
@@ -447,10 +434,7 @@ static void ckpt_open(Ckpt *c, const char *path) {
     struct stat sb;
     EFF_CHECK(stat(path, &sb) == 0, "cannot stat checkpoint '%s'", path);
     c->bytes = (long long)sb.st_size;
-    c->be = *eff_backend_cpu();
-    c->be.alloc = stub_alloc;
-    c->be.release = stub_release;
-    eff_model_create(&c->m, &c->be, &spec, c->classes);
+    eff_model_build_tables(&c->m, &spec, c->classes);
     build_keys(c);
     eff_h5_quiet_begin(&c->quiet);
     c->f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
