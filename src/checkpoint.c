@@ -26,6 +26,12 @@
 static const char *const reserved_attrs[] = {"format",  "schema_version", "model",        "classes",
                                              "resolution", "created",     "config",       "hdf5_version"};
 
+int eff_ckpt_header_attr(const char *name) {
+    for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
+        if (strcmp(name, reserved_attrs[r]) == 0) return 1;
+    return 0;
+}
+
 /* ---- shared helpers ------------------------------------------------------ */
 
 static size_t max_numel(const EffTable *t) {
@@ -140,10 +146,9 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     for (int i = 0; i < n_prov; i++) {
         EFF_CHECK(prov_keys[i] && prov_keys[i][0] && prov_vals[i],
                   "eff_checkpoint_save('%s'): provenance entry %d has an empty key or a NULL value", path, i);
-        for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
-            EFF_CHECK(strcmp(prov_keys[i], reserved_attrs[r]) != 0,
-                      "eff_checkpoint_save('%s'): provenance key '%s' is reserved for the checkpoint header\n"
-                      "HINT: rename it (e.g. 'run_%s')", path, prov_keys[i], prov_keys[i]);
+        EFF_CHECK(!eff_ckpt_header_attr(prov_keys[i]),
+                  "eff_checkpoint_save('%s'): provenance key '%s' is reserved for the checkpoint header\n"
+                  "HINT: rename it (e.g. 'run_%s')", path, prov_keys[i], prov_keys[i]);
         for (int j = 0; j < i; j++)
             EFF_CHECK(strcmp(prov_keys[i], prov_keys[j]) != 0, "eff_checkpoint_save('%s'): provenance key '%s' given twice",
                       path, prov_keys[i]);

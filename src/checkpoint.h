@@ -91,6 +91,11 @@ int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec);
 /* The functions below exit through EFF_FATAL, naming the file, when an HDF5
  * call fails on the open file. */
 
+/* Is name a root attribute of the header, set by eff_checkpoint_save itself
+ * (format, schema_version, model, classes, resolution, created, config,
+ * hdf5_version)? The other root attributes are provenance. */
+int eff_ckpt_header_attr(const char *name);
+
 /* Does object `name` ("/model", "/optimizer/exp_avg", ...) exist? */
 int eff_ckpt_exists(EffCkptFile *f, const char *name);
 /* The number of links in group grp; 0 if there is no such group. */
