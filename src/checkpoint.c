@@ -537,11 +537,11 @@ int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, in
 
 /* ---- reading: state_dict keys and tensors ------------------------------------- */
 
+/* Append key name with view v's shape; v NULL: a num_batches_tracked (an integer scalar). */
 static void add_key(EffCkptKeys *ks, const char *name, const EffView *v) {
     EffCkptKey *k = &ks->k[ks->n++];
     memset(k, 0, sizeof *k);
     snprintf(k->name, sizeof k->name, "%s", name);
-    k->view = v;
     k->numel = 1;
     k->kind = v ? v->kind : EFF_KIND_BUFFER;
     k->is_param = v && v->kind != EFF_KIND_BUFFER; /* m->btab holds only EFF_KIND_BUFFER views */

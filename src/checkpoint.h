@@ -88,13 +88,13 @@ const char *eff_ckpt_path(const EffCkptFile *f);
 /* The model spec the header names; 0 if effnet does not know it. */
 int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec);
 
-/* The functions below exit through EFF_FATAL, naming the file, when an HDF5
- * call fails on the open file. */
-
 /* Is name a root attribute of the header, set by eff_checkpoint_save itself
  * (format, schema_version, model, classes, resolution, created, config,
  * hdf5_version)? The other root attributes are provenance. */
 int eff_ckpt_header_attr(const char *name);
+
+/* The functions below that take an EffCkptFile exit through EFF_FATAL,
+ * naming the file, when an HDF5 call fails on it. */
 
 /* Does object `name` ("/model", "/optimizer/exp_avg", ...) exist? */
 int eff_ckpt_exists(EffCkptFile *f, const char *name);
@@ -110,7 +110,6 @@ typedef struct EffCkptKey {
     EffParamKind kind;    /* of its view; num_batches_tracked: EFF_KIND_BUFFER */
     int is_param;         /* a parameter (m->ptab): also a key of /optimizer/exp_avg{,_sq} */
     int is_int;           /* num_batches_tracked: an integer scalar */
-    const EffView *view;  /* in m->ptab or m->btab; NULL for num_batches_tracked */
 } EffCkptKey;
 
 typedef struct EffCkptKeys {
