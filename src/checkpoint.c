@@ -26,6 +26,12 @@
 static const char *const reserved_attrs[] = {"format",  "schema_version", "model",        "classes",
                                              "resolution", "created",     "config",       "hdf5_version"};
 
+int eff_ckpt_header_attr(const char *name) {
+    for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
+        if (strcmp(name, reserved_attrs[r]) == 0) return 1;
+    return 0;
+}
+
 /* ---- shared helpers ------------------------------------------------------ */
 
 static size_t max_numel(const EffTable *t) {
@@ -140,10 +146,9 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     for (int i = 0; i < n_prov; i++) {
         EFF_CHECK(prov_keys[i] && prov_keys[i][0] && prov_vals[i],
                   "eff_checkpoint_save('%s'): provenance entry %d has an empty key or a NULL value", path, i);
-        for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
-            EFF_CHECK(strcmp(prov_keys[i], reserved_attrs[r]) != 0,
-                      "eff_checkpoint_save('%s'): provenance key '%s' is reserved for the checkpoint header\n"
-                      "HINT: rename it (e.g. 'run_%s')", path, prov_keys[i], prov_keys[i]);
+        EFF_CHECK(!eff_ckpt_header_attr(prov_keys[i]),
+                  "eff_checkpoint_save('%s'): provenance key '%s' is reserved for the checkpoint header\n"
+                  "HINT: rename it (e.g. 'run_%s')", path, prov_keys[i], prov_keys[i]);
         for (int j = 0; j < i; j++)
             EFF_CHECK(strcmp(prov_keys[i], prov_keys[j]) != 0, "eff_checkpoint_save('%s'): provenance key '%s' given twice",
                       path, prov_keys[i]);
@@ -319,12 +324,14 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     EFF_CHECK(close(dfd) == 0, "closing directory '%s' failed: %s", dir, strerror(errno));
 }
 
-/* ---- reading the header ------------------------------------------------------ */
+/* ---- reading: the open file and its header ------------------------------------ */
 
-typedef struct Header {
-    char format[64], model[64];
-    int64_t schema, classes, resolution;
-} Header;
+struct EffCkptFile {
+    char *path;
+    hid_t file;
+    EffH5Quiet quiet; /* HDF5's error printing, restored by eff_ckpt_close */
+    EffCkptHeader header;
+};
 
 EFF_PRINTF(3, 4) static int set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -332,6 +339,56 @@ EFF_PRINTF(3, 4) static int set_err(char *err, size_t errlen, const char *fmt, .
     if (errlen) vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return 0;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s);
+    char *p = eff_malloc(n + 1, "string");
+    memcpy(p, s, n + 1);
+    return p;
+}
+
+/* An HDF5 call on the open file failed: exit naming the file, what failed and
+ * HDF5's innermost error (call it before any other HDF5 call clears that). */
+EFF_NORETURN EFF_PRINTF(2, 3) static void ckpt_fatal(const EffCkptFile *f, const char *fmt, ...) {
+    char detail[512], what[1024];
+    eff_h5_error_detail(detail, sizeof detail);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    EFF_FATAL("checkpoint '%s': %s: %s\nHINT: the file is damaged or not a complete effnet checkpoint "
+              "(docs/checkpoint-format.md); use another copy (best.h5 or an earlier checkpoint)", f->path, what, detail);
+}
+
+/* The text of string attribute a (type t), malloc'd; NULL if HDF5 cannot read it. */
+static char *attr_text(hid_t a, hid_t t) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5T_cset_t cs = H5Tget_cset(t); /* HDF5 does not convert between character sets */
+    htri_t vl = H5Tis_variable_str(t);
+    char *out = NULL;
+    if (mt >= 0 && cs != H5T_CSET_ERROR && vl >= 0 && H5Tset_cset(mt, cs) >= 0) {
+        if (vl > 0) {
+            char *s = NULL;
+            if (H5Tset_size(mt, H5T_VARIABLE) >= 0 && H5Aread(a, mt, &s) >= 0) out = dup_str(s ? s : "");
+            if (s && H5free_memory(s) < 0) {
+                eff_free(out);
+                out = NULL;
+            }
+        } else {
+            size_t n = H5Tget_size(t);
+            out = eff_calloc(n + 1, 1, "string attribute");
+            if (n == 0 || H5Tset_size(mt, n + 1) < 0 || H5Aread(a, mt, out) < 0) {
+                eff_free(out);
+                out = NULL;
+            }
+        }
+    }
+    if (mt >= 0 && H5Tclose(mt) < 0) {
+        eff_free(out);
+        out = NULL;
+    }
+    return out;
 }
 
 /* Non-fatal root attribute readers for the header: 1 ok, 0 missing or bad. */
@@ -353,33 +410,18 @@ static int root_attr_str(hid_t f, const char *attr, char *buf, size_t cap) {
     if (H5Aexists(f, attr) <= 0) return 0;
     hid_t a = H5Aopen(f, attr, H5P_DEFAULT);
     if (a < 0) return 0;
-    hid_t t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
-    int ok = t >= 0 && mt >= 0 && H5Tget_class(t) == H5T_STRING;
-    H5T_cset_t cs = ok ? H5Tget_cset(t) : H5T_CSET_ERROR; /* HDF5 does not convert between character sets */
-    ok = ok && cs != H5T_CSET_ERROR && H5Tset_cset(mt, cs) >= 0;
-    htri_t vl = ok ? H5Tis_variable_str(t) : -1;
-    if (vl > 0) {
-        char *s = NULL;
-        ok = H5Tset_size(mt, H5T_VARIABLE) >= 0 && H5Aread(a, mt, &s) >= 0;
-        if (ok) snprintf(buf, cap, "%s", s ? s : "");
-        if (s && H5free_memory(s) < 0) ok = 0;
-    } else if (vl == 0) {
-        size_t n = H5Tget_size(t);
-        char *tmp = eff_calloc(n + 1, 1, "string attribute");
-        ok = n > 0 && H5Tset_size(mt, n + 1) >= 0 && H5Aread(a, mt, tmp) >= 0;
-        if (ok) snprintf(buf, cap, "%s", tmp);
-        eff_free(tmp);
-    } else {
-        ok = 0;
-    }
-    if (mt >= 0 && H5Tclose(mt) < 0) ok = 0;
+    hid_t t = H5Aget_type(a);
+    char *s = t >= 0 && H5Tget_class(t) == H5T_STRING ? attr_text(a, t) : NULL;
+    int ok = s != NULL;
+    if (ok) snprintf(buf, cap, "%s", s);
+    eff_free(s);
     if (t >= 0 && H5Tclose(t) < 0) ok = 0;
     if (H5Aclose(a) < 0) ok = 0;
     return ok;
 }
 
 /* Open path read-only with a precise diagnosis: missing, not HDF5, damaged. */
-static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
+static hid_t open_checkpoint(const char *path, long long *bytes, char *err, size_t errlen) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         set_err(err, errlen, "checkpoint '%s' not found: %s\nHINT: check the path (ls -l '%s')", path, strerror(errno), path);
@@ -390,6 +432,7 @@ static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
                 path, path);
         return -1;
     }
+    *bytes = (long long)sb.st_size;
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
 #else
@@ -417,79 +460,303 @@ static hid_t open_checkpoint(const char *path, char *err, size_t errlen) {
     return f;
 }
 
-static int read_header(hid_t f, const char *path, Header *h, char *err, size_t errlen) {
-    memset(h, 0, sizeof *h);
-    if (!root_attr_str(f, "format", h->format, sizeof h->format))
+static int read_header(hid_t f, const char *path, EffCkptHeader *h, char *err, size_t errlen) {
+    char format[64];
+    int64_t classes, resolution;
+    if (!root_attr_str(f, "format", format, sizeof format))
         return set_err(err, errlen, "'%s' is an HDF5 file but not an effnet checkpoint (no root attribute 'format')\n"
                        "HINT: pass a checkpoint written by effnet train (layout: docs/checkpoint-format.md)", path);
-    if (strcmp(h->format, EFF_CKPT_FORMAT) != 0)
+    if (strcmp(format, EFF_CKPT_FORMAT) != 0)
         return set_err(err, errlen, "'%s' is not an effnet checkpoint: root attribute 'format' is '%s', expected '%s'\n"
-                       "HINT: pass a checkpoint written by effnet train", path, h->format, EFF_CKPT_FORMAT);
-    if (!root_attr_i64(f, "schema_version", &h->schema))
+                       "HINT: pass a checkpoint written by effnet train", path, format, EFF_CKPT_FORMAT);
+    if (!root_attr_i64(f, "schema_version", &h->schema_version))
         return set_err(err, errlen, "checkpoint '%s' has no readable root attribute 'schema_version'\nHINT: the file is "
                        "damaged or was not written by effnet", path);
-    if (h->schema != EFF_CKPT_SCHEMA_VERSION)
+    if (h->schema_version != EFF_CKPT_SCHEMA_VERSION)
         return set_err(err, errlen, "checkpoint '%s' has schema version %lld; this effnet reads version %d\nHINT: %s",
-                       path, (long long)h->schema, EFF_CKPT_SCHEMA_VERSION,
-                       h->schema > EFF_CKPT_SCHEMA_VERSION ? "it was written by a newer effnet: use that version"
-                                                           : "it was written by an older effnet: use that version");
+                       path, (long long)h->schema_version, EFF_CKPT_SCHEMA_VERSION,
+                       h->schema_version > EFF_CKPT_SCHEMA_VERSION ? "it was written by a newer effnet: use that version"
+                                                                   : "it was written by an older effnet: use that version");
     if (!root_attr_str(f, "model", h->model, sizeof h->model))
         return set_err(err, errlen, "checkpoint '%s' has no readable root attribute 'model'", path);
-    if (!root_attr_i64(f, "classes", &h->classes) || h->classes < 1 || h->classes > INT_MAX)
+    if (!root_attr_i64(f, "classes", &classes) || classes < 1 || classes > INT_MAX)
         return set_err(err, errlen, "checkpoint '%s' has no valid root attribute 'classes'", path);
-    if (!root_attr_i64(f, "resolution", &h->resolution) || h->resolution < 1 || h->resolution > INT_MAX)
+    if (!root_attr_i64(f, "resolution", &resolution) || resolution < 1 || resolution > INT_MAX)
         return set_err(err, errlen, "checkpoint '%s' has no valid root attribute 'resolution'", path);
+    h->classes = (int)classes;
+    h->resolution = (int)resolution;
     return 1;
+}
+
+EffCkptFile *eff_ckpt_open(const char *path, char *err, size_t errlen) {
+    EffCkptFile *f = eff_calloc(1, sizeof *f, "checkpoint handle");
+    eff_h5_quiet_begin(&f->quiet);
+    f->file = open_checkpoint(path, &f->header.bytes, err, errlen);
+    if (f->file >= 0 && read_header(f->file, path, &f->header, err, errlen)) {
+        f->path = dup_str(path);
+        return f;
+    }
+    if (f->file >= 0) (void)H5Fclose(f->file); /* err already says what is wrong with the file */
+    eff_h5_quiet_end(&f->quiet);
+    eff_free(f);
+    return NULL;
+}
+
+int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen) {
+    int ok = 1;
+    if (H5Fclose(f->file) < 0) ok = set_err(err, errlen, "closing checkpoint '%s' failed", f->path);
+    eff_h5_quiet_end(&f->quiet);
+    eff_free(f->path);
+    eff_free(f);
+    return ok;
+}
+
+const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f) { return &f->header; }
+const char *eff_ckpt_path(const EffCkptFile *f) { return f->path; }
+int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec) { return eff_model_spec(f->header.model, spec); }
+int eff_ckpt_exists(EffCkptFile *f, const char *name) { return eff_h5_exists(f->file, name); }
+
+long long eff_ckpt_group_size(EffCkptFile *f, const char *grp) {
+    if (!eff_h5_exists(f->file, grp)) return 0;
+    H5G_info_t gi;
+    if (H5Gget_info_by_name(f->file, grp, &gi, H5P_DEFAULT) < 0) ckpt_fatal(f, "cannot list group %s", grp);
+    return (long long)gi.nlinks;
 }
 
 int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, int *classes, int *resolution, char *err,
                         size_t errlen) {
-    EffH5Quiet quiet;
-    eff_h5_quiet_begin(&quiet);
-    Header h;
-    int ok = 0;
-    hid_t f = open_checkpoint(path, err, errlen);
-    if (f >= 0) {
-        ok = read_header(f, path, &h, err, errlen);
-        if (H5Fclose(f) < 0 && ok) ok = set_err(err, errlen, "closing checkpoint '%s' failed", path);
-    }
-    eff_h5_quiet_end(&quiet);
-    if (!ok) return 0;
+    EffCkptFile *f = eff_ckpt_open(path, err, errlen);
+    if (!f) return 0;
+    EffCkptHeader h = f->header;
+    if (!eff_ckpt_close(f, err, errlen)) return 0;
     if (model_name && model_cap) snprintf(model_name, model_cap, "%s", h.model);
-    if (classes) *classes = (int)h.classes;
-    if (resolution) *resolution = (int)h.resolution;
+    if (classes) *classes = h.classes;
+    if (resolution) *resolution = h.resolution;
     return 1;
+}
+
+/* ---- reading: state_dict keys and tensors ------------------------------------- */
+
+/* Append key name with view v's shape; v NULL: a num_batches_tracked (an integer scalar). */
+static void add_key(EffCkptKeys *ks, const char *name, const EffView *v) {
+    EffCkptKey *k = &ks->k[ks->n++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->name, sizeof k->name, "%s", name);
+    k->numel = 1;
+    k->kind = v ? v->kind : EFF_KIND_BUFFER;
+    k->is_param = v && v->kind != EFF_KIND_BUFFER; /* m->btab holds only EFF_KIND_BUFFER views */
+    k->is_int = !v;
+    if (!v) return;
+    k->ndim = v->ndim;
+    memcpy(k->shape, v->shape, sizeof k->shape);
+    k->numel = v->numel;
+}
+
+void eff_ckpt_keys(const EffModel *m, EffCkptKeys *out) {
+    out->n = 0;
+    out->k = eff_calloc((size_t)(m->ptab.count + 2 * m->btab.count), sizeof *out->k, "checkpoint key table");
+    static const char *const stats[] = {"running_mean", "running_var"};
+    char name[sizeof out->k->name];
+    for (int i = 0; i < m->ptab.count; i++) {
+        const EffView *v = &m->ptab.views[i];
+        add_key(out, v->name, v);
+        int n = (int)strlen(v->name) - 5; /* the BN's prefix, before ".bias" */
+        if (v->kind != EFF_KIND_BN || n < 0 || strcmp(v->name + n, ".bias") != 0) continue;
+        for (int s = 0; s < 2; s++) {
+            snprintf(name, sizeof name, "%.*s.%s", n, v->name, stats[s]);
+            const EffView *bv = eff_table_find(&m->btab, name);
+            EFF_CHECK(bv, "internal: BN buffer '%s' missing from the model's table", name);
+            add_key(out, name, bv);
+        }
+        snprintf(name, sizeof name, "%.*s.num_batches_tracked", n, v->name);
+        add_key(out, name, NULL);
+    }
+}
+
+void eff_ckpt_keys_free(EffCkptKeys *ks) {
+    eff_free(ks->k);
+    memset(ks, 0, sizeof *ks);
+}
+
+const EffCkptKey *eff_ckpt_key_find(const EffCkptKeys *ks, const char *name) {
+    for (int i = 0; i < ks->n; i++)
+        if (strcmp(ks->k[i].name, name) == 0) return &ks->k[i];
+    return NULL;
+}
+
+/* The name of link i (in name order) of group grp, malloc'd. */
+static char *link_name(EffCkptFile *f, const char *grp, hsize_t i) {
+    ssize_t len = H5Lget_name_by_idx(f->file, grp, H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+    if (len < 0) ckpt_fatal(f, "cannot read entry %llu of %s", (unsigned long long)i, grp);
+    char *name = eff_malloc((size_t)len + 1, "tensor name");
+    if (H5Lget_name_by_idx(f->file, grp, H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1, H5P_DEFAULT) != len)
+        ckpt_fatal(f, "cannot read entry %llu of %s", (unsigned long long)i, grp);
+    return name;
+}
+
+char *eff_ckpt_match(EffCkptFile *f, const char *grp, const EffCkptKeys *ks, int params_only, char *present) {
+    H5G_info_t gi;
+    if (H5Gget_info_by_name(f->file, grp, &gi, H5P_DEFAULT) < 0) ckpt_fatal(f, "cannot list group %s", grp);
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char *name = link_name(f, grp, i);
+        const EffCkptKey *k = eff_ckpt_key_find(ks, name);
+        if (!k || (params_only && !k->is_param)) return name;
+        if (present) present[k - ks->k] = 1;
+        eff_free(name);
+    }
+    return NULL;
+}
+
+static void dtype_name(hid_t t, char *buf, size_t cap) {
+    H5T_class_t cl = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    H5T_sign_t sg = cl == H5T_INTEGER ? H5Tget_sign(t) : H5T_SGN_2;
+    if (cl < 0 || sz == 0 || sg < 0) snprintf(buf, cap, "unknown");
+    else if (cl == H5T_FLOAT) snprintf(buf, cap, "float%zu", sz * 8);
+    else if (cl == H5T_INTEGER) snprintf(buf, cap, "%sint%zu", sg == H5T_SGN_NONE ? "u" : "", sz * 8);
+    else if (cl == H5T_STRING) snprintf(buf, cap, "string");
+    else snprintf(buf, cap, "class%d", (int)cl);
+}
+
+_Static_assert(sizeof ((EffCkptTensor *)0)->shape / sizeof(int64_t) == H5S_MAX_RANK, "EffCkptTensor.shape: H5S_MAX_RANK");
+
+void eff_ckpt_tensor(EffCkptFile *f, const EffCkptKey *k, EffCkptTensor *out) {
+    char path[192];
+    snprintf(path, sizeof path, "/model/%s", k->name);
+    memset(out, 0, sizeof *out);
+    hid_t d = H5Dopen2(f->file, path, H5P_DEFAULT);
+    if (d < 0) ckpt_fatal(f, "'%s' is not a readable dataset", path);
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+    if (sp < 0 || t < 0) ckpt_fatal(f, "cannot read the dataspace or type of '%s'", path);
+    out->ndim = H5Sget_simple_extent_ndims(sp);
+    if (out->ndim < 0) ckpt_fatal(f, "cannot read the rank of '%s'", path);
+    hsize_t hd[H5S_MAX_RANK];
+    if (H5Sget_simple_extent_dims(sp, hd, NULL) != out->ndim) ckpt_fatal(f, "cannot read the dims of '%s'", path);
+    for (int i = 0; i < out->ndim; i++) out->shape[i] = (int64_t)hd[i];
+    H5T_class_t cl = H5Tget_class(t);
+    out->type_class = (int)cl;
+    out->is_float = cl == H5T_FLOAT;
+    out->is_int = cl == H5T_INTEGER;
+    dtype_name(t, out->dtype, sizeof out->dtype);
+    if (H5Tclose(t) < 0 || H5Sclose(sp) < 0 || H5Dclose(d) < 0) ckpt_fatal(f, "closing '%s'", path);
+}
+
+double *eff_ckpt_read(EffCkptFile *f, const EffCkptKey *k) {
+    char path[192];
+    snprintf(path, sizeof path, "/model/%s", k->name);
+    hid_t d = H5Dopen2(f->file, path, H5P_DEFAULT);
+    if (d < 0) ckpt_fatal(f, "cannot open tensor '%s'", path);
+    hid_t sp = H5Dget_space(d);
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (n < 0 || H5Sclose(sp) < 0) ckpt_fatal(f, "cannot read the size of tensor '%s'", path);
+    if ((size_t)n != k->numel) ckpt_fatal(f, "tensor '%s' has %lld values, not %zu", path, (long long)n, k->numel);
+    double *x = eff_malloc(k->numel * sizeof(double), k->name);
+    if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
+        char detail[512];
+        eff_h5_error_detail(detail, sizeof detail);
+        EFF_FATAL("reading tensor '%s' from checkpoint '%s' failed: %s\nHINT: the file is damaged (a checksum error "
+                  "means flipped bits); use another copy (best.h5 or an earlier checkpoint)", path, f->path, detail);
+    }
+    if (H5Dclose(d) < 0) ckpt_fatal(f, "closing tensor '%s'", path);
+    return x;
+}
+
+/* ---- reading: attributes -------------------------------------------------------- */
+
+/* Attribute `name` of object loc (obj: its name, for messages) into *out. */
+static void read_attr(const EffCkptFile *f, hid_t loc, const char *obj, const char *name, EffCkptAttr *out) {
+    memset(out, 0, sizeof *out);
+    out->name = dup_str(name);
+    out->kind = EFF_CKPT_ATTR_OTHER;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) ckpt_fatal(f, "cannot open attribute '%s' of '%s'", name, obj);
+    hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
+    if (sp < 0 || t < 0) ckpt_fatal(f, "cannot read the type of attribute '%s' of '%s'", name, obj);
+    hssize_t npts = H5Sget_simple_extent_npoints(sp);
+    H5T_class_t cl = H5Tget_class(t);
+    if (npts == 1 && cl == H5T_STRING) {
+        out->s = attr_text(a, t);
+        if (!out->s) ckpt_fatal(f, "cannot read attribute '%s' of '%s'", name, obj);
+        out->kind = EFF_CKPT_ATTR_STR;
+    } else if (npts == 1 && cl == H5T_INTEGER) {
+        H5T_sign_t sg = H5Tget_sign(t);
+        if (sg < 0) ckpt_fatal(f, "cannot read the sign of attribute '%s' of '%s'", name, obj);
+        int is_unsigned = sg == H5T_SGN_NONE;
+        if (H5Aread(a, is_unsigned ? H5T_NATIVE_ULLONG : H5T_NATIVE_LLONG, is_unsigned ? (void *)&out->u : (void *)&out->i) < 0)
+            ckpt_fatal(f, "cannot read attribute '%s' of '%s'", name, obj);
+        out->kind = is_unsigned ? EFF_CKPT_ATTR_UINT : EFF_CKPT_ATTR_INT;
+    } else if (npts == 1 && cl == H5T_FLOAT) {
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &out->d) < 0) ckpt_fatal(f, "cannot read attribute '%s' of '%s'", name, obj);
+        out->kind = EFF_CKPT_ATTR_FLOAT;
+    } else {
+        char dt[32], buf[96];
+        dtype_name(t, dt, sizeof dt);
+        snprintf(buf, sizeof buf, "<%s, %lld values>", dt, (long long)npts);
+        out->s = dup_str(buf);
+    }
+    if (H5Tclose(t) < 0 || H5Sclose(sp) < 0 || H5Aclose(a) < 0) ckpt_fatal(f, "closing attribute '%s' of '%s'", name, obj);
+}
+
+typedef struct AttrWalk {
+    const EffCkptFile *f;
+    const char *obj;
+    EffCkptAttrs *list;
+} AttrWalk;
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
+    (void)info;
+    AttrWalk *w = data;
+    EffCkptAttrs *l = w->list;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        EffCkptAttr *na = eff_calloc((size_t)cap, sizeof *na, "attribute list");
+        if (l->n) memcpy(na, l->a, (size_t)l->n * sizeof *na);
+        eff_free(l->a);
+        l->a = na;
+        l->cap = cap;
+    }
+    read_attr(w->f, loc, w->obj, name, &l->a[l->n++]);
+    return 0;
+}
+
+int eff_ckpt_attrs(EffCkptFile *f, const char *obj, EffCkptAttrs *out) {
+    memset(out, 0, sizeof *out);
+    if (strcmp(obj, "/") != 0 && !eff_h5_exists(f->file, obj)) return 0;
+    hid_t o = H5Oopen(f->file, obj, H5P_DEFAULT);
+    if (o < 0) ckpt_fatal(f, "cannot open '%s'", obj);
+    AttrWalk w = {f, obj, out};
+    hsize_t idx = 0;
+    if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &w) < 0)
+        ckpt_fatal(f, "cannot list the attributes of '%s'", obj);
+    if (H5Oclose(o) < 0) ckpt_fatal(f, "closing '%s'", obj);
+    return 1;
+}
+
+void eff_ckpt_attrs_free(EffCkptAttrs *l) {
+    for (int i = 0; i < l->n; i++) {
+        eff_free(l->a[i].name);
+        eff_free(l->a[i].s);
+    }
+    eff_free(l->a);
+    memset(l, 0, sizeof *l);
+}
+
+const EffCkptAttr *eff_ckpt_attr_find(const EffCkptAttrs *l, const char *name) {
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->a[i].name, name) == 0) return &l->a[i];
+    return NULL;
 }
 
 /* ---- loading ----------------------------------------------------------------- */
 
-/* Is `name` a state_dict key of m (with_buffers: also running stats and num_batches_tracked)? */
-static int known_key(const EffModel *m, const char *name, int with_buffers) {
-    if (eff_table_find(&m->ptab, name)) return 1;
-    if (!with_buffers) return 0;
-    if (eff_table_find(&m->btab, name)) return 1;
-    static const char nbt[] = ".num_batches_tracked";
-    size_t n = strlen(name), s = sizeof nbt - 1;
-    if (n <= s || strcmp(name + n - s, nbt) != 0) return 0;
-    char rm[160];
-    snprintf(rm, sizeof rm, "%.*s.running_mean", (int)(n - s), name);
-    return eff_table_find(&m->btab, rm) != NULL;
-}
-
 /* Every link in group grp must be a key of the model (like load_state_dict(strict=True)). */
-static void check_members(hid_t f, const char *path, const char *grp, const EffModel *m, int with_buffers) {
-    EFF_CHECK(eff_h5_exists(f, grp), "group '%s' missing in checkpoint '%s'\nHINT: the file is not a complete effnet "
-              "checkpoint (layout: docs/checkpoint-format.md)", grp, path);
-    H5G_info_t info;
-    EFF_CHECK(H5Gget_info_by_name(f, grp, &info, H5P_DEFAULT) >= 0, "cannot list group '%s' in checkpoint '%s'", grp, path);
-    for (hsize_t i = 0; i < info.nlinks; i++) {
-        char name[256];
-        ssize_t len = H5Lget_name_by_idx(f, grp, H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
-        EFF_CHECK(len >= 0, "cannot read entry %llu of group '%s' in checkpoint '%s'", (unsigned long long)i, grp, path);
-        EFF_CHECK((size_t)len < sizeof name && known_key(m, name, with_buffers),
-                  "unexpected tensor '%s/%s' in checkpoint '%s': not a state_dict key of %s with %d classes\n"
-                  "HINT: the file was written for another model or version", grp, name, path, m->spec.name, m->classes);
-    }
+static void check_members(EffCkptFile *cf, const char *grp, const EffModel *m, const EffCkptKeys *ks, int params_only) {
+    EFF_CHECK(eff_h5_exists(cf->file, grp), "group '%s' missing in checkpoint '%s'\nHINT: the file is not a complete "
+              "effnet checkpoint (layout: docs/checkpoint-format.md)", grp, cf->path);
+    char *bad = eff_ckpt_match(cf, grp, ks, params_only, NULL);
+    if (bad)
+        EFF_FATAL("unexpected tensor '%s/%s' in checkpoint '%s': not a state_dict key of %s with %d classes\n"
+                  "HINT: the file was written for another model or version", grp, bad, cf->path, m->spec.name, m->classes);
 }
 
 /* Read every view of t from grp (PyTorch layout) into backend memory dst. */
@@ -509,33 +776,9 @@ static void load_table(hid_t f, const char *path, const char *grp, const EffTabl
     }
 }
 
-void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffTrainState *st, char **config_out) {
-    EFF_CHECK(path && m, "eff_checkpoint_load: path and model are required");
-    if (config_out) *config_out = NULL;
-    EffH5Quiet quiet;
-    eff_h5_quiet_begin(&quiet);
-    char err[1024];
-    hid_t f = open_checkpoint(path, err, sizeof err);
-    if (f < 0) EFF_FATAL("%s", err);
-    Header h;
-    if (!read_header(f, path, &h, err, sizeof err)) EFF_FATAL("%s", err);
-    EffModelSpec spec;
-    EFF_CHECK(eff_model_spec(h.model, &spec), "checkpoint '%s' is of unknown model '%s'\nHINT: effnet knows "
-              "efficientnet-b0 .. efficientnet-b7", path, h.model);
-    EFF_CHECK(strcmp(spec.name, m->spec.name) == 0, "checkpoint '%s' holds %s, but the model is %s\nHINT: set the model "
-              "to %s, or use a checkpoint of %s", path, spec.name, m->spec.name, spec.name, m->spec.name);
-    EFF_CHECK(h.classes == m->classes, "checkpoint '%s' has %lld classes, but the model has %d\nHINT: use a checkpoint "
-              "trained on the same data set (same number of classes)", path, (long long)h.classes, m->classes);
-
-    const EffBackend *be = m->be;
-    size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
-    if (mb > mx) mx = mb;
-    float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
-    float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
-
-    check_members(f, path, "/model", m, 1);
-    load_table(f, path, "/model", &m->ptab, be, m->param, ours, torch_buf);
-    load_table(f, path, "/model", &m->btab, be, m->bufs, ours, torch_buf);
+/* Check and read every BN's num_batches_tracked (an int64 scalar); returns
+ * the first BN's, with a warning for any BN whose count differs. */
+static int64_t load_bn_batches(hid_t f, const char *path, const EffModel *m) {
     int64_t nbt = -1;
     const char *first_bn = NULL;
     for (int i = 0; i < m->btab.count; i++) {
@@ -557,7 +800,37 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
                     path, (long long)v, (int)bn_prefix_len(first_bn), first_bn, (long long)nbt, (long long)nbt);
         }
     }
-    m->bn_batches = nbt;
+    return nbt;
+}
+
+void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffTrainState *st, char **config_out) {
+    EFF_CHECK(path && m, "eff_checkpoint_load: path and model are required");
+    if (config_out) *config_out = NULL;
+    char err[1024];
+    EffCkptFile *cf = eff_ckpt_open(path, err, sizeof err);
+    if (!cf) EFF_FATAL("%s", err);
+    const EffCkptHeader h = cf->header;
+    const hid_t f = cf->file;
+    EffModelSpec spec;
+    EFF_CHECK(eff_ckpt_spec(cf, &spec), "checkpoint '%s' is of unknown model '%s'\nHINT: effnet knows "
+              "efficientnet-b0 .. efficientnet-b7", path, h.model);
+    EFF_CHECK(strcmp(spec.name, m->spec.name) == 0, "checkpoint '%s' holds %s, but the model is %s\nHINT: set the model "
+              "to %s, or use a checkpoint of %s", path, spec.name, m->spec.name, spec.name, m->spec.name);
+    EFF_CHECK(h.classes == m->classes, "checkpoint '%s' has %lld classes, but the model has %d\nHINT: use a checkpoint "
+              "trained on the same data set (same number of classes)", path, (long long)h.classes, m->classes);
+
+    const EffBackend *be = m->be;
+    size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
+    if (mb > mx) mx = mb;
+    float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+
+    EffCkptKeys ks;
+    eff_ckpt_keys(m, &ks);
+    check_members(cf, "/model", m, &ks, 0);
+    load_table(f, path, "/model", &m->ptab, be, m->param, ours, torch_buf);
+    load_table(f, path, "/model", &m->btab, be, m->bufs, ours, torch_buf);
+    m->bn_batches = load_bn_batches(f, path, m);
 
     char optimizer[sizeof st->optimizer] = "";
     if (eff_h5_exists(f, "/optimizer")) {
@@ -571,14 +844,15 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
         int64_t step;
         eff_h5_attr_read(f, path, "/optimizer", "step", H5T_NATIVE_INT64, &step);
         EFF_CHECK(step >= 0 && step <= LONG_MAX, "optimizer step %lld in checkpoint '%s' is out of range", (long long)step, path);
-        check_members(f, path, "/optimizer/exp_avg", m, 0);
-        check_members(f, path, "/optimizer/exp_avg_sq", m, 0);
+        check_members(cf, "/optimizer/exp_avg", m, &ks, 1);
+        check_members(cf, "/optimizer/exp_avg_sq", m, &ks, 1);
         load_table(f, path, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf);
         load_table(f, path, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf);
         m->adam_t = (long)step;
     }
     eff_free(ours);
     eff_free(torch_buf);
+    eff_ckpt_keys_free(&ks);
 
     if (st) {
         memset(st, 0, sizeof *st);
@@ -620,6 +894,5 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
         snprintf(st->optimizer, sizeof st->optimizer, "%s", optimizer);
     }
     if (config_out) *config_out = eff_h5_attr_read_str(f, path, "/", "config", 1);
-    EFF_CHECK(H5Fclose(f) >= 0, "closing checkpoint '%s' failed", path);
-    eff_h5_quiet_end(&quiet);
+    if (!eff_ckpt_close(cf, err, sizeof err)) EFF_FATAL("%s", err);
 }

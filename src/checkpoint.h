@@ -62,6 +62,110 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
                          int resolution, const char *config_ini, const char *const *prov_keys,
                          const char *const *prov_vals, int n_prov);
 
+/* ---- reading: one open/validate/key API for eff_checkpoint_peek,
+ * eff_checkpoint_load and `effnet ckpt` ------------------------------------ */
+
+typedef struct EffCkptFile EffCkptFile; /* an open checkpoint whose header passed the checks */
+
+typedef struct EffCkptHeader {
+    char model[64];         /* root attribute 'model' as stored ("efficientnet-b0", or "b0") */
+    int64_t schema_version; /* EFF_CKPT_SCHEMA_VERSION: another one does not open */
+    int classes, resolution;
+    long long bytes;        /* the file's size */
+} EffCkptHeader;
+
+/* Open PATH read-only and check its header: format, schema version, model,
+ * classes, resolution. Returns NULL with a message naming the file in err for
+ * a missing file, a directory, a file that is not HDF5, a truncated or damaged
+ * one, a wrong format or schema version, a missing or bad header attribute.
+ * HDF5's automatic error printing is off while the file is open (our
+ * messages quote its innermost error); close files in the reverse order. */
+EffCkptFile *eff_ckpt_open(const char *path, char *err, size_t errlen);
+/* Close and free f. Returns 1, or 0 with "closing checkpoint 'PATH' failed" in err. */
+int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen);
+const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f);
+const char *eff_ckpt_path(const EffCkptFile *f);
+/* The model spec the header names; 0 if effnet does not know it. */
+int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec);
+
+/* Is name a root attribute of the header, set by eff_checkpoint_save itself
+ * (format, schema_version, model, classes, resolution, created, config,
+ * hdf5_version)? The other root attributes are provenance. */
+int eff_ckpt_header_attr(const char *name);
+
+/* The functions below that take an EffCkptFile exit through EFF_FATAL,
+ * naming the file, when an HDF5 call fails on it. */
+
+/* Does object `name` ("/model", "/optimizer/exp_avg", ...) exist? */
+int eff_ckpt_exists(EffCkptFile *f, const char *name);
+/* The number of links in group grp; 0 if there is no such group. */
+long long eff_ckpt_group_size(EffCkptFile *f, const char *grp);
+
+/* A key of the model's state_dict, in PyTorch's order. */
+typedef struct EffCkptKey {
+    char name[128];
+    int ndim;
+    int64_t shape[4];     /* PyTorch's */
+    size_t numel;
+    EffParamKind kind;    /* of its view; num_batches_tracked: EFF_KIND_BUFFER */
+    int is_param;         /* a parameter (m->ptab): also a key of /optimizer/exp_avg{,_sq} */
+    int is_int;           /* num_batches_tracked: an integer scalar */
+} EffCkptKey;
+
+typedef struct EffCkptKeys {
+    EffCkptKey *k;
+    int n;
+} EffCkptKeys;
+
+/* The state_dict keys of m (its tables are enough: eff_model_build_tables):
+ * each parameter and, after a BN's bias, its running_mean, running_var and
+ * num_batches_tracked. Free with eff_ckpt_keys_free. */
+void eff_ckpt_keys(const EffModel *m, EffCkptKeys *out);
+void eff_ckpt_keys_free(EffCkptKeys *ks);
+/* The key called name, or NULL: is name a state_dict key of the model? */
+const EffCkptKey *eff_ckpt_key_find(const EffCkptKeys *ks, const char *name);
+/* Match the links of group grp against ks (params_only: the parameter keys
+ * only), in name order; present[i] = 1 for each key i found (present may be
+ * NULL). Returns NULL if every link is such a key, else the first one that
+ * is not (malloc'd, free with eff_free). */
+char *eff_ckpt_match(EffCkptFile *f, const char *grp, const EffCkptKeys *ks, int params_only, char *present);
+
+/* How /model/<key> is stored. */
+typedef struct EffCkptTensor {
+    int ndim;
+    int64_t shape[32];    /* H5S_MAX_RANK */
+    int type_class;       /* H5T_class_t: H5T_INTEGER, H5T_FLOAT, ... */
+    int is_float, is_int; /* type_class is H5T_FLOAT / H5T_INTEGER */
+    char dtype[16];       /* float32, float64, int64, uint8, string, ... */
+} EffCkptTensor;
+/* Exits if /model/<key> is not a readable dataset. */
+void eff_ckpt_tensor(EffCkptFile *f, const EffCkptKey *k, EffCkptTensor *out);
+/* /model/<key>'s k->numel values converted to double (malloc'd, free with
+ * eff_free); exits on a read error (a Fletcher-32 checksum error, say). */
+double *eff_ckpt_read(EffCkptFile *f, const EffCkptKey *k);
+
+/* An attribute, read whatever its type. */
+typedef enum EffCkptAttrKind {
+    EFF_CKPT_ATTR_STR, EFF_CKPT_ATTR_INT, EFF_CKPT_ATTR_UINT, EFF_CKPT_ATTR_FLOAT, EFF_CKPT_ATTR_OTHER
+} EffCkptAttrKind;
+typedef struct EffCkptAttr {
+    char *name;
+    EffCkptAttrKind kind;
+    char *s;              /* STR: the text; OTHER: a description ("<int64, 3 values>") */
+    long long i;          /* INT */
+    unsigned long long u; /* UINT */
+    double d;             /* FLOAT */
+} EffCkptAttr;
+typedef struct EffCkptAttrs {
+    EffCkptAttr *a;
+    int n, cap;
+} EffCkptAttrs;
+/* Every attribute of object obj ("/", "/train", "/optimizer") in name order.
+ * Returns 0 with an empty list if obj does not exist. Free with eff_ckpt_attrs_free. */
+int eff_ckpt_attrs(EffCkptFile *f, const char *obj, EffCkptAttrs *out);
+void eff_ckpt_attrs_free(EffCkptAttrs *l);
+const EffCkptAttr *eff_ckpt_attr_find(const EffCkptAttrs *l, const char *name);
+
 /* Read the header without loading tensors: model name, classes, resolution,
  * format and schema check. Returns 1 on success; on failure writes a message
  * (naming the file) to err and returns 0: missing file, not HDF5, truncated,

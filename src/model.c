@@ -75,10 +75,9 @@ void eff_model_set_dropout(EffModel *m, double dropout) {
     m->head_drop = (float)dropout;
 }
 
-void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes) {
+void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes) {
     EFF_CHECK(classes >= 1 && classes <= 100000, "bad number of classes %d (want 1..100000)", classes);
     memset(m, 0, sizeof *m);
-    m->be = be;
     m->spec = *spec;
     m->classes = classes;
     m->bn_momentum = 0.1f;
@@ -141,6 +140,11 @@ void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spe
     m->fc_b = eff_table_add(&m->ptab, "classifier.1.bias", EFF_KIND_LINEAR, EFF_LAYOUT_SAME, 1, fb);
 
     eff_model_set_dropout(m, spec->dropout);
+}
+
+void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes) {
+    eff_model_build_tables(m, spec, classes);
+    m->be = be;
     const size_t pb = m->ptab.total * sizeof(float);
     m->param = be->alloc(be, pb, "parameters");
     m->grad = be->alloc(be, pb, "gradients");
@@ -323,11 +327,13 @@ double eff_model_macs(const EffModel *m, int R) {
 void eff_model_destroy(EffModel *m) {
     free_acts(m);
     const EffBackend *be = m->be;
-    be->release(be, m->param);
-    be->release(be, m->grad);
-    be->release(be, m->adam_m);
-    be->release(be, m->adam_v);
-    be->release(be, m->bufs);
+    if (be) { /* NULL: built by eff_model_build_tables alone, no backend memory */
+        be->release(be, m->param);
+        be->release(be, m->grad);
+        be->release(be, m->adam_m);
+        be->release(be, m->adam_v);
+        be->release(be, m->bufs);
+    }
     eff_free(m->blk);
     eff_table_free(&m->ptab);
     eff_table_free(&m->btab);

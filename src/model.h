@@ -86,7 +86,13 @@ typedef struct EffModel {
     double prof[EFF_PROF_COUNT];
 } EffModel;
 
-/* Build the parameter tables and allocate parameters, gradients, moments and
+/* The model's layout without any backend memory: the parameter and buffer
+ * tables (ptab, btab: PyTorch state_dict names and shapes, offsets), the
+ * blocks (stage, channels, kernel, stride) and the offsets into the tables;
+ * m->be and every buffer stay NULL. For tools that need the keys, shapes or
+ * block -> stage map but no weights (effnet ckpt). eff_model_destroy frees it. */
+void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes);
+/* eff_model_build_tables, then allocate parameters, gradients, moments and
  * running stats. Weights are left zero: call eff_model_init_weights. */
 void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes);
 void eff_model_destroy(EffModel *m);

@@ -5,10 +5,12 @@
  *   effnet ckpt stats FILE [--json]   per-tensor statistics, BN gamma per stage
  *   effnet ckpt diff  A B  [--json]   per-tensor relative change, update/weight per layer
  *
- * Tensors are read generically from /model with checked HDF5 calls. The file
- * is first checked against the model its header names (the same rules as
- * eff_checkpoint_load: exactly the state_dict keys, PyTorch shapes, floats for
- * tensors and an integer scalar for num_batches_tracked), so a truncated file,
+ * The file is read through checkpoint.h's reader (EffCkptFile), the one
+ * eff_checkpoint_load uses: it opens and checks the header, lists the model's
+ * state_dict keys and matches /model against them. On top of that the file is
+ * checked completely against the model its header names (exactly the
+ * state_dict keys, PyTorch shapes, floats for tensors and an integer scalar
+ * for num_batches_tracked) before anything is printed, so a truncated file,
  * an HDF5 file that is not a checkpoint, a missing or extra tensor, or a wrong
  * shape is an error that names the file (and the tensor), never a crash. */
 #define _POSIX_C_SOURCE 200809L
@@ -18,12 +20,10 @@
 #include "h5io.h"
 #include "model.h"
 
-#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 enum { GROUP_STEM = 0, GROUP_HEAD = 8, GROUP_CLASSIFIER = 9, NGROUPS = 10 };
 #define SMALL_GAMMA 0.01 /* |gamma| below this counts as "small" in the BN summary */
@@ -42,197 +42,31 @@ static const char *const usage_text =
     "options:\n"
     "  --json         print one JSON object instead of tables\n";
 
-/* One state_dict key of the model, in PyTorch's state_dict order. */
+/* A state_dict key of the model, with what the tables print about it. */
 typedef struct Key {
-    char name[128];
-    char layer[128]; /* the module: the name without its last component */
-    int ndim;
-    int64_t shape[4];
-    size_t numel;
-    int is_int;   /* num_batches_tracked: an integer scalar */
-    int is_param; /* a parameter (conv/linear weight, BN weight/bias), not a buffer */
-    int bn_gamma; /* a BN's weight */
-    int group;    /* GROUP_STEM, 1..7 (stage), GROUP_HEAD, GROUP_CLASSIFIER */
-    char dtype[16]; /* as stored: float32, float64, int64, ... */
+    const EffCkptKey *sd; /* name, shape, numel, parameter or buffer, integer scalar */
+    char layer[128];      /* the module: the name without its last component */
+    int bn_gamma;         /* a BN's weight */
+    int group;            /* GROUP_STEM, 1..7 (stage), GROUP_HEAD, GROUP_CLASSIFIER */
+    char dtype[16];       /* as stored: float32, float64, int64, ... */
 } Key;
-
-/* A root (or group) attribute, read generically. */
-typedef struct Attr {
-    char *name;
-    enum { ATTR_STR, ATTR_INT, ATTR_UINT, ATTR_FLOAT, ATTR_OTHER } kind;
-    char *s;
-    long long i;
-    unsigned long long u;
-    double d;
-} Attr;
-
-typedef struct AttrList {
-    Attr *a;
-    int n, cap;
-} AttrList;
 
 typedef struct Ckpt {
     const char *path;
-    hid_t f;
-    EffH5Quiet quiet;
-    char model[64];
-    int classes, resolution;
-    long long bytes;
-    EffBackend be; /* tables-only backend: the model is a key/shape/stage map, no weights */
-    EffModel m;
-    Key *keys;
+    EffCkptFile *f;
+    const EffCkptHeader *h;
+    EffModel m;     /* tables only (eff_model_build_tables): a key/shape/stage map, no weights */
+    EffCkptKeys sd; /* the model's state_dict keys, in PyTorch's order */
+    Key *keys;      /* one per sd key */
     int nkeys;
 } Ckpt;
 
-/* ---- a backend that allocates no parameter memory ---------------------------
- * eff_model_create allocates parameters, gradients and both moments (2 GB for
- * B7); here the model only supplies the key table, the shapes and the block ->
- * stage map, so every buffer is a zeroed 64-byte stub that is never read. */
-static void *stub_alloc(const EffBackend *be, size_t bytes, const char *what) {
-    (void)be;
-    (void)bytes;
-    return eff_alloc_aligned(64, what);
-}
-
-static void stub_release(const EffBackend *be, void *p) { (void)be; eff_free(p); }
-
-/* ---- HDF5 helpers (fatal, naming the file) ---------------------------------- */
-
-EFF_NORETURN EFF_PRINTF(2, 3) static void h5_fatal(const Ckpt *c, const char *fmt, ...) {
-    char detail[512], what[1024];
-    eff_h5_error_detail(detail, sizeof detail);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    EFF_FATAL("checkpoint '%s': %s: %s\nHINT: the file is damaged or not a complete effnet checkpoint "
-              "(docs/checkpoint-format.md); use another copy (best.h5 or an earlier checkpoint)", c->path, what, detail);
-}
-
-static void str_copy(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src); }
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s);
-    char *p = eff_malloc(n + 1, "string");
-    memcpy(p, s, n + 1);
-    return p;
-}
-
-static void dtype_name(hid_t t, char *buf, size_t cap) {
-    H5T_class_t cl = H5Tget_class(t);
-    size_t sz = H5Tget_size(t);
-    if (cl == H5T_FLOAT) snprintf(buf, cap, "float%zu", sz * 8);
-    else if (cl == H5T_INTEGER) snprintf(buf, cap, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
-    else if (cl == H5T_STRING) snprintf(buf, cap, "string");
-    else snprintf(buf, cap, "class%d", (int)cl);
-}
-
-/* Read attribute `name` of object loc into *out. */
-static void read_attr(const Ckpt *c, hid_t loc, const char *obj, const char *name, Attr *out) {
-    memset(out, 0, sizeof *out);
-    out->name = dup_str(name);
-    out->kind = ATTR_OTHER;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) h5_fatal(c, "cannot open attribute '%s' of '%s'", name, obj);
-    hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
-    if (sp < 0 || t < 0) h5_fatal(c, "cannot read the type of attribute '%s' of '%s'", name, obj);
-    hssize_t npts = H5Sget_simple_extent_npoints(sp);
-    H5T_class_t cl = H5Tget_class(t);
-    if (npts == 1 && cl == H5T_STRING) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5T_cset_t cs = H5Tget_cset(t);
-        htri_t vl = H5Tis_variable_str(t);
-        if (mt < 0 || cs == H5T_CSET_ERROR || vl < 0 || H5Tset_cset(mt, cs) < 0)
-            h5_fatal(c, "cannot set up a string type for attribute '%s' of '%s'", name, obj);
-        if (vl > 0) {
-            char *s = NULL;
-            if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &s) < 0)
-                h5_fatal(c, "cannot read attribute '%s' of '%s'", name, obj);
-            out->s = dup_str(s ? s : "");
-            if (s && H5free_memory(s) < 0) h5_fatal(c, "cannot free attribute '%s' of '%s'", name, obj);
-        } else {
-            size_t n = H5Tget_size(t);
-            out->s = eff_calloc(n + 1, 1, "string attribute");
-            if (n == 0 || H5Tset_size(mt, n + 1) < 0 || H5Aread(a, mt, out->s) < 0)
-                h5_fatal(c, "cannot read attribute '%s' of '%s'", name, obj);
-        }
-        out->kind = ATTR_STR;
-        if (H5Tclose(mt) < 0) h5_fatal(c, "closing a string type");
-    } else if (npts == 1 && cl == H5T_INTEGER) {
-        int is_unsigned = H5Tget_sign(t) == H5T_SGN_NONE;
-        if (H5Aread(a, is_unsigned ? H5T_NATIVE_ULLONG : H5T_NATIVE_LLONG, is_unsigned ? (void *)&out->u : (void *)&out->i) < 0)
-            h5_fatal(c, "cannot read attribute '%s' of '%s'", name, obj);
-        out->kind = is_unsigned ? ATTR_UINT : ATTR_INT;
-    } else if (npts == 1 && cl == H5T_FLOAT) {
-        if (H5Aread(a, H5T_NATIVE_DOUBLE, &out->d) < 0) h5_fatal(c, "cannot read attribute '%s' of '%s'", name, obj);
-        out->kind = ATTR_FLOAT;
-    } else {
-        char dt[32];
-        dtype_name(t, dt, sizeof dt);
-        char buf[96];
-        snprintf(buf, sizeof buf, "<%s, %lld values>", dt, (long long)npts);
-        out->s = dup_str(buf);
-    }
-    if (H5Tclose(t) < 0 || H5Sclose(sp) < 0 || H5Aclose(a) < 0) h5_fatal(c, "closing attribute '%s' of '%s'", name, obj);
-}
-
-typedef struct AttrWalk {
-    const Ckpt *c;
-    const char *obj;
-    AttrList *list;
-} AttrWalk;
-
-static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
-    (void)info;
-    AttrWalk *w = data;
-    AttrList *l = w->list;
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 16;
-        Attr *na = eff_calloc((size_t)cap, sizeof *na, "attribute list");
-        if (l->n) memcpy(na, l->a, (size_t)l->n * sizeof *na);
-        eff_free(l->a);
-        l->a = na;
-        l->cap = cap;
-    }
-    read_attr(w->c, loc, w->obj, name, &l->a[l->n++]);
-    return 0;
-}
-
-/* Every attribute of object `obj` ("/", "/train", "/optimizer"), by name. An
- * absent group gives an empty list (and returns 0). */
-static int read_attrs(const Ckpt *c, const char *obj, AttrList *out) {
-    memset(out, 0, sizeof *out);
-    if (strcmp(obj, "/") != 0 && !eff_h5_exists(c->f, obj)) return 0;
-    hid_t o = H5Oopen(c->f, obj, H5P_DEFAULT);
-    if (o < 0) h5_fatal(c, "cannot open '%s'", obj);
-    AttrWalk w = {c, obj, out};
-    hsize_t idx = 0;
-    if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, &w) < 0) h5_fatal(c, "cannot list the attributes of '%s'", obj);
-    if (H5Oclose(o) < 0) h5_fatal(c, "closing '%s'", obj);
-    return 1;
-}
-
-static void free_attrs(AttrList *l) {
-    for (int i = 0; i < l->n; i++) {
-        eff_free(l->a[i].name);
-        eff_free(l->a[i].s);
-    }
-    eff_free(l->a);
-    memset(l, 0, sizeof *l);
-}
-
-static const Attr *find_attr(const AttrList *l, const char *name) {
-    for (int i = 0; i < l->n; i++)
-        if (!strcmp(l->a[i].name, name)) return &l->a[i];
-    return NULL;
-}
-
-static double attr_num(const Attr *a, double dflt) {
+static double attr_num(const EffCkptAttr *a, double dflt) {
     if (!a) return dflt;
     switch (a->kind) {
-    case ATTR_INT: return (double)a->i;
-    case ATTR_UINT: return (double)a->u;
-    case ATTR_FLOAT: return a->d;
+    case EFF_CKPT_ATTR_INT: return (double)a->i;
+    case EFF_CKPT_ATTR_UINT: return (double)a->u;
+    case EFF_CKPT_ATTR_FLOAT: return a->d;
     default: return dflt;
     }
 }
@@ -262,17 +96,17 @@ static void json_num(double x) {
     else fputs("null", stdout);
 }
 
-static void json_attr_value(const Attr *a) {
+static void json_attr_value(const EffCkptAttr *a) {
     switch (a->kind) {
-    case ATTR_INT: printf("%lld", a->i); break;
-    case ATTR_UINT: printf("%llu", a->u); break;
-    case ATTR_FLOAT: json_num(a->d); break;
+    case EFF_CKPT_ATTR_INT: printf("%lld", a->i); break;
+    case EFF_CKPT_ATTR_UINT: printf("%llu", a->u); break;
+    case EFF_CKPT_ATTR_FLOAT: json_num(a->d); break;
     default: json_str(a->s ? a->s : ""); break;
     }
 }
 
 /* {"name": value, ...} of every attribute except `skip` (NULL: none). */
-static void json_attrs(const AttrList *l, const char *skip) {
+static void json_attrs(const EffCkptAttrs *l, const char *skip) {
     putchar('{');
     int first = 1;
     for (int i = 0; i < l->n; i++) {
@@ -286,12 +120,11 @@ static void json_attrs(const AttrList *l, const char *skip) {
     putchar('}');
 }
 
-static void json_shape(const Key *k) {
+static void json_shape(const EffCkptKey *k) {
     putchar('[');
     for (int d = 0; d < k->ndim; d++) printf("%s%lld", d ? ", " : "", (long long)k->shape[d]);
     putchar(']');
 }
-
 
 /* ---- opening and validating a checkpoint -------------------------------------- */
 
@@ -312,175 +145,86 @@ static int key_group(const EffModel *m, const char *name) {
     EFF_FATAL("internal: state_dict key '%s' belongs to no stage", name);
 }
 
-static void add_key(Ckpt *c, const char *name, int ndim, const int64_t *shape, int is_int, int is_param, int bn_gamma) {
-    Key *k = &c->keys[c->nkeys++];
-    memset(k, 0, sizeof *k);
-    str_copy(k->name, sizeof k->name, name);
-    str_copy(k->layer, sizeof k->layer, name);
-    char *dot = strrchr(k->layer, '.');
-    if (dot) *dot = '\0';
-    k->ndim = ndim;
-    k->numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        k->shape[d] = shape[d];
-        k->numel *= (size_t)shape[d];
-    }
-    k->is_int = is_int;
-    k->is_param = is_param;
-    k->bn_gamma = bn_gamma;
-    k->group = key_group(&c->m, name);
+/* Open path and check its header (exits naming the file); no tensors yet. */
+static void ckpt_open(Ckpt *c, const char *path) {
+    memset(c, 0, sizeof *c);
+    c->path = path;
+    char err[1024];
+    c->f = eff_ckpt_open(path, err, sizeof err);
+    if (!c->f) EFF_FATAL("%s", err);
+    c->h = eff_ckpt_header(c->f);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* The model's state_dict keys in PyTorch's order: each parameter; after a BN's
- * bias, its running_mean, running_var and num_batches_tracked. */
-static void build_keys(Ckpt *c) {
-    const EffModel *m = &c->m;
-    c->keys = eff_calloc((size_t)(m->ptab.count + 2 * m->btab.count), sizeof *c->keys, "checkpoint key table");
-    for (int i = 0; i < m->ptab.count; i++) {
-        const EffView *v = &m->ptab.views[i];
-        int is_bn = v->kind == EFF_KIND_BN;
-        add_key(c, v->name, v->ndim, v->shape, 0, 1, is_bn && ends_with(v->name, ".weight"));
-        if (is_bn && ends_with(v->name, ".bias")) {
-            char prefix[96], name[128];
-            snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(v->name) - 5), v->name);
-            const char *bufs[] = {"running_mean", "running_var"};
-            for (int b = 0; b < 2; b++) {
-                snprintf(name, sizeof name, "%s.%s", prefix, bufs[b]);
-                const EffView *bv = eff_table_find(&m->btab, name);
-                EFF_CHECK(bv, "internal: BN buffer '%s' missing from the model's table", name);
-                add_key(c, bv->name, bv->ndim, bv->shape, 0, 0, 0);
-            }
-            snprintf(name, sizeof name, "%s.num_batches_tracked", prefix);
-            add_key(c, name, 0, NULL, 1, 0, 0);
-        }
-    }
-}
-
-static int find_key(const Ckpt *c, const char *name) {
-    for (int i = 0; i < c->nkeys; i++)
-        if (!strcmp(c->keys[i].name, name)) return i;
-    return -1;
-}
-
-/* /model must hold exactly the keys, each with PyTorch's shape and the right
- * type class (like eff_checkpoint_load); records each tensor's stored dtype. */
+/* Every key of the model must be in /model, nothing else, with PyTorch's shape
+ * and the right type class (like eff_checkpoint_load); records each dtype. */
 static void validate(Ckpt *c) {
-    if (!eff_h5_exists(c->f, "/model"))
+    if (!eff_ckpt_exists(c->f, "/model"))
         EFF_FATAL("checkpoint '%s' has no group /model (no tensors)\nHINT: the file is not a complete effnet checkpoint "
                   "(layout: docs/checkpoint-format.md)", c->path);
-    H5G_info_t gi;
-    if (H5Gget_info_by_name(c->f, "/model", &gi, H5P_DEFAULT) < 0) h5_fatal(c, "cannot list group /model");
     char *seen = eff_calloc((size_t)c->nkeys + 1, 1, "key flags");
-    for (hsize_t i = 0; i < gi.nlinks; i++) {
-        ssize_t len = H5Lget_name_by_idx(c->f, "/model", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
-        if (len < 0) h5_fatal(c, "cannot read entry %llu of /model", (unsigned long long)i);
-        char *name = eff_malloc((size_t)len + 1, "tensor name");
-        if (H5Lget_name_by_idx(c->f, "/model", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1, H5P_DEFAULT) != len)
-            h5_fatal(c, "cannot read entry %llu of /model", (unsigned long long)i);
-        int k = find_key(c, name);
-        if (k < 0)
-            EFF_FATAL("checkpoint '%s' holds an unexpected tensor '/model/%s': not a state_dict key of %s with %d "
-                      "classes\nHINT: the file was written for another model or version", c->path, name, c->model,
-                      c->classes);
-        seen[k] = 1;
-        eff_free(name);
-    }
+    char *extra = eff_ckpt_match(c->f, "/model", &c->sd, 0, seen);
+    if (extra)
+        EFF_FATAL("checkpoint '%s' holds an unexpected tensor '/model/%s': not a state_dict key of %s with %d "
+                  "classes\nHINT: the file was written for another model or version", c->path, extra, c->h->model,
+                  c->h->classes);
     int present = 0;
     for (int k = 0; k < c->nkeys; k++) present += seen[k];
     for (int k = 0; k < c->nkeys; k++)
         if (!seen[k])
             EFF_FATAL("checkpoint '%s' lacks tensor '/model/%s' (%d of the %d state_dict keys of %s are present)\n"
                       "HINT: the file is incomplete or was edited; use another checkpoint (best.h5 or an earlier one)",
-                      c->path, c->keys[k].name, present, c->nkeys, c->model);
+                      c->path, c->keys[k].sd->name, present, c->nkeys, c->h->model);
     eff_free(seen);
-    char path[192];
     for (int k = 0; k < c->nkeys; k++) {
-        Key *key = &c->keys[k];
-        snprintf(path, sizeof path, "/model/%s", key->name);
-        hid_t d = H5Dopen2(c->f, path, H5P_DEFAULT);
-        if (d < 0) h5_fatal(c, "'%s' is not a readable dataset", path);
-        hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
-        if (sp < 0 || t < 0) h5_fatal(c, "cannot read the dataspace or type of '%s'", path);
-        int nd = H5Sget_simple_extent_ndims(sp);
-        if (nd < 0) h5_fatal(c, "cannot read the rank of '%s'", path);
-        hsize_t hd[H5S_MAX_RANK];
-        if (H5Sget_simple_extent_dims(sp, hd, NULL) != nd) h5_fatal(c, "cannot read the dims of '%s'", path);
-        int same = nd == key->ndim;
-        for (int i = 0; same && i < nd; i++) same = hd[i] == (hsize_t)key->shape[i];
+        const EffCkptKey *key = c->keys[k].sd;
+        EffCkptTensor t;
+        eff_ckpt_tensor(c->f, key, &t);
+        int same = t.ndim == key->ndim;
+        for (int i = 0; same && i < t.ndim; i++) same = t.shape[i] == key->shape[i];
         if (!same) {
-            int64_t got[H5S_MAX_RANK];
-            for (int i = 0; i < nd; i++) got[i] = (int64_t)hd[i];
             char a[200], b[200];
-            eff_h5_fmt_dims(a, sizeof a, nd, got);
+            eff_h5_fmt_dims(a, sizeof a, t.ndim, t.shape);
             eff_h5_fmt_dims(b, sizeof b, key->ndim, key->shape);
-            EFF_FATAL("tensor '%s' in checkpoint '%s' has shape %s, but %s with %d classes has %s\nHINT: the file was "
-                      "written for another model or edited; use a checkpoint written by effnet train",
-                      path, c->path, a, c->model, c->classes, b);
+            EFF_FATAL("tensor '/model/%s' in checkpoint '%s' has shape %s, but %s with %d classes has %s\nHINT: the "
+                      "file was written for another model or edited; use a checkpoint written by effnet train",
+                      key->name, c->path, a, c->h->model, c->h->classes, b);
         }
-        H5T_class_t cl = H5Tget_class(t);
-        if (cl != (key->is_int ? H5T_INTEGER : H5T_FLOAT))
-            EFF_FATAL("tensor '%s' in checkpoint '%s' is of HDF5 type class %d, expected %s\nHINT: weights and BN "
-                      "statistics are floating point, num_batches_tracked an integer", path, c->path, (int)cl,
-                      key->is_int ? "integer" : "floating point");
-        dtype_name(t, key->dtype, sizeof key->dtype);
-        if (H5Tclose(t) < 0 || H5Sclose(sp) < 0 || H5Dclose(d) < 0) h5_fatal(c, "closing '%s'", path);
+        if (key->is_int ? !t.is_int : !t.is_float)
+            EFF_FATAL("tensor '/model/%s' in checkpoint '%s' is of HDF5 type class %d, expected %s\nHINT: weights and "
+                      "BN statistics are floating point, num_batches_tracked an integer", key->name, c->path,
+                      t.type_class, key->is_int ? "integer" : "floating point");
+        snprintf(c->keys[k].dtype, sizeof c->keys[k].dtype, "%s", t.dtype);
     }
 }
 
-static void ckpt_open(Ckpt *c, const char *path) {
-    memset(c, 0, sizeof *c);
-    c->path = path;
-    c->f = -1;
-    char err[1024];
-    /* peek diagnoses a missing file, a directory, a non-HDF5 or truncated file,
-     * a wrong format or schema version, and a bad header, each naming the file. */
-    if (!eff_checkpoint_peek(path, c->model, sizeof c->model, &c->classes, &c->resolution, err, sizeof err))
-        EFF_FATAL("%s", err);
+/* The model the header names, as tables and keys, and the whole file checked against it. */
+static void ckpt_check(Ckpt *c) {
     EffModelSpec spec;
-    EFF_CHECK(eff_model_spec(c->model, &spec), "checkpoint '%s' names unknown model '%s'\nHINT: effnet knows "
-              "efficientnet-b0 .. efficientnet-b7", path, c->model);
-    struct stat sb;
-    EFF_CHECK(stat(path, &sb) == 0, "cannot stat checkpoint '%s'", path);
-    c->bytes = (long long)sb.st_size;
-    c->be = *eff_backend_cpu();
-    c->be.alloc = stub_alloc;
-    c->be.release = stub_release;
-    eff_model_create(&c->m, &c->be, &spec, c->classes);
-    build_keys(c);
-    eff_h5_quiet_begin(&c->quiet);
-    c->f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (c->f < 0) h5_fatal(c, "cannot open the file");
+    EFF_CHECK(eff_ckpt_spec(c->f, &spec), "checkpoint '%s' names unknown model '%s'\nHINT: effnet knows "
+              "efficientnet-b0 .. efficientnet-b7", c->path, c->h->model);
+    eff_model_build_tables(&c->m, &spec, c->h->classes);
+    eff_ckpt_keys(&c->m, &c->sd);
+    c->nkeys = c->sd.n;
+    c->keys = eff_calloc((size_t)c->nkeys, sizeof *c->keys, "checkpoint key table");
+    for (int k = 0; k < c->nkeys; k++) {
+        Key *key = &c->keys[k];
+        const EffCkptKey *sd = key->sd = &c->sd.k[k];
+        snprintf(key->layer, sizeof key->layer, "%s", sd->name);
+        char *dot = strrchr(key->layer, '.');
+        if (dot) *dot = '\0';
+        key->bn_gamma = sd->kind == EFF_KIND_BN && !strcmp(dot ? dot + 1 : "", "weight");
+        key->group = key_group(&c->m, sd->name);
+    }
     validate(c);
 }
 
 static void ckpt_close(Ckpt *c) {
-    if (c->f >= 0 && H5Fclose(c->f) < 0) h5_fatal(c, "closing the file");
-    eff_h5_quiet_end(&c->quiet);
+    char err[1024];
+    if (!eff_ckpt_close(c->f, err, sizeof err)) EFF_FATAL("%s", err);
     eff_model_destroy(&c->m);
+    eff_ckpt_keys_free(&c->sd);
     eff_free(c->keys);
     memset(c, 0, sizeof *c);
-}
-
-/* Key k's values as doubles (malloc'd; the caller frees). */
-static double *read_tensor(const Ckpt *c, const Key *k) {
-    char path[192];
-    snprintf(path, sizeof path, "/model/%s", k->name);
-    double *x = eff_malloc(k->numel * sizeof(double), k->name);
-    hid_t d = H5Dopen2(c->f, path, H5P_DEFAULT);
-    if (d < 0) h5_fatal(c, "cannot open tensor '%s'", path);
-    if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
-        char detail[512];
-        eff_h5_error_detail(detail, sizeof detail);
-        EFF_FATAL("reading tensor '%s' from checkpoint '%s' failed: %s\nHINT: the file is damaged (a checksum error "
-                  "means flipped bits); use another copy (best.h5 or an earlier checkpoint)", path, c->path, detail);
-    }
-    if (H5Dclose(d) < 0) h5_fatal(c, "closing tensor '%s'", path);
-    return x;
 }
 
 /* ---- statistics --------------------------------------------------------------- */
@@ -526,33 +270,17 @@ static double stats_std(const Stats *s) { return s->n ? sqrt(s->m2 / (double)s->
 
 /* ---- info --------------------------------------------------------------------- */
 
-static const char *const header_attrs[] = {"format", "schema_version", "model", "classes", "resolution",
-                                           "created", "config", "hdf5_version"};
-
-static int is_header_attr(const char *name) {
-    for (size_t i = 0; i < sizeof header_attrs / sizeof *header_attrs; i++)
-        if (!strcmp(name, header_attrs[i])) return 1;
-    return 0;
-}
-
-static void print_attr_text(const Attr *a) {
+static void print_attr_text(const EffCkptAttr *a) {
     switch (a->kind) {
-    case ATTR_INT: printf("%lld", a->i); break;
-    case ATTR_UINT: printf("%llu", a->u); break;
-    case ATTR_FLOAT: printf("%.10g", a->d); break;
+    case EFF_CKPT_ATTR_INT: printf("%lld", a->i); break;
+    case EFF_CKPT_ATTR_UINT: printf("%llu", a->u); break;
+    case EFF_CKPT_ATTR_FLOAT: printf("%.10g", a->d); break;
     default: printf("%s", a->s ? a->s : ""); break;
     }
 }
 
-static long long count_links(const Ckpt *c, const char *grp) {
-    if (!eff_h5_exists(c->f, grp)) return 0;
-    H5G_info_t gi;
-    if (H5Gget_info_by_name(c->f, grp, &gi, H5P_DEFAULT) < 0) h5_fatal(c, "cannot list group %s", grp);
-    return (long long)gi.nlinks;
-}
-
 static int64_t read_i64_scalar(const Ckpt *c, const Key *k) {
-    double *v = read_tensor(c, k);
+    double *v = eff_ckpt_read(c->f, k->sd);
     int64_t x = (int64_t)v[0];
     eff_free(v);
     return x;
@@ -561,39 +289,40 @@ static int64_t read_i64_scalar(const Ckpt *c, const Key *k) {
 static int do_info(const char *path, int json) {
     Ckpt c;
     ckpt_open(&c, path);
-    AttrList root, train, opt;
-    read_attrs(&c, "/", &root);
-    int has_train = read_attrs(&c, "/train", &train);
-    int has_opt = read_attrs(&c, "/optimizer", &opt);
-    long long n_exp_avg = count_links(&c, "/optimizer/exp_avg"), n_exp_avg_sq = count_links(&c, "/optimizer/exp_avg_sq");
+    ckpt_check(&c);
+    EffCkptAttrs root, train, opt;
+    eff_ckpt_attrs(c.f, "/", &root);
+    int has_train = eff_ckpt_attrs(c.f, "/train", &train);
+    int has_opt = eff_ckpt_attrs(c.f, "/optimizer", &opt);
+    long long n_exp_avg = eff_ckpt_group_size(c.f, "/optimizer/exp_avg"), n_exp_avg_sq = eff_ckpt_group_size(c.f, "/optimizer/exp_avg_sq");
     size_t params = 0, buffers = 0;
     int nparam = 0, nbuf = 0, nnbt = 0;
     int64_t nbt_min = INT64_MAX, nbt_max = INT64_MIN;
     for (int k = 0; k < c.nkeys; k++) {
         const Key *key = &c.keys[k];
-        if (key->is_int) {
+        if (key->sd->is_int) {
             int64_t v = read_i64_scalar(&c, key);
             nnbt++;
             if (v < nbt_min) nbt_min = v;
             if (v > nbt_max) nbt_max = v;
-        } else if (key->is_param) {
-            params += key->numel;
+        } else if (key->sd->is_param) {
+            params += key->sd->numel;
             nparam++;
         } else {
-            buffers += key->numel;
+            buffers += key->sd->numel;
             nbuf++;
         }
     }
-    const Attr *cfg = find_attr(&root, "config");
+    const EffCkptAttr *cfg = eff_ckpt_attr_find(&root, "config");
     const char *config = cfg && cfg->s ? cfg->s : "";
-    const Attr *schema = find_attr(&root, "schema_version");
+    const EffCkptAttr *schema = eff_ckpt_attr_find(&root, "schema_version");
     if (json) {
         printf("{\"file\": ");
         json_str(path);
-        printf(", \"bytes\": %lld, \"format\": \"%s\", \"schema_version\": %lld, \"model\": ", c.bytes, EFF_CKPT_FORMAT,
+        printf(", \"bytes\": %lld, \"format\": \"%s\", \"schema_version\": %lld, \"model\": ", c.h->bytes, EFF_CKPT_FORMAT,
                (long long)attr_num(schema, -1));
-        json_str(c.model);
-        printf(", \"classes\": %d, \"resolution\": %d, \"attributes\": ", c.classes, c.resolution);
+        json_str(c.h->model);
+        printf(", \"classes\": %d, \"resolution\": %d, \"attributes\": ", c.h->classes, c.h->resolution);
         json_attrs(&root, "config");
         printf(", \"config\": ");
         json_str(config);
@@ -613,44 +342,44 @@ static int do_info(const char *path, int json) {
         for (int k = 0; k < c.nkeys; k++) {
             const Key *key = &c.keys[k];
             printf("%s{\"name\": ", k ? ", " : "");
-            json_str(key->name);
+            json_str(key->sd->name);
             printf(", \"shape\": ");
-            json_shape(key);
-            printf(", \"dtype\": \"%s\", \"numel\": %zu, \"kind\": \"%s\"}", key->dtype, key->numel,
-                   key->is_param ? "parameter" : "buffer");
+            json_shape(key->sd);
+            printf(", \"dtype\": \"%s\", \"numel\": %zu, \"kind\": \"%s\"}", key->dtype, key->sd->numel,
+                   key->sd->is_param ? "parameter" : "buffer");
         }
         printf("]}\n");
     } else {
-        const Attr *created = find_attr(&root, "created"), *h5v = find_attr(&root, "hdf5_version");
-        printf("checkpoint   %s (%.1f MB)\n", path, (double)c.bytes / 1e6);
+        const EffCkptAttr *created = eff_ckpt_attr_find(&root, "created"), *h5v = eff_ckpt_attr_find(&root, "hdf5_version");
+        printf("checkpoint   %s (%.1f MB)\n", path, (double)c.h->bytes / 1e6);
         printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(schema, -1));
-        printf("model        %s, %d classes, resolution %d\n", c.model, c.classes, c.resolution);
+        printf("model        %s, %d classes, resolution %d\n", c.h->model, c.h->classes, c.h->resolution);
         printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",
                h5v && h5v->s ? h5v->s : "(unknown)");
         if (has_train) {
             printf("training     epoch %.0f, step in epoch %.0f, global step %.0f, world size %.0f, seed %.0f, lr %g\n",
-                   attr_num(find_attr(&train, "epoch"), NAN), attr_num(find_attr(&train, "step_in_epoch"), NAN),
-                   attr_num(find_attr(&train, "global_step"), NAN), attr_num(find_attr(&train, "world_size"), NAN),
-                   attr_num(find_attr(&train, "seed"), NAN), attr_num(find_attr(&train, "lr"), NAN));
-            double last = attr_num(find_attr(&train, "last_acc"), -1), best = attr_num(find_attr(&train, "best_acc"), -1);
+                   attr_num(eff_ckpt_attr_find(&train, "epoch"), NAN), attr_num(eff_ckpt_attr_find(&train, "step_in_epoch"), NAN),
+                   attr_num(eff_ckpt_attr_find(&train, "global_step"), NAN), attr_num(eff_ckpt_attr_find(&train, "world_size"), NAN),
+                   attr_num(eff_ckpt_attr_find(&train, "seed"), NAN), attr_num(eff_ckpt_attr_find(&train, "lr"), NAN));
+            double last = attr_num(eff_ckpt_attr_find(&train, "last_acc"), -1), best = attr_num(eff_ckpt_attr_find(&train, "best_acc"), -1);
             printf("accuracy     ");
-            if (last >= 0) printf("last %.2f%% (test loss %.4f)", last, attr_num(find_attr(&train, "last_loss"), NAN));
+            if (last >= 0) printf("last %.2f%% (test loss %.4f)", last, attr_num(eff_ckpt_attr_find(&train, "last_loss"), NAN));
             else printf("last: none yet");
-            if (best >= 0) printf(", best %.2f%% at epoch %.0f\n", best, attr_num(find_attr(&train, "best_epoch"), NAN));
+            if (best >= 0) printf(", best %.2f%% at epoch %.0f\n", best, attr_num(eff_ckpt_attr_find(&train, "best_epoch"), NAN));
             else printf(", best: none yet\n");
         } else {
             printf("training     (no /train: not resumable, e.g. imported from PyTorch)\n");
         }
         if (has_opt) {
-            const Attr *on = find_attr(&opt, "name");
+            const EffCkptAttr *on = eff_ckpt_attr_find(&opt, "name");
             printf("optimizer    %s, step %.0f (exp_avg %lld, exp_avg_sq %lld tensors)\n", on && on->s ? on->s : "?",
-                   attr_num(find_attr(&opt, "step"), NAN), n_exp_avg, n_exp_avg_sq);
+                   attr_num(eff_ckpt_attr_find(&opt, "step"), NAN), n_exp_avg, n_exp_avg_sq);
         } else {
             printf("optimizer    (none)\n");
         }
         int any = 0;
         for (int i = 0; i < root.n; i++) {
-            if (is_header_attr(root.a[i].name)) continue;
+            if (eff_ckpt_header_attr(root.a[i].name)) continue;
             printf("%-12s %s = ", any ? "" : "provenance", root.a[i].name);
             print_attr_text(&root.a[i]);
             putchar('\n');
@@ -674,13 +403,13 @@ static int do_info(const char *path, int json) {
         for (int k = 0; k < c.nkeys; k++) {
             const Key *key = &c.keys[k];
             char shp[64];
-            eff_h5_fmt_dims(shp, sizeof shp, key->ndim, key->shape);
-            printf("  %-46s %-20s %-8s %10zu\n", key->name, shp, key->dtype, key->numel);
+            eff_h5_fmt_dims(shp, sizeof shp, key->sd->ndim, key->sd->shape);
+            printf("  %-46s %-20s %-8s %10zu\n", key->sd->name, shp, key->dtype, key->sd->numel);
         }
     }
-    free_attrs(&root);
-    free_attrs(&train);
-    free_attrs(&opt);
+    eff_ckpt_attrs_free(&root);
+    eff_ckpt_attrs_free(&train);
+    eff_ckpt_attrs_free(&opt);
     ckpt_close(&c);
     return 0;
 }
@@ -690,6 +419,7 @@ static int do_info(const char *path, int json) {
 static int do_stats(const char *path, int json) {
     Ckpt c;
     ckpt_open(&c, path);
+    ckpt_check(&c);
     /* Read and reduce every tensor first, print afterwards: a read error (a
      * checksum failure, say) then never leaves half a table or half a JSON
      * object on stdout. */
@@ -701,17 +431,17 @@ static int do_stats(const char *path, int json) {
     int64_t nbt_min = INT64_MAX, nbt_max = INT64_MIN;
     for (int k = 0; k < c.nkeys; k++) {
         const Key *key = &c.keys[k];
-        double *x = read_tensor(&c, key);
-        if (key->is_int) {
+        double *x = eff_ckpt_read(c.f, key->sd);
+        if (key->sd->is_int) {
             int64_t v = (int64_t)x[0];
             if (v < nbt_min) nbt_min = v;
             if (v > nbt_max) nbt_max = v;
         } else {
-            st[k] = stats_of(x, key->numel);
+            st[k] = stats_of(x, key->sd->numel);
             if (key->bn_gamma) {
                 stats_merge(&gamma[key->group], &st[k]);
                 gamma_bns[key->group]++;
-                for (size_t i = 0; i < key->numel; i++) gamma_small[key->group] += fabs(x[i]) < SMALL_GAMMA;
+                for (size_t i = 0; i < key->sd->numel; i++) gamma_small[key->group] += fabs(x[i]) < SMALL_GAMMA;
             }
         }
         eff_free(x);
@@ -720,23 +450,23 @@ static int do_stats(const char *path, int json) {
         printf("{\"file\": ");
         json_str(path);
         printf(", \"model\": ");
-        json_str(c.model);
-        printf(", \"classes\": %d, \"std\": \"population (ddof 0)\", \"tensors\": [", c.classes);
+        json_str(c.h->model);
+        printf(", \"classes\": %d, \"std\": \"population (ddof 0)\", \"tensors\": [", c.h->classes);
     } else {
-        printf("%s: %s, %d classes (std: population, ddof 0)\n\n", path, c.model, c.classes);
+        printf("%s: %s, %d classes (std: population, ddof 0)\n\n", path, c.h->model, c.h->classes);
         printf("%-46s %9s %12s %12s %12s %12s %12s %7s\n", "tensor", "numel", "mean", "std", "min", "max", "L2 norm",
                "zeros");
     }
     int first = 1;
     for (int k = 0; k < c.nkeys; k++) {
         const Key *key = &c.keys[k];
-        if (key->is_int) continue;
+        if (key->sd->is_int) continue;
         const Stats *s = &st[k];
         const double l2 = sqrt(s->sumsq), zf = s->zeros / (double)s->n;
         if (json) {
             printf("%s{\"name\": ", first ? "" : ", ");
-            json_str(key->name);
-            printf(", \"kind\": \"%s\", \"numel\": %zu, \"mean\": ", key->is_param ? "parameter" : "buffer", key->numel);
+            json_str(key->sd->name);
+            printf(", \"kind\": \"%s\", \"numel\": %zu, \"mean\": ", key->sd->is_param ? "parameter" : "buffer", key->sd->numel);
             json_num(s->mean);
             printf(", \"std\": ");
             json_num(stats_std(s));
@@ -750,7 +480,7 @@ static int do_stats(const char *path, int json) {
             json_num(zf);
             printf("}");
         } else {
-            printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g %7.4f\n", key->name, key->numel, s->mean,
+            printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g %7.4f\n", key->sd->name, key->sd->numel, s->mean,
                    stats_std(s), s->min, s->max, l2, zf);
         }
         first = 0;
@@ -798,10 +528,10 @@ static int do_stats(const char *path, int json) {
 
 /* global_step of /train, or -1 if the file has none. */
 static long long global_step(const Ckpt *c) {
-    AttrList t;
+    EffCkptAttrs t;
     long long gs = -1;
-    if (read_attrs(c, "/train", &t)) gs = (long long)attr_num(find_attr(&t, "global_step"), -1);
-    free_attrs(&t);
+    if (eff_ckpt_attrs(c->f, "/train", &t)) gs = (long long)attr_num(eff_ckpt_attr_find(&t, "global_step"), -1);
+    eff_ckpt_attrs_free(&t);
     return gs;
 }
 
@@ -821,21 +551,21 @@ typedef struct Layer {
 } Layer;
 
 static int do_diff(const char *pa, const char *pb, int json) {
-    char ma[64], mb[64], err[1024];
-    int ca, cb, ra, rb;
-    if (!eff_checkpoint_peek(pa, ma, sizeof ma, &ca, &ra, err, sizeof err)) EFF_FATAL("%s", err);
-    if (!eff_checkpoint_peek(pb, mb, sizeof mb, &cb, &rb, err, sizeof err)) EFF_FATAL("%s", err);
-    EFF_CHECK(!strcmp(ma, mb) && ca == cb, "cannot diff checkpoints of different models: '%s' holds %s with %d classes, "
-              "'%s' holds %s with %d classes\nHINT: diff compares two checkpoints of the same model and number of "
-              "classes (e.g. two checkpoints of one run)", pa, ma, ca, pb, mb, cb);
     Ckpt A, B;
     ckpt_open(&A, pa);
     ckpt_open(&B, pb);
+    const EffCkptHeader *ha = A.h, *hb = B.h;
+    EFF_CHECK(!strcmp(ha->model, hb->model) && ha->classes == hb->classes, "cannot diff checkpoints of different models: "
+              "'%s' holds %s with %d classes, '%s' holds %s with %d classes\nHINT: diff compares two checkpoints of the "
+              "same model and number of classes (e.g. two checkpoints of one run)", pa, ha->model, ha->classes, pb,
+              hb->model, hb->classes);
+    ckpt_check(&A);
+    ckpt_check(&B);
     /* Both files passed validation against the same model, so their keys and
      * shapes agree; check anyway, naming both files. */
     EFF_CHECK(A.nkeys == B.nkeys, "'%s' and '%s' have different tensor counts (%d, %d)", pa, pb, A.nkeys, B.nkeys);
     for (int k = 0; k < A.nkeys; k++) {
-        const Key *x = &A.keys[k], *y = &B.keys[k];
+        const EffCkptKey *x = A.keys[k].sd, *y = B.keys[k].sd;
         int same = !strcmp(x->name, y->name) && x->ndim == y->ndim;
         for (int d = 0; same && d < x->ndim; d++) same = x->shape[d] == y->shape[d];
         EFF_CHECK(same, "tensor '%s' has a different shape in '%s' and '%s'\nHINT: diff compares checkpoints of the same "
@@ -852,31 +582,31 @@ static int do_diff(const char *pa, const char *pb, int json) {
     TensorDiff *td = eff_calloc((size_t)A.nkeys, sizeof *td, "tensor differences");
     for (int k = 0; k < A.nkeys; k++) {
         const Key *key = &A.keys[k];
-        double *x = read_tensor(&A, key), *y = read_tensor(&B, key);
-        if (key->is_int) {
+        double *x = eff_ckpt_read(A.f, key->sd), *y = eff_ckpt_read(B.f, key->sd);
+        if (key->sd->is_int) {
             if (nbt_a < 0) {
                 nbt_a = (int64_t)x[0];
                 nbt_b = (int64_t)y[0];
             }
         } else {
             TensorDiff *t = &td[k];
-            for (size_t i = 0; i < key->numel; i++) {
+            for (size_t i = 0; i < key->sd->numel; i++) {
                 double d = y[i] - x[i];
                 t->a2 += x[i] * x[i];
                 t->b2 += y[i] * y[i];
                 t->d2 += d * d;
                 if (fabs(d) > t->dmax) t->dmax = fabs(d);
             }
-            if (key->is_param) {
+            if (key->sd->is_param) {
                 all_a2 += t->a2;
                 all_d2 += t->d2;
-                all_n += key->numel;
+                all_n += key->sd->numel;
                 int l = nl - 1;
                 if (l < 0 || strcmp(layers[l].name, key->layer) != 0) {
                     l = nl++;
                     layers[l].name = key->layer;
                 }
-                layers[l].numel += key->numel;
+                layers[l].numel += key->sd->numel;
                 layers[l].a2 += t->a2;
                 layers[l].d2 += t->d2;
             }
@@ -890,16 +620,16 @@ static int do_diff(const char *pa, const char *pb, int json) {
         printf(", \"b\": ");
         json_str(pb);
         printf(", \"model\": ");
-        json_str(A.model);
-        printf(", \"classes\": %d, \"global_step_a\": ", A.classes);
+        json_str(A.h->model);
+        printf(", \"classes\": %d, \"global_step_a\": ", A.h->classes);
         if (sa >= 0) printf("%lld", sa); else fputs("null", stdout);
         printf(", \"global_step_b\": ");
         if (sb >= 0) printf("%lld", sb); else fputs("null", stdout);
         printf(", \"tensors\": [");
     } else {
-        printf("A: %s (%s, global step ", pa, A.model);
+        printf("A: %s (%s, global step ", pa, A.h->model);
         if (sa >= 0) printf("%lld)\n", sa); else printf("unknown)\n");
-        printf("B: %s (%s, global step ", pb, B.model);
+        printf("B: %s (%s, global step ", pb, B.h->model);
         if (sb >= 0) printf("%lld)\n", sb); else printf("unknown)\n");
         printf("\nper tensor: rel change = ||B-A|| / ||A||\n");
         printf("%-46s %9s %12s %12s %12s %12s %12s\n", "tensor", "numel", "||A||", "||B||", "||B-A||", "rel change",
@@ -908,13 +638,13 @@ static int do_diff(const char *pa, const char *pb, int json) {
     int first = 1;
     for (int k = 0; k < A.nkeys; k++) {
         const Key *key = &A.keys[k];
-        if (key->is_int) continue;
+        if (key->sd->is_int) continue;
         const TensorDiff *t = &td[k];
         const double rel = ratio(sqrt(t->d2), sqrt(t->a2));
         if (json) {
             printf("%s{\"name\": ", first ? "" : ", ");
-            json_str(key->name);
-            printf(", \"kind\": \"%s\", \"norm_a\": ", key->is_param ? "parameter" : "buffer");
+            json_str(key->sd->name);
+            printf(", \"kind\": \"%s\", \"norm_a\": ", key->sd->is_param ? "parameter" : "buffer");
             json_num(sqrt(t->a2));
             printf(", \"norm_b\": ");
             json_num(sqrt(t->b2));
@@ -926,7 +656,7 @@ static int do_diff(const char *pa, const char *pb, int json) {
             json_num(t->dmax);
             printf("}");
         } else {
-            printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g\n", key->name, key->numel, sqrt(t->a2), sqrt(t->b2),
+            printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g\n", key->sd->name, key->sd->numel, sqrt(t->a2), sqrt(t->b2),
                    sqrt(t->d2), rel, t->dmax);
         }
         first = 0;
@@ -971,8 +701,8 @@ static int do_diff(const char *pa, const char *pb, int json) {
         printf("; num_batches_tracked %lld -> %lld\n", (long long)nbt_a, (long long)nbt_b);
     }
     eff_free(layers);
+    ckpt_close(&B); /* the reverse order: each restores HDF5's error printing as it found it */
     ckpt_close(&A);
-    ckpt_close(&B);
     return 0;
 }
 
