@@ -18,13 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifndef EFFNET_VERSION
-#define EFFNET_VERSION "unknown"
-#endif
-#ifndef EFFNET_GIT_COMMIT
-#define EFFNET_GIT_COMMIT "unknown"
-#endif
-
 void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) {
     if (T->rank != 0) return;
     va_list ap;

@@ -20,13 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifndef EFFNET_VERSION
-#define EFFNET_VERSION "unknown"
-#endif
-#ifndef EFFNET_GIT_COMMIT
-#define EFFNET_GIT_COMMIT "unknown"
-#endif
-
 static uint64_t fnv1a(const void *p, size_t n) {
     const unsigned char *b = p;
     uint64_t h = 1469598103934665603ull;

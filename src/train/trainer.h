@@ -35,6 +35,15 @@
 
 enum { EFF_EXIT_NONFINITE = 3, EFF_EXIT_REQUEUE = 75 };
 
+/* set by CMake for the effnet executable (the log header, checkpoint provenance) */
+#ifndef EFFNET_VERSION
+#define EFFNET_VERSION "unknown"
+#endif
+#ifndef EFFNET_GIT_COMMIT
+#define EFFNET_GIT_COMMIT "unknown"
+#endif
+
+
 struct EffGpuAugment;
 
 /* Step-time split for scaling studies (rank 0's view, first step skipped). */
