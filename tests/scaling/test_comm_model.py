@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""slurm/comm_model.py on synthetic bench-comm documents made from known
+alpha-beta parameters: the fit must recover them (ring for MPI_Allreduce,
+binomial for the in-place MPI_Iallreduce, each with its own a and B), write
+them to --out, and refuse a sweep with wrong elements.
+    test_comm_model.py SRC_DIR WORK_DIR"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+src, work = sys.argv[1], os.path.join(sys.argv[2], "comm-model-test")
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+truth = {"MPI_Allreduce out-of-place": ("ring", 40e-6, 0.117e9),
+         "MPI_Iallreduce in-place + watchdog": ("binomial", 25e-6, 0.110e9)}
+
+
+def t_model(form, a, b, n, s):
+    if n < 2:
+        return 1e-6  # one rank: a copy or nothing
+    if form == "ring":
+        return 2 * (n - 1) * a + 2 * (n - 1) / n * s / b
+    h = 2 * math.ceil(math.log2(n))
+    return h * a + h * s / b
+
+
+files = []
+for n in (1, 2, 4):
+    res = []
+    for k in range(26):
+        s = 8 << k
+        for call, (form, a, b) in truth.items():
+            t = t_model(form, a, b, n, s)
+            algbw = s / t / 1e9
+            res.append({"bytes": s, "count": s // 4, "call": call, "in_place": "in-place" in call, "iters": 5,
+                        "time_us": t * 1e6, "algbw_gbs": algbw, "busbw_gbs": algbw * (2 * (n - 1) / n), "wrong": 0})
+    f = os.path.join(work, f"bench-n{n}.json")
+    json.dump({"benchmark": "bench-comm", "ranks": n, "calls": list(truth), "results": res, "wrong_total": 0},
+              open(f, "w"))
+    files.append(f)
+out = os.path.join(work, "comm_model.json")
+r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *files, "--link", "test",
+                    "--out", out], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+print(r.stdout)
+m = json.load(open(out))
+assert m["trainer_call"] == "MPI_Iallreduce in-place + watchdog", m
+for call, (form, a, b) in truth.items():
+    c = m["calls"][call]
+    assert c["form"] == form, (call, c)
+    assert abs(c["alpha_us"] - a * 1e6) < 1e-6 * a * 1e6, (call, c, a)
+    assert abs(c["bandwidth_gbs"] - b / 1e9) < 1e-9, (call, c, b)
+    for n in ("2", "4"):
+        assert c["per_nodes"][n]["max_rel_err"] < 1e-9, (call, n, c)
+    print(f"{call}: {form}, alpha {c['alpha_us']:.3f} us (true {a * 1e6:g}), B {c['bandwidth_gbs']:.6f} GB/s (true {b / 1e9:g})")
+# fitting the ring form to binomial data must not come out exact (the N-dependence differs)
+r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *files, "--form", "ring",
+                    "--out", out], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+c = json.load(open(out))["calls"]["MPI_Iallreduce in-place + watchdog"]
+worst = max(c["per_nodes"][n]["max_rel_err"] for n in ("2", "4"))
+assert worst > 0.05, c
+print(f"ring form on binomial data: worst error {100 * worst:.0f}% (the model form matters)")
+# a sweep with wrong elements is refused
+d = json.load(open(files[1]))
+d["wrong_total"] = 3
+json.dump(d, open(files[1], "w"))
+r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *files], capture_output=True, text=True)
+assert r.returncode != 0 and "wrong elements" in r.stderr, r
+print("comm model: OK")
