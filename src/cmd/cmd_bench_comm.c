@@ -51,6 +51,28 @@
 
 enum { PATTERN = 13, MAX_CALLS = 2, EXIT_SKIP = 77 };
 
+extern char **environ;
+
+/* The settings that change which algorithm runs (Open MPI MCA, NCCL, UCX),
+ * for the record; not the launcher's own wiring (URIs, session directories,
+ * job IDs, the transport key). */
+static int is_comm_setting(const char *e) {
+    static const char *launcher[] = {"OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_MCA_pmix", "OMPI_MCA_initial_wdir",
+                                     "OMPI_MCA_shmem_RUNTIME_QUERY_hint"};
+    for (size_t i = 0; i < sizeof launcher / sizeof launcher[0]; i++)
+        if (!strncmp(e, launcher[i], strlen(launcher[i]))) return 0;
+    return !strncmp(e, "OMPI_MCA_", 9) || !strncmp(e, "NCCL_", 5) || !strncmp(e, "UCX_", 4);
+}
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 32) printf("\\u%04x", (unsigned char)*s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
 static void abort_hook(int code) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
@@ -344,6 +366,8 @@ int cmd_bench_comm(int argc, char **argv) {
         printf("# sizes %ld B .. %ld B (x%ld), warm-up %ld, iters %ld%s; time: mean per call over the timed calls, max "
                "over ranks; algbw = size/time; busbw = algbw x 2(n-1)/n = algbw x %.3f\n", min_bytes, max_bytes, factor,
                warmup, iters, max_time_ms ? " (fewer past --max-time-ms per size)" : "", bus_factor);
+        for (char **e = environ; *e; e++)
+            if (is_comm_setting(*e)) printf("# environment: %s\n", *e);
         printf("# #wrong: elements of one more, checked call that differ from the exact sum, summed over ranks%s\n#\n",
                inject ? " (--inject-error: one input element corrupted per checked call)" : "");
         print_group_header(&b, max_time_ms > 0);
@@ -419,7 +443,21 @@ int cmd_bench_comm(int argc, char **argv) {
                "\"time\": \"mean per call over the timed calls, max over ranks\", \"inject_error\": %s, \"calls\": [",
                min_bytes, max_bytes, factor, warmup, iters, max_time_ms, bus_factor, inject ? "true" : "false");
         for (int c = 0; c < b.ncalls; c++) printf("%s\"%s\"", c ? ", " : "", b.call_name[c]);
-        printf("], \"results\": [");
+        printf("], \"environment\": {");
+        int first = 1;
+        for (char **e = environ; *e; e++) {
+            if (!is_comm_setting(*e)) continue;
+            const char *eq = strchr(*e, '=');
+            if (!eq) continue;
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
+            printf("%s", first ? "" : ", ");
+            print_json_string(name);
+            printf(": ");
+            print_json_string(eq + 1);
+            first = 0;
+        }
+        printf("}, \"results\": [");
         for (int i = 0; i < nsizes * b.ncalls; i++) {
             const Row *r = &rows[i];
             printf("%s\n  {\"bytes\": %zu, \"count\": %zu, \"call\": \"%s\", \"in_place\": %s, \"iters\": %d, "
