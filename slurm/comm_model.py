@@ -17,11 +17,14 @@ depend on the algorithm MPI runs:
 uses the binomial tree for every in-place MPI_Iallreduce, and for any below
 4 ranks; coll_libnbc_iallreduce_algorithm overrides it) and ring for the rest.
 
-a and B are fitted per call by least squares on the relative error, over every
-size of every sweep with N >= 2 (one rank has nothing to send). Printed: the
-fit, its relative errors per node count, the per-node-count free fit
-(t = c0 + c1 S: what the data says without the model's N-dependence), and a
-table of measured against modelled times. --out writes the fit as JSON for
+a and B are fitted per call over every sweep with N >= 2 (one rank has
+nothing to send), each in the regime where it dominates: a as a median over
+the small messages (<= --alpha-max-bytes, 4 KiB), B by least squares on the
+relative error over the sizes >= --fit-min-bytes (4 MiB), alternating until
+both settle. Printed: the fit,
+its relative errors per node count (in the fitted range and over all sizes),
+a free fit per node count (t = c0 + S/b: what the data says without the
+model's N-dependence), and a table of measured against modelled times. --out writes the fit as JSON for
 slurm/scaling_report.py (`calls` -> form, alpha_us, bandwidth_gbs)."""
 import argparse
 import json
@@ -67,16 +70,28 @@ def lsq2(rows):
     return (b1 * s22 - b2 * s12) / det, (s11 * b2 - s12 * b1) / det
 
 
-def fit(points, form):
-    """points: (n, bytes, t_s). Minimise sum ((model - t) / t)^2 over alpha >= 0 and 1/B > 0."""
-    rows = []
-    for n, s, t in points:
-        kl, kb = factors(form, n)
-        rows.append((kl / t, kb * s / t, 1.0))
-    alpha, inv_b = lsq2(rows)
-    if alpha < 0:  # latency below resolution: fit the bandwidth alone
-        alpha = 0.0
-        inv_b = sum(r[1] for r in rows) / sum(r[1] * r[1] for r in rows)
+def fit(points, form, min_bytes, alpha_max_bytes):
+    """points: (n, bytes, t_s) with n >= 2. The two regimes of the model, each
+    where it dominates: alpha as the median, over the sizes <= alpha_max_bytes
+    of every node count, of (t - k_bw S / B) / k_lat (a median: single small
+    messages are at the mercy of the scheduler); B by least squares on the
+    relative error of t - k_lat * alpha against k_bw * S over the sizes >=
+    min_bytes. Alternated until both settle (a few rounds)."""
+    small = [p for p in points if p[1] <= alpha_max_bytes]
+    large = [p for p in points if p[1] >= min_bytes]
+    if not small or not large:
+        raise ValueError(f"need sizes <= {alpha_max_bytes} and >= {min_bytes} bytes to fit alpha and B")
+    inv_b = 0.0
+    for _ in range(20):
+        alpha = statistics.median((t - factors(form, n)[1] * s * inv_b) / factors(form, n)[0] for n, s, t in small)
+        alpha = max(alpha, 0.0)
+        num = den = 0.0
+        for n, s, t in large:
+            kl, kb = factors(form, n)
+            x = kb * s / t
+            num += x * (t - kl * alpha) / t
+            den += x * x
+        inv_b = num / den
     return alpha, 1.0 / inv_b
 
 
@@ -99,6 +114,11 @@ def main():
     ap.add_argument("--form", default="auto", choices=["auto", "ring", "binomial"])
     ap.add_argument("--link", default=None, help="a name for the link in the output (e.g. '1 Gbit/s')")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--fit-min-bytes", type=int, default=4 << 20,
+                    help="B is fitted over the sizes from this up (default 4 MiB: on a tbf-shaped link the first "
+                         "~0.5 MB of a burst pass at line rate)")
+    ap.add_argument("--alpha-max-bytes", type=int, default=4096,
+                    help="alpha is the median over the sizes up to this (default 4 KiB)")
     ap.add_argument("--sizes", default="8,1024,65536,1048576,4194304,16777216,33554432,67108864,268435456",
                     help="sizes (bytes) in the printed table")
     a = ap.parse_args()
@@ -130,21 +150,27 @@ def main():
         if len({p[0] for p in multi}) < 1 or len(multi) < 2:
             print(f"{call}: fewer than two measurements with N >= 2: no fit\n")
             continue
-        alpha, bw = fit(multi, form)
-        entry = {"form": form, "alpha_us": alpha * 1e6, "bandwidth_gbs": bw / 1e9, "per_nodes": {}}
+        alpha, bw = fit(multi, form, a.fit_min_bytes, a.alpha_max_bytes)
+        entry = {"form": form, "alpha_us": alpha * 1e6, "bandwidth_gbs": bw / 1e9, "fit_min_bytes": a.fit_min_bytes,
+                 "alpha_max_bytes": a.alpha_max_bytes, "per_nodes": {}}
         print(f"## {call}: {form} model, alpha = {alpha * 1e6:.1f} us, B = {bw / 1e9:.4f} GB/s "
               f"({bw * 8 / 1e9:.3f} Gbit/s)\n")
-        print("| N | model k_lat, k_bw | median / max abs. error of the model | free fit per N: c0 (us), S/c1 "
-              "(GB/s) |\n|---|---|---|---|")
+        print(f"| N | k_lat, k_bw | model error, sizes >= {human(a.fit_min_bytes)}: median / max | all sizes: median / max "
+              f"| free fit t = c0 + S/b per N (b: algbw), sizes >= {human(a.fit_min_bytes)}: c0 (us), b (GB/s) |\n|---|---|---|---|---|")
         for n in sorted({p[0] for p in multi}):
             pn = [p for p in multi if p[0] == n]
             errs = [abs(model_time_s(form, alpha, bw, n, s) - t) / t for _, s, t in pn]
-            c0, c1 = free_fit(pn) if len(pn) >= 2 else (float("nan"), float("nan"))
+            errl = [abs(model_time_s(form, alpha, bw, n, s) - t) / t for _, s, t in pn if s >= a.fit_min_bytes]
+            pl = [p for p in pn if p[1] >= a.fit_min_bytes]
+            c0, c1 = free_fit(pl) if len(pl) >= 2 else (float("nan"), float("nan"))
             kl, kb = factors(form, n)
             entry["per_nodes"][str(n)] = {"median_rel_err": statistics.median(errs), "max_rel_err": max(errs),
+                                          "median_rel_err_large": statistics.median(errl) if errl else None,
+                                          "max_rel_err_large": max(errl) if errl else None,
                                           "free_c0_us": c0 * 1e6, "free_bw_gbs": 1 / c1 / 1e9 if c1 > 0 else None}
-            print(f"| {n} | {kl:g}, {kb:.3g} | {100 * statistics.median(errs):.0f}% / {100 * max(errs):.0f}% | "
-                  f"{c0 * 1e6:.1f}, {1 / c1 / 1e9 if c1 > 0 else float('nan'):.4f} |")
+            fl = lambda e: f"{100 * statistics.median(e):.0f}% / {100 * max(e):.0f}%" if e else "-"  # noqa: E731
+            print(f"| {n} | {kl:g}, {kb:.3g} | {fl(errl)} | {fl(errs)} | "
+                  f"{c0 * 1e6:.0f}, {1 / c1 / 1e9 if c1 > 0 else float('nan'):.4f} |")
         print()
         ns = sorted({p[0] for p in pts})
         print("| size | " + " | ".join(f"N={n} measured ms | model ms | busbw GB/s" for n in ns) + " |")
