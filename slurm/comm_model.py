@@ -15,7 +15,9 @@ depend on the algorithm MPI runs:
             one rank, then a binomial broadcast: every hop carries all S bytes)
 `auto` takes binomial for the in-place MPI_Iallreduce (Open MPI 4.1's libnbc
 uses the binomial tree for every in-place MPI_Iallreduce, and for any below
-4 ranks; coll_libnbc_iallreduce_algorithm overrides it) and ring for the rest.
+4 ranks), ring where the sweep's environment (bench-comm records it) forced
+libnbc's ring (OMPI_MCA_coll_libnbc_iallreduce_algorithm=1), and ring for
+the rest.
 
 a and B are fitted per call over every sweep with N >= 2 (one rank has
 nothing to send), each in the regime where it dominates: a as a median over
@@ -53,8 +55,15 @@ def model_time_s(form, alpha_s, bw_bps, n, nbytes, calls=1):
     return calls * kl * alpha_s + kb * nbytes / bw_bps
 
 
-def auto_form(call):
-    return "binomial" if ("Iallreduce" in call and "in-place" in call) else "ring"
+def auto_form(call, env):
+    """The algorithm behind a call, from Open MPI 4.1's choice (and its override in the run's environment)."""
+    if "Iallreduce" in call:
+        alg = env.get("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "0")
+        if alg == "1":
+            return "ring"
+        if alg == "2" or "in-place" in call:
+            return "binomial"
+    return "ring"
 
 
 def lsq2(rows):
@@ -143,7 +152,10 @@ def main():
     runs = ", ".join("%d rank(s) (%s)" % (d["ranks"], os.path.basename(f)) for f, d in docs)
     print(f"# alpha-beta fit{link}: {runs}\n")
     for call in calls:
-        form = auto_form(call) if a.form == "auto" else a.form
+        envs = {json.dumps(d.get("environment", {}).get("OMPI_MCA_coll_libnbc_iallreduce_algorithm")) for _, d in docs}
+        if a.form == "auto" and len(envs) > 1:
+            sys.exit("comm_model: the sweeps ran with different coll_libnbc_iallreduce_algorithm settings: fit them apart")
+        form = auto_form(call, docs[-1][1].get("environment", {})) if a.form == "auto" else a.form
         pts = [(d["ranks"], r["bytes"], r["time_us"] * 1e-6) for _, d in docs for r in d["results"]
                if r["call"] == call]
         multi = [p for p in pts if p[0] >= 2]

@@ -163,6 +163,8 @@ def main():
         n = [r["ranks"] for r in rs]
         ax[0].plot(n, [r["img_per_s"] for r in rs], mk, label=f"{mode} scaling")
         ax[1].plot(n, [r["efficiency"] for r in rs], mk, label=f"{mode} scaling")
+        if model and all("efficiency_model" in r for r in rs):
+            ax[1].plot(n, [r["efficiency_model"] for r in rs], mk[0] + ":", label=f"{mode}: alpha-beta model")
     ax[0].set(xlabel="ranks", ylabel="images/s (total)", title="Throughput")
     ax[1].set(xlabel="ranks", ylabel="efficiency", title="Parallel efficiency", ylim=(0, 1.1))
     for x in ax:

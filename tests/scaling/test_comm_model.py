@@ -64,6 +64,30 @@ c = json.load(open(out))["calls"]["MPI_Iallreduce in-place + watchdog"]
 worst = max(c["per_nodes"][n]["max_rel_err"] for n in ("2", "4"))
 assert worst > 0.05, c
 print(f"ring form on binomial data: worst error {100 * worst:.0f}% (the model form matters)")
+# libnbc's ring forced in the sweeps' environment: auto takes the ring form for the in-place MPI_Iallreduce
+call = "MPI_Iallreduce in-place + watchdog"
+ring_files = []
+for n in (2, 4):
+    res = []
+    for k in range(26):
+        s = 8 << k
+        t = t_model("ring", 30e-6, 0.105e9, n, s)
+        res.append({"bytes": s, "count": s // 4, "call": call, "in_place": True, "iters": 5, "time_us": t * 1e6,
+                    "algbw_gbs": s / t / 1e9, "busbw_gbs": s / t / 1e9 * 2 * (n - 1) / n, "wrong": 0})
+    f = os.path.join(work, f"ring-n{n}.json")
+    json.dump({"benchmark": "bench-comm", "ranks": n, "calls": [call], "results": res, "wrong_total": 0,
+               "environment": {"OMPI_MCA_coll_libnbc_iallreduce_algorithm": "1"}}, open(f, "w"))
+    ring_files.append(f)
+r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *ring_files, "--out", out],
+                   capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+c = json.load(open(out))["calls"][call]
+assert c["form"] == "ring" and abs(c["bandwidth_gbs"] - 0.105) < 1e-9 and abs(c["alpha_us"] - 30) < 1e-6, c
+print("coll_libnbc_iallreduce_algorithm=1 in the sweeps: ring form, fit exact")
+# sweeps with different algorithm settings are not fitted together
+r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), files[2], ring_files[0]],
+                   capture_output=True, text=True)
+assert r.returncode != 0 and "fit them apart" in r.stderr, r
 # a sweep with wrong elements is refused
 d = json.load(open(files[1]))
 d["wrong_total"] = 3
