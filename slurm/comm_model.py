@@ -162,7 +162,10 @@ def main():
         if len({p[0] for p in multi}) < 1 or len(multi) < 2:
             print(f"{call}: fewer than two measurements with N >= 2: no fit\n")
             continue
-        alpha, bw = fit(multi, form, a.fit_min_bytes, a.alpha_max_bytes)
+        try:
+            alpha, bw = fit(multi, form, a.fit_min_bytes, a.alpha_max_bytes)
+        except ValueError as e:
+            sys.exit(f"comm_model: {call}: {e} (--alpha-max-bytes, --fit-min-bytes)")
         entry = {"form": form, "alpha_us": alpha * 1e6, "bandwidth_gbs": bw / 1e9, "fit_min_bytes": a.fit_min_bytes,
                  "alpha_max_bytes": a.alpha_max_bytes, "per_nodes": {}}
         print(f"## {call}: {form} model, alpha = {alpha * 1e6:.1f} us, B = {bw / 1e9:.4f} GB/s "

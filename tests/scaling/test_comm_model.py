@@ -94,4 +94,22 @@ d["wrong_total"] = 3
 json.dump(d, open(files[1], "w"))
 r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *files], capture_output=True, text=True)
 assert r.returncode != 0 and "wrong elements" in r.stderr, r
+# the fits of docs/scaling.md: refitting the committed sweeps gives the committed models
+mn = os.path.join(src, "docs", "scaling-multinode")
+for d in sorted(os.listdir(mn)) if os.path.isdir(mn) else []:
+    committed = os.path.join(mn, d, "comm_model.json")
+    if not d.startswith("comm-") or not os.path.isfile(committed):
+        continue
+    want = json.load(open(committed))
+    benches = sorted(os.path.join(mn, d, f) for f in os.listdir(os.path.join(mn, d)) if f.startswith("bench-") and f.endswith(".json"))
+    refit = os.path.join(work, d + ".json")
+    r = subprocess.run([sys.executable, os.path.join(src, "slurm", "comm_model.py"), *benches, "--out", refit],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, (d, r.stderr)
+    got = json.load(open(refit))
+    for call, c in want["calls"].items():
+        g = got["calls"][call]
+        assert g["form"] == c["form"] and abs(g["alpha_us"] - c["alpha_us"]) < 1e-6 * max(1, c["alpha_us"]) \
+            and abs(g["bandwidth_gbs"] - c["bandwidth_gbs"]) < 1e-9, (d, call, g, c)
+        print(f"docs/scaling-multinode/{d}: {call}: {c['form']}, a {c['alpha_us']:.1f} us, B {c['bandwidth_gbs']:.4f} GB/s refitted")
 print("comm model: OK")

@@ -80,6 +80,20 @@ json.dump({"trainer_call": "MPI_Iallreduce in-place + watchdog", "calls": {}}, o
 r = subprocess.run([sys.executable, os.path.join(src, "slurm", "scaling_report.py"), example, "--out", out_m,
                     "--model", model], capture_output=True, text=True)
 assert r.returncode != 0 and "no fit for the trainer's call" in r.stderr, r
+# The multi-node studies of docs/scaling.md (docs/scaling-multinode/weak-*,
+# each with its comm_model.json): the report must reproduce their committed tables.
+mn = os.path.join(src, "docs", "scaling-multinode")
+for d in sorted(os.listdir(mn)) if os.path.isdir(mn) else []:
+    if not d.startswith("weak-"):
+        continue
+    o = os.path.join(work, "scaling-report-" + d)
+    shutil.rmtree(o, ignore_errors=True)
+    r = subprocess.run([sys.executable, os.path.join(src, "slurm", "scaling_report.py"), os.path.join(mn, d), "--out", o],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, (d, r.stderr)
+    assert open(os.path.join(o, "scaling.md")).read() == open(os.path.join(mn, d, "scaling.md")).read(), \
+        f"report differs from the committed docs/scaling-multinode/{d}/scaling.md"
+    print(f"docs/scaling-multinode/{d}: table reproduced")
 # a run directory without a summary line is an error, not a silent skip
 bad = os.path.join(work, "scaling-report-bad")
 shutil.rmtree(bad, ignore_errors=True)

@@ -369,7 +369,7 @@ benchcomm)
     start_cluster --link-gbit 1
     export SLURM_CONF=$cluster/slurm.conf
     OMPI_MCA_mpi_yield_when_idle=1 EFFNET_BIN=$build/effnet timeout 120 bash "$src/slurm/comm_study.sh" "$work/comm" \
-        --nodes "1 2" --label t --min-bytes 8 --max-bytes 4M --step-factor 4 --iters 3 --warmup 1 > "$work/comm.log" 2>&1 \
+        --nodes "1 2" --label t --min-bytes 4 --max-bytes 4M --step-factor 4 --iters 3 --warmup 1 > "$work/comm.log" 2>&1 \
         || { cat "$work/comm.log"; fail "slurm/comm_study.sh"; }
     cat "$work/comm.log"
     "$py" - "$work/comm/bench-t-n2.json" "$work/comm/comm_model.json" <<'PY' || fail "bench-comm across n1 and n2"
