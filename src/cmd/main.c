@@ -7,6 +7,7 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_comm(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
@@ -20,6 +21,7 @@ static void usage(FILE *f) {
             "  eval    accuracy and loss of a checkpoint on the test split\n"
             "  info    model summary: parameters, convs, blocks, FLOPs, per-stage table\n"
             "  bench   time full training steps on synthetic data (img/s, peak RSS)\n"
+            "  bench-comm  all-reduce benchmark over MPI (or NCCL): time, algbw, busbw, #wrong per size\n"
             "  ckpt    inspect checkpoints: ckpt info|stats FILE, ckpt diff A B (--json)\n\n"
             "Run 'effnet <command> --help' for the options of a command.\n");
 }
@@ -36,6 +38,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "bench-comm")) return cmd_bench_comm(argc, argv);
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "ckpt")) return cmd_ckpt(argc, argv);

@@ -31,6 +31,11 @@
 #   flap     n2's cable (its veth on the bridge) goes down for 5 s while the
 #            job all-reduces every step, then up: the job finishes, or fails
 #            with a message; it must not hang
+#   benchcomm slurm/comm_study.sh on 2 nodes with links shaped to 1 Gbit/s:
+#            bench-comm through slurm/bench-comm.sbatch (srun --mpi=pmix),
+#            rank 0 on n1 and rank 1 on n2, no wrong element, and the bus
+#            bandwidth of large messages below the shaped rate (the traffic
+#            crossed the link) but not absurdly below; comm_model.py fits it
 # Needs root and namespaces (skips with 77 otherwise), Debian's slurmctld
 # slurmd slurm-client munge, iproute2 and util-linux.
 set -uo pipefail
@@ -400,5 +405,28 @@ assert r['step_ms'] > 3000, f'slowest step {r[\"step_ms\"]} ms: the flap did not
         echo "$msg"
         pass "5 s link flap on n2: job $jid failed cleanly ($st, exit $ec) with a message, no hang"
     fi ;;
+benchcomm)
+    start_cluster --link-gbit 1
+    export SLURM_CONF=$cluster/slurm.conf
+    OMPI_MCA_mpi_yield_when_idle=1 EFFNET_BIN=$build/effnet timeout 120 bash "$src/slurm/comm_study.sh" "$work/comm" \
+        --nodes "1 2" --label t --min-bytes 4 --max-bytes 4M --step-factor 4 --iters 3 --warmup 1 > "$work/comm.log" 2>&1 \
+        || { cat "$work/comm.log"; fail "slurm/comm_study.sh"; }
+    cat "$work/comm.log"
+    "$py" - "$work/comm/bench-t-n2.json" "$work/comm/comm_model.json" <<'PY' || fail "bench-comm across n1 and n2"
+import json, sys
+d, m = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert d["ranks"] == 2 and d["hosts"] == ["n1", "n2"], d["hosts"]
+assert d["wrong_total"] == 0 and d["environment"].get("OMPI_MCA_mpi_yield_when_idle") == "1", d
+big = [r for r in d["results"] if r["bytes"] >= 1 << 20]
+assert len(big) == 2 * 2, big  # 1 MiB and 4 MiB, two calls
+for r in big:
+    # 1 Gbit/s = 0.125 GB/s each way; TCP gets ~0.118. busbw above it: the traffic did not cross the shaped link
+    assert 0.01 < r["busbw_gbs"] < 0.13, f"{r['call']} at {r['bytes']} B: busbw {r['busbw_gbs']:.4f} GB/s, link 0.125"
+    print(f"{r['call']}, {r['bytes'] >> 20} MiB: {r['time_us'] / 1e3:.1f} ms, busbw {r['busbw_gbs']:.4f} GB/s")
+c = m["calls"]["MPI_Iallreduce in-place + watchdog"]
+assert c["form"] == "binomial" and 0.02 < c["bandwidth_gbs"] < 0.14, c
+print(f"fit: B = {c['bandwidth_gbs']:.4f} GB/s, alpha = {c['alpha_us']:.0f} us")
+PY
+    pass "bench-comm on n1 and n2 over a 1 Gbit/s link: results right, large messages at the shaped rate, model fitted" ;;
 *) fail "unknown case $case_" ;;
 esac
