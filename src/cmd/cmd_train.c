@@ -13,6 +13,7 @@
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <math.h>
 #include <string.h>
 
@@ -87,6 +88,13 @@ static int train_one(EffTrainer *T, const eff_batch *b) {
 }
 
 int cmd_train(int argc, char **argv) {
+    /* Open MPI 4.1's libnbc runs an in-place MPI_Iallreduce -- every
+     * all-reduce of the training loop, watched by comm/comm_mpi.c -- as a
+     * binomial tree (reduce to one rank, then broadcast) unless told
+     * otherwise: 2.9x the ring's time for B0's gradient on 4 nodes at 1
+     * Gbit/s (docs/scaling.md, "Across nodes"). Ask for its ring unless the
+     * user set the parameter; other MPI libraries ignore the variable. */
+    EFF_CHECK(setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0) == 0, "setenv failed");
     int provided = 0;
     MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     eff_set_abort_hook(mpi_abort_hook);
