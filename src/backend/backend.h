@@ -165,6 +165,11 @@ EFF_BACKEND_OPS(EFF_OP_AT_, EFF_OP_AT_)
 /* The plain-C CPU backend (BLAS + OpenMP). */
 const EffBackend *eff_backend_cpu(void);
 
+/* The CUDA backend's op slots (impl NULL, fp32), without touching a device:
+ * what eff_backend_cuda_create copies into each instance. For
+ * tests/test_backend_table.c; NULL in a build without CUDA. */
+const EffBackend *eff_backend_cuda_ops(void);
+
 /* The CUDA backend (src/backend/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
  * defined. eff_cuda_device_count() returns 0 when no device is usable (no
  * driver, no GPU, CUDA_VISIBLE_DEVICES empty) -- never an error. create binds
