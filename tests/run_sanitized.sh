@@ -37,19 +37,23 @@ for t in "${tests[@]}"; do # a renamed test must not drop out of the pass silent
 done
 regex=${EFFNET_SANITIZE_TESTS:-"^($(IFS='|'; echo "${tests[*]}"))\$"}
 
-# Every report is fatal and goes to a file (log_path: one per process, so a
+# Every report is fatal and goes to a file (log_path: one per process), so a
 # report from a process whose failure a test expects, or whose output it
-# hides, still counts). fast_unwind_on_malloc=0 gives leak stacks through
-# Open MPI's libraries (built without frame pointers) for tests/lsan.supp.
+# hides, still fails the pass. libasan and libubsan each carry a copy of the
+# sanitizer runtime and UBSan's log_path ends up setting ASan's copy, so both
+# get the same path; UBSan's own message goes to stderr, and handle_abort=1
+# turns its abort into an ASan report (with the stack) in that file.
+# fast_unwind_on_malloc=0 gives leak stacks through Open MPI's libraries
+# (built without frame pointers) for the suppressions in tests/lsan.supp.
 logs=$(mktemp -d "${TMPDIR:-/tmp}/effnet-sanitize.XXXXXX")
-export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0:log_path=$logs/asan"
-export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
+export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:handle_abort=1:detect_leaks=1:fast_unwind_on_malloc=0:log_path=$logs/report"
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$logs/report"
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
 
 rc=0
 ctest --test-dir "$build" --output-on-failure -j1 -R "$regex" || rc=1
 shopt -s nullglob
-reports=("$logs"/asan.* "$logs"/ubsan.*)
+reports=("$logs"/report.*)
 for f in "${reports[@]}"; do
   echo "==== sanitizer report $f"
   cat "$f"
