@@ -32,6 +32,8 @@ typedef struct EffBackend {
     EffPrecision precision;
     size_t act_size;     /* bytes per EffAct element: 4, or 2 for bf16/fp16 */
     int needs_im2col;    /* conv2d uses the col scratch (CPU); CUDA does not */
+    /* The op slots: every one required except the graph_* group at the end,
+     * which a backend has whole or not at all (EFF_BACKEND_OPS below). */
     /* memory */
     void *(*alloc)(const struct EffBackend *be, size_t bytes, const char *what); /* zeroed */
     void (*release)(const struct EffBackend *be, void *p);
@@ -122,8 +124,51 @@ typedef struct EffBackend {
     void (*graph_reset)(const struct EffBackend *be);
 } EffBackend;
 
+/* Every function-pointer slot of EffBackend, in declaration order (an
+ * X-macro, like ggml's op list). REQ(op): required, non-NULL in every
+ * backend; the model calls it unconditionally. GRAPH(op): the step-capture
+ * group, optional as a whole: all six NULL (CPU) or all six set (CUDA); the
+ * model tests graph_begin / graph_reset before using the group.
+ * tests/test_backend_table.c checks each backend's table against this list,
+ * and the asserts below make a new slot that is not listed here (or a listed
+ * one out of order) a compile error. Adding an op: kernels/README.md. */
+#define EFF_BACKEND_OPS(REQ, GRAPH)                                                                              \
+    REQ(alloc) REQ(release) REQ(zero) REQ(upload) REQ(download) REQ(synchronize) REQ(act_upload)                 \
+    REQ(act_download) REQ(set_step_scalar) REQ(conv2d_forward) REQ(conv2d_backward) REQ(pwconv_forward)          \
+    REQ(pwconv_backward) REQ(dwconv_forward) REQ(dwconv_backward) REQ(batchnorm_forward_train)                   \
+    REQ(batchnorm_forward_eval) REQ(batchnorm_backward) REQ(add_inplace) REQ(scale_inplace) REQ(se_forward)      \
+    REQ(se_backward) REQ(dropout_forward) REQ(dropout_backward) REQ(gap_forward) REQ(gap_backward)               \
+    REQ(linear_forward) REQ(linear_backward) REQ(softmax_xent_forward) REQ(softmax_xent_backward) REQ(adam_step) \
+    REQ(sgd_step) REQ(sumsq)                                                                                     \
+    GRAPH(graph_begin) GRAPH(graph_end) GRAPH(graph_ready) GRAPH(graph_launch) GRAPH(graph_loss) GRAPH(graph_reset)
+
+/* EFF_OPIDX_<op>: each slot's position in the list; EFF_BACKEND_NOPS: how many. */
+#define EFF_OPIDX_(op) EFF_OPIDX_##op,
+enum { EFF_BACKEND_OPS(EFF_OPIDX_, EFF_OPIDX_) EFF_BACKEND_NOPS };
+#undef EFF_OPIDX_
+#ifdef __cplusplus
+#define EFF_STATIC_ASSERT(c, msg) static_assert(c, msg)
+#else
+#define EFF_STATIC_ASSERT(c, msg) _Static_assert(c, msg)
+#endif
+/* The slots are the last members of EffBackend, all function pointers, one
+ * after another: the list covers all of them (nothing after the last) ... */
+#define EFF_OP_OFFSET_(i) (offsetof(EffBackend, alloc) + (size_t)(i) * sizeof(void (*)(void)))
+EFF_STATIC_ASSERT(sizeof(EffBackend) == EFF_OP_OFFSET_(EFF_BACKEND_NOPS),
+                  "EffBackend has an op slot (or a member after them) that EFF_BACKEND_OPS does not list: add it there");
+/* ... and each listed slot is where the list says (none missing in between). */
+#define EFF_OP_AT_(op) EFF_STATIC_ASSERT(offsetof(EffBackend, op) == EFF_OP_OFFSET_(EFF_OPIDX_##op), \
+                                         "EFF_BACKEND_OPS is out of step with EffBackend at " #op);
+EFF_BACKEND_OPS(EFF_OP_AT_, EFF_OP_AT_)
+#undef EFF_OP_AT_
+
 /* The plain-C CPU backend (BLAS + OpenMP). */
 const EffBackend *eff_backend_cpu(void);
+
+/* The CUDA backend's op slots (impl NULL, fp32), without touching a device:
+ * what eff_backend_cuda_create copies into each instance. For
+ * tests/test_backend_table.c; NULL in a build without CUDA. */
+const EffBackend *eff_backend_cuda_ops(void);
 
 /* The CUDA backend (src/backend/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
  * defined. eff_cuda_device_count() returns 0 when no device is usable (no

@@ -321,6 +321,56 @@ static float cuda_graph_loss(const EffBackend *be) { return read_loss(CB(be)); }
 
 /* ---- life cycle ------------------------------------------------------------- */
 
+/* The op slots, shared by every instance; create fills in the rest. */
+static const EffBackend cuda_ops = {
+    .name = "cuda",
+    .impl = NULL,
+    .precision = EFF_PREC_FP32,
+    .act_size = sizeof(float),
+    .needs_im2col = 0,
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .zero = cuda_zero,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .synchronize = cuda_sync,
+    .act_upload = cuda_act_upload,
+    .act_download = cuda_act_download,
+    .set_step_scalar = cuda_set_step_scalar,
+    .conv2d_forward = cuda_conv2d_forward,
+    .conv2d_backward = cuda_conv2d_backward,
+    .pwconv_forward = cuda_pwconv_forward,
+    .pwconv_backward = cuda_pwconv_backward,
+    .dwconv_forward = cuda_dwconv_forward,
+    .dwconv_backward = cuda_dwconv_backward,
+    .batchnorm_forward_train = cuda_bn_train,
+    .batchnorm_forward_eval = cuda_bn_eval,
+    .batchnorm_backward = cuda_bn_backward,
+    .add_inplace = cuda_add,
+    .scale_inplace = cuda_scale,
+    .se_forward = cuda_se_forward,
+    .se_backward = cuda_se_backward,
+    .dropout_forward = cuda_dropout,
+    .dropout_backward = cuda_dropout,
+    .gap_forward = cuda_gap_forward,
+    .gap_backward = cuda_gap_backward,
+    .linear_forward = cuda_linear_forward,
+    .linear_backward = cuda_linear_backward,
+    .softmax_xent_forward = cuda_xent_forward,
+    .softmax_xent_backward = cuda_xent_backward,
+    .adam_step = cuda_adam,
+    .sgd_step = cuda_sgd,
+    .sumsq = cuda_sumsq,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_ready = cuda_graph_ready,
+    .graph_launch = cuda_graph_launch,
+    .graph_loss = cuda_graph_loss,
+    .graph_reset = cuda_graph_reset,
+};
+
+const EffBackend *eff_backend_cuda_ops(void) { return &cuda_ops; }
+
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
     const int n = eff_cuda_device_count();
     EFF_CHECK(n > 0, "the CUDA backend was requested but no CUDA device is usable (no driver, no GPU, or "
@@ -352,52 +402,10 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     CUDA_CHECK(cudaMalloc((void **)&b->sumsq_dev, sizeof(double)));
     (void)eff_cuda_reduce_scratch(cu, (size_t)1 << 20);
 
-    b->be = (EffBackend){
-        .name = "cuda",
-        .impl = b,
-        .precision = precision,
-        .act_size = precision == EFF_PREC_FP32 ? sizeof(float) : sizeof(uint16_t),
-        .needs_im2col = 0,
-        .alloc = cuda_alloc,
-        .release = cuda_release,
-        .zero = cuda_zero,
-        .upload = cuda_upload,
-        .download = cuda_download,
-        .synchronize = cuda_sync,
-        .act_upload = cuda_act_upload,
-        .act_download = cuda_act_download,
-        .set_step_scalar = cuda_set_step_scalar,
-        .conv2d_forward = cuda_conv2d_forward,
-        .conv2d_backward = cuda_conv2d_backward,
-        .pwconv_forward = cuda_pwconv_forward,
-        .pwconv_backward = cuda_pwconv_backward,
-        .dwconv_forward = cuda_dwconv_forward,
-        .dwconv_backward = cuda_dwconv_backward,
-        .batchnorm_forward_train = cuda_bn_train,
-        .batchnorm_forward_eval = cuda_bn_eval,
-        .batchnorm_backward = cuda_bn_backward,
-        .add_inplace = cuda_add,
-        .scale_inplace = cuda_scale,
-        .se_forward = cuda_se_forward,
-        .se_backward = cuda_se_backward,
-        .dropout_forward = cuda_dropout,
-        .dropout_backward = cuda_dropout,
-        .gap_forward = cuda_gap_forward,
-        .gap_backward = cuda_gap_backward,
-        .linear_forward = cuda_linear_forward,
-        .linear_backward = cuda_linear_backward,
-        .softmax_xent_forward = cuda_xent_forward,
-        .softmax_xent_backward = cuda_xent_backward,
-        .adam_step = cuda_adam,
-        .sgd_step = cuda_sgd,
-        .sumsq = cuda_sumsq,
-        .graph_begin = cuda_graph_begin,
-        .graph_end = cuda_graph_end,
-        .graph_ready = cuda_graph_ready,
-        .graph_launch = cuda_graph_launch,
-        .graph_loss = cuda_graph_loss,
-        .graph_reset = cuda_graph_reset,
-    };
+    b->be = cuda_ops;
+    b->be.impl = b;
+    b->be.precision = precision;
+    b->be.act_size = precision == EFF_PREC_FP32 ? sizeof(float) : sizeof(uint16_t);
     return &b->be;
 }
 

@@ -7,6 +7,7 @@
 
 int eff_cuda_available(void) { return 0; }
 int eff_cuda_device_count(void) { return 0; }
+const EffBackend *eff_backend_cuda_ops(void) { return NULL; }
 
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
     (void)precision;
