@@ -543,12 +543,27 @@ float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, con
 
 void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.total * sizeof(float)); }
 
-void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int decoupled) {
+static void adam(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
+                 double *g_sumsq) {
     m->adam_t++;
     TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->adam_v,
-                                              m->opt_n, lr, beta1,
-                                              beta2, eps, weight_decay, decoupled, m->adam_t));
+                                              m->opt_n, lr, beta1, beta2, eps, weight_decay, decoupled, m->adam_t,
+                                              g_sumsq));
+}
+
+static void sgd(EffModel *m, float lr, float momentum, float weight_decay, int nesterov, double *g_sumsq) {
+    m->adam_t++;
+    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->opt_n, lr,
+                                             momentum, weight_decay, nesterov, m->adam_t == 1, g_sumsq));
+}
+
+void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int decoupled) {
+    adam(m, lr, beta1, beta2, eps, weight_decay, decoupled, NULL);
+}
+
+void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
+    sgd(m, lr, momentum, weight_decay, nesterov, NULL);
 }
 
 void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n) {
@@ -572,16 +587,11 @@ void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n) {
     m->opt_n = n;
 }
 
-void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o) {
-    if (!strcmp(o->name, "sgd")) eff_model_sgd_step(m, o->lr, o->momentum, o->weight_decay, o->nesterov);
+double eff_model_optimizer_step(EffModel *m, const EffOptimizer *o) {
+    double s = 0.0;
+    if (!strcmp(o->name, "sgd")) sgd(m, o->lr, o->momentum, o->weight_decay, o->nesterov, &s);
     else if (!strcmp(o->name, "adam") || !strcmp(o->name, "adamw"))
-        eff_model_adam_step(m, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, !strcmp(o->name, "adamw"));
+        adam(m, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, !strcmp(o->name, "adamw"), &s);
     else EFF_FATAL("optimizer '%s' unknown\nHINT: optim.name is one of adam|adamw|sgd", o->name);
-}
-
-void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_decay, int nesterov) {
-    m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->opt_n, lr,
-                                             momentum, weight_decay,
-                                             nesterov, m->adam_t == 1));
+    return s;
 }

@@ -146,13 +146,15 @@ void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_deca
 
 /* The optimizer of a training step, by name (config optim.name): adam, adamw
  * (decoupled weight decay) or sgd. One call for `effnet train` and `effnet
- * bench`, so both time the same update. */
+ * bench`, so both time the same update. Returns the sum of squares of the
+ * gradients it read (parameters [opt_lo, opt_lo + opt_n)), from the same pass
+ * on the CPU. */
 typedef struct EffOptimizer {
     const char *name;
     float lr, beta1, beta2, eps, weight_decay, momentum;
     int nesterov;
 } EffOptimizer;
-void eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
+double eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
 /* ZeRO-1: keep the optimizer state only for parameters [lo, lo + n) (copied
  * from the current full state, which is freed); steps then update only those
  * parameters. */

@@ -100,10 +100,12 @@ typedef struct EffBackend {
      * EFF_STEP_GRAD_SCALE instead. */
     void (*softmax_xent_backward)(const struct EffBackend *be, float *dlogits, const float *probs, const int32_t *labels, int N, int K,
                                   float smoothing, float scale);
+    /* The optimizer steps; g_sumsq, when not NULL, receives the sum of
+     * squares of g (double accumulation): on the CPU from the same pass. */
     void (*adam_step)(const struct EffBackend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
-                      float eps, float weight_decay, int decoupled, long t);
+                      float eps, float weight_decay, int decoupled, long t, double *g_sumsq);
     void (*sgd_step)(const struct EffBackend *be, float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
-                     int nesterov, int first);
+                     int nesterov, int first, double *g_sumsq);
     /* Sum of squares of n floats (double accumulation), returned on the host:
      * the NaN/Inf check on gradients. */
     double (*sumsq)(const struct EffBackend *be, const float *x, size_t n);

@@ -90,10 +90,10 @@ WRAP(float, softmax_xent_forward, P(float *probs, const float *logits, const int
      (probs, logits, labels, N, K, smoothing))
 WRAP(void, softmax_xent_backward, P(float *dlogits, const float *probs, const int32_t *labels, int N, int K, float smoothing, float scale),
      (dlogits, probs, labels, N, K, smoothing, scale))
-WRAP(void, adam_step, P(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float wd, int decoupled, long t),
-     (p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t))
-WRAP(void, sgd_step, P(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int nesterov, int first),
-     (p, g, buf, n, lr, momentum, wd, nesterov, first))
+WRAP(void, adam_step, P(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float wd, int decoupled, long t, double *s),
+     (p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t, s))
+WRAP(void, sgd_step, P(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int nesterov, int first, double *s),
+     (p, g, buf, n, lr, momentum, wd, nesterov, first, s))
 #undef WRAP
 #undef P
 

@@ -258,12 +258,17 @@ static void cuda_xent_backward(const EffBackend *be, float *dlogits, const float
                                int K, float smoothing, float scale) {
     softmax_xent_backward_cuda(CU(be), dlogits, probs, labels, N, K, smoothing, scale);
 }
+static double cuda_sumsq(const EffBackend *be, const float *x, size_t n);
+/* g_sumsq: a separate reduction pass before the step (device bandwidth is
+ * plentiful; the CPU backend folds it into the step's pass) */
 static void cuda_adam(const EffBackend *be, float *p, const float *g, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float wd, int decoupled, long t) {
+                      float beta1, float beta2, float eps, float wd, int decoupled, long t, double *g_sumsq) {
+    if (g_sumsq) *g_sumsq = cuda_sumsq(be, g, n);
     adam_step_cuda(CU(be), p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t);
 }
 static void cuda_sgd(const EffBackend *be, float *p, const float *g, float *buf, size_t n, float lr, float momentum,
-                     float wd, int nesterov, int first) {
+                     float wd, int nesterov, int first, double *g_sumsq) {
+    if (g_sumsq) *g_sumsq = cuda_sumsq(be, g, n);
     sgd_step_cuda(CU(be), p, g, buf, n, lr, momentum, wd, nesterov, first);
 }
 static double cuda_sumsq(const EffBackend *be, const float *x, size_t n) {

@@ -99,13 +99,16 @@ void softmax_xent_backward_cpu(float *dlogits, const float *probs, const int32_t
 
 /* adam.c -- one step of torch.optim.Adam (weight_decay as coupled L2 when
  * decoupled == 0; AdamW when decoupled == 1). t is the 1-based step count. */
+/* The optimizer steps read p, g, m (and v) once and write p, m (and v); the
+ * same pass sums g's squares into *g_sumsq when it is not NULL (a double
+ * `omp simd` reduction, so it vectorises; the update does not depend on it). */
 void adam_step_cpu(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                   float beta2, float eps, float weight_decay, int decoupled, long t);
+                   float beta2, float eps, float weight_decay, int decoupled, long t, double *g_sumsq);
 
 /* sgd.c -- one step of torch.optim.SGD with momentum (dampening 0), optional
  * Nesterov, weight_decay as coupled L2. buf is the momentum buffer; on the
  * first step (first != 0) it is set to the gradient, as PyTorch does. */
 void sgd_step_cpu(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float weight_decay,
-                  int nesterov, int first);
+                  int nesterov, int first, double *g_sumsq);
 
 #endif

@@ -2,9 +2,11 @@
 #include "ops.h"
 
 void sgd_step_cpu(float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr,
-                  float momentum, float weight_decay, int nesterov, int first) {
-    #pragma omp parallel for schedule(static)
+                  float momentum, float weight_decay, int nesterov, int first, double *g_sumsq) {
+    double s = 0.0;
+    #pragma omp parallel for simd schedule(static) reduction(+ : s)
     for (size_t i = 0; i < n; i++) {
+        s += (double)g[i] * g[i];
         float d = g[i] + weight_decay * p[i];
         if (momentum != 0.0f) {
             float b = first ? d : buf[i] * momentum + d;
@@ -13,4 +15,5 @@ void sgd_step_cpu(float *restrict p, const float *restrict g, float *restrict bu
         }
         p[i] -= lr * d;
     }
+    if (g_sumsq) *g_sumsq = s;
 }

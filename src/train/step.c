@@ -214,19 +214,22 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     if (c->comm_timing) eff_mpi_barrier(T->mpi, "load-balance barrier (output.comm_timing)");
     const double t2 = eff_time();
     reduce(T, local_loss, &r);
-    const double t3 = eff_time(); /* the finiteness check and the step count as "optimizer" */
-    r.gnorm2 = grad_sumsq(T);
-    const int do_step = unscale(T, &r);
+    const double t3 = eff_time(); /* the norm, the finiteness check and the step count as "optimizer" */
     r.lr = lr_at(c, T->st.global_step, T->total_steps);
-    if (!isfinite(r.loss) || !isfinite(r.gnorm2)) {
-        r.nonfinite = 1;
-        return r;
+    const EffOptimizer opt = {.name = c->optimizer, .lr = (float)r.lr, .beta1 = (float)c->beta1, .beta2 = (float)c->beta2,
+                              .eps = (float)c->eps, .weight_decay = (float)c->weight_decay,
+                              .momentum = (float)c->momentum, .nesterov = (int)c->nesterov};
+    if (T->scaler.enabled) { /* fp16: the norm decides, before the step, whether to take it */
+        r.gnorm2 = grad_sumsq(T);
+        const int do_step = unscale(T, &r);
+        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; return r; }
+        if (do_step) eff_model_optimizer_step(m, &opt); /* else no step (the schedule still advances, as GradScaler) */
+    } else { /* one pass: the step returns the norm of the gradients it read; a non-finite one stops the run
+                before anything is saved, so the step it took is never kept */
+        r.gnorm2 = eff_model_optimizer_step(m, &opt);
+        if (T->sharded) eff_mpi_allreduce(T->mpi, &r.gnorm2, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
+        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; return r; }
     }
-    if (do_step) /* else fp16 overflow: no optimizer step (the schedule still advances, as with GradScaler) */
-        eff_model_optimizer_step(m, &(EffOptimizer){.name = c->optimizer, .lr = (float)r.lr, .beta1 = (float)c->beta1,
-                                                    .beta2 = (float)c->beta2, .eps = (float)c->eps,
-                                                    .weight_decay = (float)c->weight_decay, .momentum = (float)c->momentum,
-                                                    .nesterov = (int)c->nesterov});
     double t_gather = 0;
     if (T->sharded) { /* every rank's updated slice to every rank */
         const double tg = eff_time();

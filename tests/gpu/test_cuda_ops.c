@@ -331,8 +331,8 @@ static void case_optim(Ctx *c, size_t n) {
     float *p = hrand(c, n, 1), *g = hrand(c, n, 0.1), *m0 = hrand(c, n, 0.01), *v0 = hrand(c, n, 0.01);
     for (size_t i = 0; i < n; i++) v0[i] = fabsf(v0[i]);
     float *pa = hcopy(p, n), *m = hcopy(m0, n), *v = hcopy(v0, n), *ps = hcopy(p, n), *buf = hcopy(m0, n);
-    adam_step_cpu(pa, g, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3);
-    sgd_step_cpu(ps, g, buf, n, 0.1f, 0.9f, 1e-4f, 1, 0);
+    adam_step_cpu(pa, g, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3, NULL);
+    sgd_step_cpu(ps, g, buf, n, 0.1f, 0.9f, 1e-4f, 1, 0, NULL);
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
     c->cases++;
@@ -340,8 +340,8 @@ static void case_optim(Ctx *c, size_t n) {
         const EffBackend *G = c->gpu;
         float *gp = dev(c, p, n), *gg = dev(c, g, n), *gm = dev(c, m0, n), *gv = dev(c, v0, n), *gps = dev(c, p, n);
         float *gbuf = dev(c, m0, n);
-        G->adam_step(G, gp, gg, gm, gv, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3);
-        G->sgd_step(G, gps, gg, gbuf, n, 0.1f, 0.9f, 1e-4f, 1, 0);
+        G->adam_step(G, gp, gg, gm, gv, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0, 3, NULL);
+        G->sgd_step(G, gps, gg, gbuf, n, 0.1f, 0.9f, 1e-4f, 1, 0, NULL);
         check(c, "adam t3", "param", pa, gp, n, 1e-6);
         check(c, "adam t3", "m", m, gm, n, 1e-6);
         check(c, "adam t3", "v", v, gv, n, 1e-6);
