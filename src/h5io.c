@@ -57,6 +57,10 @@ void eff_h5_read_f32(hid_t file, const char *path, const char *name, float *dst,
     read_any(file, path, name, H5T_NATIVE_FLOAT, dst, numel);
 }
 
+void eff_h5_read_f64(hid_t file, const char *path, const char *name, double *dst, size_t numel) {
+    read_any(file, path, name, H5T_NATIVE_DOUBLE, dst, numel);
+}
+
 void eff_h5_read_i32(hid_t file, const char *path, const char *name, int32_t *dst, size_t numel) {
     read_any(file, path, name, H5T_NATIVE_INT32, dst, numel);
 }

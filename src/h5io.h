@@ -12,6 +12,7 @@ int eff_h5_exists(hid_t file, const char *name);
 /* Read dataset `name` (any numeric type, converted) into dst; its element
  * count must equal numel. `path` is only used in error messages. */
 void eff_h5_read_f32(hid_t file, const char *path, const char *name, float *dst, size_t numel);
+void eff_h5_read_f64(hid_t file, const char *path, const char *name, double *dst, size_t numel);
 void eff_h5_read_i32(hid_t file, const char *path, const char *name, int32_t *dst, size_t numel);
 /* Read a scalar numeric attribute of the root group. */
 double eff_h5_attr_double(hid_t file, const char *path, const char *attr);

@@ -1,13 +1,19 @@
-/* test_reference.c: the C model against PyTorch, exactly.
+/* test_reference.c: the C model against PyTorch, held to PyTorch's own noise.
  *
  * Reads a fixture written by tests/reference/make_fixture.py (PyTorch 1.13,
  * our own module of the seed's architecture): random weights, an input batch,
- * labels, and PyTorch's logits, loss, every gradient, BN running stats, eval
- * logits, and the weights after 3 Adam steps. Loads the same weights through
- * the parameter table's layout conversion and checks, per the issue:
- *   logits, loss        rel err <= 1e-4      eval logits  <= 1e-4
- *   each gradient       ||a-b||/||b|| <= 1e-3
- *   BN running stats    <= 1e-5              Adam x3 weights <= 1e-4
+ * labels; PyTorch fp32's logits, loss, every gradient, BN running stats and
+ * eval logits; the same module run in float64 from the same weights; and the
+ * weights after 3 Adam steps.
+ *
+ * Fidelity is measured against float64, per tensor:
+ *   err(x)  = ||x - f64|| / ||f64||
+ *   floor   = err(PyTorch fp32): the rounding noise of an fp32 implementation
+ *             of this model on this input, with this machine's BLAS kernels
+ *   pass if   err(effnet) <= K_FLOOR * floor + ABS_TERM
+ * Every tensor's ratio err(effnet)/floor is printed, so a regression shows
+ * where it is. A fixed tolerance does not work: at batch 4 the fp32 noise of
+ * the gradients is ~1e-3 and moves with the BLAS kernel (issue 14).
  *
  * Two deviations, both measured and explained in docs/model.md:
  *  - blocks.*.project_bn.bias has a gradient that is exactly zero in exact
@@ -29,10 +35,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Worst { double err; char name[80]; } Worst;
+/* K_FLOOR: over B0 fixtures of seeds 1-8, each run with OpenBLAS's default,
+ * Haswell, SandyBridge and SkylakeX kernels (and fixtures made under Haswell),
+ * the median ratio per run was 0.26-2.15 and the worst tensor's 4.27
+ * (docs/model.md): effnet is as close to float64 as PyTorch fp32 is, and one
+ * PyTorch run is one draw of the noise. 6 is 1.4x the worst draw measured; a
+ * real bug gives ratios of 100 and more. */
+#define K_FLOOR 6.0
+/* ABS_TERM: 2^-24, fp32's unit roundoff: rounding the float64 result itself
+ * to fp32 is already this far off, so no fp32 answer can be held closer. */
+#define ABS_TERM 5.96e-8
+/* Adam on PyTorch's own fp32 gradients is elementwise arithmetic on identical
+ * inputs: measured 4.8e-8 (a few ulps from sqrt/division order); 1e-6 is 20x that. */
+#define ADAM_TOL 1e-6
 
-static void note(Worst *w, double err, const char *name) {
-    if (err > w->err || w->name[0] == '\0') { w->err = err; snprintf(w->name, sizeof w->name, "%s", name); }
+typedef struct Fid {
+    TestState *ts;
+    int n;
+    double worst_ratio;
+    char worst[96];
+} Fid;
+
+static double rel64(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) { double d = (double)a[i] - b[i]; num += d * d; den += b[i] * b[i]; }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One tensor: effnet and PyTorch fp32 against float64. */
+static void fid_check(Fid *fd, const char *name, const float *ours, const float *pt32, const double *f64, size_t n) {
+    double e = rel64(ours, f64, n), fl = rel64(pt32, f64, n), bound = K_FLOOR * fl + ABS_TERM;
+    double ratio = fl > 0 ? e / fl : (e > 0 ? INFINITY : 0);
+    int ok = e <= bound;
+    printf("  %-46s effnet %.2e  fp32 floor %.2e  ratio %6.2f%s\n", name, e, fl, ratio, ok ? "" : "  <-- FAIL");
+    T_CHECK(fd->ts, ok, "%s: error vs float64 %.3e > %.0f x PyTorch fp32's %.3e + %.1e", name, e, K_FLOOR, fl, ABS_TERM);
+    fd->n++;
+    if (ratio > fd->worst_ratio || fd->worst[0] == '\0') {
+        fd->worst_ratio = ratio;
+        snprintf(fd->worst, sizeof fd->worst, "%s", name);
+    }
 }
 
 /* blocks.block_I.project_bn.bias is exactly zero-gradient when everything
@@ -47,34 +88,73 @@ static int structurally_zero(const EffModel *m, const char *name) {
     return i + 1 >= m->nblocks || m->blk[i + 1].expand;
 }
 
-/* Compare every view of `tab` in buffer `ours` against group `grp` of the fixture. */
-static void compare_table(TestState *ts, hid_t f, const char *path, const EffTable *tab, const float *ours,
-                          const char *grp, double tol, Worst *w, const EffModel *grad_of) {
-    /* grad_of: the model whose gradients these are (enables the structural-zero rule), or NULL */
+/* Mean cross-entropy of fp32 logits [n,k], computed in float64. */
+static double xent64(const float *z, const int32_t *y, int n, int k) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double mx = z[i * k];
+        for (int j = 1; j < k; j++) mx = fmax(mx, z[i * k + j]);
+        double se = 0;
+        for (int j = 0; j < k; j++) se += exp((double)z[i * k + j] - mx);
+        sum += mx + log(se) - z[i * k + y[i]];
+    }
+    return sum / n;
+}
+
+static double norm32(const float *x, size_t n) {
+    double s = 0;
+    for (size_t k = 0; k < n; k++) s += (double)x[k] * x[k];
+    return sqrt(s);
+}
+
+/* Every view of `tab` in buffer `ours` against fixture groups grp (PyTorch
+ * fp32) and /f64<grp>. grad_of: the model whose gradients these are (enables
+ * the structural-zero rule), or NULL. */
+static void fid_table(Fid *fd, hid_t f, const char *path, const EffTable *tab, const float *ours, const char *grp,
+                      const EffModel *grad_of) {
     size_t maxn = 0;
     for (int i = 0; i < tab->count; i++) maxn = tab->views[i].numel > maxn ? tab->views[i].numel : maxn;
-    float *ref = eff_malloc(maxn * sizeof(float), "reference tensor"), *mine = eff_malloc(maxn * sizeof(float), "tensor");
+    float *pt = eff_malloc(maxn * sizeof(float), "PyTorch fp32 tensor"), *mine = eff_malloc(maxn * sizeof(float), "tensor");
+    double *f64 = eff_malloc(maxn * sizeof(double), "float64 tensor");
     char name[160];
     double prev_norm = 0; /* norm of the previous tensor's gradient: project_bn.weight precedes .bias */
     for (int i = 0; i < tab->count; i++) {
         const EffView *v = &tab->views[i];
         snprintf(name, sizeof name, "%s/%s", grp, v->name);
-        eff_h5_read_f32(f, path, name, ref, v->numel);
+        eff_h5_read_f32(f, path, name, pt, v->numel);
         eff_view_to_torch(v, ours + v->offset, mine);
         if (grad_of && structurally_zero(grad_of, v->name)) {
-            double na = 0, nb = 0;
-            for (size_t k = 0; k < v->numel; k++) { na += (double)mine[k] * mine[k]; nb += (double)ref[k] * ref[k]; }
-            na = sqrt(na); nb = sqrt(nb);
-            T_CHECK(ts, na <= 1e-4 * prev_norm && nb <= 1e-4 * prev_norm,
+            double na = norm32(mine, v->numel), nb = norm32(pt, v->numel);
+            /* 1e-4: both are rounding noise ~1e-6 of the BN weight's gradient (measured), a real shift is O(1) */
+            T_CHECK(fd->ts, na <= 1e-4 * prev_norm && nb <= 1e-4 * prev_norm,
                     "%s should be ~0: ours %.3e, PyTorch %.3e, vs %.3e for the BN weight", name, na, nb, prev_norm);
             continue;
         }
+        snprintf(name, sizeof name, "/f64%s/%s", grp, v->name);
+        eff_h5_read_f64(f, path, name, f64, v->numel);
+        fid_check(fd, v->name, mine, pt, f64, v->numel);
+        prev_norm = norm32(pt, v->numel);
+    }
+    eff_free(pt);
+    eff_free(mine);
+    eff_free(f64);
+}
+
+/* Weights after Adam against PyTorch's fp32 weights (same fp32 inputs). */
+static void compare_table(TestState *ts, hid_t f, const char *path, const EffTable *tab, const float *ours,
+                          const char *grp, double tol, double *worst, char *worst_name, size_t wcap) {
+    size_t maxn = 0;
+    for (int i = 0; i < tab->count; i++) maxn = tab->views[i].numel > maxn ? tab->views[i].numel : maxn;
+    float *ref = eff_malloc(maxn * sizeof(float), "reference tensor"), *mine = eff_malloc(maxn * sizeof(float), "tensor");
+    char name[160];
+    for (int i = 0; i < tab->count; i++) {
+        const EffView *v = &tab->views[i];
+        snprintf(name, sizeof name, "%s/%s", grp, v->name);
+        eff_h5_read_f32(f, path, name, ref, v->numel);
+        eff_view_to_torch(v, ours + v->offset, mine);
         double err = t_rel_err(mine, ref, v->numel);
-        note(w, err, v->name);
-        T_CHECK(ts, err <= tol, "%s: rel err %.3e > %.0e", name, err, tol);
-        prev_norm = 0;
-        for (size_t k = 0; k < v->numel; k++) prev_norm += (double)ref[k] * ref[k];
-        prev_norm = sqrt(prev_norm);
+        if (err > *worst || worst_name[0] == '\0') { *worst = err; snprintf(worst_name, wcap, "%s", v->name); }
+        if (ts) T_CHECK(ts, err <= tol, "%s: rel err %.3e > %.0e", name, err, tol);
     }
     eff_free(ref);
     eff_free(mine);
@@ -121,31 +201,34 @@ int main(int argc, char **argv) {
     float *x = eff_malloc((size_t)N * R * R * 3 * sizeof(float), "input");
     int32_t *y = eff_malloc((size_t)N * sizeof(int32_t), "labels");
     float *ref = eff_malloc((size_t)N * K * sizeof(float), "reference logits");
+    double *ref64 = eff_malloc((size_t)N * K * sizeof(double), "float64 reference logits");
     eff_h5_read_f32(f, path, "/input", x, (size_t)N * R * R * 3);
     eff_h5_read_i32(f, path, "/labels", y, (size_t)N);
 
-    /* train-mode forward + backward */
+    /* train-mode forward + backward, then eval mode with the updated running statistics */
+    Fid fd = {.ts = &ts};
     eff_model_zero_grad(&m);
     float loss = eff_model_forward(&m, x, y, 1, 0);
     eff_model_backward(&m, 1.0f);
-    float ref_loss;
-    eff_h5_read_f32(f, path, "/train/loss", &ref_loss, 1);
+    printf("per tensor, error against PyTorch float64 (pass: effnet <= %.0f x fp32 floor + %.1e):\n", K_FLOOR, ABS_TERM);
     eff_h5_read_f32(f, path, "/train/logits", ref, (size_t)N * K);
-    double e_logits = t_rel_err(m.logits, ref, (size_t)N * K), e_loss = fabs(loss - ref_loss) / fabs(ref_loss);
-    T_CHECK(&ts, e_logits <= 1e-4, "train logits rel err %.3e > 1e-4", e_logits);
-    T_CHECK(&ts, e_loss <= 1e-4, "loss %.7f vs PyTorch %.7f: rel err %.3e > 1e-4", loss, ref_loss, e_loss);
-    Worst wg = {0}, wb = {0}, wa = {0}, wab = {0};
-    compare_table(&ts, f, path, &m.ptab, m.grad, "/train/grad", 1e-3, &wg, &m);
-    compare_table(&ts, f, path, &m.btab, m.bufs, "/train/buffers", 1e-5, &wb, NULL);
+    eff_h5_read_f64(f, path, "/f64/train/logits", ref64, (size_t)N * K);
+    fid_check(&fd, "train logits", m.logits, ref, ref64, (size_t)N * K);
+    /* The loss is a function of the logits, which are held to the floor above
+     * (a single scalar is one sample of noise, too few for a floor of its own):
+     * check it against cross-entropy in float64 of our own logits. */
+    double e_loss = fabs(loss - xent64(m.logits, y, N, K)) / fabs(xent64(m.logits, y, N, K));
+    /* 1e-6: fp32 log-sum-exp over 10 classes and a mean over 4 rows is a few ulps (measured 1.7e-8 to 3.1e-8 across OpenBLAS kernels) */
+    T_CHECK(&ts, e_loss <= 1e-6, "loss %.7f vs float64 cross-entropy of the same logits: rel err %.3e > 1e-6", loss, e_loss);
+    fid_table(&fd, f, path, &m.ptab, m.grad, "/train/grad", &m);
+    fid_table(&fd, f, path, &m.btab, m.bufs, "/train/buffers", NULL);
     int32_t nbt = -1;
     eff_h5_read_i32(f, path, "/train/buffers/stem.1.num_batches_tracked", &nbt, 1);
     T_CHECK(&ts, m.bn_batches == nbt, "num_batches_tracked %lld vs PyTorch %d", (long long)m.bn_batches, nbt);
-
-    /* eval-mode forward (running statistics) */
     eff_model_forward(&m, x, NULL, 0, 0);
     eff_h5_read_f32(f, path, "/eval/logits", ref, (size_t)N * K);
-    double e_eval = t_rel_err(m.logits, ref, (size_t)N * K);
-    T_CHECK(&ts, e_eval <= 1e-4, "eval logits rel err %.3e > 1e-4", e_eval);
+    eff_h5_read_f64(f, path, "/f64/eval/logits", ref64, (size_t)N * K);
+    fid_check(&fd, "eval logits", m.logits, ref, ref64, (size_t)N * K);
 
     /* Free-running: three Adam steps with our own gradients (reported). */
     float losses[3] = {loss, 0, 0}, ref_losses[3];
@@ -159,17 +242,11 @@ int main(int argc, char **argv) {
     eff_h5_read_f32(f, path, "/adam3_losses", ref_losses, 3);
     T_CHECK(&ts, losses[1] < losses[0] && losses[2] < losses[1], "free-running loss does not descend: %.5f %.5f %.5f",
             losses[0], losses[1], losses[2]);
-    Worst wfree = {0};
-    {
-        TestState quiet = {0}; /* informative only: see the header comment */
-        FILE *saved = stdout;
-        stdout = fopen("/dev/null", "w");
-        compare_table(&quiet, f, path, &m.ptab, m.param, "/adam3", 1e-4, &wfree, NULL);
-        fclose(stdout);
-        stdout = saved;
-    }
+    double wfree = 0, wa = 0;
+    char wfree_name[80] = "", wa_name[80] = "";
+    compare_table(NULL, f, path, &m.ptab, m.param, "/adam3", 0, &wfree, wfree_name, sizeof wfree_name); /* informative only */
 
-    /* Adam arithmetic on PyTorch's per-step gradients: must match to 1e-4. */
+    /* Adam arithmetic on PyTorch's per-step gradients. */
     load_table(f, path, &m.ptab, m.param, "/init");
     m.be->zero(m.be, m.adam_m, m.ptab.total * sizeof(float));
     m.be->zero(m.be, m.adam_v, m.ptab.total * sizeof(float));
@@ -180,24 +257,19 @@ int main(int argc, char **argv) {
         load_table(f, path, &m.ptab, m.grad, grp);
         eff_model_adam_step(&m, lr, 0.9f, 0.999f, 1e-8f, wd, 0);
     }
-    compare_table(&ts, f, path, &m.ptab, m.param, "/adam3", 1e-4, &wa, NULL);
-    double e_losses = 0;
-    for (int s = 0; s < 3; s++) e_losses = fmax(e_losses, fabs(losses[s] - ref_losses[s]) / fabs(ref_losses[s]));
+    compare_table(&ts, f, path, &m.ptab, m.param, "/adam3", ADAM_TOL, &wa, wa_name, sizeof wa_name);
 
-    printf("  %-30s %.3e\n", "train logits", e_logits);
-    printf("  %-30s %.3e  (%.7f vs %.7f)\n", "loss", e_loss, loss, ref_loss);
-    printf("  %-30s %.3e  (worst: %s)\n", "gradients, worst tensor", wg.err, wg.name);
-    printf("  %-30s %.3e  (worst: %s)\n", "BN running stats after step", wb.err, wb.name);
-    printf("  %-30s %.3e\n", "eval logits", e_eval);
-    printf("  %-30s %.3e  (worst: %s)\n", "weights, Adam x3 on PyTorch grads", wa.err, wa.name);
-    printf("  %-30s losses %.5f %.5f %.5f vs PyTorch %.5f %.5f %.5f; weights rel err up to %.2e (informative)\n",
-           "free-running 3 Adam steps", losses[0], losses[1], losses[2], ref_losses[0], ref_losses[1], ref_losses[2], wfree.err);
-    (void)e_losses;
-    (void)wab;
+    printf("summary:\n  %-34s %d tensors, worst ratio %.2f (%s)\n", "effnet / PyTorch fp32 vs float64", fd.n,
+           fd.worst_ratio, fd.worst);
+    printf("  %-34s %.3e  (%.7f; tolerance 1e-6)\n", "loss vs float64 xent of our logits", e_loss, loss);
+    printf("  %-34s %.3e  (worst: %s; tolerance %.0e)\n", "weights, Adam x3 on PyTorch grads", wa, wa_name, ADAM_TOL);
+    printf("  %-34s losses %.5f %.5f %.5f vs PyTorch %.5f %.5f %.5f; weights rel err up to %.2e (informative)\n",
+           "free-running 3 Adam steps", losses[0], losses[1], losses[2], ref_losses[0], ref_losses[1], ref_losses[2], wfree);
     eff_h5_close(f, path);
     eff_free(x);
     eff_free(y);
     eff_free(ref);
+    eff_free(ref64);
     eff_model_destroy(&m);
     return t_finish(&ts, "test_reference");
 }

@@ -17,8 +17,13 @@ noted; num_batches_tracked is int64):
   /adam3/<key>          every state_dict entry after 3 Adam steps
   /adam3_losses         [3], losses of the 3 training forwards
   /adam_grads/stepS/<param key>  the gradients Adam step S (1..3) used
+  /f64/...              float64: the same module in double precision
+                        (model.double()) from the same weights and input:
+                        train/logits, train/loss, train/grad/<param>,
+                        train/buffers/<key> (no num_batches_tracked), eval/logits.
 """
 import argparse
+import copy
 import os
 import sys
 
@@ -52,6 +57,25 @@ def put_state(f, prefix, tensors):
         f.create_dataset(f'{prefix}/{k}', data=v.detach().cpu().numpy())
 
 
+def put_float64(f, model, x, labels):
+    # The same module in float64 from the same fp32 weights (exact in double):
+    # the reference both PyTorch fp32 and effnet are measured against.
+    m64 = model.double()
+    x64 = x.double()
+    m64.train()
+    logits = m64(x64)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    f['f64/train/logits'] = logits.detach().numpy()
+    f['f64/train/loss'] = loss.detach().reshape(1).numpy()
+    put_state(f, 'f64/train/grad', {k: p.grad for k, p in m64.named_parameters()})
+    put_state(f, 'f64/train/buffers', {k: b for k, b in m64.named_buffers()
+                                       if not k.endswith('num_batches_tracked')})
+    m64.eval()
+    with torch.no_grad():
+        f['f64/eval/logits'] = m64(x64).numpy()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--model', default='efficientnet-b0',
@@ -71,6 +95,7 @@ def main():
     x = torch.randn(a.batch, 3, a.resolution, a.resolution)
     labels = torch.randint(0, a.classes, (a.batch,), dtype=torch.int64)
 
+    model64 = copy.deepcopy(model)  # before anything runs: same weights, same BN state
     tmp = a.out + '.tmp'
     with h5py.File(tmp, 'w') as f:
         # str(): torch.__version__ is a str subclass that h5py cannot store
@@ -117,6 +142,7 @@ def main():
             losses.append(loss.item())
         put_state(f, 'adam3', model.state_dict())
         f['adam3_losses'] = np.array(losses, dtype=np.float32)
+        put_float64(f, model64, x, labels)
     os.replace(tmp, a.out)
     print(f'{a.out}: loss {losses[0]:.6f} -> {losses[2]:.6f}')
 
