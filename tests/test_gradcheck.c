@@ -11,10 +11,21 @@
 #include "ops/ops.h"
 #include "test_util.h"
 
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAXIN 4
+/* Per-op bounds on fp32 central differences with h = 1e-2 (truncation ~h^2,
+ * rounding ~eps_f32 |L| / h). Measured worst over four OpenBLAS kernels
+ * (default, Haswell, SandyBridge, SkylakeX; 2026-12-02): 9e-6 (pooling) to
+ * 1.2e-4 (linear) and 6.2e-4 (swish, whose curvature is largest at h = 1e-2).
+ * OP_TOL = 2e-3 is 3x the worst of those. OP_TOL_BN: batchnorm and
+ * squeeze-excite couple every element of a channel or sample, so one element
+ * moves many outputs; measured worst 3.9e-4 (BN + swish), 5.9e-4 (SE);
+ * 5e-3 is 8x, as their rounding grows with the size of the coupled group. */
+#define OP_TOL 2e-3
+#define OP_TOL_BN 5e-3
 
 typedef struct Case {
     const char *name;
@@ -66,6 +77,8 @@ static void run_case(TestState *ts, Case *c, EffRng *rng, double h, double tol) 
             double Lm = loss_of(c, r);
             memcpy(x, x0, n * sizeof(float));
             double num = (Lp - Lm) / (2 * h);
+            /* floor of the denominator: a direction nearly orthogonal to the gradient has
+             * |ana| ~ 0, so scale by 1e-6 of the gradient's norm instead of dividing by noise */
             double err = fabs(num - ana) / fmax(fmax(fabs(num), fabs(ana)), 1e-6 * sqrt((double)n) * gnorm + 1e-12);
             worst = fmax(worst, err);
             T_CHECK(ts, err <= tol, "%s input %d direction %d: numeric %.6e analytic %.6e rel err %.2e > %.1e",
@@ -80,7 +93,7 @@ static void run_case(TestState *ts, Case *c, EffRng *rng, double h, double tol) 
             double Lm = loss_of(c, r);
             x[k] = x0[k];
             double num = (Lp - Lm) / (2 * h), ana = g[j][k];
-            double err = fabs(num - ana) / (fabs(ana) + gnorm + 1e-12);
+            double err = fabs(num - ana) / (fabs(ana) + gnorm + 1e-12); /* relative to the RMS gradient: one element may be ~0 */
             worst = fmax(worst, err);
             T_CHECK(ts, err <= tol, "%s input %d element %zu: numeric %.6e analytic %.6e rel err %.2e > %.1e",
                     c->name, j, k, num, ana, err, tol);
@@ -154,17 +167,91 @@ static void check_dwconv(TestState *ts, EffRng *rng, int N, int H, int W, int C,
     Case c = make(name, rng, 2, (size_t[]){(size_t)N * H * W * C, (size_t)K * K * C}, (int[]){1, 1}, (size_t)N * Ho * Wo * C);
     memcpy(c.i, (int[]){N, H, W, C, K, s}, 6 * sizeof(int));
     c.fwd = dw_f; c.bwd = dw_b;
-    run_case(ts, &c, rng, 1e-2, 2e-3);
+    run_case(ts, &c, rng, 1e-2, OP_TOL);
     free_case(&c);
     eff_free(name);
 }
 
 /* ---- whole model: B0 at 64x64, batch 8, dropout off ----
- * A wiring check (a wrong sign or a missing term gives O(1) errors), not the
- * precision check: perturbing a whole tensor moves some SE ReLU inputs across
- * their kink, and the network's last BNs see few values, so fp32 central
- * differences agree only to a few percent. Exactness is tested against
- * PyTorch in test_reference (<= 1e-3 per gradient tensor). */
+ * A wiring check through residual blocks, with a tolerance measured from the
+ * noise of each difference rather than fixed (issue 14). The loss is
+ * piecewise smooth (the SE ReLUs), and some kinks sit within any usable step
+ * of the point, where a central difference averages two slopes and the
+ * analytic gradient takes one: a fixed bound on central differences sat at
+ * the noise (6e-2, measured 5.3e-2 on one tensor, constant from h/8 to 4h).
+ * Per random direction u, with the one-sided differences
+ *   D+ = (L(p+hu) - L(p)) / h,   D- = (L(p) - L(p-hu)) / h,
+ * a smooth loss has its derivative between D- and D+ (they differ by h L''),
+ * and at a kink the analytic one-sided slope is near that interval, within
+ * the slope jump it measures. So we require the analytic derivative within
+ * [min - w, max + w] widened by 4 x the rounding noise of a difference,
+ * sqrt(2) sigma_L / h, where w = |D+ - D-| and sigma_L is the larger of the
+ * fp32 loss's half-ulp and the RMS change of the loss when every element of
+ * the tensor moves by one ulp at random (4 draws). Three step lengths are
+ * tried and the check runs at the one with the narrowest accepted interval
+ * (a longer step has less rounding noise and more kinks). The printed width of the
+ * accepted interval is how sharp each check is: a wrong sign or a missing
+ * term moves the derivative by O(1). Exactness is tested against PyTorch and
+ * float64 in test_reference. */
+
+static double model_loss(EffModel *m, const float *x, const int32_t *y) { return eff_model_forward(m, x, y, 1, 0); }
+
+/* Rounding noise of the loss: see the comment above. */
+static double loss_noise(EffModel *m, float *p, const float *p0, size_t n, const float *x, const int32_t *y,
+                         EffRng *rng, double L0) {
+    double acc = 0;
+    for (int d = 0; d < 4; d++) {
+        for (size_t k = 0; k < n; k++) p[k] = nextafterf(p0[k], (eff_rng_next(rng) & 1) ? INFINITY : -INFINITY);
+        double L = model_loss(m, x, y);
+        acc += (L - L0) * (L - L0);
+    }
+    memcpy(p, p0, n * sizeof(float));
+    return fmax(sqrt(acc / 4), 0.5 * fabs(L0) * FLT_EPSILON);
+}
+
+/* Loss at p0 + h u. */
+static double loss_at(EffModel *m, float *p, const float *p0, const float *u, size_t n, double h, const float *x,
+                      const int32_t *y) {
+    for (size_t k = 0; k < n; k++) p[k] = p0[k] + (float)h * u[k];
+    double L = model_loss(m, x, y);
+    memcpy(p, p0, n * sizeof(float));
+    return L;
+}
+
+static void check_model_tensor(TestState *ts, EffModel *m, const char *name, const float *x, const int32_t *y,
+                               EffRng *rng, double L0) {
+    const EffView *v = eff_table_find(&m->ptab, name);
+    T_CHECK(ts, v != NULL, "model has no tensor %s", name);
+    if (!v) return;
+    float *p = m->param + v->offset, *g = m->grad + v->offset;
+    float *p0 = eff_malloc(v->numel * sizeof(float), "p0"), *u = eff_malloc(v->numel * sizeof(float), "u");
+    memcpy(p0, p, v->numel * sizeof(float));
+    double sigma = loss_noise(m, p, p0, v->numel, x, y, rng, L0), worst = 0, width = 0;
+    for (int d = 0; d < 2; d++) {
+        t_fill_normal(rng, u, v->numel, 1.0);
+        double ana = 0, un = 0, pn = 0;
+        for (size_t k = 0; k < v->numel; k++) { ana += (double)g[k] * u[k]; un += (double)u[k] * u[k]; pn += (double)p0[k] * p0[k]; }
+        /* steps from 1e-3 of the tensor's norm along u (weights are small) up
+         * by 4x twice: a longer step shrinks the rounding noise and crosses more
+         * kinks; check at the step whose accepted interval is narrowest */
+        double h0 = 1e-3 * sqrt(pn / un) + 1e-4, best = INFINITY, lo = 0, hi = 0, noise = 0;
+        for (double h = h0 / 16; h <= 16 * h0; h *= 4) {
+            double dp = (loss_at(m, p, p0, u, v->numel, h, x, y) - L0) / h;
+            double dm = (L0 - loss_at(m, p, p0, u, v->numel, -h, x, y)) / h;
+            double nz = sqrt(2.0) * sigma / h, wid = 3 * fabs(dp - dm) + 8 * nz;
+            if (wid < best) { best = wid; lo = fmin(dp, dm); hi = fmax(dp, dm); noise = nz; }
+        }
+        double slack = (hi - lo) + 4 * noise, outside = fmax(0, fmax(lo - ana, ana - hi));
+        worst = fmax(worst, outside / fabs(ana));
+        width = fmax(width, (hi - lo + 2 * slack) / fabs(ana));
+        T_CHECK(ts, outside <= slack,
+                "model grad %s direction %d: analytic %.6e outside the one-sided differences [%.6e, %.6e] by %.2e > "
+                "their spread %.2e + 4 x noise %.2e", name, d, ana, lo, hi, outside, hi - lo, noise);
+    }
+    printf("  model %-40s outside [D-, D+] by %.2e of |grad|, accepted width %.2e\n", name, worst, width);
+    eff_free(p0);
+    eff_free(u);
+}
 
 static void check_model(TestState *ts, EffRng *rng) {
     EffModelSpec spec;
@@ -179,39 +266,12 @@ static void check_model(TestState *ts, EffRng *rng) {
     t_fill_normal(rng, x, (size_t)N * R * R * 3, 1.0);
     int32_t y[8] = {1, 7, 3, 3, 0, 9, 2, 5};
     eff_model_zero_grad(&m);
-    eff_model_forward(&m, x, y, 1, 0);
+    double L0 = model_loss(&m, x, y);
     eff_model_backward(&m, 1.0f);
     const char *names[] = {"stem.0.weight", "blocks.block_0.depthwise_conv.weight", "blocks.block_1.depthwise_conv.weight",
                            "blocks.block_2.project_conv.weight", "blocks.block_4.se.fc2.weight", "blocks.block_4.depthwise_bn.weight",
                            "blocks.block_14.expand_conv.weight", "head.1.bias", "classifier.1.weight"};
-    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
-        const EffView *v = eff_table_find(&m.ptab, names[t]);
-        T_CHECK(ts, v != NULL, "model has no tensor %s", names[t]);
-        if (!v) continue;
-        float *p = m.param + v->offset, *g = m.grad + v->offset;
-        float *p0 = eff_malloc(v->numel * sizeof(float), "p0"), *u = eff_malloc(v->numel * sizeof(float), "u");
-        memcpy(p0, p, v->numel * sizeof(float));
-        double worst = 0;
-        for (int d = 0; d < 2; d++) {
-            t_fill_normal(rng, u, v->numel, 1.0);
-            double ana = 0, un = 0, pn = 0;
-            for (size_t k = 0; k < v->numel; k++) { ana += (double)g[k] * u[k]; un += (double)u[k] * u[k]; pn += (double)p0[k] * p0[k]; }
-            /* step: 1e-3 of the tensor's norm along u (weights are small) */
-            double h = 1e-3 * sqrt(pn / un) + 1e-4;
-            for (size_t k = 0; k < v->numel; k++) p[k] = p0[k] + (float)h * u[k];
-            double Lp = eff_model_forward(&m, x, y, 1, 0);
-            for (size_t k = 0; k < v->numel; k++) p[k] = p0[k] - (float)h * u[k];
-            double Lm = eff_model_forward(&m, x, y, 1, 0);
-            memcpy(p, p0, v->numel * sizeof(float));
-            double num = (Lp - Lm) / (2 * h);
-            double err = fabs(num - ana) / fmax(fmax(fabs(num), fabs(ana)), 1e-8);
-            worst = fmax(worst, err);
-            T_CHECK(ts, err <= 6e-2, "model grad %s direction %d: numeric %.6e analytic %.6e rel err %.2e", names[t], d, num, ana, err);
-        }
-        printf("  model %-40s worst rel err %.2e (tol 6e-2)\n", names[t], worst);
-        eff_free(p0);
-        eff_free(u);
-    }
+    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) check_model_tensor(ts, &m, names[t], x, y, rng, L0);
     eff_free(x);
     eff_model_destroy(&m);
 }
@@ -227,14 +287,14 @@ int main(void) {
         memcpy(c.i, (int[]){N, H, W, Ci, Co, K, s, p}, 8 * sizeof(int));
         c.save[0] = eff_malloc((size_t)N * Ho * Wo * K * K * Ci * sizeof(float), "col");
         c.fwd = conv_f; c.bwd = conv_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     {
         Case c = make("pwconv 1x1", &rng, 2, (size_t[]){30 * 7, 5 * 7}, (int[]){1, 1}, 30 * 5);
         memcpy(c.i, (int[]){30, 7, 5}, 3 * sizeof(int));
         c.fwd = pw_f; c.bwd = pw_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     check_dwconv(&ts, &rng, 2, 9, 8, 19, 3, 1);
@@ -250,13 +310,13 @@ int main(void) {
         c.save[1] = eff_malloc(C * sizeof(float), "rstd");
         c.work = eff_malloc(2 * EFF_BN_CHUNKS * C * sizeof(double), "work");
         c.fwd = bn_f; c.bwd = bn_b;
-        run_case(&ts, &c, &rng, 1e-2, 5e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL_BN);
         free_case(&c);
     }
     {
         Case c = make("swish", &rng, 1, (size_t[]){200}, (int[]){1}, 200);
         c.fwd = sw_f; c.bwd = sw_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     {
@@ -268,34 +328,34 @@ int main(void) {
         c.save[2] = eff_malloc(N * C * sizeof(float), "gate");
         c.save[3] = eff_malloc(N * (2 * C + Cse) * sizeof(float), "work");
         c.fwd = se_f; c.bwd = se_b;
-        run_case(&ts, &c, &rng, 1e-2, 5e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL_BN);
         free_case(&c);
     }
     {
         Case c = make("dropout p=0.3", &rng, 1, (size_t[]){300}, (int[]){1}, 300);
         c.f[0] = 0.3f;
         c.fwd = do_f; c.bwd = do_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     {
         Case c = make("global average pool", &rng, 1, (size_t[]){3 * 7 * 5}, (int[]){1}, 3 * 5);
         memcpy(c.i, (int[]){3, 7, 5}, 3 * sizeof(int));
         c.fwd = gap_f; c.bwd = gap_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     {
         Case c = make("linear", &rng, 3, (size_t[]){4 * 6, 3 * 6, 3}, (int[]){1, 1, 1}, 4 * 3);
         memcpy(c.i, (int[]){4, 6, 3}, 3 * sizeof(int));
         c.fwd = lin_f; c.bwd = lin_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     {
         Case c = make("residual add", &rng, 2, (size_t[]){40, 40}, (int[]){1, 1}, 40);
         c.fwd = add_f; c.bwd = add_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     for (int ls = 0; ls < 2; ls++) {
@@ -304,7 +364,7 @@ int main(void) {
         c.f[0] = ls ? 0.1f : 0.0f;
         c.save[0] = eff_malloc(5 * 7 * sizeof(float), "probs");
         c.fwd = xe_f; c.bwd = xe_b;
-        run_case(&ts, &c, &rng, 1e-2, 2e-3);
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
         free_case(&c);
     }
     printf("whole model (B0, 64x64, batch 8, train-mode BN, residual blocks)\n");
