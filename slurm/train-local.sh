@@ -16,7 +16,7 @@ config=${1:-configs/cpu-b0-32.ini}
 [ $# -gt 0 ] && shift
 np=${NP:-2}
 
-bash .ci/install-deps.sh
+bash .ci/install-deps.sh runtime
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build.log 2>&1 || { cat build.log; exit 1; }
 cmake --build build -j"$(nproc)" >> build.log 2>&1 || { tail -50 build.log; exit 1; }
 echo "train-local: built effnet (log in build.log)"

@@ -6,7 +6,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash .ci/install-deps.sh
+bash .ci/install-deps.sh test
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 if [ -z "${CIFAR10_DIR:-}" ] && [ -x ../shared/data/prepare_cifar10.sh ]; then
