@@ -1,4 +1,5 @@
 /* config.c: table-driven config keys, INI files via iniparser, --set overrides. */
+#define _POSIX_C_SOURCE 200809L
 #include "config.h"
 #include "common.h"
 
@@ -9,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef enum { K_STR, K_INT, K_BOOL, K_REAL } KeyType;
 
@@ -159,6 +161,60 @@ int eff_config_set(EffConfig *c, const char *assignment, char *err, size_t n) {
     const Key *k = find_key(name);
     if (!k) return fail(err, n, "--set: unknown key '%s' (see 'effnet train --help')", name);
     return set_value(c, k, eq + 1, "--set", err, n);
+}
+
+/* Try dir/name and dir/name.ini; 1 and the path in out when one is a file. */
+static int try_dir(const char *dir, size_t dlen, const char *name, char *out, size_t cap) {
+    static const char *const suffix[] = {"", ".ini"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out, cap, "%.*s/%s%s", (int)dlen, dir, name, suffix[i]);
+        FILE *f = fopen(out, "r");
+        if (f) {
+            fclose(f);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The directory of the running executable, from /proc/self/exe. */
+static int exe_dir(char *out, size_t cap) {
+    ssize_t len = readlink("/proc/self/exe", out, cap - 1);
+    if (len <= 0) return 0;
+    out[len] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    return 1;
+}
+
+int eff_config_find(const char *name, char *out, size_t cap, char *searched, size_t scap) {
+    snprintf(out, cap, "%s", name);
+    snprintf(searched, scap, "%s", name);
+    FILE *f = fopen(name, "r");
+    if (f) {
+        fclose(f);
+        return 1;
+    }
+    if (strchr(name, '/')) return 0; /* a path, not a name */
+    const char *env = getenv("EFFNET_CONFIG_PATH");
+    for (const char *p = env; p && *p;) {
+        const size_t len = strcspn(p, ":");
+        if (len && try_dir(p, len, name, out, cap)) return 1;
+        p += len + (p[len] == ':');
+    }
+    char dir[1024], cand[1200];
+    if (exe_dir(dir, sizeof dir)) {
+        /* installed: PREFIX/bin -> PREFIX/share/effnet/configs; built: build/ -> the source tree's configs */
+        snprintf(cand, sizeof cand, "%s/../share/effnet/configs", dir);
+        if (try_dir(cand, strlen(cand), name, out, cap)) return 1;
+        snprintf(cand, sizeof cand, "%s/../configs", dir);
+        if (try_dir(cand, strlen(cand), name, out, cap)) return 1;
+        snprintf(searched, scap, "%s, $EFFNET_CONFIG_PATH (%s), %s/../share/effnet/configs, %s/../configs", name,
+                 env ? env : "unset", dir, dir);
+    }
+    snprintf(out, cap, "%s", name);
+    return 0;
 }
 
 int eff_config_load_file(EffConfig *c, const char *path, char *err, size_t n) {

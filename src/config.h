@@ -65,6 +65,12 @@ typedef struct EffConfig {
 void eff_config_defaults(EffConfig *c);
 /* Each returns 1 on success, or 0 with a message naming the key in err. */
 int eff_config_load_file(EffConfig *c, const char *path, char *err, size_t errlen);
+/* A config given as a path, or by name ("efficientnet-b0", with or without
+ * .ini): searched in $EFFNET_CONFIG_PATH (colon-separated), then the
+ * installed PREFIX/share/effnet/configs next to the binary, then the source
+ * tree's configs/ above a build directory. 1 with the file in out; 0 with the
+ * places tried in searched. */
+int eff_config_find(const char *name, char *out, size_t cap, char *searched, size_t scap);
 int eff_config_set(EffConfig *c, const char *assignment, char *err, size_t errlen);
 int eff_config_validate(const EffConfig *c, char *err, size_t errlen);
 /* Print every key with its default and help. */

@@ -31,7 +31,7 @@ static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume)
     for (int a = 2; a < argc; a++)
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
             if (T->rank == 0) {
-                printf("usage: effnet train --config FILE [--set section.key=value ...] [--resume [FILE]]\n\n"
+                printf("usage: effnet train --config FILE|NAME [--set section.key=value ...] [--resume [FILE]]\n\n"
                        "  --resume alone continues from OUTPUT_DIR/last.h5.\n"
                        "exit codes: 0 done, 1 error, 3 non-finite loss/gradient, 75 checkpointed on a signal (requeue)\n\n");
                 eff_config_help(stdout);
@@ -53,7 +53,13 @@ static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume)
             EFF_FATAL("effnet train: unknown option '%s' (see --help)", argv[a]);
         }
     }
-    if (config) EFF_CHECK(eff_config_load_file(&T->cfg, config, err, sizeof err), "%s", err);
+    if (config) {
+        char found[1200], searched[4096];
+        EFF_CHECK(eff_config_find(config, found, sizeof found, searched, sizeof searched),
+                  "config '%s' not found (tried %s)\nHINT: give a path, or a name from 'ls $EFFNET_HOME/share/effnet/"
+                  "configs'", config, searched);
+        EFF_CHECK(eff_config_load_file(&T->cfg, found, err, sizeof err), "%s", err);
+    }
     for (int a = 2; a < argc; a++)
         if (!strcmp(argv[a], "--set")) EFF_CHECK(eff_config_set(&T->cfg, argv[++a], err, sizeof err), "%s", err);
         else if (!strcmp(argv[a], "--config")) a++;

@@ -2,6 +2,7 @@
 #include "common.h"
 #include "context.h"
 
+#include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,21 @@ int cmd_bench_comm(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
+
+/* effnet --version: the version, the commit, and what was compiled in. */
+static int version(void) {
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) snprintf(mpi, sizeof mpi, "unknown");
+    mpi[strcspn(mpi, "\n,")] = '\0'; /* the first line, up to the first comma */
+    printf("effnet %s (commit %s)\n", EFFNET_VERSION, EFFNET_GIT_COMMIT);
+    printf("backends: cpu (BLAS %s, OpenMP)", EFFNET_BLAS);
+#ifdef EFFNET_HAVE_CUDA
+    printf(", cuda (CUDA %s, cuDNN %s; NCCL %s)", EFFNET_CUDA_VERSION, EFFNET_CUDNN_VERSION, EFFNET_NCCL_VERSION);
+#endif
+    printf("\nMPI: %s\nHDF5: %s\n", mpi, EFFNET_HDF5_VERSION);
+    return 0;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -23,7 +39,7 @@ static void usage(FILE *f) {
             "  bench   time full training steps on synthetic data (img/s, peak RSS)\n"
             "  bench-comm  all-reduce benchmark over MPI (or NCCL): time, algbw, busbw, #wrong per size\n"
             "  ckpt    inspect checkpoints: ckpt info|stats FILE, ckpt diff A B (--json)\n\n"
-            "Run 'effnet <command> --help' for the options of a command.\n");
+            "Run 'effnet <command> --help' for the options of a command; 'effnet --version' for the build.\n");
 }
 
 int main(int argc, char **argv) {
@@ -36,6 +52,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) return version();
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "bench-comm")) return cmd_bench_comm(argc, argv);

@@ -265,7 +265,7 @@ submit)
     jid2=$(submit effnet-bad train-cpu.sbatch -- configs/no-such.ini) || fail "sbatch"
     wait_for 60 "job $jid2 to end" job_done "$jid2" || fail "job $jid2 did not end"
     [ "$(field "$jid2" JobState)" = FAILED ] && [ "$(field "$jid2" ExitCode)" = 1:0 ] || { show_job "$jid2"; fail "bad config: job $jid2 did not fail with exit 1"; }
-    grep -q "config .*no-such.ini not found" "$work/effnet-bad-$jid2.out" || { show_job "$jid2"; fail "bad config message"; }
+    grep -q "config .*no-such.ini.* not found" "$work/effnet-bad-$jid2.out" || { show_job "$jid2"; fail "bad config message"; }
     pass "train.sbatch on real Slurm (srun --mpi=pmix, 2 tasks): job $jid completed with log, metrics and checkpoint; a bad config fails with exit 1" ;;
 preempt)
     preempt usr1
