@@ -67,6 +67,7 @@ static const Key keys[] = {
     {"output.checkpoint_interval", K_INT, N(checkpoint_interval), "1", 1, 100000, NULL, "write last.h5 every N epochs"},
     {"output.keep_every", K_INT, N(keep_every), "0", 0, 100000, NULL, "also keep epoch-NNNN.h5 every K epochs (0: never)"},
     {"output.keep", K_INT, N(keep), "0", 0, 100000, NULL, "number of epoch-NNNN.h5 files to keep (0: all)"},
+    {"output.trace", K_BOOL, N(trace), "false", 0, 1, NULL, "write a per-rank timeline, OUTPUT_DIR/trace-rankR.json (Chrome trace format; slurm/trace_merge.py joins the ranks)"},
     {"output.comm_timing", K_BOOL, N(comm_timing), "false", 0, 1, NULL, "barrier before each all-reduce so the timing summary splits load-imbalance wait from transfer"},
     {"comm.timeout_s", K_REAL, N(comm_timeout), "300", 1, 1e6, NULL, "watchdog (MPI and NCCL): a collective waiting longer names the ranks that did not arrive and aborts the job (exit 4)"},
     {"comm.bucket_mb", K_REAL, N(bucket_mb), "4", 0.01, 4096, NULL, "gradient bucket size in MiB, NCCL and MPI (buckets start as backward finishes them)"},
@@ -74,6 +75,7 @@ static const Key keys[] = {
     {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
     {"debug.dump_indices", K_INT, N(dump_indices), "0", 0, 1, NULL, "write the global sample indices of every step to OUTPUT_DIR/indices-rankR.txt (tests of resume)"},
     {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
+    {"debug.sleep_rank", K_INT, N(sleep_rank), "-1", -1, 1e6, NULL, "test hook: only this rank sleeps debug.sleep_ms (-1: every rank); makes a straggler"},
 };
 #undef S
 #undef N

@@ -51,6 +51,7 @@ typedef struct EffConfig {
     long checkpoint_interval; /* epochs: write last.h5 */
     long keep_every;      /* epochs: also keep epoch-NNNN.h5 every K epochs (0: never) */
     long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
+    long trace;           /* output.trace: per-rank Chrome trace JSON */
     long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
     /* [comm] */
     double comm_timeout;  /* MPI and NCCL stall watchdog, seconds */
@@ -60,6 +61,7 @@ typedef struct EffConfig {
     long nan_at_step;     /* test hook: poison the loss at this global step (0: off) */
     long dump_indices;    /* test hook: per-step global sample indices to OUTPUT_DIR/indices-rankR.txt */
     long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */
+    long sleep_rank;      /* test hook: the one rank that sleeps (-1: all) */
 } EffConfig;
 
 void eff_config_defaults(EffConfig *c);

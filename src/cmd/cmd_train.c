@@ -67,6 +67,19 @@ static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume)
     return 0;
 }
 
+/* The loader's next batch; the wait opens the step's span in the trace. */
+static const eff_batch *next_batch(EffTrainer *T) {
+    eff_trace_begin(T->trace, "step");
+    eff_trace_begin(T->trace, "data wait");
+    const double t0 = eff_time();
+    const eff_batch *b = eff_loader_next(T->tl);
+    const double dt = eff_time() - t0;
+    if (T->steps_run > 0) T->times.data += dt; /* the first step is not timed */
+    T->win_phase[EFF_PH_DATA] += dt;
+    eff_trace_end(T->trace, "data wait");
+    return b;
+}
+
 /* One step of the global batch b; returns 0 when the run must stop. */
 static int train_one(EffTrainer *T, const eff_batch *b) {
     const int64_t epoch = T->st.epoch;
@@ -74,6 +87,7 @@ static int train_one(EffTrainer *T, const eff_batch *b) {
               "(%lld, %lld)", (long long)b->epoch, (long long)b->step, (long long)epoch - 1,
               (long long)T->st.step_in_epoch);
     const EffStepResult r = eff_trainer_step(T, b);
+    eff_trace_end(T->trace, "step");
     if (r.nonfinite) {
         eff_trainer_log(T, "effnet: error: non-finite %s at epoch %lld, global step %lld (loss %g, grad norm^2 %g); "
                         "stopping without writing a checkpoint, last.h5/best.h5 keep the last good weights\n",
@@ -86,7 +100,9 @@ static int train_one(EffTrainer *T, const eff_batch *b) {
     if (r.stop_signal) {
         eff_trainer_log(T, "signal received: checkpointing at epoch %lld, global step %lld, then exiting %d (requeue)\n",
                         (long long)epoch, (long long)T->st.global_step, EFF_EXIT_REQUEUE);
+        eff_trace_begin(T->trace, "signal: checkpoint");
         eff_trainer_checkpoint(T, "last.h5");
+        eff_trace_end(T->trace, "signal: checkpoint");
         T->exit_code = EFF_EXIT_REQUEUE;
         return 0;
     }
@@ -119,7 +135,10 @@ int cmd_train(int argc, char **argv) {
         const int64_t epoch = T.st.epoch;
         while (T.st.step_in_epoch < T.steps_per_epoch) {
             if (T.cfg.max_steps > 0 && T.st.global_step >= T.cfg.max_steps) { T.finished = 1; break; }
-            if (!train_one(&T, eff_loader_next(T.tl))) { T.finished = 1; break; }
+            const eff_batch *b = next_batch(&T);
+            const int go_on = train_one(&T, b);
+            eff_trace_flush(T.trace);
+            if (!go_on) { T.finished = 1; break; }
         }
         if (T.exit_code) break;
         eff_trainer_end_epoch(&T, epoch, T.st.step_in_epoch == T.steps_per_epoch);

@@ -250,6 +250,9 @@ struct EffMpiBuckets {
     size_t *lo;            /* bucket b covers [lo[b], lo[b+1]) */
     MPI_Request *req;      /* per bucket; MPI_REQUEST_NULL when done or not started */
     int done_in_backward;
+    EffBucketEvent on_event; /* output.trace: each bucket's start and completion */
+    void *event_arg;
+    unsigned char *reported; /* per bucket: its completion was reported */
 };
 
 EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb) {
@@ -264,6 +267,7 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
     for (int k = 0; k <= b->nbuckets; k++) b->lo[k] = (size_t)((double)n * k / b->nbuckets);
     b->req = eff_malloc(sizeof(MPI_Request) * (size_t)b->nbuckets, "bucket requests");
     for (int k = 0; k < b->nbuckets; k++) b->req[k] = MPI_REQUEST_NULL;
+    b->reported = eff_calloc((size_t)b->nbuckets, 1, "bucket completion flags");
     return b;
 }
 
@@ -271,12 +275,14 @@ void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
     if (!b) return;
     eff_free(b->lo);
     eff_free(b->req);
+    eff_free(b->reported);
     eff_free(b);
 }
 
 void eff_mpi_buckets_begin(EffMpiBuckets *b) {
     b->next = b->nbuckets - 1;
     b->done_in_backward = 0;
+    memset(b->reported, 0, (size_t)b->nbuckets);
 }
 
 static void launch_down_to(EffMpiBuckets *b, int lowest) {
@@ -284,7 +290,18 @@ static void launch_down_to(EffMpiBuckets *b, int lowest) {
         const size_t lo = b->lo[b->next], cnt = b->lo[b->next + 1] - lo;
         MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->grad + lo, (int)cnt, MPI_FLOAT, MPI_SUM, b->w->comm,
                                  &b->req[b->next]));
+        if (b->on_event) b->on_event(b->event_arg, b->next, 0);
     }
+}
+
+static void report_done(EffMpiBuckets *b, int k) {
+    if (b->on_event && !b->reported[k]) b->on_event(b->event_arg, k, 1);
+    b->reported[k] = 1;
+}
+
+void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg) {
+    b->on_event = fn;
+    b->event_arg = arg;
 }
 
 /* Progress the buckets in flight; count those that completed. */
@@ -295,7 +312,9 @@ static void progress(EffMpiBuckets *b) {
     for (int k = first; k < b->nbuckets; k += 64) {
         const int chunk = b->nbuckets - k < 64 ? b->nbuckets - k : 64;
         MPI_CHECK(MPI_Testsome(chunk, b->req + k, &out, idx, MPI_STATUSES_IGNORE));
-        if (out != MPI_UNDEFINED) b->done_in_backward += out;
+        if (out == MPI_UNDEFINED) continue;
+        b->done_in_backward += out;
+        for (int i = 0; i < out; i++) report_done(b, k + idx[i]);
     }
 }
 
@@ -313,5 +332,6 @@ void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats) {
     launch_down_to(b, 0);
     const double t0 = now_s();
     eff_mpi_waitall(b->w, b->nbuckets, b->req, "gradient all-reduce (buckets)");
+    for (int k = b->nbuckets - 1; k >= 0; k--) report_done(b, k);
     if (stats) *stats = (EffMpiBucketStats){b->nbuckets, b->done_in_backward, now_s() - t0};
 }

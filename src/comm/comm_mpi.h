@@ -89,5 +89,9 @@ void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset);
 /* MPI_Testsome on the buckets in flight (called between ops of backward). */
 void eff_mpi_buckets_progress(EffMpiBuckets *b);
 void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats);
+/* fn(arg, bucket, 0) when a bucket's all-reduce starts, fn(arg, bucket, 1)
+ * when a test call (or finish) first sees it complete (output.trace). */
+typedef void (*EffBucketEvent)(void *arg, int bucket, int done);
+void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg);
 
 #endif

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,6 +35,68 @@ void eff_trainer_metrics(EffTrainer *T, const char *fmt, ...) {
     EFF_CHECK(vfprintf(T->metrics, fmt, ap) >= 0 && fflush(T->metrics) == 0, "writing %s/metrics.jsonl failed: %s",
               T->cfg.output_dir, strerror(errno));
     va_end(ap);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* min, median, max of column col of rows[world][cols] */
+static void spread(const double *rows, int world, int cols, int col, double out[3]) {
+    double v[world];
+    for (int r = 0; r < world; r++) v[r] = rows[r * cols + col];
+    qsort(v, (size_t)world, sizeof v[0], cmp_double);
+    out[0] = v[0];
+    out[1] = world % 2 ? v[world / 2] : 0.5 * (v[world / 2 - 1] + v[world / 2]);
+    out[2] = v[world - 1];
+}
+
+/* Rank 0's "ranks" row of metrics.jsonl: per phase, min/median/max over ranks
+ * of ms per step, and the slowest rank (the most compute + data wait: the one
+ * the others wait for in the reduction) with its host and its phases. */
+static void write_straggler(EffTrainer *T, const double *rows, int cols, int slowest) {
+    static const char *const name[] = {"data_wait_ms", "compute_ms", "comm_ms", "optimizer_ms", "step_ms"};
+    char line[2048];
+    int n = snprintf(line, sizeof line, "{\"type\": \"ranks\", \"epoch\": %lld, \"step\": %lld, \"ranks\": %d",
+                     (long long)T->st.epoch, (long long)T->st.global_step, T->world);
+    for (int c = 0; c < cols; c++) {
+        double s[3];
+        spread(rows, T->world, cols, c, s);
+        n += snprintf(line + n, sizeof line - (size_t)n, ", \"%s\": {\"min\": %.3f, \"median\": %.3f, \"max\": %.3f}",
+                      name[c], s[0], s[1], s[2]);
+    }
+    n += snprintf(line + n, sizeof line - (size_t)n, ", \"slowest\": {\"rank\": %d, \"host\": \"%s\"", slowest,
+                  eff_mpi_host(T->mpi, slowest));
+    for (int c = 0; c < cols; c++)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", \"%s\": %.3f", name[c], rows[slowest * cols + c]);
+    eff_trainer_metrics(T, "%s}}\n", line);
+}
+
+/* Every log interval: each rank's phase times (ms per step) to rank 0, which
+ * reports the spread and the slowest rank (metrics.jsonl, and the log when
+ * the slowest is 10% above the median). */
+static void straggler_report(EffTrainer *T, double window_s, int64_t steps) {
+    enum { COLS = EFF_PHASES + 1 };
+    double mine[COLS], *rows = eff_malloc(sizeof(double) * COLS * (size_t)T->world, "straggler report");
+    for (int p = 0; p < EFF_PHASES; p++) mine[p] = 1e3 * T->win_phase[p] / (double)steps;
+    mine[EFF_PHASES] = 1e3 * window_s / (double)steps;
+    memset(T->win_phase, 0, sizeof T->win_phase);
+    eff_mpi_allgather(T->mpi, mine, rows, COLS, MPI_DOUBLE, "straggler report all-gather");
+    int slowest = 0;
+    for (int r = 1; r < T->world; r++)
+        if (rows[r * COLS + EFF_PH_DATA] + rows[r * COLS + EFF_PH_COMPUTE] >
+            rows[slowest * COLS + EFF_PH_DATA] + rows[slowest * COLS + EFF_PH_COMPUTE]) slowest = r;
+    if (T->rank == 0) {
+        write_straggler(T, rows, COLS, slowest);
+        double busy[T->world], s[3];
+        for (int r = 0; r < T->world; r++) busy[r] = rows[r * COLS + EFF_PH_DATA] + rows[r * COLS + EFF_PH_COMPUTE];
+        spread(busy, T->world, 1, 0, s);
+        if (s[2] > 1.1 * s[1])
+            eff_trainer_log(T, "ranks: compute + data wait per step min/median/max %.1f/%.1f/%.1f ms; slowest rank %d "
+                            "(%s)\n", s[0], s[1], s[2], slowest, eff_mpi_host(T->mpi, slowest));
+    }
+    eff_free(rows);
 }
 
 /* The seed's "Train Epoch" line every output.log_interval steps and at the
@@ -57,6 +120,8 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
                         "\"step_ms\": %.2f, \"ranks\": %d}\n", (long long)T->st.epoch, (long long)T->st.global_step,
                         T->window_loss / (double)T->window_steps, avg, r->lr, sqrt(r->gnorm2), ips, ips / T->world,
                         step_ms, T->world);
+    if (T->world > 1) straggler_report(T, dt, T->window_steps);
+    else memset(T->win_phase, 0, sizeof T->win_phase);
     T->window_t0 = eff_time();
     T->window_steps = 0;
     T->window_loss = 0;
@@ -93,7 +158,16 @@ static void save(EffTrainer *T, const char *path) {
     eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
 }
 
+static void checkpoint(EffTrainer *T, const char *name);
+
 void eff_trainer_checkpoint(EffTrainer *T, const char *name) {
+    eff_trace_begin(T->trace, "checkpoint");
+    checkpoint(T, name);
+    eff_trace_end(T->trace, "checkpoint");
+    eff_trace_flush(T->trace);
+}
+
+static void checkpoint(EffTrainer *T, const char *name) {
     eff_trainer_check_identical(T, "checkpoint");
     EffModel *m = &T->ctx.model;
     float *full_m = NULL, *full_v = NULL;
@@ -132,6 +206,7 @@ static void prune_epoch_checkpoints(EffTrainer *T, int64_t epoch) {
 
 static double evaluate(EffTrainer *T, int64_t epoch, double *loss_out) {
     EffEvalSums s = {0, 0, 0};
+    eff_trace_begin(T->trace, "evaluation");
     double t0 = eff_time();
     eff_evaluate(&T->ctx.model, T->el, T->eval_steps, &s);
     double v[3] = {s.loss_sum, s.correct, s.total};
@@ -142,6 +217,7 @@ static double evaluate(EffTrainer *T, int64_t epoch, double *loss_out) {
                         "\"correct\": %.0f, \"total\": %.0f, \"eval_s\": %.3f}\n", (long long)epoch,
                         (long long)T->st.global_step, loss, acc, v[1], v[2], eff_time() - t0);
     *loss_out = loss;
+    eff_trace_end(T->trace, "evaluation");
     return acc;
 }
 
@@ -245,4 +321,5 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_free(T->bn_sum);
     if (T->metrics) eff_fclose(T->metrics, "metrics.jsonl");
     if (T->index_dump) eff_fclose(T->index_dump, "indices-rankR.txt");
+    eff_trace_close(T->trace);
 }

@@ -230,6 +230,7 @@ static void open_output(EffTrainer *T, int appending) {
         snprintf(path, sizeof path, "%s/indices-rank%d.txt", c->output_dir, T->rank);
         T->index_dump = eff_fopen(path, "a");
     }
+    if (c->trace) T->trace = eff_trace_open(c->output_dir, T->rank, eff_mpi_host(T->mpi, T->rank));
 }
 
 /* Identical start on every rank: broadcast rank 0's state, then verify. */
@@ -327,6 +328,11 @@ static void install_signals(EffTrainer *T) {
               "installing signal handlers failed: %s", strerror(errno));
 }
 
+/* output.trace: a bucket's all-reduce as an async span, start to completion. */
+static void trace_bucket(void *arg, int bucket, int done) {
+    eff_trace_async((EffTrace *)arg, "comm", "gradient bucket all-reduce", bucket, done ? 'e' : 'b');
+}
+
 void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     EffConfig *c = &T->cfg;
     T->mpi = eff_mpi_create(MPI_COMM_WORLD, c->comm_timeout);
@@ -355,6 +361,7 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
                     c->accum, (long)T->world * c->batch * c->accum, T->ctx.be->name,
                     eff_precision_name(T->ctx.be->precision), T->hosts);
     start_identical(T);
+    if (T->trace && T->buckets) eff_mpi_buckets_on_event(T->buckets, trace_bucket, T->trace);
     open_loaders(T);
     install_signals(T);
     T->window_t0 = eff_time();

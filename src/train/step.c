@@ -124,10 +124,16 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
         bn_micro_begin(T, a);
         float loss;
         if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
+            eff_trace_begin(T->trace, "forward+backward (CUDA graph)");
             loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T->comm ? &hooks : NULL);
+            eff_trace_end(T->trace, "forward+backward (CUDA graph)");
         } else {
+            eff_trace_begin(T->trace, "forward");
             loss = eff_model_forward_resident(m, 1, 1, key);
+            eff_trace_end(T->trace, "forward");
+            eff_trace_begin(T->trace, "backward");
             eff_model_backward(m, (float)(loss_scale / divisor));
+            eff_trace_end(T->trace, "backward");
         }
         bn_micro_end(T, a);
         if (c->nan_at_step && T->st.global_step + 1 == c->nan_at_step) loss = NAN;
@@ -136,7 +142,7 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
     m->bn_batches = bn_batches + 1; /* one batch per optimizer step, whatever the split */
     m->grad_ready = NULL;
     m->progress = NULL;
-    if (c->sleep_ms) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
+    if (c->sleep_ms && (c->sleep_rank < 0 || c->sleep_rank == T->rank)) nanosleep(&(struct timespec){c->sleep_ms / 1000, (c->sleep_ms % 1000) * 1000000L}, NULL);
     return local_loss;
 }
 
@@ -213,7 +219,10 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     const double t1 = eff_time();
     if (c->comm_timing) eff_mpi_barrier(T->mpi, "load-balance barrier (output.comm_timing)");
     const double t2 = eff_time();
+    eff_trace_begin(T->trace, "gradient reduction");
     reduce(T, local_loss, &r);
+    eff_trace_end(T->trace, "gradient reduction");
+    eff_trace_begin(T->trace, "optimizer");
     const double t3 = eff_time(); /* the norm, the finiteness check and the step count as "optimizer" */
     r.lr = lr_at(c, T->st.global_step, T->total_steps);
     const EffOptimizer opt = {.name = c->optimizer, .lr = (float)r.lr, .beta1 = (float)c->beta1, .beta2 = (float)c->beta2,
@@ -222,13 +231,13 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     if (T->scaler.enabled) { /* fp16: the norm decides, before the step, whether to take it */
         r.gnorm2 = grad_sumsq(T);
         const int do_step = unscale(T, &r);
-        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; return r; }
+        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
         if (do_step) eff_model_optimizer_step(m, &opt); /* else no step (the schedule still advances, as GradScaler) */
     } else { /* one pass: the step returns the norm of the gradients it read; a non-finite one stops the run
                 before anything is saved, so the step it took is never kept */
         r.gnorm2 = eff_model_optimizer_step(m, &opt);
         if (T->sharded) eff_mpi_allreduce(T->mpi, &r.gnorm2, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
-        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; return r; }
+        if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
     }
     double t_gather = 0;
     if (T->sharded) { /* every rank's updated slice to every rank */
@@ -236,6 +245,10 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         eff_mpi_allgatherv_inplace(T->mpi, m->param, T->shard_counts, T->shard_displs, "parameter all-gather");
         t_gather = eff_time() - tg;
     }
+    eff_trace_end(T->trace, "optimizer");
+    T->win_phase[EFF_PH_COMPUTE] += t1 - t0;
+    T->win_phase[EFF_PH_COMM] += t3 - t1 + t_gather; /* the load-balance barrier and the reduction */
+    T->win_phase[EFF_PH_OPTIM] += eff_time() - t3 - t_gather;
     if (timed) {
         T->times.compute += t1 - t0;
         T->times.wait += t2 - t1;

@@ -28,6 +28,7 @@
 #include "context.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "train/trace.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -46,9 +47,13 @@ enum { EFF_EXIT_NONFINITE = 3, EFF_EXIT_REQUEUE = 75 };
 
 struct EffGpuAugment;
 
+/* A step's phases, per rank, for the straggler report (every step counts). */
+enum { EFF_PH_DATA, EFF_PH_COMPUTE, EFF_PH_COMM, EFF_PH_OPTIM, EFF_PHASES };
+
 /* Step-time split for scaling studies (rank 0's view, first step skipped). */
 typedef struct {
     double compute, wait, allreduce, optim; /* seconds, summed */
+    double data;                            /* waiting for the loader's next batch */
     double exposed;                         /* overlapped path: waiting for the buckets after backward */
     int64_t buckets, buckets_in_backward;   /* overlapped path: buckets, and those done before backward ended */
     int64_t steps;
@@ -86,12 +91,14 @@ typedef struct EffTrainer {
     EffTrainState st;
     FILE *metrics;
     FILE *index_dump;            /* debug.dump_indices: this rank's sample indices per step */
+    EffTrace *trace;             /* output.trace: this rank's timeline, or NULL */
     float *bn_start, *bn_sum;    /* accum > 1 (host): the step's starting BN statistics; their sum over the
                                     micro-batches, followed by a staging copy (2 x the BN buffer) */
     volatile sig_atomic_t *stop; /* set by the signal handler */
     /* progress of this process */
     int64_t steps_run, window_steps, epoch_samples;
     double window_t0, window_loss, epoch_loss;
+    double win_phase[EFF_PHASES];  /* this rank's phase times in the log window (the straggler report) */
     EffStepTimes times;
     int exit_code, finished;
 } EffTrainer;

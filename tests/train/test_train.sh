@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training tests with real mpirun on a tiny synthetic CIFAR-10.
 #   test_train.sh CASE BUILD_DIR SRC_DIR PYTHON
-# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | nan | kill | config | baddata | eval | retention
+# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | trace | straggler | nan | kill | config | baddata | eval | retention
 set -uo pipefail
 case_=$1 build=$2 src=$3 py=$4
 effnet=$build/effnet
@@ -288,6 +288,68 @@ signal)
         > "$work/s2.log" 2>&1 || { cat "$work/s2.log"; fail "resume after SIGTERM"; }
     grep -q "resume: .* global step $step" "$work/s2.log" || fail "resume did not continue from step $step"
     pass "SIGTERM on one rank -> all ranks checkpoint at step $step, exit 75; resume finishes" ;;
+trace)
+    # output.trace: per-rank Chrome trace files that slurm/trace_merge.py --check
+    # validates (phases, B/E balance and nesting, async b/e per bucket,
+    # monotonic time, one pid per rank), after a normal end, after SIGTERM
+    # (exit 75), and after SIGKILL of a rank (the file up to its last flush).
+    merge() { "$py" "$src/slurm/trace_merge.py" "$@"; }
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=6 --set output.trace=true \
+        --set output.dir="$work/t" > "$work/t.log" 2>&1 || { cat "$work/t.log"; fail "traced run"; }
+    merge "$work/t" --check --png "$work/t/gantt.png" || fail "trace of a normal run"
+    "$py" - "$work/t/trace.json" <<'PY' || fail "trace content"
+import json, sys
+ev = json.load(open(sys.argv[1]))
+for pid in (0, 1):
+    names = [e["name"] for e in ev if e.get("pid") == pid and e["ph"] == "B"]
+    for want, n in (("step", 6), ("forward", 6), ("backward", 6), ("optimizer", 6), ("evaluation", 1), ("checkpoint", 2)):
+        assert names.count(want) == n, f"rank {pid}: {names.count(want)} '{want}' spans, want {n}"
+    assert any(e["ph"] == "b" and e.get("cat") == "comm" for e in ev if e.get("pid") == pid), "no bucket spans"
+print("trace: 6 steps per rank with forward/backward/optimizer, evaluation, 2 checkpoints, bucket spans")
+PY
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=10000 --set debug.sleep_ms=200 \
+        --set output.trace=true --set output.dir="$work/ts" > "$work/ts.log" 2>&1 &
+    mpid=$!
+    for _ in $(seq 100); do grep -q "^Train Epoch" "$work/ts.log" 2>/dev/null && break; sleep 0.2; done
+    kill -TERM "$(pgrep -f "^$effnet train.*$work/ts" | head -n 1)" || fail "cannot signal a rank"
+    wait $mpid; rc=$?
+    [ $rc -eq 75 ] || { cat "$work/ts.log"; fail "exit $rc after SIGTERM, want 75"; }
+    merge "$work/ts" --check || fail "trace after SIGTERM"
+    grep -q '"signal: checkpoint"' "$work/ts/trace-rank0.json" || fail "no signal span after SIGTERM"
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=10000 --set debug.sleep_ms=200 \
+        --set output.trace=true --set comm.timeout_s=5 --set output.dir="$work/tk" > "$work/tk.log" 2>&1 &
+    mpid=$!
+    for _ in $(seq 100); do grep -q "step 3" "$work/tk/metrics.jsonl" 2>/dev/null && break; sleep 0.2; done
+    kill -KILL "$(pgrep -f "^$effnet train.*$work/tk" | tail -n 1)" || fail "cannot kill a rank"
+    wait $mpid
+    for f in "$work"/tk/trace-rank*.json; do
+        d=$(mktemp -d "$work/one.XXXX"); cp "$f" "$d/"
+        merge "$d" --check || fail "$(basename "$f") after SIGKILL of a rank is not a valid trace"
+    done
+    pass "output.trace: valid, balanced, nested per-rank traces after a normal end, SIGTERM and SIGKILL" ;;
+straggler)
+    # The "ranks" row of metrics.jsonl: debug.sleep_rank makes one rank slower;
+    # every row must name it, with phases that add up to its step time (5%).
+    for slow in 1 0; do
+        "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=8 --set output.log_interval=4 \
+            --set debug.sleep_ms=300 --set debug.sleep_rank=$slow --set output.dir="$work/st$slow" > "$work/st$slow.log" 2>&1 \
+            || { cat "$work/st$slow.log"; fail "run with rank $slow slowed"; }
+        "$py" - "$work/st$slow/metrics.jsonl" "$slow" <<'PY' || fail "straggler report with rank $slow slowed"
+import json, sys
+rows = [r for r in map(json.loads, open(sys.argv[1])) if r["type"] == "ranks"]
+slow = int(sys.argv[2])
+assert len(rows) == 2, f"{len(rows)} ranks rows, want 2 (steps 4 and 8)"
+for r in rows:
+    s = r["slowest"]
+    assert s["rank"] == slow and s["host"], f"step {r['step']}: slowest {s}, want rank {slow}"
+    total = s["data_wait_ms"] + s["compute_ms"] + s["comm_ms"] + s["optimizer_ms"]
+    assert abs(total - s["step_ms"]) <= 0.05 * s["step_ms"], f"phases {total:.1f} ms vs step {s['step_ms']:.1f} ms"
+    assert r["compute_ms"]["max"] >= r["compute_ms"]["median"] >= r["compute_ms"]["min"]
+    print(f"step {r['step']}: slowest rank {s['rank']} ({s['host']}), compute {s['compute_ms']:.0f} ms of "
+          f"{s['step_ms']:.0f}; phases sum to {total / s['step_ms']:.4f} of the step")
+PY
+    done
+    pass "straggler report names the slowed rank (1, then 0); its phases add up to its step time" ;;
 nan)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=2 --set output.dir="$work/n" \
         > "$work/n1.log" 2>&1 || fail "good run"
