@@ -25,7 +25,7 @@ PARENTS = {
     "step": {None},
     "data wait": {"step"}, "forward": {"step"}, "backward": {"step"},
     "forward+backward (CUDA graph)": {"step"},
-    "gradient reduction": {"step"}, "optimizer": {"step"},
+    "gradient reduction": {"step"}, "optimizer": {"step"}, "parameter all-gather": {"step"},
     "evaluation": {None}, "checkpoint": {None, "signal: checkpoint"}, "signal: checkpoint": {None},
 }
 
@@ -82,14 +82,14 @@ def gantt(events, path, steps):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = {"data wait": "#bbbbbb", "forward": "#4c72b0", "backward": "#55a868", "gradient reduction": "#c44e52",
-              "optimizer": "#8172b2", "comm": "#dd8452"}
+              "optimizer": "#8172b2", "parameter all-gather": "#937860", "comm": "#dd8452"}
     names = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e["name"] == "process_name"}
     pids = sorted(names)
     t_first = {p: [e["ts"] for e in events if e.get("pid") == p and e.get("ph") == "B" and e["name"] == "step"]
                for p in pids}
     starts = sorted(t_first[pids[0]])
     t0, t1 = starts[1], starts[min(1 + steps, len(starts) - 1)]  # skip the first step (warm-up)
-    fig, ax = plt.subplots(figsize=(11, 1.2 + 1.1 * len(pids)))
+    fig, ax = plt.subplots(figsize=(12, 1.4 + 1.0 * len(pids)))
     for row, p in enumerate(pids):
         open_b, open_a = {}, {}
         for e in (x for x in events if x.get("pid") == p and x.get("ph") in "BEbe"):
@@ -110,8 +110,8 @@ def gantt(events, path, steps):
     ax.invert_yaxis()
     ax.set_xlabel("ms")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-    ax.legend(handles, [k if k != "comm" else "gradient bucket all-reduce (in flight)" for k in colors],
-              ncol=3, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    ax.legend(handles, [k if k != "comm" else "bucket all-reduce in flight" for k in colors],
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"effnet train: {steps} steps, one row per rank")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

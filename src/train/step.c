@@ -240,12 +240,14 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
     }
     double t_gather = 0;
+    eff_trace_end(T->trace, "optimizer");
     if (T->sharded) { /* every rank's updated slice to every rank */
+        eff_trace_begin(T->trace, "parameter all-gather");
         const double tg = eff_time();
         eff_mpi_allgatherv_inplace(T->mpi, m->param, T->shard_counts, T->shard_displs, "parameter all-gather");
         t_gather = eff_time() - tg;
+        eff_trace_end(T->trace, "parameter all-gather");
     }
-    eff_trace_end(T->trace, "optimizer");
     T->win_phase[EFF_PH_COMPUTE] += t1 - t0;
     T->win_phase[EFF_PH_COMM] += t3 - t1 + t_gather; /* the load-balance barrier and the reduction */
     T->win_phase[EFF_PH_OPTIM] += eff_time() - t3 - t_gather;
