@@ -5,10 +5,30 @@
 #include "common.h"
 #include "config.h"
 #include "context.h"
+#include "roofline.h"
 #include "rng.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* Per op family: the achieved GFLOP/s and GB/s (compulsory bytes) and the
+ * fraction of the roofline bound, compute or memory (src/roofline.h). */
+static void print_roofline(const EffModel *m, int adam, long steps, double peak_gflops, double peak_gbs) {
+    EffStepCost c;
+    eff_step_cost(m, adam, &c);
+    printf("roofline (per step; bytes: each tensor read or written once; roofs: sgemm %.1f GFLOP/s, copy %.1f GB/s):\n",
+           peak_gflops, peak_gbs);
+    printf("  %-16s %9s %9s %9s %9s %8s %7s  %s\n", "op family", "ms", "GFLOP", "MB", "GFLOP/s", "GB/s", "flop/B",
+           "of its bound");
+    for (int i = 0; i < EFF_PROF_COUNT; i++) {
+        const double t = m->prof[i] / steps, ai = c.flops[i] / c.bytes[i];
+        const double bound = ai * peak_gbs < peak_gflops ? ai * peak_gbs : peak_gflops; /* GFLOP/s */
+        const double achieved = t > 0 ? c.flops[i] / t / 1e9 : 0;
+        printf("  %-16s %9.2f %9.3f %9.1f %9.1f %8.1f %7.1f  %5.1f%% (%s)\n", eff_prof_names[i], 1e3 * t, c.flops[i] / 1e9,
+               c.bytes[i] / 1e6, achieved, t > 0 ? c.bytes[i] / t / 1e9 : 0, ai, 100 * achieved / bound,
+               ai * peak_gbs < peak_gflops ? "memory" : "compute");
+    }
+}
 
 int cmd_bench(int argc, char **argv) {
     const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
@@ -70,6 +90,13 @@ int cmd_bench(int argc, char **argv) {
         printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s%s)\n", spec.name,
                resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision),
                m->use_graph ? ", CUDA graph" : "");
+    double peak_gflops = 0, peak_gbs = 0; /* the roofline's roofs, this machine, these threads */
+    if (profile && !cuda) {
+        peak_gflops = eff_peak_sgemm_gflops(0.3);
+        peak_gbs = eff_peak_copy_gbs(0.3);
+        if (!json) printf("bench: machine peaks with %ld threads: sgemm %.1f GFLOP/s, copy %.1f GB/s\n", threads,
+                          peak_gflops, peak_gbs);
+    }
     char gpu[300] = "";
     if (cuda) {
         eff_cuda_describe((int)device, gpu, sizeof gpu);
@@ -126,6 +153,7 @@ int cmd_bench(int argc, char **argv) {
             for (int i = 0; i < EFF_PROF_COUNT; i++)
                 printf("  %-16s %9.2f  %5.1f%%\n", eff_prof_names[i], 1e3 * m->prof[i] / steps, 100.0 * m->prof[i] / dt);
             printf("  %-16s %9.2f  %5.1f%%\n", "(other)", 1e3 * (dt - tot) / steps, 100.0 * (dt - tot) / dt);
+            if (!cuda) print_roofline(m, !strcmp(opt.name, "adam") || !strcmp(opt.name, "adamw"), steps, peak_gflops, peak_gbs);
         }
     }
     eff_free(x);

@@ -1,0 +1,124 @@
+/* roofline.c: FLOPs and compulsory bytes per op family, machine peaks (roofline.h).
+ *
+ * Per family, for M output pixels (N*H*W) and fp32 tensors; forward then
+ * backward, walking the network as model.c does:
+ *   stem conv 3x3/2   2*M*27*C fwd, 2*M*27*C bwd (dW only: the input needs no gradient)
+ *   1x1 conv          2*M*Ci*Co fwd, 4*M*Ci*Co bwd (dX, dW)
+ *   depthwise kxk     2*Mo*C*k^2 fwd, 4*Mo*C*k^2 bwd
+ *   BN (+swish)       7 (+5) per element fwd, 10 (+5) bwd; read x, write y;
+ *                     bwd read dy and x, write dx
+ *   SE                pool + scale 2 per element, two FCs per image; fwd
+ *                     read x write y, bwd read dy and x write dx
+ *   add, dropout      1 per element; add reads 2 writes 1, dropout reads 1 writes 1
+ *   Adam              12 per parameter; reads p, g, m, v, writes p, m, v
+ *   SGD (momentum)    4 per parameter; reads p, g, buf, writes p, buf
+ * Weights are read once per op and their gradients written once. The
+ * compulsory traffic is what a one-pass, fused implementation would move:
+ * below it an op cannot go, and extra passes show as a lower fraction. */
+#include "roofline.h"
+
+#include "common.h"
+
+#include <cblas.h>
+#include <string.h>
+
+
+static void add(EffStepCost *c, int slot, double flops, double floats) {
+    c->flops[slot] += flops;
+    c->bytes[slot] += 4.0 * floats;
+}
+
+static void pw(EffStepCost *c, double M, double ci, double co) {
+    add(c, EFF_PROF_PWCONV, 2 * M * ci * co, M * ci + ci * co + M * co);                       /* fwd */
+    c->matmul_fwd += 2 * M * ci * co;
+    add(c, EFF_PROF_PWCONV, 4 * M * ci * co, M * co + M * ci + ci * co + M * ci + ci * co);    /* bwd */
+}
+
+static void bn(EffStepCost *c, double M, double C, int swish) {
+    add(c, EFF_PROF_BN, (7.0 + 5 * swish) * M * C, 2 * M * C + 2 * C);
+    add(c, EFF_PROF_BN, (10.0 + 5 * swish) * M * C, 3 * M * C + 4 * C);
+}
+
+/* the SE's two FC layers, C -> Cse -> C, per batch, forward */
+static double fc_fwd(double N, double C, double cse) { return 2 * N * C * cse * 2; }
+
+static void block_cost(const EffModel *m, const EffBlock *b, EffStepCost *c) {
+    const double N = m->N, Mi = N * b->Hi * b->Wi, Mo = N * b->Ho * b->Wo, k2 = (double)b->k * b->k;
+    if (b->expand) {
+        pw(c, Mi, b->cin, b->ce);
+        bn(c, Mi, b->ce, 1);
+    }
+    add(c, EFF_PROF_DWCONV, 2 * Mo * b->ce * k2, Mi * b->ce + b->ce * k2 + Mo * b->ce);
+    c->matmul_fwd += 2 * Mo * b->ce * k2 + fc_fwd(N, b->ce, b->cse);
+    add(c, EFF_PROF_DWCONV, 4 * Mo * b->ce * k2, Mo * b->ce + 2 * Mi * b->ce + 2 * b->ce * k2);
+    bn(c, Mo, b->ce, 1);
+    const double fc = fc_fwd(N, b->ce, b->cse), fcw = 2.0 * b->ce * b->cse;
+    add(c, EFF_PROF_SE, 2 * Mo * b->ce + fc, 2 * Mo * b->ce + fcw);
+    add(c, EFF_PROF_SE, 3 * Mo * b->ce + 2 * fc, 3 * Mo * b->ce + 2 * fcw);
+    pw(c, Mo, b->ce, b->cout);
+    bn(c, Mo, b->cout, 0);
+    if (b->drop > 0.0f) {
+        add(c, EFF_PROF_ELEMWISE, Mo * b->cout, 2 * Mo * b->cout);
+        add(c, EFF_PROF_ELEMWISE, Mo * b->cout, 2 * Mo * b->cout);
+    }
+    if (b->residual) {
+        add(c, EFF_PROF_ELEMWISE, Mo * b->cout, 3 * Mo * b->cout);
+        add(c, EFF_PROF_ELEMWISE, Mi * b->cin, 3 * Mi * b->cin);
+    }
+}
+
+void eff_step_cost(const EffModel *m, int adam, EffStepCost *c) {
+    memset(c, 0, sizeof *c);
+    const double N = m->N, M1 = N * m->H1 * m->H1, Mh = N * m->Hh * m->Hh, sc = m->stem_c;
+    add(c, EFF_PROF_CONV, 2 * M1 * 27 * sc, N * m->R * m->R * 3 + 27 * sc + M1 * sc);
+    c->matmul_fwd += 2 * M1 * 27 * sc;
+    add(c, EFF_PROF_CONV, 2 * M1 * 27 * sc, M1 * sc + N * m->R * m->R * 3 + 27 * sc);
+    bn(c, M1, sc, 1);
+    for (int i = 0; i < m->nblocks; i++) block_cost(m, &m->blk[i], c);
+    const double cl = m->blk[m->nblocks - 1].cout, hc = m->head_c, K = m->classes;
+    pw(c, Mh, cl, hc);
+    bn(c, Mh, hc, 1);
+    add(c, EFF_PROF_HEAD, 2 * Mh * hc + 6 * N * hc * K, 2 * Mh * hc + 2 * hc * K + 4 * N * K); /* pool, FC, loss; fwd + bwd */
+    c->matmul_fwd += 2 * N * hc * K;
+    const double P = (double)m->opt_n;
+    if (adam) add(c, EFF_PROF_OPTIM, 12 * P, 7 * P);
+    else add(c, EFF_PROF_OPTIM, 4 * P, 5 * P);
+}
+
+double eff_peak_sgemm_gflops(double seconds) {
+    const int n = 1024;
+    float *a = eff_alloc_aligned(sizeof(float) * n * n, "sgemm peak A"), *b = eff_alloc_aligned(sizeof(float) * n * n, "B");
+    float *cm = eff_alloc_aligned(sizeof(float) * n * n, "sgemm peak C");
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = 1.0f / (float)(1 + i % 97);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n); /* warm-up */
+    int reps = 0;
+    const double t0 = eff_time();
+    double dt;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n);
+        reps++;
+    } while ((dt = eff_time() - t0) < seconds);
+    eff_free(a);
+    eff_free(b);
+    eff_free(cm);
+    return 2.0 * n * n * (double)n * reps / dt / 1e9;
+}
+
+double eff_peak_copy_gbs(double seconds) {
+    const size_t n = (size_t)64 << 20 >> 2; /* 64 MiB per buffer: far beyond the caches */
+    float *src = eff_alloc_aligned(n * sizeof(float), "copy peak source"), *dst = eff_alloc_aligned(n * sizeof(float), "dst");
+    for (size_t i = 0; i < n; i++) src[i] = (float)i;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = src[i]; /* warm-up: first touch of dst */
+    int reps = 0;
+    const double t0 = eff_time();
+    double dt;
+    do {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) dst[i] = src[i];
+        reps++;
+    } while ((dt = eff_time() - t0) < seconds);
+    eff_free(src);
+    eff_free(dst);
+    return 2.0 * n * sizeof(float) * reps / dt / 1e9;
+}
