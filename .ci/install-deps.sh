@@ -10,10 +10,11 @@
 set -euo pipefail
 set_name=${1:-test}
 # build toolchain, MPI, HDF5, BLAS, iniparser, OpenSSL (libcrypto: SHA-256 of
-# data files); curl and ca-certificates for data_tools/fetch_cifar10.sh
+# data files), cJSON (--json output, metrics.jsonl); curl and ca-certificates
+# for data_tools/fetch_cifar10.sh
 runtime=(build-essential cmake pkg-config
-         libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libhdf5-dev libopenmpi-dev openmpi-bin
-         curl ca-certificates)
+         libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libcjson-dev libhdf5-dev libopenmpi-dev
+         openmpi-bin curl ca-certificates)
 # PyTorch/torchvision/h5py references and plots, HDF5 command-line tools,
 # a local Slurm (slurmctld/slurmd + munge, PMIx), patchelf for the GPU
 # bundle, Lmod for the module test

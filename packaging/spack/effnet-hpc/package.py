@@ -27,6 +27,7 @@ class EffnetHpc(CMakePackage, CudaPackage):
     depends_on("hdf5~mpi")
     depends_on("blas")
     depends_on("iniparser")
+    depends_on("cjson@1.7.15:")
     depends_on("openssl")
     with when("+cuda"):
         depends_on("cuda@12:")
