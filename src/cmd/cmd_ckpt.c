@@ -18,6 +18,7 @@
 #include "cmd/cli.h"
 #include "common.h"
 #include "h5io.h"
+#include "jsonout.h"
 #include "model.h"
 
 #include <math.h>
@@ -71,59 +72,35 @@ static double attr_num(const EffCkptAttr *a, double dflt) {
     }
 }
 
-/* ---- JSON output -------------------------------------------------------------- */
+/* ---- JSON output (jsonout.h) ------------------------------------------------- */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", stdout); break;
-        case '\\': fputs("\\\\", stdout); break;
-        case '\n': fputs("\\n", stdout); break;
-        case '\r': fputs("\\r", stdout); break;
-        case '\t': fputs("\\t", stdout); break;
-        default:
-            if (*p < 0x20) printf("\\u%04x", *p);
-            else putchar(*p);
-        }
-    }
-    putchar('"');
-}
+#define NUM_FMT "%.10g" /* the figures' precision; NaN and Inf become null */
 
-/* A number, or null for NaN/Inf (JSON has neither). */
-static void json_num(double x) {
-    if (isfinite(x)) printf("%.10g", x);
-    else fputs("null", stdout);
-}
-
-static void json_attr_value(const EffCkptAttr *a) {
+static void json_attr_value(cJSON *o, const char *name, const EffCkptAttr *a) {
     switch (a->kind) {
-    case EFF_CKPT_ATTR_INT: printf("%lld", a->i); break;
-    case EFF_CKPT_ATTR_UINT: printf("%llu", a->u); break;
-    case EFF_CKPT_ATTR_FLOAT: json_num(a->d); break;
-    default: json_str(a->s ? a->s : ""); break;
+    case EFF_CKPT_ATTR_INT: eff_json_int(o, name, a->i); break;
+    case EFF_CKPT_ATTR_UINT: eff_json_uint(o, name, a->u); break;
+    case EFF_CKPT_ATTR_FLOAT: eff_json_num(o, name, a->d, NUM_FMT); break;
+    default: eff_json_str(o, name, a->s ? a->s : ""); break;
     }
 }
 
-/* {"name": value, ...} of every attribute except `skip` (NULL: none). */
-static void json_attrs(const EffCkptAttrs *l, const char *skip) {
-    putchar('{');
-    int first = 1;
-    for (int i = 0; i < l->n; i++) {
-        if (skip && !strcmp(l->a[i].name, skip)) continue;
-        if (!first) fputs(", ", stdout);
-        first = 0;
-        json_str(l->a[i].name);
-        fputs(": ", stdout);
-        json_attr_value(&l->a[i]);
-    }
-    putchar('}');
+/* {"name": value, ...} of every attribute except `skip` (NULL: none), as o[key]. */
+static void json_attrs(cJSON *o, const char *key, const EffCkptAttrs *l, const char *skip) {
+    cJSON *a = eff_json_add_object(o, key);
+    for (int i = 0; i < l->n; i++)
+        if (!skip || strcmp(l->a[i].name, skip)) json_attr_value(a, l->a[i].name, &l->a[i]);
 }
 
-static void json_shape(const EffCkptKey *k) {
-    putchar('[');
-    for (int d = 0; d < k->ndim; d++) printf("%s%lld", d ? ", " : "", (long long)k->shape[d]);
-    putchar(']');
+static void json_shape(cJSON *o, const EffCkptKey *k) {
+    cJSON *a = eff_json_add_array(o, "shape");
+    for (int d = 0; d < k->ndim; d++) eff_json_int(a, NULL, (long long)k->shape[d]);
+}
+
+/* n, or null when it is negative (unknown) */
+static void json_int_or_null(cJSON *o, const char *name, long long n) {
+    if (n >= 0) eff_json_int(o, name, n);
+    else eff_json_null(o, name);
 }
 
 /* ---- opening and validating a checkpoint -------------------------------------- */
@@ -317,38 +294,45 @@ static int do_info(const char *path, int json) {
     const char *config = cfg && cfg->s ? cfg->s : "";
     const EffCkptAttr *schema = eff_ckpt_attr_find(&root, "schema_version");
     if (json) {
-        printf("{\"file\": ");
-        json_str(path);
-        printf(", \"bytes\": %lld, \"format\": \"%s\", \"schema_version\": %lld, \"model\": ", c.h->bytes, EFF_CKPT_FORMAT,
-               (long long)attr_num(schema, -1));
-        json_str(c.h->model);
-        printf(", \"classes\": %d, \"resolution\": %d, \"attributes\": ", c.h->classes, c.h->resolution);
-        json_attrs(&root, "config");
-        printf(", \"config\": ");
-        json_str(config);
-        printf(", \"train\": ");
-        if (has_train) json_attrs(&train, NULL);
-        else fputs("null", stdout);
-        printf(", \"optimizer\": ");
+        cJSON *o = eff_json_object();
+        eff_json_str(o, "file", path);
+        eff_json_int(o, "bytes", c.h->bytes);
+        eff_json_str(o, "format", EFF_CKPT_FORMAT);
+        eff_json_int(o, "schema_version", (long long)attr_num(schema, -1));
+        eff_json_str(o, "model", c.h->model);
+        eff_json_int(o, "classes", c.h->classes);
+        eff_json_int(o, "resolution", c.h->resolution);
+        json_attrs(o, "attributes", &root, "config");
+        eff_json_str(o, "config", config);
+        if (has_train) json_attrs(o, "train", &train, NULL);
+        else eff_json_null(o, "train");
         if (has_opt) {
-            json_attrs(&opt, NULL);
-            printf(", \"optimizer_tensors\": {\"exp_avg\": %lld, \"exp_avg_sq\": %lld}", n_exp_avg, n_exp_avg_sq);
+            json_attrs(o, "optimizer", &opt, NULL);
+            cJSON *ot = eff_json_add_object(o, "optimizer_tensors");
+            eff_json_int(ot, "exp_avg", n_exp_avg);
+            eff_json_int(ot, "exp_avg_sq", n_exp_avg_sq);
         } else {
-            fputs("null", stdout);
+            eff_json_null(o, "optimizer");
         }
-        printf(", \"params\": %zu, \"param_tensors\": %d, \"buffers\": %zu, \"buffer_tensors\": %d, "
-               "\"num_batches_tracked\": {\"count\": %d, \"min\": %lld, \"max\": %lld}, \"tensors\": [",
-               params, nparam, buffers, nbuf, nnbt, (long long)nbt_min, (long long)nbt_max);
+        eff_json_uint(o, "params", params);
+        eff_json_int(o, "param_tensors", nparam);
+        eff_json_uint(o, "buffers", buffers);
+        eff_json_int(o, "buffer_tensors", nbuf);
+        cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
+        eff_json_int(nbt, "count", nnbt);
+        eff_json_int(nbt, "min", (long long)nbt_min);
+        eff_json_int(nbt, "max", (long long)nbt_max);
+        cJSON *ts = eff_json_add_array(o, "tensors");
         for (int k = 0; k < c.nkeys; k++) {
             const Key *key = &c.keys[k];
-            printf("%s{\"name\": ", k ? ", " : "");
-            json_str(key->sd->name);
-            printf(", \"shape\": ");
-            json_shape(key->sd);
-            printf(", \"dtype\": \"%s\", \"numel\": %zu, \"kind\": \"%s\"}", key->dtype, key->sd->numel,
-                   key->sd->is_param ? "parameter" : "buffer");
+            cJSON *t = eff_json_add_object(ts, NULL);
+            eff_json_str(t, "name", key->sd->name);
+            json_shape(t, key->sd);
+            eff_json_str(t, "dtype", key->dtype);
+            eff_json_uint(t, "numel", key->sd->numel);
+            eff_json_str(t, "kind", key->sd->is_param ? "parameter" : "buffer");
         }
-        printf("]}\n");
+        eff_json_write(o, stdout, "standard output");
     } else {
         const EffCkptAttr *created = eff_ckpt_attr_find(&root, "created"), *h5v = eff_ckpt_attr_find(&root, "hdf5_version");
         printf("checkpoint   %s (%.1f MB)\n", path, (double)c.h->bytes / 1e6);
@@ -446,68 +430,61 @@ static int do_stats(const char *path, int json) {
         }
         eff_free(x);
     }
+    cJSON *o = NULL, *ts = NULL;
     if (json) {
-        printf("{\"file\": ");
-        json_str(path);
-        printf(", \"model\": ");
-        json_str(c.h->model);
-        printf(", \"classes\": %d, \"std\": \"population (ddof 0)\", \"tensors\": [", c.h->classes);
+        o = eff_json_object();
+        eff_json_str(o, "file", path);
+        eff_json_str(o, "model", c.h->model);
+        eff_json_int(o, "classes", c.h->classes);
+        eff_json_str(o, "std", "population (ddof 0)");
+        ts = eff_json_add_array(o, "tensors");
     } else {
         printf("%s: %s, %d classes (std: population, ddof 0)\n\n", path, c.h->model, c.h->classes);
         printf("%-46s %9s %12s %12s %12s %12s %12s %7s\n", "tensor", "numel", "mean", "std", "min", "max", "L2 norm",
                "zeros");
     }
-    int first = 1;
     for (int k = 0; k < c.nkeys; k++) {
         const Key *key = &c.keys[k];
         if (key->sd->is_int) continue;
         const Stats *s = &st[k];
         const double l2 = sqrt(s->sumsq), zf = s->zeros / (double)s->n;
         if (json) {
-            printf("%s{\"name\": ", first ? "" : ", ");
-            json_str(key->sd->name);
-            printf(", \"kind\": \"%s\", \"numel\": %zu, \"mean\": ", key->sd->is_param ? "parameter" : "buffer", key->sd->numel);
-            json_num(s->mean);
-            printf(", \"std\": ");
-            json_num(stats_std(s));
-            printf(", \"min\": ");
-            json_num(s->min);
-            printf(", \"max\": ");
-            json_num(s->max);
-            printf(", \"l2\": ");
-            json_num(l2);
-            printf(", \"zeros\": ");
-            json_num(zf);
-            printf("}");
+            cJSON *t = eff_json_add_object(ts, NULL);
+            eff_json_str(t, "name", key->sd->name);
+            eff_json_str(t, "kind", key->sd->is_param ? "parameter" : "buffer");
+            eff_json_uint(t, "numel", key->sd->numel);
+            eff_json_num(t, "mean", s->mean, NUM_FMT);
+            eff_json_num(t, "std", stats_std(s), NUM_FMT);
+            eff_json_num(t, "min", s->min, NUM_FMT);
+            eff_json_num(t, "max", s->max, NUM_FMT);
+            eff_json_num(t, "l2", l2, NUM_FMT);
+            eff_json_num(t, "zeros", zf, NUM_FMT);
         } else {
             printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g %7.4f\n", key->sd->name, key->sd->numel, s->mean,
                    stats_std(s), s->min, s->max, l2, zf);
         }
-        first = 0;
     }
     eff_free(st);
     char gb[32];
     if (json) {
-        printf("], \"num_batches_tracked\": {\"min\": %lld, \"max\": %lld}, \"small_gamma_threshold\": %g, \"bn_gamma\": [",
-               (long long)nbt_min, (long long)nbt_max, SMALL_GAMMA);
-        first = 1;
+        cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
+        eff_json_int(nbt, "min", (long long)nbt_min);
+        eff_json_int(nbt, "max", (long long)nbt_max);
+        eff_json_num(o, "small_gamma_threshold", SMALL_GAMMA, "%g");
+        cJSON *bn = eff_json_add_array(o, "bn_gamma");
         for (int g = 0; g < NGROUPS; g++) {
             if (!gamma_bns[g]) continue;
-            printf("%s{\"stage\": \"%s\", \"bns\": %d, \"channels\": %zu, \"mean\": ", first ? "" : ", ",
-                   group_name(g, gb, sizeof gb), gamma_bns[g], gamma[g].n);
-            json_num(gamma[g].mean);
-            printf(", \"std\": ");
-            json_num(stats_std(&gamma[g]));
-            printf(", \"min\": ");
-            json_num(gamma[g].min);
-            printf(", \"max\": ");
-            json_num(gamma[g].max);
-            printf(", \"small\": ");
-            json_num(gamma_small[g] / (double)gamma[g].n);
-            printf("}");
-            first = 0;
+            cJSON *r = eff_json_add_object(bn, NULL);
+            eff_json_str(r, "stage", group_name(g, gb, sizeof gb));
+            eff_json_int(r, "bns", gamma_bns[g]);
+            eff_json_uint(r, "channels", gamma[g].n);
+            eff_json_num(r, "mean", gamma[g].mean, NUM_FMT);
+            eff_json_num(r, "std", stats_std(&gamma[g]), NUM_FMT);
+            eff_json_num(r, "min", gamma[g].min, NUM_FMT);
+            eff_json_num(r, "max", gamma[g].max, NUM_FMT);
+            eff_json_num(r, "small", gamma_small[g] / (double)gamma[g].n, NUM_FMT);
         }
-        printf("]}\n");
+        eff_json_write(o, stdout, "standard output");
     } else {
         if (nbt_min == nbt_max) printf("\nnum_batches_tracked: %lld in every BN\n", (long long)nbt_min);
         else printf("\nnum_batches_tracked: %lld .. %lld\n", (long long)nbt_min, (long long)nbt_max);
@@ -614,18 +591,16 @@ static int do_diff(const char *pa, const char *pb, int json) {
         eff_free(x);
         eff_free(y);
     }
+    cJSON *o = NULL, *ts = NULL;
     if (json) {
-        printf("{\"a\": ");
-        json_str(pa);
-        printf(", \"b\": ");
-        json_str(pb);
-        printf(", \"model\": ");
-        json_str(A.h->model);
-        printf(", \"classes\": %d, \"global_step_a\": ", A.h->classes);
-        if (sa >= 0) printf("%lld", sa); else fputs("null", stdout);
-        printf(", \"global_step_b\": ");
-        if (sb >= 0) printf("%lld", sb); else fputs("null", stdout);
-        printf(", \"tensors\": [");
+        o = eff_json_object();
+        eff_json_str(o, "a", pa);
+        eff_json_str(o, "b", pb);
+        eff_json_str(o, "model", A.h->model);
+        eff_json_int(o, "classes", A.h->classes);
+        json_int_or_null(o, "global_step_a", sa);
+        json_int_or_null(o, "global_step_b", sb);
+        ts = eff_json_add_array(o, "tensors");
     } else {
         printf("A: %s (%s, global step ", pa, A.h->model);
         if (sa >= 0) printf("%lld)\n", sa); else printf("unknown)\n");
@@ -635,56 +610,47 @@ static int do_diff(const char *pa, const char *pb, int json) {
         printf("%-46s %9s %12s %12s %12s %12s %12s\n", "tensor", "numel", "||A||", "||B||", "||B-A||", "rel change",
                "max|B-A|");
     }
-    int first = 1;
     for (int k = 0; k < A.nkeys; k++) {
         const Key *key = &A.keys[k];
         if (key->sd->is_int) continue;
         const TensorDiff *t = &td[k];
         const double rel = ratio(sqrt(t->d2), sqrt(t->a2));
         if (json) {
-            printf("%s{\"name\": ", first ? "" : ", ");
-            json_str(key->sd->name);
-            printf(", \"kind\": \"%s\", \"norm_a\": ", key->sd->is_param ? "parameter" : "buffer");
-            json_num(sqrt(t->a2));
-            printf(", \"norm_b\": ");
-            json_num(sqrt(t->b2));
-            printf(", \"norm_diff\": ");
-            json_num(sqrt(t->d2));
-            printf(", \"rel_change\": ");
-            json_num(rel);
-            printf(", \"max_abs_diff\": ");
-            json_num(t->dmax);
-            printf("}");
+            cJSON *r = eff_json_add_object(ts, NULL);
+            eff_json_str(r, "name", key->sd->name);
+            eff_json_str(r, "kind", key->sd->is_param ? "parameter" : "buffer");
+            eff_json_num(r, "norm_a", sqrt(t->a2), NUM_FMT);
+            eff_json_num(r, "norm_b", sqrt(t->b2), NUM_FMT);
+            eff_json_num(r, "norm_diff", sqrt(t->d2), NUM_FMT);
+            eff_json_num(r, "rel_change", rel, NUM_FMT);
+            eff_json_num(r, "max_abs_diff", t->dmax, NUM_FMT);
         } else {
             printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g\n", key->sd->name, key->sd->numel, sqrt(t->a2), sqrt(t->b2),
                    sqrt(t->d2), rel, t->dmax);
         }
-        first = 0;
     }
     eff_free(td);
     const double all_rel = ratio(sqrt(all_d2), sqrt(all_a2));
     if (json) {
-        printf("], \"layers\": [");
+        cJSON *ls = eff_json_add_array(o, "layers");
         for (int l = 0; l < nl; l++) {
             const double u = ratio(sqrt(layers[l].d2), sqrt(layers[l].a2));
-            printf("%s{\"layer\": ", l ? ", " : "");
-            json_str(layers[l].name);
-            printf(", \"params\": %zu, \"norm_a\": ", layers[l].numel);
-            json_num(sqrt(layers[l].a2));
-            printf(", \"norm_update\": ");
-            json_num(sqrt(layers[l].d2));
-            printf(", \"update_to_weight\": ");
-            json_num(u);
-            printf(", \"update_to_weight_per_step\": ");
-            if (dsteps > 0) json_num(u / (double)dsteps);
-            else fputs("null", stdout);
-            printf("}");
+            cJSON *r = eff_json_add_object(ls, NULL);
+            eff_json_str(r, "layer", layers[l].name);
+            eff_json_uint(r, "params", layers[l].numel);
+            eff_json_num(r, "norm_a", sqrt(layers[l].a2), NUM_FMT);
+            eff_json_num(r, "norm_update", sqrt(layers[l].d2), NUM_FMT);
+            eff_json_num(r, "update_to_weight", u, NUM_FMT);
+            if (dsteps > 0) eff_json_num(r, "update_to_weight_per_step", u / (double)dsteps, NUM_FMT);
+            else eff_json_null(r, "update_to_weight_per_step");
         }
-        printf("], \"params\": %zu, \"rel_change_params\": ", all_n);
-        json_num(all_rel);
-        printf(", \"steps_apart\": ");
-        if (dsteps >= 0) printf("%lld", dsteps); else fputs("null", stdout);
-        printf(", \"num_batches_tracked\": {\"a\": %lld, \"b\": %lld}}\n", (long long)nbt_a, (long long)nbt_b);
+        eff_json_uint(o, "params", all_n);
+        eff_json_num(o, "rel_change_params", all_rel, NUM_FMT);
+        json_int_or_null(o, "steps_apart", dsteps);
+        cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
+        eff_json_int(nbt, "a", (long long)nbt_a);
+        eff_json_int(nbt, "b", (long long)nbt_b);
+        eff_json_write(o, stdout, "standard output");
     } else {
         printf("\nper layer (parameters): update/weight = ||W_B-W_A|| / ||W_A||");
         if (dsteps > 0) printf(", per step = that / %lld steps", dsteps);
