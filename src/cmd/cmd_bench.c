@@ -5,6 +5,7 @@
 #include "common.h"
 #include "config.h"
 #include "context.h"
+#include "jsonout.h"
 #include "roofline.h"
 #include "rng.h"
 
@@ -128,20 +129,30 @@ int cmd_bench(int argc, char **argv) {
     if (cuda) eff_cuda_memory(ctx.be, &gpu_peak, &gpu_used);
     EFF_CHECK(loss == loss, "bench: loss is NaN after %ld steps", warmup + steps);
     if (json) {
-        printf("{\"framework\": \"effnet\", \"backend\": \"%s\", \"model\": \"%s\", \"resolution\": %ld, \"batch\": %ld, "
-               "\"threads\": %ld, \"steps\": %ld, \"img_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, "
-               "\"final_loss\": %.6f",
-               ctx.be->name, spec.name, resolution, batch, threads, steps, ips, 1e3 * dt / steps, rss, loss);
-        printf(", \"precision\": \"%s\", \"cuda_graph\": %s", eff_precision_name(ctx.be->precision),
-               m->use_graph ? "true" : "false");
-        if (cuda) printf(", \"device\": \"%s\", \"peak_gpu_mem_mb\": %.1f, \"gpu_mem_used_mb\": %.1f", gpu, gpu_peak, gpu_used);
-        if (profile) {
-            printf(", \"profile_ms_per_step\": {");
-            for (int i = 0; i < EFF_PROF_COUNT; i++)
-                printf("%s\"%s\": %.3f", i ? ", " : "", eff_prof_names[i], 1e3 * m->prof[i] / steps);
-            printf("}");
+        cJSON *o = eff_json_object();
+        eff_json_str(o, "framework", "effnet");
+        eff_json_str(o, "backend", ctx.be->name);
+        eff_json_str(o, "model", spec.name);
+        eff_json_int(o, "resolution", resolution);
+        eff_json_int(o, "batch", batch);
+        eff_json_int(o, "threads", threads);
+        eff_json_int(o, "steps", steps);
+        eff_json_num(o, "img_per_s", ips, "%.3f");
+        eff_json_num(o, "step_ms", 1e3 * dt / steps, "%.3f");
+        eff_json_num(o, "peak_rss_mb", rss, "%.1f");
+        eff_json_num(o, "final_loss", loss, "%.6f");
+        eff_json_str(o, "precision", eff_precision_name(ctx.be->precision));
+        eff_json_bool(o, "cuda_graph", m->use_graph);
+        if (cuda) {
+            eff_json_str(o, "device", gpu);
+            eff_json_num(o, "peak_gpu_mem_mb", gpu_peak, "%.1f");
+            eff_json_num(o, "gpu_mem_used_mb", gpu_used, "%.1f");
         }
-        printf("}\n");
+        if (profile) {
+            cJSON *p = eff_json_add_object(o, "profile_ms_per_step");
+            for (int i = 0; i < EFF_PROF_COUNT; i++) eff_json_num(p, eff_prof_names[i], 1e3 * m->prof[i] / steps, "%.3f");
+        }
+        eff_json_write(o, stdout, "standard output");
     } else {
         printf("bench: %.2f img/s, %.1f ms/step, peak RSS %.1f MiB, activations %.1f MiB, final loss %.4f\n", ips,
                1e3 * dt / steps, rss, eff_model_act_bytes(m) / 1048576.0, loss);

@@ -34,6 +34,7 @@
 #include "cmd/cli.h"
 #include "comm/comm_mpi.h"
 #include "common.h"
+#include "jsonout.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -62,15 +63,6 @@ static int is_comm_setting(const char *e) {
     for (size_t i = 0; i < sizeof launcher / sizeof launcher[0]; i++)
         if (!strncmp(e, launcher[i], strlen(launcher[i]))) return 0;
     return !strncmp(e, "OMPI_MCA_", 9) || !strncmp(e, "NCCL_", 5) || !strncmp(e, "UCX_", 4);
-}
-static void print_json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 32) printf("\\u%04x", (unsigned char)*s);
-        else putchar(*s);
-    }
-    putchar('"');
 }
 
 static void abort_hook(int code) {
@@ -432,40 +424,55 @@ int cmd_bench_comm(int argc, char **argv) {
         printf("# Avg bus bandwidth    : %.4f GB/s (mean over sizes and calls)\n#\n", avg_busbw);
     }
     if (b.rank == 0 && json) {
-        printf("{\"benchmark\": \"bench-comm\", \"collective\": \"all_reduce\", \"backend\": \"%s\", \"library\": \"",
-               cuda ? "cuda" : "cpu");
-        if (cuda) printf("NCCL %s", nccl_version);
-        else for (const char *p = lib; *p; p++) if (*p != '"' && *p != '\\' && (unsigned char)*p >= 32) putchar(*p);
-        printf("\", \"ranks\": %d, \"hosts\": [", b.n);
-        for (int r = 0; r < b.n; r++) printf("%s\"%s\"", r ? ", " : "", eff_mpi_host(b.mpi, r));
-        printf("], \"type\": \"float\", \"redop\": \"sum\", \"min_bytes\": %ld, \"max_bytes\": %ld, \"step_factor\": %ld, "
-               "\"warmup\": %ld, \"iters\": %ld, \"max_time_ms\": %ld, \"busbw_factor\": %.17g, "
-               "\"time\": \"mean per call over the timed calls, max over ranks\", \"inject_error\": %s, \"calls\": [",
-               min_bytes, max_bytes, factor, warmup, iters, max_time_ms, bus_factor, inject ? "true" : "false");
-        for (int c = 0; c < b.ncalls; c++) printf("%s\"%s\"", c ? ", " : "", b.call_name[c]);
-        printf("], \"environment\": {");
-        int first = 1;
+        cJSON *o = eff_json_object();
+        eff_json_str(o, "benchmark", "bench-comm");
+        eff_json_str(o, "collective", "all_reduce");
+        eff_json_str(o, "backend", cuda ? "cuda" : "cpu");
+        char library[sizeof lib + 8];
+        snprintf(library, sizeof library, "%s%s", cuda ? "NCCL " : "", cuda ? nccl_version : lib);
+        eff_json_str(o, "library", library);
+        eff_json_int(o, "ranks", b.n);
+        cJSON *hosts = eff_json_add_array(o, "hosts");
+        for (int r = 0; r < b.n; r++) eff_json_str(hosts, NULL, eff_mpi_host(b.mpi, r));
+        eff_json_str(o, "type", "float");
+        eff_json_str(o, "redop", "sum");
+        eff_json_int(o, "min_bytes", min_bytes);
+        eff_json_int(o, "max_bytes", max_bytes);
+        eff_json_int(o, "step_factor", factor);
+        eff_json_int(o, "warmup", warmup);
+        eff_json_int(o, "iters", iters);
+        eff_json_int(o, "max_time_ms", max_time_ms);
+        eff_json_num(o, "busbw_factor", bus_factor, NULL);
+        eff_json_str(o, "time", "mean per call over the timed calls, max over ranks");
+        eff_json_bool(o, "inject_error", inject);
+        cJSON *calls = eff_json_add_array(o, "calls");
+        for (int c = 0; c < b.ncalls; c++) eff_json_str(calls, NULL, b.call_name[c]);
+        cJSON *env = eff_json_add_object(o, "environment");
         for (char **e = environ; *e; e++) {
             if (!is_comm_setting(*e)) continue;
             const char *eq = strchr(*e, '=');
             if (!eq) continue;
             char name[256];
             snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
-            printf("%s", first ? "" : ", ");
-            print_json_string(name);
-            printf(": ");
-            print_json_string(eq + 1);
-            first = 0;
+            eff_json_str(env, name, eq + 1);
         }
-        printf("}, \"results\": [");
+        cJSON *results = eff_json_add_array(o, "results");
         for (int i = 0; i < nsizes * b.ncalls; i++) {
             const Row *r = &rows[i];
-            printf("%s\n  {\"bytes\": %zu, \"count\": %zu, \"call\": \"%s\", \"in_place\": %s, \"iters\": %d, "
-                   "\"time_us\": %.17g, \"algbw_gbs\": %.17g, \"busbw_gbs\": %.17g, \"wrong\": %lld}", i ? "," : "",
-                   r->bytes, r->count, b.call_name[r->call], b.in_place[r->call] ? "true" : "false", r->iters,
-                   r->time_us, r->algbw, r->busbw, r->wrong);
+            cJSON *x = eff_json_add_object(results, NULL);
+            eff_json_uint(x, "bytes", r->bytes);
+            eff_json_uint(x, "count", r->count);
+            eff_json_str(x, "call", b.call_name[r->call]);
+            eff_json_bool(x, "in_place", b.in_place[r->call]);
+            eff_json_int(x, "iters", r->iters);
+            eff_json_num(x, "time_us", r->time_us, NULL);
+            eff_json_num(x, "algbw_gbs", r->algbw, NULL);
+            eff_json_num(x, "busbw_gbs", r->busbw, NULL);
+            eff_json_int(x, "wrong", r->wrong);
         }
-        printf("],\n \"wrong_total\": %lld, \"avg_busbw_gbs\": %.17g}\n", wrong_total, avg_busbw);
+        eff_json_int(o, "wrong_total", wrong_total);
+        eff_json_num(o, "avg_busbw_gbs", avg_busbw, NULL);
+        eff_json_write(o, stdout, "standard output");
     }
     fflush(stdout);
 #ifdef EFFNET_HAVE_CUDA

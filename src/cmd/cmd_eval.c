@@ -6,6 +6,7 @@
 #include "data/loader.h"
 #include "data/shard.h"
 #include "evaluate.h"
+#include "jsonout.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -49,10 +50,18 @@ int cmd_eval(int argc, char **argv) {
     double t0 = eff_time();
     eff_evaluate(m, L, eff_loader_steps_per_epoch(L), &s);
     double dt = eff_time() - t0, loss = s.loss_sum / s.total, acc = 100.0 * s.correct / s.total;
-    if (json)
-        printf("{\"checkpoint\": \"%s\", \"model\": \"%s\", \"resolution\": %d, \"accuracy\": %.4f, \"loss\": %.6f, "
-               "\"correct\": %.0f, \"total\": %.0f, \"seconds\": %.3f}\n", ckpt, spec.name, R, acc, loss, s.correct, s.total, dt);
-    else
+    if (json) {
+        cJSON *o = eff_json_object();
+        eff_json_str(o, "checkpoint", ckpt);
+        eff_json_str(o, "model", spec.name);
+        eff_json_int(o, "resolution", R);
+        eff_json_num(o, "accuracy", acc, "%.4f");
+        eff_json_num(o, "loss", loss, "%.6f");
+        eff_json_num(o, "correct", s.correct, "%.0f");
+        eff_json_num(o, "total", s.total, "%.0f");
+        eff_json_num(o, "seconds", dt, "%.3f");
+        eff_json_write(o, stdout, "standard output");
+    } else
         printf("Test set: Average loss: %.4f, Accuracy: %.0f/%.0f (%.2f%%)  [%s, %.1f s]\n", loss, s.correct, s.total, acc, ckpt, dt);
     eff_loader_close(L);
     eff_dataset_free(&test);

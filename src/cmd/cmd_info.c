@@ -3,6 +3,7 @@
 #include "cmd/cli.h"
 #include "common.h"
 #include "context.h"
+#include "jsonout.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -40,11 +41,20 @@ int cmd_info(int argc, char **argv) {
     for (int i = 0; i < m.ptab.count; i++) params += m.ptab.views[i].numel;
     const double flops = 2.0 * eff_model_macs(&m, R);
     if (json) {
-        printf("{\"model\": \"%s\", \"classes\": %ld, \"resolution\": %d, \"params\": %zu, \"convs\": %d, "
-               "\"blocks\": %d, \"stem_channels\": %d, \"head_channels\": %d, \"flops_per_image\": %.0f, "
-               "\"width\": %.2f, \"depth\": %.2f, \"dropout\": %.2f}\n",
-               spec.name, classes, R, params, m.nconvs, m.nblocks, m.stem_c, m.head_c, flops, spec.width,
-               spec.depth, spec.dropout);
+        cJSON *o = eff_json_object();
+        eff_json_str(o, "model", spec.name);
+        eff_json_int(o, "classes", classes);
+        eff_json_int(o, "resolution", R);
+        eff_json_uint(o, "params", params);
+        eff_json_int(o, "convs", m.nconvs);
+        eff_json_int(o, "blocks", m.nblocks);
+        eff_json_int(o, "stem_channels", m.stem_c);
+        eff_json_int(o, "head_channels", m.head_c);
+        eff_json_num(o, "flops_per_image", flops, "%.0f");
+        eff_json_num(o, "width", spec.width, "%.2f");
+        eff_json_num(o, "depth", spec.depth, "%.2f");
+        eff_json_num(o, "dropout", spec.dropout, "%.2f");
+        eff_json_write(o, stdout, "standard output");
     } else {
         printf("model          %s (width %.1f, depth %.1f, dropout %.1f)\n", spec.name, spec.width, spec.depth, spec.dropout);
         printf("classes        %ld\n", classes);
