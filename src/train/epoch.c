@@ -11,7 +11,6 @@
 #include "augment_cuda.h"
 #endif
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,13 +27,14 @@ void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) {
     fflush(stdout);
 }
 
-void eff_trainer_metrics(EffTrainer *T, const char *fmt, ...) {
-    if (T->rank != 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    EFF_CHECK(vfprintf(T->metrics, fmt, ap) >= 0 && fflush(T->metrics) == 0, "writing %s/metrics.jsonl failed: %s",
-              T->cfg.output_dir, strerror(errno));
-    va_end(ap);
+void eff_trainer_metrics(EffTrainer *T, cJSON *row) {
+    if (T->rank != 0) {
+        cJSON_Delete(row);
+        return;
+    }
+    char what[1200];
+    snprintf(what, sizeof what, "%s/metrics.jsonl", T->cfg.output_dir);
+    eff_json_write(row, T->metrics, what);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -57,20 +57,24 @@ static void spread(const double *rows, int world, int cols, int col, double out[
  * the others wait for in the reduction) with its host and its phases. */
 static void write_straggler(EffTrainer *T, const double *rows, int cols, int slowest) {
     static const char *const name[] = {"data_wait_ms", "compute_ms", "comm_ms", "optimizer_ms", "step_ms"};
-    char line[2048];
-    int n = snprintf(line, sizeof line, "{\"type\": \"ranks\", \"epoch\": %lld, \"step\": %lld, \"ranks\": %d",
-                     (long long)T->st.epoch, (long long)T->st.global_step, T->world);
+    cJSON *row = eff_json_object();
+    eff_json_str(row, "type", "ranks");
+    eff_json_int(row, "epoch", (long long)T->st.epoch);
+    eff_json_int(row, "step", (long long)T->st.global_step);
+    eff_json_int(row, "ranks", T->world);
     for (int c = 0; c < cols; c++) {
         double s[3];
         spread(rows, T->world, cols, c, s);
-        n += snprintf(line + n, sizeof line - (size_t)n, ", \"%s\": {\"min\": %.3f, \"median\": %.3f, \"max\": %.3f}",
-                      name[c], s[0], s[1], s[2]);
+        cJSON *ph = eff_json_add_object(row, name[c]);
+        eff_json_num(ph, "min", s[0], "%.3f");
+        eff_json_num(ph, "median", s[1], "%.3f");
+        eff_json_num(ph, "max", s[2], "%.3f");
     }
-    n += snprintf(line + n, sizeof line - (size_t)n, ", \"slowest\": {\"rank\": %d, \"host\": \"%s\"", slowest,
-                  eff_mpi_host(T->mpi, slowest));
-    for (int c = 0; c < cols; c++)
-        n += snprintf(line + n, sizeof line - (size_t)n, ", \"%s\": %.3f", name[c], rows[slowest * cols + c]);
-    eff_trainer_metrics(T, "%s}}\n", line);
+    cJSON *slow = eff_json_add_object(row, "slowest");
+    eff_json_int(slow, "rank", slowest);
+    eff_json_str(slow, "host", eff_mpi_host(T->mpi, slowest));
+    for (int c = 0; c < cols; c++) eff_json_num(slow, name[c], rows[slowest * cols + c], "%.3f");
+    eff_trainer_metrics(T, row);
 }
 
 /* Every log interval: each rank's phase times (ms per step) to rank 0, which
@@ -115,11 +119,19 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
                     "ms, lr %.3g\n", (long long)T->st.epoch, (long long)(T->st.step_in_epoch * gb), (long long)T->train.n,
                     100.0 * (double)T->st.step_in_epoch / (double)T->steps_per_epoch, avg, ips, ips / T->world, step_ms,
                     r->lr);
-    eff_trainer_metrics(T, "{\"type\": \"train\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.9g, \"avg_loss\": %.6f, "
-                        "\"lr\": %.6g, \"grad_norm\": %.6g, \"img_per_s\": %.2f, \"img_per_s_per_rank\": %.2f, "
-                        "\"step_ms\": %.2f, \"ranks\": %d}\n", (long long)T->st.epoch, (long long)T->st.global_step,
-                        T->window_loss / (double)T->window_steps, avg, r->lr, sqrt(r->gnorm2), ips, ips / T->world,
-                        step_ms, T->world);
+    cJSON *row = eff_json_object();
+    eff_json_str(row, "type", "train");
+    eff_json_int(row, "epoch", (long long)T->st.epoch);
+    eff_json_int(row, "step", (long long)T->st.global_step);
+    eff_json_num(row, "loss", T->window_loss / (double)T->window_steps, "%.9g");
+    eff_json_num(row, "avg_loss", avg, "%.6f");
+    eff_json_num(row, "lr", r->lr, "%.6g");
+    eff_json_num(row, "grad_norm", sqrt(r->gnorm2), "%.6g");
+    eff_json_num(row, "img_per_s", ips, "%.2f");
+    eff_json_num(row, "img_per_s_per_rank", ips / T->world, "%.2f");
+    eff_json_num(row, "step_ms", step_ms, "%.2f");
+    eff_json_int(row, "ranks", T->world);
+    eff_trainer_metrics(T, row);
     if (T->world > 1) straggler_report(T, dt, T->window_steps);
     else memset(T->win_phase, 0, sizeof T->win_phase);
     T->window_t0 = eff_time();
@@ -213,9 +225,16 @@ static double evaluate(EffTrainer *T, int64_t epoch, double *loss_out) {
     eff_mpi_allreduce(T->mpi, v, 3, MPI_DOUBLE, MPI_SUM, "evaluation all-reduce");
     double loss = v[0] / v[2], acc = 100.0 * v[1] / v[2];
     eff_trainer_log(T, "\nTest set: Average loss: %.4f, Accuracy: %.0f/%.0f (%.2f%%)\n\n", loss, v[1], v[2], acc);
-    eff_trainer_metrics(T, "{\"type\": \"eval\", \"epoch\": %lld, \"step\": %lld, \"loss\": %.6f, \"accuracy\": %.4f, "
-                        "\"correct\": %.0f, \"total\": %.0f, \"eval_s\": %.3f}\n", (long long)epoch,
-                        (long long)T->st.global_step, loss, acc, v[1], v[2], eff_time() - t0);
+    cJSON *row = eff_json_object();
+    eff_json_str(row, "type", "eval");
+    eff_json_int(row, "epoch", (long long)epoch);
+    eff_json_int(row, "step", (long long)T->st.global_step);
+    eff_json_num(row, "loss", loss, "%.6f");
+    eff_json_num(row, "accuracy", acc, "%.4f");
+    eff_json_num(row, "correct", v[1], "%.0f");
+    eff_json_num(row, "total", v[2], "%.0f");
+    eff_json_num(row, "eval_s", eff_time() - t0, "%.3f");
+    eff_trainer_metrics(T, row);
     *loss_out = loss;
     eff_trace_end(T->trace, "evaluation");
     return acc;
@@ -280,20 +299,34 @@ static void timing_summary(EffTrainer *T) {
     if (m->use_graph && T->comm)
         eff_trainer_log(T, "timing: CUDA graph: the gradient all-reduce runs inside each replay and is counted in "
                         "compute; the all-reduce figure is the BN statistics and loss reductions only\n");
-    eff_trainer_metrics(T, "{\"type\": \"summary\", \"model\": \"%s\", \"resolution\": %d, \"ranks\": %d, "
-                        "\"threads_per_rank\": %ld, \"batch_per_rank\": %ld, \"accum\": %ld, \"global_batch\": %.0f, "
-                        "\"steps\": %lld, \"step_ms\": %.3f, \"compute_ms\": %.3f, \"wait_ms\": %.3f, \"allreduce_ms\": "
-                        "%.3f, \"optimizer_ms\": %.3f, \"img_per_s\": %.3f, \"img_per_s_per_rank\": %.3f, "
-                        "\"allreduce_bytes_per_step\": %.0f, \"comm_timing\": %s, \"cuda_graph\": %s, "
-                        "\"overlap\": %s, \"buckets\": %.1f, \"buckets_done_in_backward\": %.1f, "
-                        "\"exposed_allreduce_ms\": %.3f, \"sharded\": %s, \"peak_rss_mib_rank0\": %.1f, "
-                        "\"peak_rss_mib_others\": %.1f}\n",
-                        m->spec.name, T->R, T->world, c->threads, c->batch, c->accum, gb, (long long)t->steps,
-                        1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n,
-                        1e3 * t->optim / n, gb / step_s, gb / step_s / T->world, bytes,
-                        c->comm_timing ? "true" : "false", m->use_graph ? "true" : "false",
-                        T->buckets ? "true" : "false", (double)t->buckets / n, (double)t->buckets_in_backward / n,
-                        1e3 * t->exposed / n, T->sharded ? "true" : "false", rss[0], rss[1]);
+    cJSON *row = eff_json_object();
+    eff_json_str(row, "type", "summary");
+    eff_json_str(row, "model", m->spec.name);
+    eff_json_int(row, "resolution", T->R);
+    eff_json_int(row, "ranks", T->world);
+    eff_json_int(row, "threads_per_rank", c->threads);
+    eff_json_int(row, "batch_per_rank", c->batch);
+    eff_json_int(row, "accum", c->accum);
+    eff_json_num(row, "global_batch", gb, "%.0f");
+    eff_json_int(row, "steps", (long long)t->steps);
+    eff_json_num(row, "step_ms", 1e3 * step_s, "%.3f");
+    eff_json_num(row, "compute_ms", 1e3 * t->compute / n, "%.3f");
+    eff_json_num(row, "wait_ms", 1e3 * t->wait / n, "%.3f");
+    eff_json_num(row, "allreduce_ms", 1e3 * t->allreduce / n, "%.3f");
+    eff_json_num(row, "optimizer_ms", 1e3 * t->optim / n, "%.3f");
+    eff_json_num(row, "img_per_s", gb / step_s, "%.3f");
+    eff_json_num(row, "img_per_s_per_rank", gb / step_s / T->world, "%.3f");
+    eff_json_num(row, "allreduce_bytes_per_step", bytes, "%.0f");
+    eff_json_bool(row, "comm_timing", c->comm_timing);
+    eff_json_bool(row, "cuda_graph", m->use_graph);
+    eff_json_bool(row, "overlap", T->buckets != NULL);
+    eff_json_num(row, "buckets", (double)t->buckets / n, "%.1f");
+    eff_json_num(row, "buckets_done_in_backward", (double)t->buckets_in_backward / n, "%.1f");
+    eff_json_num(row, "exposed_allreduce_ms", 1e3 * t->exposed / n, "%.3f");
+    eff_json_bool(row, "sharded", T->sharded);
+    eff_json_num(row, "peak_rss_mib_rank0", rss[0], "%.1f");
+    eff_json_num(row, "peak_rss_mib_others", rss[1], "%.1f");
+    eff_trainer_metrics(T, row);
 }
 
 void eff_trainer_finish(EffTrainer *T) {

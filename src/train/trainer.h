@@ -28,6 +28,7 @@
 #include "context.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "jsonout.h"
 #include "train/trace.h"
 
 #include <signal.h>
@@ -103,9 +104,10 @@ typedef struct EffTrainer {
     int exit_code, finished;
 } EffTrainer;
 
-/* rank 0 only: a log line to stdout (flushed), a JSON line to metrics.jsonl */
+/* rank 0 only: a log line to stdout (flushed); row (a jsonout.h object) as one
+ * line of metrics.jsonl. eff_trainer_metrics deletes row on every rank. */
 void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) EFF_PRINTF(2, 3);
-void eff_trainer_metrics(EffTrainer *T, const char *fmt, ...) EFF_PRINTF(2, 3);
+void eff_trainer_metrics(EffTrainer *T, cJSON *row);
 
 /* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
 void eff_trainer_setup(EffTrainer *T, const char *resume);
