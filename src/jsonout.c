@@ -67,16 +67,24 @@ char *eff_json_utf8(const char *s) {
     return out;
 }
 
+static int utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t sub, n;
+    while (*p && (n = utf8_seq(p, &sub)) != 0) p += n;
+    return *p == '\0';
+}
+
 cJSON *eff_json_object(void) { return checked(cJSON_CreateObject(), "an object"); }
 cJSON *eff_json_array(void) { return checked(cJSON_CreateArray(), "an array"); }
 
 /* item into parent, under name (sanitized: a key may come from a file) or appended. */
 static cJSON *add(cJSON *parent, const char *name, cJSON *item) {
     if (name) {
-        char *key = eff_json_utf8(name);
+        char *fixed = utf8_valid(name) ? NULL : eff_json_utf8(name);
+        const char *key = fixed ? fixed : name;
         const int ok = cJSON_AddItemToObject(parent, key, item); /* copies the key */
         EFF_CHECK(ok, "out of memory building the JSON output (key '%s')" OOM_HINT, key);
-        eff_free(key);
+        eff_free(fixed);
     } else {
         EFF_CHECK(cJSON_AddItemToArray(parent, item), "out of memory building the JSON output (an array element)" OOM_HINT);
     }
@@ -87,9 +95,10 @@ cJSON *eff_json_add_object(cJSON *parent, const char *name) { return add(parent,
 cJSON *eff_json_add_array(cJSON *parent, const char *name) { return add(parent, name, eff_json_array()); }
 
 void eff_json_str(cJSON *parent, const char *name, const char *s) {
-    char *u = eff_json_utf8(s ? s : "");
-    add(parent, name, checked(cJSON_CreateString(u), "a string"));
-    eff_free(u);
+    if (!s) s = "";
+    char *fixed = utf8_valid(s) ? NULL : eff_json_utf8(s);
+    add(parent, name, checked(cJSON_CreateString(fixed ? fixed : s), "a string")); /* copies the string */
+    eff_free(fixed);
 }
 
 /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? : what printf's %f, %g and %e
