@@ -3,9 +3,9 @@
 #include "train/trace.h"
 
 #include "common.h"
+#include "jsonout.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,35 +24,34 @@ static double now_us(void) {
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
-/* Append one event (",\n" + the object) to the buffer. */
-static void put(EffTrace *t, const char *fmt, ...) EFF_PRINTF(2, 3);
-static void put(EffTrace *t, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        const int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        EFF_CHECK(n >= 0, "trace: formatting an event failed");
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
+/* Append sep and the event (one line, printed by cJSON) to the buffer; deletes ev. */
+static void put(EffTrace *t, const char *sep, cJSON *ev) {
+    const size_t seplen = strlen(sep);
+    for (;;) { /* cJSON's estimate wants some slack: it only fails when the space is short */
+        const size_t room = t->cap - t->len;
+        if (room > seplen + 64 && cJSON_PrintPreallocated(ev, t->buf + t->len + seplen, (int)(room - seplen), 0)) {
+            memcpy(t->buf + t->len, sep, seplen);
+            t->len += seplen + strlen(t->buf + t->len + seplen);
+            cJSON_Delete(ev);
             return;
         }
-        char *bigger = eff_malloc(2 * t->cap + (size_t)n, "trace buffer");
+        EFF_CHECK(t->cap < ((size_t)1 << 30), "trace: one event does not fit in 1 GiB");
+        char *bigger = eff_malloc(2 * t->cap, "trace buffer");
         memcpy(bigger, t->buf, t->len);
         eff_free(t->buf);
         t->buf = bigger;
-        t->cap = 2 * t->cap + (size_t)n;
+        t->cap *= 2;
     }
 }
 
-/* Copy s into out with JSON's quote and backslash escaped, control characters dropped. */
-static void escape(const char *s, char *out, size_t cap) {
-    size_t o = 0;
-    for (; *s && o + 3 < cap; s++) {
-        if (*s == '"' || *s == '\\') out[o++] = '\\';
-        if ((unsigned char)*s >= 0x20) out[o++] = *s;
-    }
-    out[o] = '\0';
+/* {"ph": ph, "name": name, "pid": the rank, "tid": 1}, the fields every event has */
+static cJSON *event(const EffTrace *t, const char *ph, const char *name) {
+    cJSON *ev = eff_json_object();
+    eff_json_str(ev, "ph", ph);
+    eff_json_str(ev, "name", name);
+    eff_json_int(ev, "pid", t->pid);
+    eff_json_int(ev, "tid", 1);
+    return ev;
 }
 
 EffTrace *eff_trace_open(const char *dir, int rank, const char *host) {
@@ -63,29 +62,47 @@ EffTrace *eff_trace_open(const char *dir, int rank, const char *host) {
     snprintf(t->path, sizeof t->path, "%s/trace-rank%d.json", dir, rank);
     t->f = fopen(t->path, "w");
     EFF_CHECK(t->f, "output.trace: cannot create %s: %s\nHINT: check output.dir is writable", t->path, strerror(errno));
-    char h[256];
-    escape(host, h, sizeof h);
-    put(t, "[\n{\"ph\": \"M\", \"name\": \"process_name\", \"pid\": %d, \"tid\": 1, \"args\": {\"name\": \"rank %d (%s)\"}}",
-        rank, rank, h);
-    put(t, ",\n{\"ph\": \"M\", \"name\": \"process_sort_index\", \"pid\": %d, \"tid\": 1, \"args\": {\"sort_index\": %d}}",
-        rank, rank);
-    put(t, ",\n{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": %d, \"tid\": 1, \"args\": {\"name\": \"training\"}}", rank);
+    char label[300];
+    snprintf(label, sizeof label, "rank %d (%s)", rank, host);
+    cJSON *ev = event(t, "M", "process_name");
+    eff_json_str(eff_json_add_object(ev, "args"), "name", label);
+    put(t, "[\n", ev);
+    ev = event(t, "M", "process_sort_index");
+    eff_json_int(eff_json_add_object(ev, "args"), "sort_index", rank);
+    put(t, ",\n", ev);
+    ev = event(t, "M", "thread_name");
+    eff_json_str(eff_json_add_object(ev, "args"), "name", "training");
+    put(t, ",\n", ev);
     eff_trace_flush(t);
     return t;
 }
 
+static void span(EffTrace *t, const char *ph, const char *name) {
+    cJSON *ev = event(t, ph, name);
+    eff_json_num(ev, "ts", now_us(), "%.1f");
+    put(t, ",\n", ev);
+}
+
 void eff_trace_begin(EffTrace *t, const char *name) {
-    if (t) put(t, ",\n{\"ph\": \"B\", \"name\": \"%s\", \"pid\": %d, \"tid\": 1, \"ts\": %.1f}", name, t->pid, now_us());
+    if (t) span(t, "B", name);
 }
 
 void eff_trace_end(EffTrace *t, const char *name) {
-    if (t) put(t, ",\n{\"ph\": \"E\", \"name\": \"%s\", \"pid\": %d, \"tid\": 1, \"ts\": %.1f}", name, t->pid, now_us());
+    if (t) span(t, "E", name);
 }
 
 void eff_trace_async(EffTrace *t, const char *cat, const char *name, int id, char phase) {
-    if (t)
-        put(t, ",\n{\"ph\": \"%c\", \"cat\": \"%s\", \"name\": \"%s\", \"id\": %d, \"pid\": %d, \"tid\": 1, \"ts\": %.1f}",
-            phase, cat, name, id, t->pid, now_us());
+    if (!t) return;
+    const char ph[2] = {phase, '\0'};
+    cJSON *ev = eff_json_object();
+    eff_json_str(ev, "ph", ph);
+    eff_json_str(ev, "cat", cat);
+    eff_json_str(ev, "name", name);
+    eff_json_int(ev, "id", id);
+    eff_json_int(ev, "pid", t->pid);
+    eff_json_int(ev, "tid", 1);
+    eff_json_num(ev, "ts", now_us(), "%.1f");
+    put(t, ",\n", ev);
 }
 
 /* Write the buffered events and a closing bracket, then step back over the
