@@ -1,6 +1,7 @@
 /* test_amp.c: the fp16 loss scaler (src/amp.c) against hand-computed
  * GradScaler behaviour (torch.cuda.amp.GradScaler defaults: init 65536,
- * growth x2 every 2000 finite steps, backoff x0.5 and skip on Inf/NaN). */
+ * growth x2 every 2000 finite steps, backoff x0.5 and skip on Inf/NaN).
+ * Every comparison is exact: scales are powers of two, counters integers. */
 #include "amp.h"
 #include "test_util.h"
 

@@ -7,10 +7,10 @@
    non-trivial BN state, and its eval-mode logits on a fixed input. We check
    the header, /train, /optimizer (keys and shapes match named_parameters),
    dtypes, then load /model into tests/reference/effnet_ref.py's module with
-   load_state_dict(strict=True) and compare eval logits (rel err <= 1e-4).
+   load_state_dict(strict=True) and compare eval logits (rel err <= 2e-6).
 2. PyTorch -> C: a PyTorch state_dict (random BN state, num_batches_tracked
    11) written in our layout with only the header and /model; the C side
-   peeks, loads and reproduces PyTorch's eval logits (rel err <= 1e-4) and
+   peeks, loads and reproduces PyTorch's eval logits (rel err <= 2e-6) and
    num_batches_tracked.
 B0 at 32x32, batch 2.
 """
@@ -26,7 +26,10 @@ import torch
 import torch.nn as nn
 
 MODEL, RES, BATCH, CLASSES = 'efficientnet-b0', 32, 2, 10
-TOL = 1e-4
+# Eval logits of two fp32 implementations (OpenBLAS GEMMs vs PyTorch's convs) from bit-identical weights:
+# measured worst 3.5e-7 over 6 seeds x both directions x {default OpenBLAS kernel, Haswell} (this CPU, AMD EPYC,
+# 2026-12-02); 2e-6 is 5.6x that. Was 1e-4 (300x the noise); a wrong tensor mapping gives O(1).
+TOL = 2e-6
 failures = []
 
 
@@ -87,7 +90,7 @@ def main():
                   'config text and provenance attributes')
             t = f['train'].attrs
             check(int(t['global_step']) == 5 and int(t['seed']) == 1234 and int(t['world_size']) == 1
-                  and abs(float(t['lr']) - 1e-3) < 1e-15,
+                  and abs(float(t['lr']) - 1e-3) < 1e-15,  # exact in effect: the double 1e-3 round-trips through HDF5
                   f"/train attributes {dict(t)}")
             o = f['optimizer']
             check(o.attrs['name'] == 'adam' and int(o.attrs['step']) == 5, f"/optimizer attrs {dict(o.attrs)}")
@@ -111,7 +114,7 @@ def main():
         # Non-trivial: a state_dict that differs (default init) gives other logits.
         with torch.no_grad():
             e0 = rel_err(c_logits, effnet_ref.build(MODEL, CLASSES).eval()(x).numpy())
-        check(e0 > 1e-2, f'sanity: an untrained model differs (rel err {e0:.2f})')
+        check(e0 > 1e-2, f'sanity: an untrained model differs (rel err {e0:.2f})')  # measured 3.1-4.7: O(1), far above TOL
 
         # ---- 2. PyTorch -> C
         torch.manual_seed(7)

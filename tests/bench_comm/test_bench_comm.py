@@ -17,6 +17,12 @@ MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none
           "--mca", "btl_vader_single_copy_mechanism", "none"]
 SWEEP = ["--min-bytes", "8", "--max-bytes", "1M", "--step-factor", "4", "--iters", "3", "--warmup", "1"]
 SIZES = [8 * 4 ** k for k in range(9)]  # 8 B .. 512 KiB; 2 MiB > 1 MiB ends it
+# The JSON holds doubles at %.17g (exact round trip); each figure is recomputed here with the operations in another
+# order: <= ~5 roundings per row (7e-16), and the mean of 18 rows summed in another order <= 2 x 17 x 1.1e-16 =
+# 3.8e-15. Measured worst 2.6e-16, printed per document (this CPU, AMD EPYC, 2026-12-02). 1e-14 is 2.6x the analytic
+# worst case and 38x the measured; a formula error (factor, unit) is >= 1e-3 off. Was 1e-9 (1e-12 absolute on the
+# factor).
+REL_TOL = 1e-14
 assert SIZES[-1] == 524288
 env = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -31,7 +37,8 @@ def check_doc(d, np, calls, inject=False):
     assert d["ranks"] == np and len(d["hosts"]) == np, d
     assert d["calls"] == calls, d["calls"]
     factor = 2 * (np - 1) / np
-    assert abs(d["busbw_factor"] - factor) < 1e-12, d["busbw_factor"]
+    worst = abs(d["busbw_factor"] - factor) / factor
+    assert worst <= REL_TOL, d["busbw_factor"]
     res = d["results"]
     assert [(r["bytes"], r["call"]) for r in res] == [(s, c) for s in SIZES for c in calls], \
         [(r["bytes"], r["call"]) for r in res]
@@ -39,14 +46,19 @@ def check_doc(d, np, calls, inject=False):
         assert r["count"] * 4 == r["bytes"], r
         assert r["time_us"] > 0 and r["iters"] == 3, r
         algbw = r["bytes"] / (r["time_us"] * 1e-6) / 1e9
-        assert abs(r["algbw_gbs"] - algbw) <= 1e-9 * algbw, (r, algbw)
-        assert abs(r["busbw_gbs"] - algbw * factor) <= 1e-9 * algbw, (r, algbw * factor)
+        ea, eb = abs(r["algbw_gbs"] - algbw) / algbw, abs(r["busbw_gbs"] - algbw * factor) / algbw
+        worst = max(worst, ea, eb)
+        assert ea <= REL_TOL, (r, algbw)
+        assert eb <= REL_TOL, (r, algbw * factor)
         # with --inject-error each checked call has one bad input element on the last rank: the sum is wrong at
         # that element on every rank
         assert r["wrong"] == (np if inject else 0), r
     assert d["wrong_total"] == sum(r["wrong"] for r in res)
     mean = sum(r["busbw_gbs"] for r in res) / len(res)
-    assert abs(d["avg_busbw_gbs"] - mean) <= 1e-9 * max(mean, 1e-30), (d["avg_busbw_gbs"], mean)
+    em = abs(d["avg_busbw_gbs"] - mean) / max(mean, 1e-30)
+    worst = max(worst, em)
+    assert em <= REL_TOL, (d["avg_busbw_gbs"], mean)
+    print(f"  {np} ranks, {len(res)} rows: algbw, busbw, busbw factor and mean recomputed, worst rel err {worst:.1e}")
 
 
 BOTH = ["MPI_Allreduce out-of-place", "MPI_Iallreduce in-place + watchdog"]

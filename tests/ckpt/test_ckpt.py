@@ -16,7 +16,7 @@ CASE:
             naming the file; ckpt_torch.py refuses them too.
   pytorch   effnet -> PyTorch (ckpt_torch.py export, load_state_dict strict):
             PyTorch's loss and correct count on the test split == `effnet eval`
-            (rel err <= 1e-4), and its logits on a fixed batch == the C model's;
+            (rel err <= 2e-6), and its logits on a fixed batch == the C model's;
             PyTorch -> effnet (ckpt_torch.py import): `effnet eval` == PyTorch's.
   plots     plot_metrics.py / plot_weights.py write PNGs from the run's files
             (exit 77 = skipped if matplotlib is missing).
@@ -36,7 +36,15 @@ MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '--bind-to', 'none
           '--mca', 'btl_vader_single_copy_mechanism', 'none', '-x', 'OMP_NUM_THREADS=1']
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 STD = np.array([0.2023, 0.1994, 0.2010], np.float32)
-TOL = 1e-4
+# Two fp32 implementations (OpenBLAS vs PyTorch convs) evaluating bit-identical weights. Measured (this CPU, AMD EPYC,
+# 2026-12-02, default OpenBLAS kernel and Haswell): loss rel err <= 2.0e-7 (mostly `effnet eval`'s %.6f print: 2.2e-7
+# at loss 2.3), logits on 16 images <= 1.1e-7; test_checkpoint_pytorch sees <= 3.5e-7 over 6 seeds. 2e-6 keeps >= 5.6x.
+# Was 1e-4 (500x the noise); the control below shows 3 steps of training move the loss 1.5e-3.
+TOL = 2e-6
+# `effnet ckpt` prints doubles with %.10g: relative rounding <= 5e-10, the floor of every recomputed statistic
+# (the C side sums in double: its own error is ~1e-15). Measured worst 5.0e-10 (stats), 4.6e-10 (diff); 2e-9 is 4x
+# the print bound. Was 1e-5/1e-6 (2000x loose) and 1e-9 (2x: too tight for the worst-case rounding).
+PRINT_TOL = 2e-9
 failures = []
 
 
@@ -55,7 +63,12 @@ def run(cmd, ok=True, **kw):
     return r
 
 
+worst_close = [0.0]  # the largest abs(a - b) / max(abs(b), floor) seen by close(), printed by the checks that use it
+
+
 def close(a, b, rel, floor=0.0):
+    if a is not None:
+        worst_close[0] = max(worst_close[0], abs(a - b) / max(abs(b), floor, 1e-300))
     return a is not None and abs(a - b) <= rel * max(abs(b), floor)
 
 
@@ -122,7 +135,8 @@ def case_commands(a):
     check(t['global_step'] == 6 and t['epoch'] == 1 and t['step_in_epoch'] == 6 and t['world_size'] == 2
           and t['seed'] == 1, f"info: /train global_step {t['global_step']} (6), epoch {t['epoch']}, "
           f"step_in_epoch {t['step_in_epoch']}, world_size {t['world_size']}")
-    check(abs(t['last_acc'] - float(f['train'].attrs['last_acc'])) < 1e-9 and t['last_acc'] >= 0,
+    # PRINT_TOL, relative: an absolute 1e-9 passed only because 3.125 prints exactly; 100/3 would miss by 3e-9
+    check(close(t['last_acc'], float(f['train'].attrs['last_acc']), PRINT_TOL) and t['last_acc'] >= 0,
           f"info: last accuracy {t['last_acc']} == the file's")
     check(ckpt_json(a, 'info', early)['train']['global_step'] == 3, 'info: early.h5 global_step == 3')
     check(info['optimizer'] == {'name': 'adam', 'step': 6} and
@@ -154,12 +168,13 @@ def case_commands(a):
             e = abs(x[k] - w) / max(abs(w), rms, 1e-30)
             if e > worst:
                 worst, where = e, f"{x['name']}.{k}"
-    check(len(st['tensors']) == 279 and worst <= 1e-5,
+    check(len(st['tensors']) == 279 and worst <= PRINT_TOL,
           f'stats: {len(st["tensors"])} float tensors, mean/std/min/max/L2/zeros == numpy, worst rel err {worst:.2e} '
           f'({where or "-"})')
     s0 = next(x for x in st['tensors'] if x['name'] == 'stem.0.weight')
     v = np.asarray(f['model']['stem.0.weight'][()], np.float64)
-    check(close(s0['mean'], v.mean(), 1e-5) and close(s0['std'], v.std(), 1e-5) and close(s0['l2'], np.linalg.norm(v), 1e-5),
+    check(close(s0['mean'], v.mean(), PRINT_TOL) and close(s0['std'], v.std(), PRINT_TOL)
+          and close(s0['l2'], np.linalg.norm(v), PRINT_TOL),
           f"stats: stem.0.weight mean {s0['mean']:.6g} std {s0['std']:.6g} norm {s0['l2']:.6g} == numpy "
           f"{v.mean():.6g} {v.std():.6g} {np.linalg.norm(v):.6g}")
     rv = next(x for x in st['tensors'] if x['name'] == 'head.1.running_var')
@@ -172,14 +187,17 @@ def case_commands(a):
             groups.setdefault(group_of(k, stages), []).append(np.asarray(f['model'][k][()], np.float64))
     got = {g['stage']: g for g in st['bn_gamma']}
     ok = list(got) == ['stem'] + [f'stage {i}' for i in range(1, 8)] + ['head']
+    worst_close[0] = 0.0
     for name, arrs in groups.items():
         v = np.concatenate(arrs)
         g = got.get(name, {})
-        ok = ok and g.get('bns') == len(arrs) and g.get('channels') == v.size and close(g['mean'], v.mean(), 1e-9) \
-            and close(g['std'], v.std(), 1e-6) and close(g['min'], v.min(), 1e-9) \
-            and close(g['max'], v.max(), 1e-9) and close(g['small'], np.mean(np.abs(v) < 0.01), 1e-9, 1)
+        ok = ok and g.get('bns') == len(arrs) and g.get('channels') == v.size \
+            and all([close(g['mean'], v.mean(), PRINT_TOL), close(g['std'], v.std(), PRINT_TOL),
+                     close(g['min'], v.min(), PRINT_TOL), close(g['max'], v.max(), PRINT_TOL),
+                     close(g['small'], np.mean(np.abs(v) < 0.01), PRINT_TOL, 1)])
     check(ok, 'stats: BN gamma per stage (stem, stage 1..7, head) == numpy with the reference block->stage map '
-          f"(stage 6: {got.get('stage 6', {}).get('bns')} BNs, {got.get('stage 6', {}).get('channels')} channels)")
+          f"(stage 6: {got.get('stage 6', {}).get('bns')} BNs, {got.get('stage 6', {}).get('channels')} channels; "
+          f"worst rel err {worst_close[0]:.2e})")
     txt = run([a.effnet, 'ckpt', 'stats', last]).stdout
     check('BN gamma' in txt and 'stage 7' in txt and 'classifier.1.bias' in txt, 'stats (table)')
 
@@ -200,17 +218,18 @@ def case_commands(a):
         e = abs(x['rel_change'] - want) / max(want, 1e-30)
         if e > worst:
             worst, where = e, x['name']
-    check(worst <= 1e-5 and len(d['tensors']) == 279,
+    check(worst <= PRINT_TOL and len(d['tensors']) == 279,
           f'diff: per-tensor ||B-A||/||A|| == numpy (worst rel err {worst:.2e}, {where})')
     lay = {x['layer']: x for x in d['layers']}
     wa = [np.asarray(fe['model'][k][()], np.float64) for k in ('classifier.1.weight', 'classifier.1.bias')]
     wb = [np.asarray(f['model'][k][()], np.float64) for k in ('classifier.1.weight', 'classifier.1.bias')]
     u = np.sqrt(sum(np.sum((y - x) ** 2) for x, y in zip(wa, wb))) / np.sqrt(sum(np.sum(x ** 2) for x in wa))
     c = lay.get('classifier.1', {})
-    check(len(d['layers']) == 82 + 49 and close(c.get('update_to_weight'), u, 1e-6)
-          and close(c.get('update_to_weight_per_step'), u / 3, 1e-6),
+    worst_close[0] = 0.0
+    check(len(d['layers']) == 82 + 49 and all([close(c.get('update_to_weight'), u, PRINT_TOL),
+                                               close(c.get('update_to_weight_per_step'), u / 3, PRINT_TOL)]),
           f"diff: {len(d['layers'])} layers; classifier.1 update/weight {c.get('update_to_weight')} == numpy {u:.6g}, "
-          'per step = /3')
+          f'per step = /3 (worst rel err {worst_close[0]:.2e})')
     check(d['num_batches_tracked'] == {'a': 3, 'b': 6}, f"diff: num_batches_tracked {d['num_batches_tracked']}")
     txt = run([a.effnet, 'ckpt', 'diff', early, last]).stdout
     check('update/weight' in txt and 'classifier.1' in txt and '3 optimizer steps apart' in txt, 'diff (table)')
@@ -389,6 +408,7 @@ def case_pytorch(a):
         check(rel <= TOL and correct2 == e2['correct'],
               f"PyTorch -> effnet: effnet eval loss {e2['loss']:.6f} vs PyTorch {loss2:.6f} (rel err {rel:.2e} <= {TOL}), "
               f"correct {e2['correct']} vs {correct2}")
+        # 1e-2: measured 0.20 apart (2.78 vs 2.31), 20x; TOL-level agreement would mean the same model
         check(abs(loss2 - e['loss']) / e['loss'] > 1e-2, f'control: the imported model is not the trained one '
               f'(loss {loss2:.4f} vs {e["loss"]:.4f})')
         info = ckpt_json(a, 'info', h5)

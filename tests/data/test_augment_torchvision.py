@@ -9,7 +9,7 @@ mirrors Pillow's arithmetic (fixed-point resize weights, 16.16 fixed-point
 affine rotation, float blends, the uint8 HSV round trip), so the outputs are
 identical and this test gates on 0: any drift, even of one level, is a
 regression to look at. The float outputs (ToTensor + Normalize) must agree to
-1e-6.
+1e-6 (FLOAT_TOL; measured 0).
 
 usage: test_augment_torchvision.py DUMP_EXE [--quick]
 """
@@ -31,7 +31,11 @@ except ImportError as e:  # a missing reference is a failure, not a skip
           "and run with /usr/bin/python3", file=sys.stderr)
     sys.exit(1)
 
-TOL = 0  # uint8 levels: the C code mirrors Pillow exactly (the issue allows 2; see the docstring)
+TOL = 0  # uint8 levels, exact: the C code mirrors Pillow exactly (the issue allows 2; see the docstring)
+# ToTensor + Normalize floats: measured max abs 0 on every pipeline (the same IEEE /255, -mean, /std as
+# torchvision; this CPU, AMD EPYC, 2026-12-02). 1e-6 is ~4 ulps at the largest |value| (2.75): room for a
+# torchvision that reorders those three ops, while swapping two channels' mean or std is >= 2e-2 off.
+FLOAT_TOL = 1e-6
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 
@@ -195,7 +199,7 @@ def main():
             compare(f"train pipeline S={S} epoch {epoch} (uint8)", u8, np.stack(want_u8))
             fd = float(np.abs(f32 - np.stack(want_f)).max())
             report.append((f"train pipeline S={S} epoch {epoch} (float, max abs {fd:.2e})", 0, 0, f32.size))
-            if fd > 1e-6:
+            if fd > FLOAT_TOL:
                 failures.append(f"train pipeline S={S}: float output differs by {fd}")
         for S in (32, 224):
             imgs = real[:8] if S == 224 else real
@@ -206,7 +210,7 @@ def main():
             compare(f"test pipeline S={S} (uint8)", u8, want_u8)
             fd = float(np.abs(f32 - np.stack(want)).max())
             report.append((f"test pipeline S={S} (float, max abs {fd:.2e})", 0, 0, f32.size))
-            if fd > 1e-6:
+            if fd > FLOAT_TOL:
                 failures.append(f"test pipeline S={S}: float output differs by {fd}")
 
     worst = {}

@@ -36,6 +36,11 @@ NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"
 BINS = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
 failures = []
 checks = 0
+# Train mean/std (values ~0.5 / ~0.29) against numpy: the converter sums exact integers, so the noise is numpy's
+# row-by-row double sum over 5 x 40 x 1024 = 204800 pixels, a random walk of ~sqrt(n) * 1.1e-16 * 0.5 = 2.5e-14.
+# Measured worst 1.3e-14 (this CPU, AMD EPYC, 2026-12-02); 1e-13 is 7.7x. Was 1e-12 (77x).
+STAT_TOL = 1e-13
+worst_stat = [0.0]
 
 
 def check(cond, what):
@@ -116,8 +121,10 @@ def round_trip(inp, out, shards):
             check([s.decode() for s in a["source_sha256"]] == [sha(os.path.join(inp, b)) for b in files],
                   f"{fname}: source SHA-256")
             pix = train_x.reshape(-1, 3).astype(np.float64) / 255
-            check(np.allclose(a["train_mean"], pix.mean(0), rtol=0, atol=1e-12) and
-                  np.allclose(a["train_std"], pix.std(0), rtol=0, atol=1e-12), f"{fname}: train mean/std")
+            dev = max(np.abs(a["train_mean"] - pix.mean(0)).max(), np.abs(a["train_std"] - pix.std(0)).max())
+            worst_stat[0] = max(worst_stat[0], dev)
+            check(np.allclose(a["train_mean"], pix.mean(0), rtol=0, atol=STAT_TOL) and
+                  np.allclose(a["train_std"], pix.std(0), rtol=0, atol=STAT_TOL), f"{fname}: train mean/std ({dev:.1e})")
             got[split].append((int(first), x[()], y[()]))
     for split, (ex, ey) in (("train", (train_x, train_y)), ("test", imgs[5])):
         parts = sorted(got[split], key=lambda t: t[0])
@@ -284,7 +291,7 @@ def main():
     if failures:
         print(f"{len(failures)} of {checks} checks failed", file=sys.stderr)
         sys.exit(1)
-    print(f"PASS: {checks} checks")
+    print(f"PASS: {checks} checks; train mean/std vs numpy: worst abs difference {worst_stat[0]:.1e} (<= {STAT_TOL:g})")
 
 
 main()

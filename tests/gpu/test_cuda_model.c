@@ -13,6 +13,14 @@
  * differences (cuBLAS/cuDNN vs OpenBLAS) through train-mode BN, which divides
  * by small batch variances; 64x64 batch 8 keeps that conditioning sane (at
  * 32x32 batch 4 PyTorch's own fp32 is 1e-3 off fp64: docs/model.md).
+ * Not measured on a GPU (none here). The fp32 noise floor at this size, in
+ * this metric, measured on the CPU as PyTorch fp32 against float64 (B0 64x64
+ * batch 8, tests/reference/make_fixture.py, this CPU, AMD EPYC, 2026-12-02):
+ * loss 2.9e-8, train logits 4.5e-6, eval logits 1.4e-7, BN running
+ * statistics 4.7e-7, gradient tensors 1.5e-5 (9.8e-5 on the floored
+ * structurally-zero ones). Two fp32 implementations differ by up to twice
+ * one's distance from exact, so the bounds leave: logits 11x, gradients 33x
+ * (5x floored), BN statistics and loss >= 100x.
  * Gradients that are mathematically zero (project_bn.bias before an
  * expanding block) are compared against a floor of 1e-3 x the largest
  * gradient of the model instead of their own rounding-noise scale; BN
@@ -26,7 +34,13 @@
  * within 5e-2, the whole gradient vector at cosine similarity >= 0.99 to the
  * CPU's, and every gradient tensor whose norm is at least 1% of the largest
  * tensor's at cosine >= 0.95. These bounds are estimates (PyTorch AMP against fp32 typically
- * lands well inside them); no GPU has run them yet.
+ * lands well inside them); no GPU has run them yet. Reasoning: each stored
+ * activation is rounded by <= 2^-8 (bf16) relative, the per-op emulation of
+ * test_cuda_ops gives <= 6e-3 per op, and train-mode BN renormalises after
+ * every conv so the errors add roughly in quadrature over ~80 layers:
+ * sqrt(80) x 3e-3 ~ 3e-2 on the logits, inside 0.1 by ~3x; the loss moves
+ * by less than the logits (3e-2); the gradient direction (cosine 0.99) is
+ * what training needs.
  *
  * CPU half (always): the CPU reference step runs and must give a finite loss
  * and non-zero gradients in every tensor that is not structurally zero.
@@ -190,6 +204,7 @@ int main(int argc, char **argv) {
         return t_finish(&ts, "test_cuda_model");
     }
 
+    /* fp32 bounds: see the header (floor measured on the CPU; not measured on a GPU) */
     double e = fabs((double)gloss - closs) / fabs(closs);
     T_CHECK(&ts, e <= 1e-4, "loss %.8f vs CPU %.8f (rel %.3g)", gloss, closs, e);
     printf("  %-44s err %.2e\n", "loss", e);
@@ -212,6 +227,9 @@ int main(int argc, char **argv) {
         double eg = scaled_err_floor(g.grad + w->offset, c.grad + w->offset, w->numel, fl);
         double ep = scaled_err_floor(g.param + w->offset, c.param + w->offset, w->numel, 0);
         T_CHECK(&ts, eg <= 1e-3, "gradient %s: %.3g", w->name, eg);
+        /* one Adam step moves each parameter by ~lr * sign(g): insensitive to gradient noise unless |g| is at the
+         * noise level, where a sign flip moves a parameter by 2 lr = 2e-3 (a risk for zero-initialised BN biases,
+         * whose max is lr: not measured, no GPU here) */
         T_CHECK(&ts, ep <= 1e-4 || fl > 0, "parameter after Adam %s: %.3g", w->name, ep);
         if (eg > 1e-4) printf("  %-44s err %.2e\n", w->name, eg);
         worst_g = fmax(worst_g, eg);

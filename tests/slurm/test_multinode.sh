@@ -257,7 +257,10 @@ d = json.loads(sys.argv[1]); line = sys.argv[2]
 m = re.search(r"Average loss: ([0-9.]+), Accuracy: (\d+)/(\d+)", line)
 assert m, line
 assert int(m.group(2)) == d["correct"] and int(m.group(3)) == d["total"] == 1000, (line, d)
-assert abs(float(m.group(1)) - d["loss"]) < 1e-3, (line, d)
+# 2e-4: the log's %.4f rounds by <= 5e-5, eval --json's %.6f by 5e-7, and 2 ranks vs 2 threads sum the fp32 losses
+# in another order (~1e-7): 4x the rounding bound. Measured 1.7e-5 (this CPU, AMD EPYC, 2026-12-02). Was 1e-3.
+assert abs(float(m.group(1)) - d["loss"]) < 2e-4, (line, d)
+# 15%: 5.3 sd (0.95% on 1000 images) above chance; measured 25.1% after 200 steps
 assert d["accuracy"] > 15, f"accuracy {d['accuracy']}% after 200 steps: not learning (chance is 10%)"
 print("effnet eval of last.h5:", d)
 PY
@@ -421,10 +424,15 @@ big = [r for r in d["results"] if r["bytes"] >= 1 << 20]
 assert len(big) == 2 * 2, big  # 1 MiB and 4 MiB, two calls
 for r in big:
     # 1 Gbit/s = 0.125 GB/s each way; TCP gets ~0.118. busbw above it: the traffic did not cross the shaped link
+    # (unshaped it is > 1 GB/s). Measured 0.051-0.119 over 6 runs (this loaded 2-core VM, 2026-12-02): the upper
+    # bound is the link plus 4%, the lower one 5x below the slowest run
     assert 0.01 < r["busbw_gbs"] < 0.13, f"{r['call']} at {r['bytes']} B: busbw {r['busbw_gbs']:.4f} GB/s, link 0.125"
     print(f"{r['call']}, {r['bytes'] >> 20} MiB: {r['time_us'] / 1e3:.1f} ms, busbw {r['busbw_gbs']:.4f} GB/s")
 c = m["calls"]["MPI_Iallreduce in-place + watchdog"]
-assert c["form"] == "binomial" and 0.02 < c["bandwidth_gbs"] < 0.14, c
+# B of the binomial fit is at most the link (0.125) in theory; measured 0.114-0.132 over 6 runs (it exceeds the
+# link when a noisy small-message median inflates alpha: 976 us in that run). Was < 0.14, 2.2x the worst excess
+# over the link; 0.15 is 3.7x, and an unshaped link still fails by 7x. The lower bound is 5.7x below the slowest.
+assert c["form"] == "binomial" and 0.02 < c["bandwidth_gbs"] < 0.15, c
 print(f"fit: B = {c['bandwidth_gbs']:.4f} GB/s, alpha = {c['alpha_us']:.0f} us")
 PY
     pass "bench-comm on n1 and n2 over a 1 Gbit/s link: results right, large messages at the shaped rate, model fitted" ;;
