@@ -400,7 +400,8 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     CUDA_CHECK(cudaMallocHost((void **)&cu->host_scalar, sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&cu->step_host, EFF_STEP_NSCALARS * sizeof(uint64_t)));
     CUDA_CHECK(cudaMalloc((void **)&cu->step_dev, EFF_STEP_NSCALARS * sizeof(uint64_t)));
-    CUDA_CHECK(cudaMemset(cu->step_dev, 0, EFF_STEP_NSCALARS * sizeof(uint64_t)));
+    /* on the compute stream: the legacy stream does not order against a non-blocking one */
+    CUDA_CHECK(cudaMemsetAsync(cu->step_dev, 0, EFF_STEP_NSCALARS * sizeof(uint64_t), cu->stream));
     memset(cu->step_host, 0, EFF_STEP_NSCALARS * sizeof(uint64_t));
     CUDA_CHECK(cudaEventCreateWithFlags(&cu->ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaMalloc((void **)&b->loss_dev, sizeof(float)));
