@@ -37,7 +37,8 @@ typedef struct EffConvPlan {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
-    size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes;
+    int have_bwd_data; /* bwd_data is chosen on the first call that asks for din (the model never does) */
+    size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes; /* from cudnnGet*WorkspaceSize */
 } EffConvPlan;
 #define EFF_CONV_PLANS 8
 /* Scratch slots: the converted / transposed weights of conv and GEMM ops, the
@@ -71,6 +72,9 @@ typedef struct EffCuda {
 
 /* Error checks: name the call, the error and the fix, then exit non-zero
  * (through EFF_FATAL, so under MPI every rank ends). */
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
 void eff_cuda_fail(const char *what, const char *err, const char *file, int line);
 #define CUDA_CHECK(call)                                                                    \
     do {                                                                                    \
