@@ -21,6 +21,8 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include "launch_geom.h" /* EffLaunchLimits: plain C, valid C++ */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -68,6 +70,7 @@ typedef struct EffCuda {
     EffConvPlan plans[EFF_CONV_PLANS]; /* conv2d.cu; the stem uses one per resolution/batch */
     int nplans;
     cudaEvent_t ev;
+    EffLaunchLimits limits; /* this device's grid and block limits (eff_grid3) */
 } EffCuda;
 
 /* Error checks: name the call, the error and the fix, then exit non-zero

@@ -419,6 +419,22 @@ static const EffBackend cuda_ops = {
 
 const EffBackend *eff_backend_cuda_ops(void) { return &cuda_ops; }
 
+/* The grid and block limits every launch is checked against (eff_grid3). */
+static void read_limits(int device, EffLaunchLimits *l) {
+    static const enum cudaDeviceAttr grid[3] = {cudaDevAttrMaxGridDimX, cudaDevAttrMaxGridDimY, cudaDevAttrMaxGridDimZ};
+    static const enum cudaDeviceAttr block[3] = {cudaDevAttrMaxBlockDimX, cudaDevAttrMaxBlockDimY,
+                                                 cudaDevAttrMaxBlockDimZ};
+    int v = 0;
+    for (int d = 0; d < 3; d++) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, grid[d], device));
+        l->grid[d] = v;
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, block[d], device));
+        l->block[d] = v;
+    }
+    CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxThreadsPerBlock, device));
+    l->threads = v;
+}
+
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
     char why[512];
     const int n = eff_cuda_device_count_why(why, sizeof why);
@@ -432,6 +448,7 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     cu->precision = (int)precision;
     cu->deterministic = deterministic;
     CUDA_CHECK(cudaSetDevice(device));
+    read_limits(device, &cu->limits);
     CUDA_CHECK(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&cu->cublas));
     CUBLAS_CHECK(cublasSetStream(cu->cublas, cu->stream));
