@@ -79,10 +79,18 @@ typedef struct EffCuda {
 __attribute__((noreturn))
 #endif
 void eff_cuda_fail(const char *what, const char *err, const char *file, int line);
+/* A CUDA runtime error: eff_cuda_fail, except for the stream-capture errors
+ * (cudaErrorStreamCapture*), which can only mean that the CUDA graph capture
+ * of a step has become invalid. Those return (the first is reported in one
+ * line): nothing was run, and cudaStreamEndCapture then fails, so
+ * graph_end reports the failure and the model runs the step eagerly. */
+void eff_cuda_error(cudaError_t e, const char *what, const char *file, int line);
+/* 1 for the cudaErrorStreamCapture* codes. */
+int eff_cuda_is_capture_error(cudaError_t e);
 #define CUDA_CHECK(call)                                                                    \
     do {                                                                                    \
         cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess) eff_cuda_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+        if (e_ != cudaSuccess) eff_cuda_error(e_, #call, __FILE__, __LINE__);               \
     } while (0)
 #define CUBLAS_CHECK(call)                                                                  \
     do {                                                                                    \

@@ -117,9 +117,12 @@ typedef struct EffBackend {
      * bigger eval batch) invalidates it, so the caller records again.
      * graph_launch writes the step scalars (EFF_STEP_DROP_KEY, _GRAD_SCALE)
      * and replays the recording; graph_loss waits for it and returns the mean
-     * loss its softmax_xent_forward wrote. graph_reset drops the recording. */
-    void (*graph_begin)(const struct EffBackend *be, const void *owner);
-    void (*graph_end)(const struct EffBackend *be);
+     * loss its softmax_xent_forward wrote. graph_reset drops the recording.
+     * graph_begin and graph_end return 1, or 0 when the capture failed: the
+     * backend has printed one warning, nothing was recorded and nothing ran
+     * (after graph_begin's 0, do not call graph_end). */
+    int (*graph_begin)(const struct EffBackend *be, const void *owner);
+    int (*graph_end)(const struct EffBackend *be);
     int (*graph_ready)(const struct EffBackend *be, const void *owner);
     void (*graph_launch)(const struct EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]);
     float (*graph_loss)(const struct EffBackend *be);

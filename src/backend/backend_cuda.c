@@ -334,23 +334,47 @@ static void cuda_graph_reset(const EffBackend *be) {
     b->graph = NULL;
     b->graph_owner = NULL;
 }
+/* A capture that cannot start or finish: one warning, nothing recorded
+ * (and nothing ran), and 0, so the model runs its steps eagerly. */
+static int capture_failed(CudaBackend *b, const char *call, cudaError_t e) {
+    (void)cudaGetLastError(); /* capture errors are not sticky: clear it */
+    fprintf(stderr, "WARNING: CUDA graph capture failed: %s -> %s (%s); running every step eagerly instead (same "
+            "results, one launch per op)\nHINT: train.cuda_graph = off (effnet bench --eager) skips the attempt; "
+            "please report this\n", call, cudaGetErrorString(e), cudaGetErrorName(e));
+    b->cu.capturing = 0;
+    cuda_graph_reset(&b->be);
+    return 0;
+}
 /* Thread-local capture: only this thread's unsafe calls (allocation,
  * synchronisation) are refused, so loader and NCCL threads are unaffected. */
-static void cuda_graph_begin(const EffBackend *be, const void *owner) {
+static int cuda_graph_begin(const EffBackend *be, const void *owner) {
     CudaBackend *b = CB(be);
     EFF_CHECK(!b->cu.capturing, "CUDA graph capture started twice");
     cuda_graph_reset(be);
     b->graph_owner = owner;
     b->cu.graph_stale = 0;
-    CUDA_CHECK(cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal));
+    const cudaError_t e = cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return capture_failed(b, "cudaStreamBeginCapture", e);
     b->cu.capturing = 1;
+    return 1;
 }
-static void cuda_graph_end(const EffBackend *be) {
+/* An op refused during the recording (eff_cuda_error) shows up here as
+ * cudaErrorStreamCaptureInvalidated. */
+static int cuda_graph_end(const EffBackend *be) {
     CudaBackend *b = CB(be);
     EFF_CHECK(b->cu.capturing, "CUDA graph capture ended without a start");
     b->cu.capturing = 0;
-    CUDA_CHECK(cudaStreamEndCapture(b->cu.stream, &b->graph));
-    CUDA_CHECK(cudaGraphInstantiate(&b->graph_exec, b->graph, 0));
+    cudaError_t e = cudaStreamEndCapture(b->cu.stream, &b->graph);
+    if (e != cudaSuccess) {
+        b->graph = NULL; /* an invalidated capture returns no graph */
+        return capture_failed(b, "cudaStreamEndCapture", e);
+    }
+    e = cudaGraphInstantiate(&b->graph_exec, b->graph, 0);
+    if (e != cudaSuccess) {
+        b->graph_exec = NULL;
+        return capture_failed(b, "cudaGraphInstantiate", e);
+    }
+    return 1;
 }
 static int cuda_graph_ready(const EffBackend *be, const void *owner) {
     const CudaBackend *b = CB(be);
