@@ -6,10 +6,38 @@ extern "C" {
 #include "common.h"
 }
 
+#include <stdio.h>
+
 extern "C" void eff_cuda_fail(const char *what, const char *err, const char *file, int line) {
     EFF_FATAL("CUDA call failed: %s -> %s (%s:%d)\nHINT: check the GPU (nvidia-smi), free GPU memory, and that the "
               "driver supports CUDA %d.%d; rerun with CUDA_LAUNCH_BLOCKING=1 to pin the failing kernel",
               what, err, file, line, CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10);
+}
+
+extern "C" int eff_cuda_is_capture_error(cudaError_t e) {
+    switch (e) {
+    case cudaErrorStreamCaptureUnsupported:
+    case cudaErrorStreamCaptureInvalidated:
+    case cudaErrorStreamCaptureMerge:
+    case cudaErrorStreamCaptureUnmatched:
+    case cudaErrorStreamCaptureUnjoined:
+    case cudaErrorStreamCaptureIsolation:
+    case cudaErrorStreamCaptureImplicit:
+    case cudaErrorStreamCaptureWrongThread: return 1;
+    default: return 0;
+    }
+}
+
+/* A capture error leaves nothing to undo: the call was refused, the capture
+ * is marked invalid, and every later call into it answers
+ * cudaErrorStreamCaptureInvalidated (not reported again). */
+extern "C" void eff_cuda_error(cudaError_t e, const char *what, const char *file, int line) {
+    char err[256];
+    snprintf(err, sizeof err, "%s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    if (!eff_cuda_is_capture_error(e)) eff_cuda_fail(what, err, file, line);
+    if (e != cudaErrorStreamCaptureInvalidated)
+        fprintf(stderr, "WARNING: CUDA graph capture broken by %s -> %s (%s:%d): this step will run eagerly\n", what,
+                err, file, line);
 }
 
 /* Growing scratch synchronises and reallocates, which a graph capture cannot

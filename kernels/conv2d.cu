@@ -11,10 +11,13 @@
  * weights are converted to T in scratch, and cuDNN runs T tensors with fp32
  * accumulation on tensor cores. cuDNN requires the filter gradient in T too:
  * it is rounded to T once (as PyTorch autocast's gradient of the 16-bit
- * weight copy is) and then added to the fp32 gradient. With cu->deterministic, only algorithms
- * cuDNN reports as deterministic are used. */
+ * weight copy is) and then added to the fp32 gradient. With cu->deterministic, the
+ * algorithms cuDNN reports as deterministic are used where one exists (else
+ * the fastest, with a warning: conv_pick.h). */
 #include "act.cuh"
+#include "conv_pick.h"
 
+#include <stdio.h>
 #include <string.h>
 
 namespace {
@@ -51,36 +54,86 @@ void ensure_workspace(EffCuda *cu, size_t bytes) {
     CUBLAS_CHECK(cublasSetWorkspace(cu->cublas, cu->workspace, cu->workspace_bytes));
 }
 
-/* Pick the first algorithm cuDNN ranks fastest that succeeded, fits in
- * 256 MiB of workspace, and is deterministic when asked. */
-template <typename Perf>
-int pick(const Perf *perf, int n, int deterministic, const char *what) {
-    for (int i = 0; i < n; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-        if (perf[i].memory > ((size_t)256 << 20)) continue;
-        if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        return i;
-    }
-    eff_cuda_fail(what, "cuDNN offered no usable algorithm", __FILE__, __LINE__);
-    return -1;
+template <typename Perf> EffAlgoCand candidate(const Perf &p) {
+    EffAlgoCand c;
+    c.algo = (int)p.algo;
+    c.ok = p.status == CUDNN_STATUS_SUCCESS;
+    c.deterministic = p.determinism == CUDNN_DETERMINISTIC;
+    c.workspace = 0;
+    return c;
 }
 
-/* The cached plan for this shape: descriptors made, and the three
- * algorithms chosen, once (cuDNN's heuristics are not free, and the stem
- * conv runs every step with the same shape). */
-EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad) {
-    const int shape[8] = {N, H, W, Cin, Cout, K, stride, pad};
-    for (int i = 0; i < cu->nplans; i++)
-        if (!memcmp(cu->plans[i].shape, shape, sizeof shape)) return &cu->plans[i];
-    if (cu->capturing)
-        eff_cuda_fail("plan_for", "a new convolution shape inside a captured CUDA graph (set train.cuda_graph = off "
-                      "and report this)", __FILE__, __LINE__);
-    if (cu->nplans == EFF_CONV_PLANS) { /* full (many batch sizes): start over */
-        CUDA_CHECK(cudaStreamSynchronize(cu->stream));
-        eff_cuda_conv_plans_free(cu);
+/* The candidates cuDNN's heuristics rank for each direction, fastest first,
+ * with the workspace each really needs (cudnnGet*WorkspaceSize; a candidate
+ * whose size query fails is unusable). */
+int fwd_candidates(EffCuda *cu, const EffConvPlan *p, EffAlgoCand *c) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cu->cudnn, p->x, p->w, p->conv, p->y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    for (int i = 0; i < got; i++) {
+        c[i] = candidate(perf[i]);
+        c[i].ok = c[i].ok && cudnnGetConvolutionForwardWorkspaceSize(cu->cudnn, p->x, p->w, p->conv, p->y, perf[i].algo,
+                                                                     &c[i].workspace) == CUDNN_STATUS_SUCCESS;
     }
-    EffConvPlan *p = &cu->plans[cu->nplans++];
-    memcpy(p->shape, shape, sizeof shape);
+    return got;
+}
+int bwd_filter_candidates(EffCuda *cu, const EffConvPlan *p, EffAlgoCand *c) {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->cudnn, p->x, p->y, p->conv, p->w,
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+    for (int i = 0; i < got; i++) {
+        c[i] = candidate(perf[i]);
+        c[i].ok = c[i].ok && cudnnGetConvolutionBackwardFilterWorkspaceSize(cu->cudnn, p->x, p->y, p->conv, p->w,
+                                                                            perf[i].algo, &c[i].workspace) ==
+                                 CUDNN_STATUS_SUCCESS;
+    }
+    return got;
+}
+int bwd_data_candidates(EffCuda *cu, const EffConvPlan *p, EffAlgoCand *c) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int got = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->cudnn, p->w, p->y, p->conv, p->x,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    for (int i = 0; i < got; i++) {
+        c[i] = candidate(perf[i]);
+        c[i].ok = c[i].ok && cudnnGetConvolutionBackwardDataWorkspaceSize(cu->cudnn, p->w, p->y, p->conv, p->x,
+                                                                          perf[i].algo, &c[i].workspace) ==
+                                 CUDNN_STATUS_SUCCESS;
+    }
+    return got;
+}
+
+const char *precision_name(int precision) { return precision == 1 ? "bf16" : precision == 2 ? "fp16" : "fp32"; }
+
+/* The algorithm for one direction (eff_conv_pick); *bytes gets its
+ * workspace. Falling back to a nondeterministic one is reported in one
+ * line, naming the algorithm chosen. */
+int choose(const EffCuda *cu, const EffConvPlan *p, const EffAlgoCand *c, int n, const char *what, size_t *bytes) {
+    const int *s = p->shape;
+    char shape[160];
+    snprintf(shape, sizeof shape, "%s NHWC N=%d %dx%d Cin=%d -> Cout=%d, K=%d stride %d pad %d",
+             precision_name(cu->precision), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+    int fell_back = 0;
+    const int i = eff_conv_pick(c, n, cu->deterministic, EFF_CONV_MAX_WORKSPACE, &fell_back);
+    if (i < 0) {
+        char why[400];
+        snprintf(why, sizeof why, "cuDNN offered no usable algorithm for %s (%d candidates; none both supported and "
+                 "within %zu MiB of workspace)", shape, n, EFF_CONV_MAX_WORKSPACE >> 20);
+        eff_cuda_fail(what, why, __FILE__, __LINE__); /* noreturn */
+    }
+    if (fell_back)
+        fprintf(stderr, "WARNING: %s: no deterministic cuDNN algorithm for %s; using the fastest nondeterministic "
+                "one, algorithm %d (%zu bytes of workspace): this op may differ run to run in the last bits\n",
+                what, shape, c[i].algo, c[i].workspace);
+    *bytes = c[i].workspace;
+    return c[i].algo;
+}
+
+void make_descriptors(EffCuda *cu, EffConvPlan *p) {
+    const int N = p->shape[0], H = p->shape[1], W = p->shape[2], Cin = p->shape[3], Cout = p->shape[4];
+    const int K = p->shape[5], stride = p->shape[6], pad = p->shape[7];
     const int Ho = (H + 2 * pad - K) / stride + 1, Wo = (W + 2 * pad - K) / stride + 1;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
@@ -94,25 +147,47 @@ EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K
                                                 CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, cu->precision == 0 ? CUDNN_FMA_MATH
                                                                         : CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
-    int got = 0;
-    cudnnConvolutionFwdAlgoPerf_t fp[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cu->cudnn, p->x, p->w, p->conv, p->y,
-                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fp));
-    int i = pick(fp, got, cu->deterministic, "cudnnConvolutionForward");
-    p->fwd = fp[i].algo;
-    p->fwd_bytes = fp[i].memory;
-    cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->cudnn, p->x, p->y, p->conv, p->w,
-                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, bf));
-    i = pick(bf, got, cu->deterministic, "cudnnConvolutionBackwardFilter");
-    p->bwd_filter = bf[i].algo;
-    p->bwd_filter_bytes = bf[i].memory;
-    cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->cudnn, p->w, p->y, p->conv, p->x,
-                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, bd));
-    i = pick(bd, got, cu->deterministic, "cudnnConvolutionBackwardData");
-    p->bwd_data = bd[i].algo;
-    p->bwd_data_bytes = bd[i].memory;
+}
+
+void choose_bwd_data(EffCuda *cu, EffConvPlan *p) {
+    EffAlgoCand c[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    const int n = bwd_data_candidates(cu, p, c);
+    p->bwd_data =
+        (cudnnConvolutionBwdDataAlgo_t)choose(cu, p, c, n, "cudnnConvolutionBackwardData", &p->bwd_data_bytes);
+    p->have_bwd_data = 1;
+}
+
+/* The cached plan for this shape: descriptors made, and the algorithms
+ * chosen, once (cuDNN's heuristics are not free, and the stem conv runs
+ * every step with the same shape). Backward-data is chosen only when a call
+ * asks for din: the model never does, and for some shapes cuDNN may have no
+ * algorithm for it at all. */
+EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K, int stride, int pad,
+                      int want_bwd_data) {
+    const int shape[8] = {N, H, W, Cin, Cout, K, stride, pad};
+    EffConvPlan *p = NULL;
+    for (int i = 0; i < cu->nplans && !p; i++)
+        if (!memcmp(cu->plans[i].shape, shape, sizeof shape)) p = &cu->plans[i];
+    if (!p) {
+        if (cu->capturing)
+            eff_cuda_fail("plan_for", "a new convolution shape inside a captured CUDA graph (set train.cuda_graph = "
+                          "off and report this)", __FILE__, __LINE__);
+        if (cu->nplans == EFF_CONV_PLANS) { /* full (many batch sizes): start over */
+            CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+            eff_cuda_conv_plans_free(cu);
+        }
+        p = &cu->plans[cu->nplans++];
+        memset(p, 0, sizeof *p);
+        memcpy(p->shape, shape, sizeof shape);
+        make_descriptors(cu, p);
+        EffAlgoCand c[CUDNN_CONVOLUTION_FWD_ALGO_COUNT + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        int n = fwd_candidates(cu, p, c);
+        p->fwd = (cudnnConvolutionFwdAlgo_t)choose(cu, p, c, n, "cudnnConvolutionForward", &p->fwd_bytes);
+        n = bwd_filter_candidates(cu, p, c);
+        p->bwd_filter = (cudnnConvolutionBwdFilterAlgo_t)choose(cu, p, c, n, "cudnnConvolutionBackwardFilter",
+                                                                &p->bwd_filter_bytes);
+    }
+    if (want_bwd_data && !p->have_bwd_data) choose_bwd_data(cu, p);
     return p;
 }
 
@@ -147,7 +222,7 @@ static void forward_t(EffCuda *cu, T *out, const float *in, const float *w, int 
     hwio_to_khwc<T><<<eff_blocks(nw), EFF_THREADS, 0, cu->stream>>>(wk, w, K, Cin, Cout);
     CUDA_LAUNCHED("hwio_to_khwc");
     const void *x = input_as<T>(cu, in, nx);
-    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
+    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad, 0);
     ensure_workspace(cu, p->fwd_bytes);
     const float one = 1.0f, zero = 0.0f;
     CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, p->x, x, p->w, wk, p->conv, p->fwd, cu->workspace,
@@ -160,7 +235,7 @@ static void backward_t(EffCuda *cu, float *din, float *dw, const T *dout, const 
     const size_t nw = (size_t)K * K * Cin * Cout, nx = (size_t)N * H * W * Cin;
     T *wk = (T *)eff_cuda_scratch(cu, EFF_SCR_WEIGHT, 2 * nw * sizeof(T)), *dwk = wk + nw;
     const void *x = input_as<T>(cu, in, nx);
-    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad);
+    const EffConvPlan *p = plan_for(cu, N, H, W, Cin, Cout, K, stride, pad, din != NULL);
     const float one = 1.0f, zero = 0.0f;
     ensure_workspace(cu, p->bwd_filter_bytes);
     CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, p->x, x, p->y, dout, p->conv, p->bwd_filter,

@@ -9,12 +9,29 @@
 
 #define EFF_THREADS 256
 
-/* Blocks for n elements at EFF_THREADS per block, capped: kernels use
- * grid-stride loops, so any grid size is correct. */
+/* Blocks for n elements at EFF_THREADS per block, capped at EFF_BLOCKS_CAP
+ * (launch_geom.h asserts the cap fits every device): kernels use grid-stride
+ * loops, so any grid size is correct. */
 static inline unsigned eff_blocks(size_t n) {
     size_t b = (n + EFF_THREADS - 1) / EFF_THREADS;
     if (b < 1) b = 1;
-    return (unsigned)(b > 65535u * 8u ? 65535u * 8u : b);
+    return (unsigned)(b > (size_t)EFF_BLOCKS_CAP ? (size_t)EFF_BLOCKS_CAP : b);
+}
+
+/* The grid of every launch whose size follows a shape, checked against this
+ * device's limits (cu->limits) BEFORE the values are narrowed to dim3's
+ * unsigned: a grid that cannot launch stops with the kernel, the dimension,
+ * the value and the limit, instead of a bare "invalid configuration". */
+static inline dim3 eff_grid3(const EffCuda *cu, const char *kernel, long long x, long long y, long long z,
+                             dim3 block) {
+    const long long g[3] = {x, y, z}, b[3] = {block.x, block.y, block.z};
+    char why[400];
+    if (eff_launch_check(kernel, g, b, &cu->limits, why, sizeof why))
+        eff_cuda_fail(kernel, why, __FILE__, __LINE__);
+    return dim3((unsigned)x, (unsigned)y, (unsigned)z);
+}
+static inline dim3 eff_grid1(const EffCuda *cu, const char *kernel, long long x, unsigned threads) {
+    return eff_grid3(cu, kernel, x, 1, 1, dim3(threads));
 }
 
 #define GRID_STRIDE(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)

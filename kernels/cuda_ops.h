@@ -21,6 +21,8 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
+#include "launch_geom.h" /* EffLaunchLimits: plain C, valid C++ */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -37,7 +39,8 @@ typedef struct EffConvPlan {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
-    size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes;
+    int have_bwd_data; /* bwd_data is chosen on the first call that asks for din (the model never does) */
+    size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes; /* from cudnnGet*WorkspaceSize */
 } EffConvPlan;
 #define EFF_CONV_PLANS 8
 /* Scratch slots: the converted / transposed weights of conv and GEMM ops, the
@@ -67,15 +70,27 @@ typedef struct EffCuda {
     EffConvPlan plans[EFF_CONV_PLANS]; /* conv2d.cu; the stem uses one per resolution/batch */
     int nplans;
     cudaEvent_t ev;
+    EffLaunchLimits limits; /* this device's grid and block limits (eff_grid3) */
 } EffCuda;
 
 /* Error checks: name the call, the error and the fix, then exit non-zero
  * (through EFF_FATAL, so under MPI every rank ends). */
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
 void eff_cuda_fail(const char *what, const char *err, const char *file, int line);
+/* A CUDA runtime error: eff_cuda_fail, except for the stream-capture errors
+ * (cudaErrorStreamCapture*), which can only mean that the CUDA graph capture
+ * of a step has become invalid. Those return (the first is reported in one
+ * line): nothing was run, and cudaStreamEndCapture then fails, so
+ * graph_end reports the failure and the model runs the step eagerly. */
+void eff_cuda_error(cudaError_t e, const char *what, const char *file, int line);
+/* 1 for the cudaErrorStreamCapture* codes. */
+int eff_cuda_is_capture_error(cudaError_t e);
 #define CUDA_CHECK(call)                                                                    \
     do {                                                                                    \
         cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess) eff_cuda_fail(#call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+        if (e_ != cudaSuccess) eff_cuda_error(e_, #call, __FILE__, __LINE__);               \
     } while (0)
 #define CUBLAS_CHECK(call)                                                                  \
     do {                                                                                    \

@@ -3,7 +3,9 @@
  *
  * Input: `batch` independent [rows][C] problems. For each (b, column c) it
  * sums two per-element quantities f(b, row, c) -> (q0, q1) in double.
- * Stage 1: grid (chunks, ceil(C/32), batch), 32x8 threads; thread (tx, ty)
+ * Stage 1: grid (batch, ceil(C/32), chunks), 32x8 threads (the geometry is
+ * eff_colreduce_grid in launch_geom.h: the batch, which may exceed 65535, is
+ * grid.x; the chunks, at most 256, grid.z); thread (tx, ty)
  * owns column c = 32*blockIdx.y + tx (coalesced reads across a warp) and the
  * rows chunk_start + ty, +8, ...; the 8 partials are then summed in a fixed
  * order in shared memory and written to partial[b][chunk][2][C].
@@ -15,8 +17,6 @@
 
 #include "cuda_common.cuh"
 
-#define EFF_RED_TX 32
-#define EFF_RED_TY 8
 #define EFF_RED_ROWS_PER_CHUNK 512
 #define EFF_RED_MAX_CHUNKS 256
 
@@ -24,7 +24,7 @@ template <typename F>
 __global__ void eff_colreduce_partial(F f, int rows, int C, int chunks, double *partial) {
     __shared__ double sh[2][EFF_RED_TY][EFF_RED_TX];
     const int tx = threadIdx.x, ty = threadIdx.y;
-    const int c = blockIdx.y * EFF_RED_TX + tx, k = blockIdx.x, b = blockIdx.z;
+    const int c = blockIdx.y * EFF_RED_TX + tx, b = blockIdx.x, k = blockIdx.z;
     const long r0 = (long)rows * k / chunks, r1 = (long)rows * (k + 1) / chunks;
     double q0 = 0.0, q1 = 0.0;
     if (c < C)
@@ -48,11 +48,16 @@ template <typename F>
 static int eff_colreduce(EffCuda *cu, F f, int batch, long rows, int C, size_t extra, double **partial_out,
                          double **extra_out) {
     const int chunks = eff_row_chunks(rows, EFF_RED_ROWS_PER_CHUNK, EFF_RED_MAX_CHUNKS);
+    long long g[3] = {1, 1, 1};
+    char why[256];
+    if (eff_colreduce_grid(batch, rows, C, chunks, g, why, sizeof why))
+        eff_cuda_fail("eff_colreduce", why, __FILE__, __LINE__);
     const size_t np = (size_t)batch * chunks * 2 * C;
     double *partial = eff_cuda_reduce_scratch(cu, np + extra);
     if (extra_out) *extra_out = partial + np;
-    dim3 grid(chunks, (C + EFF_RED_TX - 1) / EFF_RED_TX, batch), block(EFF_RED_TX, EFF_RED_TY);
-    eff_colreduce_partial<<<grid, block, 0, cu->stream>>>(f, (int)rows, C, chunks, partial);
+    const dim3 block(EFF_RED_TX, EFF_RED_TY);
+    eff_colreduce_partial<<<eff_grid3(cu, "colreduce", g[0], g[1], g[2], block), block, 0, cu->stream>>>(
+        f, (int)rows, C, chunks, partial);
     CUDA_LAUNCHED("colreduce");
     *partial_out = partial;
     return chunks;

@@ -520,16 +520,28 @@ static float eager_step(EffModel *m, uint64_t drop_key, float loss_scale, const 
     return loss;
 }
 
+/* Record the step into the backend's graph. 0 when the capture failed (the
+ * backend has warned): nothing was recorded or run, and this model runs its
+ * steps eagerly from now on; hooks->discard undoes what the recording's
+ * hooks began (e.g. the all-reduce buckets it would have launched). */
+static int record_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *hooks) {
+    const EffBackend *be = m->be;
+    if (be->graph_begin(be, m)) {
+        (void)eager_step(m, drop_key, loss_scale, hooks); /* recorded, not run */
+        m->bn_batches--; /* the recording's forward counted a batch; the replay (or the eager rerun) counts it */
+        if (be->graph_end(be)) return 1;
+    }
+    m->use_graph = 0;
+    if (hooks && hooks->discard) hooks->discard(hooks->arg);
+    return 0;
+}
+
 float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *hooks) {
     const EffBackend *be = m->be;
     const long k = m->train_steps++;
     if (!m->use_graph || !be->graph_begin || m->profile || k == 0) return eager_step(m, drop_key, loss_scale, hooks);
-    if (!be->graph_ready(be, m)) {
-        be->graph_begin(be, m);
-        (void)eager_step(m, drop_key, loss_scale, hooks); /* recorded, not run */
-        be->graph_end(be);
-        m->bn_batches--; /* the recording's forward counted a batch; the replay below counts it */
-    }
+    if (!be->graph_ready(be, m) && !record_step(m, drop_key, loss_scale, hooks))
+        return eager_step(m, drop_key, loss_scale, hooks);
     uint64_t sc[EFF_STEP_NSCALARS] = {0};
     sc[EFF_STEP_DROP_KEY] = drop_key;
     memcpy(&sc[EFF_STEP_GRAD_SCALE], &loss_scale, sizeof loss_scale);

@@ -123,6 +123,10 @@ void eff_model_set_input(EffModel *m, const float *x, const int32_t *labels);
 typedef struct EffStepHooks {
     void (*tail)(void *arg);
     void (*wait)(void *arg);
+    /* the capture of a step failed and its recording was dropped: undo what
+     * the recorded calls of tail (and of m->grad_ready) began, because the
+     * step now runs eagerly (NULL-able) */
+    void (*discard)(void *arg);
     void *arg;
 } EffStepHooks;
 /* One training micro-step on the resident input: zero the gradients, train
@@ -133,7 +137,9 @@ typedef struct EffStepHooks {
  * the whole sequence, including the tail, into a CUDA graph, and that and
  * every later call replays it with this step's drop_key and loss_scale: one
  * launch per step. A recording invalidated by the backend (scratch grew) is
- * recorded again. hooks may be NULL. */
+ * recorded again. When the capture itself fails (the backend warns), the
+ * step runs eagerly and m->use_graph becomes 0: every later step is eager
+ * too, which `effnet bench` and training then report. hooks may be NULL. */
 float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, const EffStepHooks *hooks);
 /* Backward pass of the last train forward; ACCUMULATES into m->grad.
  * loss_scale multiplies d(loss)/d(logits) (e.g. 1/accumulation steps). */

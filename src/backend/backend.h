@@ -117,9 +117,12 @@ typedef struct EffBackend {
      * bigger eval batch) invalidates it, so the caller records again.
      * graph_launch writes the step scalars (EFF_STEP_DROP_KEY, _GRAD_SCALE)
      * and replays the recording; graph_loss waits for it and returns the mean
-     * loss its softmax_xent_forward wrote. graph_reset drops the recording. */
-    void (*graph_begin)(const struct EffBackend *be, const void *owner);
-    void (*graph_end)(const struct EffBackend *be);
+     * loss its softmax_xent_forward wrote. graph_reset drops the recording.
+     * graph_begin and graph_end return 1, or 0 when the capture failed: the
+     * backend has printed one warning, nothing was recorded and nothing ran
+     * (after graph_begin's 0, do not call graph_end). */
+    int (*graph_begin)(const struct EffBackend *be, const void *owner);
+    int (*graph_end)(const struct EffBackend *be);
     int (*graph_ready)(const struct EffBackend *be, const void *owner);
     void (*graph_launch)(const struct EffBackend *be, const uint64_t scalars[EFF_STEP_NSCALARS]);
     float (*graph_loss)(const struct EffBackend *be);
@@ -173,12 +176,22 @@ const EffBackend *eff_backend_cpu(void);
 const EffBackend *eff_backend_cuda_ops(void);
 
 /* The CUDA backend (src/backend/backend_cuda.c), compiled when EFFNET_HAVE_CUDA is
- * defined. eff_cuda_device_count() returns 0 when no device is usable (no
- * driver, no GPU, CUDA_VISIBLE_DEVICES empty) -- never an error. create binds
+ * defined. eff_cuda_device_count() returns 0 when there is no device (no
+ * GPU, no driver installed, CUDA_VISIBLE_DEVICES empty). create binds
  * the given device on the calling thread. deterministic != 0 selects
  * deterministic cuDNN algorithms (all our own reductions are deterministic). */
 int eff_cuda_available(void); /* 1 if built with CUDA */
 int eff_cuda_device_count(void);
+/* The same, with the reason in why ("no NVIDIA driver is installed", ...).
+ * Only a machine with no device or no driver at all gives 0; a driver too
+ * old for the runtime, or a kernel-module/libcuda mismatch, exits naming the
+ * driver's and the runtime's CUDA versions. */
+int eff_cuda_device_count_why(char *why, size_t n);
+/* CUDA builds only, pure (tests/gpu/test_cuda_host.c): the device count
+ * that cudaGetDeviceCount's error code count_err and count mean, given the
+ * cudaDriverGetVersion / cudaRuntimeGetVersion values; -1 when CUDA is
+ * broken. why gets the reason (for -1: the versions and the fix). */
+int eff_cuda_count_verdict(int count_err, int count, int driver, int runtime, char *why, size_t n);
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic);
 void eff_backend_cuda_destroy(EffBackend *be);
 /* "NVIDIA H200 (GPU-uuid, sm_90, 139.8 GiB, PCI ...)" for the topology log. */

@@ -34,14 +34,57 @@ static EffCuda *CU(const EffBackend *be) { return &CB(be)->cu; }
 
 int eff_cuda_available(void) { return 1; }
 
-int eff_cuda_device_count(void) {
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) { /* no driver, no device, or a driver too old: all mean "no GPU" */
-        (void)cudaGetLastError();
+/* "13.0" from 13000 (the encoding of cudaDriverGetVersion / cudaRuntimeGetVersion). */
+static void cuda_version_str(int v, char *buf, size_t n) { snprintf(buf, n, "%d.%d", v / 1000, (v % 1000) / 10); }
+
+int eff_cuda_count_verdict(int count_err, int count, int driver, int runtime, char *why, size_t n) {
+    char d[16], r[16];
+    cuda_version_str(driver, d, sizeof d);
+    cuda_version_str(runtime, r, sizeof r);
+    const cudaError_t e = (cudaError_t)count_err;
+    if (e == cudaSuccess) {
+        snprintf(why, n, count > 0 ? "%d CUDA device(s)" : "no CUDA device: %d visible (CUDA_VISIBLE_DEVICES may "
+                 "hide them)", count);
+        return count > 0 ? count : 0;
+    }
+    if (e == cudaErrorNoDevice) {
+        snprintf(why, n, "no CUDA device: cudaErrorNoDevice (no GPU, or CUDA_VISIBLE_DEVICES hides them)");
         return 0;
     }
-    return n;
+    if (e == cudaErrorInsufficientDriver && driver == 0) { /* no libcuda at all: a machine without a GPU */
+        snprintf(why, n, "no CUDA device: no NVIDIA driver is installed (cudaDriverGetVersion reports 0)");
+        return 0;
+    }
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorCallRequiresNewerDriver)
+        snprintf(why, n, "the NVIDIA driver supports CUDA %s, but effnet was built with the CUDA %s runtime (%s)\n"
+                 "HINT: install a driver for CUDA >= %s, or rebuild effnet with a CUDA toolkit <= %s",
+                 d, r, cudaGetErrorName(e), r, d);
+    else if (e == cudaErrorSystemDriverMismatch)
+        snprintf(why, n, "the NVIDIA kernel module and the user-space driver (libcuda) are different versions "
+                 "(cudaErrorSystemDriverMismatch; libcuda supports CUDA %s, the runtime is CUDA %s)\nHINT: reboot "
+                 "after a driver update, or make the container's libcuda match the host driver", d, r);
+    else
+        snprintf(why, n, "cudaGetDeviceCount failed: %s (%s); driver CUDA %s, runtime CUDA %s\nHINT: check "
+                 "nvidia-smi and the driver installation", cudaGetErrorString(e), cudaGetErrorName(e), d, r);
+    return -1;
+}
+
+/* Skips (0) only when there is truly no device; a driver that cannot run
+ * this runtime is an error, or every GPU test would "skip" on a GPU node. */
+int eff_cuda_device_count_why(char *why, size_t n) {
+    int count = 0, driver = 0, runtime = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) (void)cudaGetLastError(); /* not sticky: clear it */
+    CUDA_CHECK(cudaDriverGetVersion(&driver));     /* 0, and success, when no driver is installed */
+    CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+    const int v = eff_cuda_count_verdict((int)e, count, driver, runtime, why, n);
+    EFF_CHECK(v >= 0, "the CUDA backend cannot start: %s", why);
+    return v;
+}
+
+int eff_cuda_device_count(void) {
+    char why[512];
+    return eff_cuda_device_count_why(why, sizeof why);
 }
 
 void eff_cuda_describe(int device, char *buf, size_t n) {
@@ -291,23 +334,47 @@ static void cuda_graph_reset(const EffBackend *be) {
     b->graph = NULL;
     b->graph_owner = NULL;
 }
+/* A capture that cannot start or finish: one warning, nothing recorded
+ * (and nothing ran), and 0, so the model runs its steps eagerly. */
+static int capture_failed(CudaBackend *b, const char *call, cudaError_t e) {
+    (void)cudaGetLastError(); /* capture errors are not sticky: clear it */
+    fprintf(stderr, "WARNING: CUDA graph capture failed: %s -> %s (%s); running every step eagerly instead (same "
+            "results, one launch per op)\nHINT: train.cuda_graph = off (effnet bench --eager) skips the attempt; "
+            "please report this\n", call, cudaGetErrorString(e), cudaGetErrorName(e));
+    b->cu.capturing = 0;
+    cuda_graph_reset(&b->be);
+    return 0;
+}
 /* Thread-local capture: only this thread's unsafe calls (allocation,
  * synchronisation) are refused, so loader and NCCL threads are unaffected. */
-static void cuda_graph_begin(const EffBackend *be, const void *owner) {
+static int cuda_graph_begin(const EffBackend *be, const void *owner) {
     CudaBackend *b = CB(be);
     EFF_CHECK(!b->cu.capturing, "CUDA graph capture started twice");
     cuda_graph_reset(be);
     b->graph_owner = owner;
     b->cu.graph_stale = 0;
-    CUDA_CHECK(cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal));
+    const cudaError_t e = cudaStreamBeginCapture(b->cu.stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return capture_failed(b, "cudaStreamBeginCapture", e);
     b->cu.capturing = 1;
+    return 1;
 }
-static void cuda_graph_end(const EffBackend *be) {
+/* An op refused during the recording (eff_cuda_error) shows up here as
+ * cudaErrorStreamCaptureInvalidated. */
+static int cuda_graph_end(const EffBackend *be) {
     CudaBackend *b = CB(be);
     EFF_CHECK(b->cu.capturing, "CUDA graph capture ended without a start");
     b->cu.capturing = 0;
-    CUDA_CHECK(cudaStreamEndCapture(b->cu.stream, &b->graph));
-    CUDA_CHECK(cudaGraphInstantiate(&b->graph_exec, b->graph, 0));
+    cudaError_t e = cudaStreamEndCapture(b->cu.stream, &b->graph);
+    if (e != cudaSuccess) {
+        b->graph = NULL; /* an invalidated capture returns no graph */
+        return capture_failed(b, "cudaStreamEndCapture", e);
+    }
+    e = cudaGraphInstantiate(&b->graph_exec, b->graph, 0);
+    if (e != cudaSuccess) {
+        b->graph_exec = NULL;
+        return capture_failed(b, "cudaGraphInstantiate", e);
+    }
+    return 1;
 }
 static int cuda_graph_ready(const EffBackend *be, const void *owner) {
     const CudaBackend *b = CB(be);
@@ -376,10 +443,27 @@ static const EffBackend cuda_ops = {
 
 const EffBackend *eff_backend_cuda_ops(void) { return &cuda_ops; }
 
+/* The grid and block limits every launch is checked against (eff_grid3). */
+static void read_limits(int device, EffLaunchLimits *l) {
+    static const enum cudaDeviceAttr grid[3] = {cudaDevAttrMaxGridDimX, cudaDevAttrMaxGridDimY, cudaDevAttrMaxGridDimZ};
+    static const enum cudaDeviceAttr block[3] = {cudaDevAttrMaxBlockDimX, cudaDevAttrMaxBlockDimY,
+                                                 cudaDevAttrMaxBlockDimZ};
+    int v = 0;
+    for (int d = 0; d < 3; d++) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, grid[d], device));
+        l->grid[d] = v;
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, block[d], device));
+        l->block[d] = v;
+    }
+    CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxThreadsPerBlock, device));
+    l->threads = v;
+}
+
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {
-    const int n = eff_cuda_device_count();
-    EFF_CHECK(n > 0, "the CUDA backend was requested but no CUDA device is usable (no driver, no GPU, or "
-              "CUDA_VISIBLE_DEVICES hides them)\nHINT: set train.backend = cpu, or run on a GPU node");
+    char why[512];
+    const int n = eff_cuda_device_count_why(why, sizeof why);
+    EFF_CHECK(n > 0, "the CUDA backend was requested but no CUDA device is usable: %s\nHINT: set train.backend = "
+              "cpu, or run on a GPU node", why);
     EFF_CHECK(device >= 0 && device < n, "CUDA device %d does not exist (%d visible)\nHINT: check "
               "CUDA_VISIBLE_DEVICES and the number of ranks per node", device, n);
     CudaBackend *b = eff_calloc(1, sizeof *b, "CUDA backend");
@@ -388,6 +472,7 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     cu->precision = (int)precision;
     cu->deterministic = deterministic;
     CUDA_CHECK(cudaSetDevice(device));
+    read_limits(device, &cu->limits);
     CUDA_CHECK(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&cu->cublas));
     CUBLAS_CHECK(cublasSetStream(cu->cublas, cu->stream));
@@ -400,7 +485,8 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
     CUDA_CHECK(cudaMallocHost((void **)&cu->host_scalar, sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&cu->step_host, EFF_STEP_NSCALARS * sizeof(uint64_t)));
     CUDA_CHECK(cudaMalloc((void **)&cu->step_dev, EFF_STEP_NSCALARS * sizeof(uint64_t)));
-    CUDA_CHECK(cudaMemset(cu->step_dev, 0, EFF_STEP_NSCALARS * sizeof(uint64_t)));
+    /* on the compute stream: the legacy stream does not order against a non-blocking one */
+    CUDA_CHECK(cudaMemsetAsync(cu->step_dev, 0, EFF_STEP_NSCALARS * sizeof(uint64_t), cu->stream));
     memset(cu->step_host, 0, EFF_STEP_NSCALARS * sizeof(uint64_t));
     CUDA_CHECK(cudaEventCreateWithFlags(&cu->ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaMalloc((void **)&b->loss_dev, sizeof(float)));

@@ -7,6 +7,10 @@
 
 int eff_cuda_available(void) { return 0; }
 int eff_cuda_device_count(void) { return 0; }
+int eff_cuda_device_count_why(char *why, size_t n) {
+    snprintf(why, n, "this effnet was built without CUDA");
+    return 0;
+}
 const EffBackend *eff_backend_cuda_ops(void) { return NULL; }
 
 EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int deterministic) {

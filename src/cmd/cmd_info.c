@@ -22,8 +22,10 @@ int cmd_info(int argc, char **argv) {
     if (cli_parse("info", "[--model NAME] [--classes N] [--resolution R] [--json] [--devices]", opts, 5, argc, argv, 2))
         return 0;
     if (devices) {
-        const int n = eff_cuda_device_count();
+        char why[512];
+        const int n = eff_cuda_device_count_why(why, sizeof why); /* exits naming the versions if CUDA is broken */
         printf("cuda backend %s\ncuda devices %d\n", eff_cuda_available() ? "built" : "not built", n);
+        if (n == 0) printf("cuda why %s\n", why);
         for (int d = 0; d < n; d++) {
             char desc[300];
             eff_cuda_describe(d, desc, sizeof desc);

@@ -1,6 +1,7 @@
 /* comm_nccl.c: NCCL gradient all-reduce bootstrapped by MPI (see comm_nccl.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "comm/comm_nccl.h"
+#include "comm/nccl_poll.h"
 #include "common.h"
 
 #include "cuda_ops.h" /* CUDA_CHECK */
@@ -28,39 +29,80 @@ struct EffComm {
 
 /* Abort the communicator and exit, naming where we were. */
 static void comm_fail(EffComm *c, const char *what, const char *detail) {
-    if (c->nccl) ncclCommAbort(c->nccl);
+    const ncclResult_t a = c->nccl ? ncclCommAbort(c->nccl) : ncclSuccess;
+    if (a != ncclSuccess) fprintf(stderr, "ncclCommAbort on rank %d also failed: %s\n", c->rank, ncclGetErrorString(a));
     c->nccl = NULL;
     EFF_FATAL("NCCL %s on rank %d at step %ld: %s\nHINT: a rank may have died or hung, or the network failed; "
               "check the other ranks' logs (comm.timeout_s sets the watchdog)", what, c->rank, c->step, detail);
 }
 
-static void nccl_ok(EffComm *c, ncclResult_t r, const char *call) {
-    if (r == ncclSuccess || r == ncclInProgress) return;
+ncclResult_t eff_nccl_poll(EffNcclStatusFn status, void *ctx, double timeout_s, long *polls) {
+    const double t0 = eff_time();
+    struct timespec nap = {0, 50000}; /* 50 us */
+    long n = 0;
+    for (;;) {
+        const ncclResult_t r = status(ctx);
+        n++;
+        if (r != ncclInProgress || eff_time() - t0 > timeout_s) {
+            if (polls) *polls = n;
+            return r;
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* The communicator's state: ncclCommGetAsyncError's own failure, else the
+ * asynchronous result (ncclSuccess, ncclInProgress or an error). */
+static ncclResult_t comm_status(void *arg) {
+    EffComm *c = arg;
+    ncclResult_t as = ncclSuccess;
+    const ncclResult_t r = ncclCommGetAsyncError(c->nccl, &as);
+    return r != ncclSuccess ? r : as;
+}
+
+/* NCCL's contract for a non-blocking communicator: once a call has returned
+ * ncclInProgress, poll ncclCommGetAsyncError until ncclSuccess before the
+ * next NCCL call or any work on NCCL's stream; under the watchdog. */
+static void settle(EffComm *c, const char *what) {
+    const ncclResult_t r = eff_nccl_poll(comm_status, c, c->timeout_s, NULL);
+    if (r == ncclSuccess) return;
+    char d[512];
+    if (r == ncclInProgress)
+        snprintf(d, sizeof d, "still in progress after %.0f s (comm.timeout_s): aborting the communicator",
+                 c->timeout_s);
+    else
+        snprintf(d, sizeof d, "asynchronous error %s (%s)", ncclGetErrorString(r), ncclGetLastError(c->nccl));
+    comm_fail(c, what, d);
+}
+
+/* Every NCCL call on the communicator goes through here. */
+static void nccl_call(EffComm *c, ncclResult_t r, const char *call) {
+    if (r == ncclSuccess) return;
+    if (r == ncclInProgress) {
+        settle(c, call);
+        return;
+    }
     char d[512];
     snprintf(d, sizeof d, "%s returned %s (%s)", call, ncclGetErrorString(r), ncclGetLastError(c->nccl));
     comm_fail(c, "call failed", d);
 }
 
-/* Poll until `ev` completes (or, with ev NULL, until the communicator is
- * initialised), checking ncclCommGetAsyncError; abort past the timeout. */
+/* Poll until `ev` completes, checking ncclCommGetAsyncError; abort past the
+ * timeout. Every call was settled before, so ncclInProgress here only means
+ * "not done yet". */
 static void watch(EffComm *c, cudaEvent_t ev, const char *what) {
     const double t0 = eff_time();
     struct timespec nap = {0, 50000}; /* 50 us */
     for (;;) {
-        ncclResult_t as = ncclSuccess;
-        ncclResult_t r = ncclCommGetAsyncError(c->nccl, &as);
-        if (r != ncclSuccess || (as != ncclSuccess && as != ncclInProgress)) {
-            char d[256];
-            snprintf(d, sizeof d, "asynchronous error %s", ncclGetErrorString(r != ncclSuccess ? r : as));
+        const ncclResult_t as = comm_status(c);
+        if (as != ncclSuccess && as != ncclInProgress) {
+            char d[512];
+            snprintf(d, sizeof d, "asynchronous error %s (%s)", ncclGetErrorString(as), ncclGetLastError(c->nccl));
             comm_fail(c, what, d);
         }
-        if (ev) {
-            cudaError_t q = cudaEventQuery(ev);
-            if (q == cudaSuccess) return;
-            if (q != cudaErrorNotReady) comm_fail(c, what, cudaGetErrorString(q));
-        } else if (as == ncclSuccess) {
-            return;
-        }
+        const cudaError_t q = cudaEventQuery(ev);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady) comm_fail(c, what, cudaGetErrorString(q));
         if (eff_time() - t0 > c->timeout_s) {
             char d[256];
             snprintf(d, sizeof d, "not finished after %.0f s (comm.timeout_s): aborting the communicator", c->timeout_s);
@@ -68,6 +110,15 @@ static void watch(EffComm *c, cudaEvent_t ev, const char *what) {
         }
         nanosleep(&nap, NULL);
     }
+}
+
+/* The step's CUDA graph capture has already failed (an op was refused):
+ * collectives launched now would run at once, outside the graph and
+ * unordered, so they wait for the eager rerun (eff_comm_restart). */
+static int capture_broken(const EffComm *c) {
+    enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(c->compute, &st));
+    return st == cudaStreamCaptureStatusInvalidated;
 }
 
 void eff_comm_nccl_version(char *buf, size_t n) {
@@ -141,8 +192,8 @@ EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_
     MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
     cfg.blocking = 0; /* so the watchdog can abort a hung init or collective */
-    nccl_ok(c, ncclCommInitRankConfig(&c->nccl, c->world, id, c->rank, &cfg), "ncclCommInitRankConfig");
-    watch(c, NULL, "communicator initialisation");
+    nccl_call(c, ncclCommInitRankConfig(&c->nccl, c->world, id, c->rank, &cfg), "ncclCommInitRankConfig");
+    settle(c, "communicator initialisation"); /* even after ncclSuccess: the init may still be connecting */
 
     c->compute = (cudaStream_t)eff_cuda_stream(be);
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
@@ -166,15 +217,17 @@ void eff_comm_begin(EffComm *c, long step) {
     c->next = c->nbuckets - 1;
 }
 
+void eff_comm_restart(EffComm *c) { c->next = c->nbuckets - 1; }
+
 static void launch_down_to(EffComm *c, int lowest) {
-    if (c->next < lowest) return;
+    if (c->next < lowest || capture_broken(c)) return;
     /* everything the compute stream has queued so far is ordered before these buckets */
     CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
     CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
     for (; c->next >= lowest; c->next--) {
         const size_t lo = c->lo[c->next], cnt = c->lo[c->next + 1] - lo;
-        nccl_ok(c, ncclAllReduce(c->grad + lo, c->grad + lo, cnt, ncclFloat, ncclAvg, c->nccl, c->comm),
-                "ncclAllReduce");
+        nccl_call(c, ncclAllReduce(c->grad + lo, c->grad + lo, cnt, ncclFloat, ncclAvg, c->nccl, c->comm),
+                  "ncclAllReduce");
     }
 }
 
@@ -186,10 +239,8 @@ void eff_comm_grad_ready(EffComm *c, size_t first_final_offset) {
 }
 
 void eff_comm_finish(EffComm *c) {
-    launch_down_to(c, 0);
-    /* A non-blocking communicator may still be enqueueing (ncclInProgress):
-     * let it finish before the join, which a CUDA graph capture needs. */
-    watch(c, NULL, "gradient all-reduce enqueue");
+    launch_down_to(c, 0); /* each launch settled (nccl_call), so the join below may use the comm stream */
+    if (capture_broken(c)) return;
     CUDA_CHECK(cudaEventRecord(c->done, c->comm));
     CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0)); /* the optimizer reads the averaged gradients */
 }
@@ -205,7 +256,7 @@ void eff_comm_wait(EffComm *c) {
 void eff_comm_allreduce_avg(EffComm *c, float *buf, size_t n) {
     CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
     CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
-    nccl_ok(c, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->nccl, c->comm), "ncclAllReduce (BN statistics)");
+    nccl_call(c, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->nccl, c->comm), "ncclAllReduce (BN statistics)");
     CUDA_CHECK(cudaEventRecord(c->done, c->comm));
     CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0));
     watch(c, c->done, "BN statistics all-reduce");
@@ -215,9 +266,17 @@ void eff_comm_destroy(EffComm *c) {
     if (!c) return;
     if (c->nccl) {
         CUDA_CHECK(cudaStreamSynchronize(c->comm));
-        ncclResult_t r = ncclCommFinalize(c->nccl);
-        if (r == ncclSuccess || r == ncclInProgress) watch(c, NULL, "communicator finalize");
-        ncclCommDestroy(c->nccl);
+        nccl_call(c, ncclCommFinalize(c->nccl), "ncclCommFinalize");
+        settle(c, "ncclCommFinalize"); /* even after ncclSuccess: wait until globally quiescent */
+        /* after a settled finalize, destroy frees local resources without
+         * blocking; the handle is gone, so there is nothing left to poll */
+        const ncclResult_t r = ncclCommDestroy(c->nccl);
+        c->nccl = NULL;
+        if (r != ncclSuccess && r != ncclInProgress) {
+            char d[256];
+            snprintf(d, sizeof d, "ncclCommDestroy returned %s", ncclGetErrorString(r));
+            comm_fail(c, "teardown", d);
+        }
     }
     CUDA_CHECK(cudaEventDestroy(c->ready));
     CUDA_CHECK(cudaEventDestroy(c->done));

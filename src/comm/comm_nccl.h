@@ -8,6 +8,10 @@
  *    local rank, GPU name and UUID) on rank 0, and the NCCL version.
  *  - eff_comm_create: rank 0 calls ncclGetUniqueId and MPI_Bcast's it; every
  *    rank then ncclCommInitRankConfig (non-blocking, so it can be aborted).
+ *    Every NCCL call that answers ncclInProgress is settled -- polled with
+ *    ncclCommGetAsyncError until ncclSuccess, under the watchdog's timeout
+ *    (src/comm/nccl_poll.h) -- before the next NCCL call or any work on the
+ *    comm stream, as NCCL requires of a non-blocking communicator.
  *  - Gradients: the contiguous buffer is cut into fixed buckets of about
  *    bucket_bytes. eff_comm_grad_ready(first) is called by the backward pass
  *    whenever every gradient at offsets >= first is final (gradients finish
@@ -38,6 +42,11 @@ EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_
 void eff_comm_destroy(EffComm *c);
 /* Start a new step's gradient all-reduce (resets the bucket state). */
 void eff_comm_begin(EffComm *c, long step);
+/* The step's CUDA graph capture failed and its recording was dropped: the
+ * buckets it recorded never ran, so the eager rerun launches all of them
+ * again (same step). While a capture is already broken, no bucket is
+ * launched at all: it would run at once, outside the graph. */
+void eff_comm_restart(EffComm *c);
 void eff_comm_grad_ready(EffComm *c, size_t first_final_offset);
 void eff_comm_finish(EffComm *c);
 /* Host waits for the step's collectives, under the watchdog. */

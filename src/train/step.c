@@ -22,6 +22,7 @@ static void on_mpi_grad_ready(void *arg, size_t first) { eff_mpi_grad_ready((Eff
 static void on_mpi_progress(void *arg) { eff_mpi_buckets_progress((EffMpiBuckets *)arg); }
 static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
+static void on_step_discard(void *arg) { eff_comm_restart((EffComm *)arg); }
 
 /* accum > 1: every micro-batch updates the running statistics from the
  * step's starting values, and the step's result is their mean (then averaged
@@ -100,7 +101,8 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
     const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (T->comm ? 1 : T->world);
     if (T->comm) eff_comm_begin(T->comm, (long)T->st.global_step + 1);
     if (T->buckets) eff_mpi_buckets_begin(T->buckets);
-    const EffStepHooks hooks = {.tail = on_step_tail, .wait = on_step_wait, .arg = T->comm};
+    const EffStepHooks hooks = {
+        .tail = on_step_tail, .wait = on_step_wait, .discard = on_step_discard, .arg = T->comm};
     const int64_t bn_batches = m->bn_batches;
     double local_loss = 0;
     for (int a = 0; a < c->accum; a++) {
