@@ -28,7 +28,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 grep -E "topology|backend" "$work/log" | head -5
 "$py" - "$work/run/metrics.jsonl" <<'PY' || fail "loss did not fall"
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if '"type": "train"' in l]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if r["type"] == "train"]
 loss = [r["loss"] for r in rows]
 assert len(loss) >= 50, f"only {len(loss)} logged steps"
 first, last = sum(loss[:10]) / 10, sum(loss[-10:]) / 10

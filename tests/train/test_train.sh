@@ -328,7 +328,7 @@ PY
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=10000 --set debug.sleep_ms=200 \
         --set output.trace=true --set comm.timeout_s=5 --set output.dir="$work/tk" > "$work/tk.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 100); do grep -q "step 3" "$work/tk/metrics.jsonl" 2>/dev/null && break; sleep 0.2; done
+    for _ in $(seq 100); do [ "$(grep -c "^Train Epoch" "$work/tk.log" 2>/dev/null)" -ge 3 ] 2>/dev/null && break; sleep 0.2; done
     kill -KILL "$(pgrep -f "^$effnet train.*$work/tk" | tail -n 1)" || fail "cannot kill a rank"
     wait $mpid
     for f in "$work"/tk/trace-rank*.json; do
