@@ -3,8 +3,16 @@
  * the deterministic column reduction of reduce.cuh in double; the elementwise
  * passes use the same float expressions as the CPU op. Backward recomputes
  * bn(x) and the sigmoid instead of storing them (memory-efficient swish).
- * Activations (in, out, dout, din) are of the act type T (act.cuh). */
+ * Activations (in, out, dout, din) are of the act type T (act.cuh).
+ * The elementwise passes walk [M][C] in vectors of V channels (8 bf16/fp16
+ * or 4 fp32 in one 16-byte access when C and the pointers allow, else 1)
+ * with 32-bit indices and the channel carried, not divided
+ * (ew_index.cuh, tested on the CPU by tests/test_kernel_index.c). Each
+ * thread's work is an EFF_HD function, so bn_*_emulate (kernel_emu.h) run
+ * them on the CPU (tests/gpu/test_kernel_emulate.c). */
 #include "act.cuh"
+#include "ew_launch.cuh"
+#include "kernel_emu.h"
 #include "reduce.cuh"
 
 #include <math.h>
@@ -36,23 +44,46 @@ __global__ void bn_finalize_train(const double *partial, int chunks, int M, int 
     running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * unbias);
 }
 
-template <typename T>
-__global__ void bn_apply(T *out, const T *in, const float *mean, const float *rstd, const float *gamma,
-                         const float *beta, size_t n, int C, int swish) {
-    GRID_STRIDE(i, n) {
-        const int c = (int)(i % C);
-        const float z = (eff_ld(in[i]) - mean[c]) * rstd[c] * gamma[c] + beta[c];
-        out[i] = eff_st<T>(swish ? z * eff_sigmoid_d(z) : z);
+/* Per-channel parameters of the elementwise passes: train (mean, rstd),
+ * eval (running mean, running var, eps), backward (mean, rstd, sums). */
+struct BnPar {
+    const float *gamma, *beta, *mean, *rstd, *rm, *rv;
+    const double *sums; /* [0,C) sum dz, [C,2C) sum dz*xhat */
+    int C, swish;
+    float eps, invM;
+};
+
+/* out = bn(in) (+ swish) with the batch statistics, thread tid's vectors. */
+template <int V, typename T>
+EFF_HD inline void bn_apply_thread(T *out, const T *in, const BnPar &q, EffWalk wk, uint32_t tid) {
+    uint32_t i, cg; /* vector i, channel group cg */
+    for (eff_walk_first(&wk, tid, &i, &cg); i < wk.total; eff_walk_next(&wk, &i, &cg)) {
+        float x[V];
+        EffVec<V, T>::load(x, in + (size_t)i * V);
+        EFF_UNROLL
+        for (int v = 0; v < V; v++) {
+            const int c = (int)cg * V + v;
+            const float z = (x[v] - q.mean[c]) * q.rstd[c] * q.gamma[c] + q.beta[c];
+            x[v] = q.swish ? z * eff_sigmoid_hd(z) : z;
+        }
+        EffVec<V, T>::store(out + (size_t)i * V, x);
     }
 }
 
-template <typename T>
-__global__ void bn_eval(T *out, const T *in, const float *gamma, const float *beta, const float *rm,
-                        const float *rv, size_t n, int C, float eps, int swish) {
-    GRID_STRIDE(i, n) {
-        const int c = (int)(i % C);
-        const float z = (eff_ld(in[i]) - rm[c]) / sqrtf(rv[c] + eps) * gamma[c] + beta[c];
-        out[i] = eff_st<T>(swish ? z * eff_sigmoid_d(z) : z);
+/* The same with the running statistics. */
+template <int V, typename T>
+EFF_HD inline void bn_eval_thread(T *out, const T *in, const BnPar &q, EffWalk wk, uint32_t tid) {
+    uint32_t i, cg;
+    for (eff_walk_first(&wk, tid, &i, &cg); i < wk.total; eff_walk_next(&wk, &i, &cg)) {
+        float x[V];
+        EffVec<V, T>::load(x, in + (size_t)i * V);
+        EFF_UNROLL
+        for (int v = 0; v < V; v++) {
+            const int c = (int)cg * V + v;
+            const float z = (x[v] - q.rm[c]) / sqrtf(q.rv[c] + q.eps) * q.gamma[c] + q.beta[c];
+            x[v] = q.swish ? z * eff_sigmoid_hd(z) : z;
+        }
+        EffVec<V, T>::store(out + (size_t)i * V, x);
     }
 }
 
@@ -81,16 +112,44 @@ __global__ void bn_finalize_back(const double *partial, int chunks, int C, float
     dgamma[c] += (float)sx;
 }
 
-template <typename T>
-__global__ void bn_back_apply(T *din, const T *dout, const T *in, const float *mean, const float *rstd,
-                              const float *gamma, const float *beta, const double *sums, size_t n, int C,
-                              float invM, int swish) {
-    GRID_STRIDE(i, n) {
-        const int c = (int)(i % C);
-        const float xh = (eff_ld(in[i]) - mean[c]) * rstd[c], g = eff_ld(dout[i]);
-        const float dz = swish ? g * eff_swish_grad_d(xh * gamma[c] + beta[c]) : g;
-        din[i] = eff_st<T>(gamma[c] * rstd[c] * (dz - invM * (float)sums[c] - xh * invM * (float)sums[C + c]));
+/* din = gamma rstd (dz - mean(dz) - xhat mean(dz xhat)), thread tid's vectors. */
+template <int V, typename T>
+EFF_HD inline void bn_back_apply_thread(T *din, const T *dout, const T *in, const BnPar &q, EffWalk wk,
+                                        uint32_t tid) {
+    uint32_t i, cg;
+    for (eff_walk_first(&wk, tid, &i, &cg); i < wk.total; eff_walk_next(&wk, &i, &cg)) {
+        float x[V], g[V];
+        EffVec<V, T>::load(x, in + (size_t)i * V);
+        EffVec<V, T>::load(g, dout + (size_t)i * V);
+        EFF_UNROLL
+        for (int v = 0; v < V; v++) {
+            const int c = (int)cg * V + v;
+            const float xh = (x[v] - q.mean[c]) * q.rstd[c];
+            const float dz = q.swish ? g[v] * eff_swish_grad_hd(xh * q.gamma[c] + q.beta[c]) : g[v];
+            x[v] = q.gamma[c] * q.rstd[c] * (dz - q.invM * (float)q.sums[c] - xh * q.invM * (float)q.sums[q.C + c]);
+        }
+        EffVec<V, T>::store(din + (size_t)i * V, x);
     }
+}
+
+template <int V, typename T> __global__ void bn_apply(T *out, const T *in, const BnPar q, EffWalk wk) {
+    bn_apply_thread<V, T>(out, in, q, wk, EFF_TID);
+}
+template <int V, typename T> __global__ void bn_eval(T *out, const T *in, const BnPar q, EffWalk wk) {
+    bn_eval_thread<V, T>(out, in, q, wk, EFF_TID);
+}
+template <int V, typename T>
+__global__ void bn_back_apply(T *din, const T *dout, const T *in, const BnPar q, EffWalk wk) {
+    bn_back_apply_thread<V, T>(din, dout, in, q, wk, EFF_TID);
+}
+
+/* run(blocks, walk, first element, EffInt<V>) over [M][C]: V from C and
+ * alignment, row pieces of at most `limit` vectors. */
+template <typename T, typename F> void bn_rows(int M, int C, int aligned, uint32_t limit, F run) {
+    eff_with_vec<T>(eff_vec_width(C, sizeof(T), aligned), [&](auto v) {
+        eff_rows_launch(
+            M, C, decltype(v)::value, [&](uint32_t blocks, EffWalk wk, size_t e0) { run(blocks, wk, e0, v); }, limit);
+    });
 }
 
 } // namespace
@@ -104,9 +163,13 @@ static void bn_train_t(EffCuda *cu, T *out, float *mean, float *rstd, float *run
     bn_finalize_train<<<(C + 127) / 128, 128, 0, cu->stream>>>(partial, chunks, M, C, momentum, eps, mean, rstd,
                                                                 running_mean, running_var);
     CUDA_LAUNCHED("bn_finalize_train");
-    const size_t n = (size_t)M * C;
-    bn_apply<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>(out, in, mean, rstd, gamma, beta, n, C, swish);
-    CUDA_LAUNCHED("bn_apply");
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
+    bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   bn_apply<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
+                   CUDA_LAUNCHED("bn_apply");
+               });
 }
 
 template <typename T>
@@ -119,10 +182,15 @@ static void bn_backward_t(EffCuda *cu, T *din, float *dgamma, float *dbeta, cons
     bn_finalize_back<<<(C + 127) / 128, 128, 0, cu->stream>>>(partial, chunks, C, dgamma, dbeta, sums);
     CUDA_LAUNCHED("bn_finalize_back");
     if (!din) return;
-    const size_t n = (size_t)M * C;
-    bn_back_apply<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>(din, dout, in, mean, rstd, gamma, beta, sums, n,
-                                                                     C, 1.0f / (float)M, swish);
-    CUDA_LAUNCHED("bn_back_apply");
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.sums = sums, q.C = C, q.swish = swish;
+    q.invM = 1.0f / (float)M;
+    bn_rows<T>(M, C, eff_aligned16(din) && eff_aligned16(dout) && eff_aligned16(in), EFF_INDEX_MAX,
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   bn_back_apply<decltype(v)::value, T>
+                       <<<blocks, EFF_BLOCK, 0, cu->stream>>>(din + e0, dout + e0, in + e0, q, wk);
+                   CUDA_LAUNCHED("bn_back_apply");
+               });
 }
 
 extern "C" void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean, float *rstd, float *running_mean,
@@ -132,14 +200,23 @@ extern "C" void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean
                                                       (const T *)in, gamma, beta, M, C, momentum, eps, swish));
 }
 
+template <typename T>
+static void bn_eval_t(EffCuda *cu, T *out, const T *in, const float *gamma, const float *beta, const float *rm,
+                      const float *rv, int M, int C, float eps, int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.rm = rm, q.rv = rv, q.C = C, q.swish = swish, q.eps = eps;
+    bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   bn_eval<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
+                   CUDA_LAUNCHED("bn_eval");
+               });
+}
+
 extern "C" void batchnorm_forward_eval_cuda(EffCuda *cu, void *out, const void *in, const float *gamma,
                                             const float *beta, const float *running_mean, const float *running_var,
                                             int M, int C, float eps, int swish) {
-    const size_t n = (size_t)M * C;
-    EFF_ACT_DISPATCH(cu->precision, T,
-                     bn_eval<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>(
-                         (T *)out, (const T *)in, gamma, beta, running_mean, running_var, n, C, eps, swish));
-    CUDA_LAUNCHED("bn_eval");
+    EFF_ACT_DISPATCH(cu->precision, T, bn_eval_t<T>(cu, (T *)out, (const T *)in, gamma, beta, running_mean,
+                                                     running_var, M, C, eps, swish));
 }
 
 extern "C" void batchnorm_backward_cuda(EffCuda *cu, void *din, float *dgamma, float *dbeta, const void *dout,
@@ -147,4 +224,66 @@ extern "C" void batchnorm_backward_cuda(EffCuda *cu, void *din, float *dgamma, f
                                         const float *beta, int M, int C, int swish) {
     EFF_ACT_DISPATCH(cu->precision, T, bn_backward_t<T>(cu, (T *)din, dgamma, dbeta, (const T *)dout, (const T *)in,
                                                          mean, rstd, gamma, beta, M, C, swish));
+}
+
+/* ---- host emulation (kernel_emu.h): the thread functions above for every
+ * thread of the launchers' grids ------------------------------------------- */
+
+static uint32_t emu_limit(unsigned limit) { return limit ? limit : EFF_INDEX_MAX; }
+
+template <typename T>
+static int bn_apply_emu(int scalar, unsigned limit, T *out, const T *in, const BnPar &q, int M, int eval) {
+    int V = 1;
+    bn_rows<T>(M, q.C, !scalar && eff_aligned16(out) && eff_aligned16(in), emu_limit(limit),
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   V = decltype(v)::value;
+                   eff_emulate_grid(blocks, [&](uint32_t t) {
+                       if (eval) bn_eval_thread<decltype(v)::value, T>(out + e0, in + e0, q, wk, t);
+                       else bn_apply_thread<decltype(v)::value, T>(out + e0, in + e0, q, wk, t);
+                   });
+               });
+    return V;
+}
+
+extern "C" int bn_apply_emulate(int prec, int scalar, unsigned limit, void *out, const void *in, const float *mean,
+                                const float *rstd, const float *gamma, const float *beta, int M, int C, int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = bn_apply_emu<T>(scalar, limit, (T *)out, (const T *)in, q, M, 0));
+    return V;
+}
+
+extern "C" int bn_eval_emulate(int prec, int scalar, unsigned limit, void *out, const void *in, const float *gamma,
+                               const float *beta, const float *rm, const float *rv, int M, int C, float eps,
+                               int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.rm = rm, q.rv = rv, q.C = C, q.swish = swish, q.eps = eps;
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = bn_apply_emu<T>(scalar, limit, (T *)out, (const T *)in, q, M, 1));
+    return V;
+}
+
+template <typename T>
+static int bn_back_emu(int scalar, unsigned limit, T *din, const T *dout, const T *in, const BnPar &q, int M) {
+    int V = 1;
+    bn_rows<T>(M, q.C, !scalar && eff_aligned16(din) && eff_aligned16(dout) && eff_aligned16(in), emu_limit(limit),
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   V = decltype(v)::value;
+                   eff_emulate_grid(blocks, [&](uint32_t t) {
+                       bn_back_apply_thread<decltype(v)::value, T>(din + e0, dout + e0, in + e0, q, wk, t);
+                   });
+               });
+    return V;
+}
+
+extern "C" int bn_back_apply_emulate(int prec, int scalar, unsigned limit, void *din, const void *dout,
+                                     const void *in, const float *mean, const float *rstd, const float *gamma,
+                                     const float *beta, const double *sums, int M, int C, int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.sums = sums, q.C = C, q.swish = swish;
+    q.invM = 1.0f / (float)M;
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = bn_back_emu<T>(scalar, limit, (T *)din, (const T *)dout, (const T *)in, q, M));
+    return V;
 }

@@ -1,156 +1,234 @@
 /* dwconv.cu: depthwise KxK conv, padding K/2, NHWC -- the CUDA twin of
- * src/ops/dwconv.c. w: [K][K][C].
- * Forward and the input gradient: one thread per output / input element,
- * channels fastest so a warp reads 32 consecutive channels (coalesced).
+ * src/ops/dwconv.c. w: [K][K][C]. Kernels are templates on K (3, 5) and the
+ * stride S (1, 2), the only cases EfficientNet has, so tap loops unroll and
+ * the one division by S per thread is a shift.
+ *
+ * Forward and the input gradient: one thread per V channels of one pixel
+ * (V = 8 bf16/fp16 or 4 fp32 with 16-byte loads when C and the pointers
+ * allow, else 1), images on grid.y. The input gradient gathers: input pixel
+ * i receives the outputs o0 - j through taps r + j S (dw_index.cuh), so no
+ * tap is tested with / or %. Taps are summed in the CPU op's order (kh, then
+ * kw ascending) with fused multiply-adds in float.
  * Weight gradient: per (row chunk, 32 channels) block, each thread keeps the
- * K*K tap sums of its channel in registers over the chunk's output pixels;
- * chunk partials are then added in chunk order (deterministic, no atomics).
- * Activations (in, out, dout, din) are of the act type T (act.cuh); the
- * weights and their gradient are fp32, and all sums are float/double. */
+ * K*K tap sums of its channel in registers (double) over the chunk's output
+ * pixels; chunk partials are then added in chunk order (deterministic).
+ *
+ * All index math is in dw_index.cuh, and every thread's work is an EFF_HD
+ * function, so dwconv_*_emulate (kernel_emu.h) run the kernels' own code on
+ * the CPU: tests/test_kernel_index.c, tests/gpu/test_kernel_emulate.c. */
 #include "act.cuh"
+#include "dw_index.cuh"
+#include "kernel_emu.h"
+#include "vec.cuh"
 
-namespace {
-
-template <typename T>
-__global__ void dw_forward(T *out, const T *in, const float *w, int N, int H, int W, int C, int K,
-                           int stride, int Ho, int Wo) {
-    const int pad = K / 2;
-    GRID_STRIDE(i, (size_t)N * Ho * Wo * C) {
-        const int c = (int)(i % C);
-        size_t t = i / C;
-        const int wo = (int)(t % Wo);
-        t /= Wo;
-        const int ho = (int)(t % Ho);
-        const int n = (int)(t / Ho);
-        float acc = 0.0f;
-        for (int kh = 0; kh < K; kh++) {
-            const int hi = ho * stride - pad + kh;
-            if (hi < 0 || hi >= H) continue;
-            for (int kw = 0; kw < K; kw++) {
-                const int wi = wo * stride - pad + kw;
-                if (wi < 0 || wi >= W) continue;
-                acc += eff_ld(in[(((size_t)n * H + hi) * W + wi) * C + c]) * w[(kh * K + kw) * C + c];
-            }
-        }
-        out[i] = eff_st<T>(acc);
-    }
-}
-
-template <typename T>
-__global__ void dw_backward_input(T *din, const T *dout, const float *w, int N, int H, int W, int C, int K,
-                                  int stride, int Ho, int Wo) {
-    const int pad = K / 2;
-    GRID_STRIDE(i, (size_t)N * H * W * C) {
-        const int c = (int)(i % C);
-        size_t t = i / C;
-        const int wi = (int)(t % W);
-        t /= W;
-        const int hi = (int)(t % H);
-        const int n = (int)(t / H);
-        float acc = 0.0f;
-        for (int kh = 0; kh < K; kh++) {
-            const int th = hi + pad - kh;
-            if (th < 0 || th % stride) continue;
-            const int ho = th / stride;
-            if (ho >= Ho) continue;
-            for (int kw = 0; kw < K; kw++) {
-                const int tw = wi + pad - kw;
-                if (tw < 0 || tw % stride) continue;
-                const int wo = tw / stride;
-                if (wo >= Wo) continue;
-                acc += eff_ld(dout[(((size_t)n * Ho + ho) * Wo + wo) * C + c]) * w[(kh * K + kw) * C + c];
-            }
-        }
-        din[i] = eff_st<T>(acc);
-    }
-}
+#include <stdlib.h>
 
 #define DW_TX 32
 #define DW_TY 4
-/* partial[chunk][K*K][C]; K is a template parameter so the tap sums stay in
- * registers (EfficientNet uses K = 3 and 5). */
-template <int K, typename T>
-__global__ void dw_backward_weight_partial(double *partial, const T *dout, const T *in, int N, int H, int W,
-                                           int C, int stride, int Ho, int Wo, int chunks) {
-    __shared__ double sh[DW_TY][DW_TX];
-    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.y * DW_TX + tx, k = blockIdx.x, pad = K / 2;
-    const long P = (long)N * Ho * Wo, p0 = P * k / chunks, p1 = P * (k + 1) / chunks;
-    double acc[K * K];
-#pragma unroll
+/* Blocks per SM the forward / input-gradient kernels must fit (registers).
+ * 1: K = 5 uses 101-132 registers (ptxas, sm_90) without spills; 3 spills.
+ * Unmeasured on a GPU: a tuning knob for the first run (-DDW_MIN_BLOCKS=2). */
+#ifndef DW_MIN_BLOCKS
+#define DW_MIN_BLOCKS 1
+#endif
+
+namespace {
+
+/* Forward: V channels of output pixel tid, for images n0, n0 + nstep, ... */
+template <int K, int S, int V, typename T>
+EFF_HD inline void dw_forward_thread(T *out, const T *in, const float *w, const DwGeom &g, uint32_t tid, int n0,
+                                     int nstep) {
+    if (tid >= g.work_fwd) return;
+    const DwPix p = dw_decode(g.cv, g.wo, V, tid);
+    const DwSpan sh = dw_fwd_span(p.h, K, S, g.H), sw = dw_fwd_span(p.w, K, S, g.W);
+    for (int n = n0; n < g.N; n += nstep) {
+        const T *img = in + (size_t)n * g.in_img + p.c0;
+        float acc[V];
+        EFF_UNROLL
+        for (int v = 0; v < V; v++) acc[v] = 0.0f;
+        EFF_UNROLL
+        for (int kh = 0; kh < K; kh++) {
+            if (kh < sh.k0 || kh >= sh.k1) continue;
+            EFF_UNROLL
+            for (int kw = 0; kw < K; kw++) {
+                if (kw < sw.k0 || kw >= sw.k1) continue;
+                float x[V], wt[V];
+                EffVec<V, T>::load(x, img + dw_off(sh.i0 + kh, sw.i0 + kw, g.W, g.C));
+                EffVec<V, float>::load(wt, w + dw_woff(kh, kw, K, g.C) + p.c0);
+                EFF_UNROLL
+                for (int v = 0; v < V; v++) acc[v] = eff_fmaf(x[v], wt[v], acc[v]);
+            }
+        }
+        EffVec<V, T>::store(out + (size_t)n * g.out_img + (size_t)tid * V, acc);
+    }
+}
+
+/* Input gradient: V channels of input pixel tid, for images n0, n0 + nstep, ... */
+template <int K, int S, int V, typename T>
+EFF_HD inline void dw_backward_input_thread(T *din, const T *dout, const float *w, const DwGeom &g, uint32_t tid,
+                                            int n0, int nstep) {
+    if (tid >= g.work_bwd) return;
+    const DwPix p = dw_decode(g.cv, g.wi, V, tid);
+    const DwTaps th = dw_bwd_taps(p.h, K, S, g.Ho), tw = dw_bwd_taps(p.w, K, S, g.Wo);
+    constexpr int J = DW_JMAX(K, S);
+    for (int n = n0; n < g.N; n += nstep) {
+        const T *img = dout + (size_t)n * g.out_img + p.c0;
+        float acc[V];
+        EFF_UNROLL
+        for (int v = 0; v < V; v++) acc[v] = 0.0f;
+        EFF_UNROLL
+        for (int jh = 0; jh < J; jh++) {
+            if (jh < th.j0 || jh >= th.j1) continue;
+            EFF_UNROLL
+            for (int jw = 0; jw < J; jw++) {
+                if (jw < tw.j0 || jw >= tw.j1) continue;
+                float gv[V], wt[V];
+                EffVec<V, T>::load(gv, img + dw_off(th.o0 - jh, tw.o0 - jw, g.Wo, g.C));
+                EffVec<V, float>::load(wt, w + dw_woff(th.r + jh * S, tw.r + jw * S, K, g.C) + p.c0);
+                EFF_UNROLL
+                for (int v = 0; v < V; v++) acc[v] = eff_fmaf(gv[v], wt[v], acc[v]);
+            }
+        }
+        EffVec<V, T>::store(din + (size_t)n * g.in_img + (size_t)tid * V, acc);
+    }
+}
+
+/* Weight gradient, thread (c, ty) of chunk k: acc[tap] over the chunk's
+ * output pixels p = start + ty, + DW_TY, ... */
+template <int K, int S, typename T>
+EFF_HD inline void dw_wgrad_thread(double *acc, const T *dout, const T *in, const DwGeom &g, int chunks, int k, int c,
+                                   int ty) {
+    EFF_UNROLL
     for (int j = 0; j < K * K; j++) acc[j] = 0.0;
-    if (c < C) {
-        for (long p = p0 + ty; p < p1; p += DW_TY) {
-            const int wo = (int)(p % Wo), ho = (int)(p / Wo % Ho), n = (int)(p / ((long)Wo * Ho));
-            const float g = eff_ld(dout[(size_t)p * C + c]);
-#pragma unroll
-            for (int kh = 0; kh < K; kh++) {
-                const int hi = ho * stride - pad + kh;
-                if (hi < 0 || hi >= H) continue;
-#pragma unroll
-                for (int kw = 0; kw < K; kw++) {
-                    const int wi = wo * stride - pad + kw;
-                    if (wi < 0 || wi >= W) continue;
-                    acc[kh * K + kw] += (double)(g * eff_ld(in[(((size_t)n * H + hi) * W + wi) * C + c]));
-                }
+    const uint32_t p1 = dw_chunk_start(g.P, k + 1, chunks);
+    uint32_t p = dw_chunk_start(g.P, k, chunks) + (uint32_t)ty;
+    if (c >= g.C || p >= p1) return;
+    DwWalk at = dw_walk_start(&g, p);
+    for (; p < p1; p += DW_TY, dw_walk_next(&at, DW_TY, g.Ho, g.Wo)) {
+        const float gv = eff_tof(dout[(size_t)p * g.C + c]);
+        const DwSpan sh = dw_fwd_span(at.ho, K, S, g.H), sw = dw_fwd_span(at.wo, K, S, g.W);
+        const T *img = in + (size_t)at.n * g.in_img + c;
+        EFF_UNROLL
+        for (int kh = 0; kh < K; kh++) {
+            if (kh < sh.k0 || kh >= sh.k1) continue;
+            EFF_UNROLL
+            for (int kw = 0; kw < K; kw++) {
+                if (kw < sw.k0 || kw >= sw.k1) continue;
+                acc[kh * K + kw] += (double)(gv * eff_tof(img[dw_off(sh.i0 + kh, sw.i0 + kw, g.W, g.C)]));
             }
         }
     }
+}
+
+/* Tap j of channel c: the DW_TY partials of a block column, in order. */
+EFF_HD inline double dw_block_sum(const double (*col)[DW_TX], int tx) {
+    double s = 0.0;
+    for (int r = 0; r < DW_TY; r++) s += col[r][tx];
+    return s;
+}
+
+/* Element i of dw (tap-major [K*K][C]): the chunk partials in chunk order. */
+EFF_HD inline double dw_chunks_sum(const double *partial, int chunks, size_t KKC, size_t i) {
+    double s = 0.0;
+    for (int k = 0; k < chunks; k++) s += partial[(size_t)k * KKC + i];
+    return s;
+}
+
+template <int K, int S, int V, typename T>
+__global__ void __launch_bounds__(EFF_BLOCK, DW_MIN_BLOCKS)
+    dw_forward_k(T *out, const T *__restrict__ in, const float *__restrict__ w, const DwGeom g) {
+    dw_forward_thread<K, S, V, T>(out, in, w, g, blockIdx.x * EFF_BLOCK + threadIdx.x, blockIdx.y, gridDim.y);
+}
+
+template <int K, int S, int V, typename T>
+__global__ void __launch_bounds__(EFF_BLOCK, DW_MIN_BLOCKS)
+    dw_backward_input_k(T *din, const T *__restrict__ dout, const float *__restrict__ w, const DwGeom g) {
+    dw_backward_input_thread<K, S, V, T>(din, dout, w, g, blockIdx.x * EFF_BLOCK + threadIdx.x, blockIdx.y,
+                                         gridDim.y);
+}
+
+template <int K, int S, typename T>
+__global__ void __launch_bounds__(DW_TX *DW_TY)
+    dw_wgrad_partial_k(double *partial, const T *__restrict__ dout, const T *__restrict__ in, const DwGeom g,
+                       int chunks) {
+    __shared__ double sh[DW_TY][DW_TX];
+    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.y * DW_TX + tx, k = blockIdx.x;
+    double acc[K * K];
+    dw_wgrad_thread<K, S, T>(acc, dout, in, g, chunks, k, c, ty);
 #pragma unroll
     for (int j = 0; j < K * K; j++) {
         sh[ty][tx] = acc[j];
         __syncthreads();
-        if (ty == 0 && c < C) {
-            double s = 0.0;
-            for (int r = 0; r < DW_TY; r++) s += sh[r][tx];
-            partial[((size_t)k * K * K + j) * C + c] = s;
-        }
+        if (ty == 0 && c < g.C) partial[dw_partial_index(k, j, K * K, g.C, c)] = dw_block_sum(sh, tx);
         __syncthreads();
     }
 }
 
-__global__ void dw_backward_weight_finalize(float *dw, const double *partial, int chunks, int KK, int C) {
-    GRID_STRIDE(i, (size_t)KK * C) {
-        double s = 0.0;
-        for (int k = 0; k < chunks; k++) s += partial[(size_t)k * KK * C + i];
-        dw[i] += (float)s;
-    }
+__global__ void dw_wgrad_finalize_k(float *dw, const double *partial, int chunks, size_t KKC) {
+    GRID_STRIDE(i, KKC) dw[i] += (float)dw_chunks_sum(partial, chunks, KKC, i);
+}
+
+/* f(EffInt<K>, EffInt<S>, EffInt<V>) for the runtime K, S (checked: 3/5,
+ * 1/2) and V (1 or T's 16-byte width). */
+template <typename T, typename F> void dw_dispatch(int K, int S, int V, F f) {
+    auto with_ks = [&](auto k, auto s) { eff_with_vec<T>(V, [&](auto v) { f(k, s, v); }); };
+    if (K == 3)
+        S == 1 ? with_ks(EffInt<3>(), EffInt<1>()) : with_ks(EffInt<3>(), EffInt<2>());
+    else
+        S == 1 ? with_ks(EffInt<5>(), EffInt<1>()) : with_ks(EffInt<5>(), EffInt<2>());
 }
 
 } // namespace
 
-static int out_size(int in, int K, int stride) { return (in + 2 * (K / 2) - K) / stride + 1; }
+/* The geometry of a launch; a shape the kernels cannot take is fatal. */
+static DwGeom dw_geom_or_die(const char *what, int N, int H, int W, int C, int K, int S, int V) {
+    DwGeom g;
+    const char *why = dw_geom_init(&g, N, H, W, C, K, S, V);
+    if (why) eff_cuda_fail(what, why, __FILE__, __LINE__);
+    return g;
+}
 
 template <typename T>
 static void dw_forward_t(EffCuda *cu, T *out, const T *in, const float *w, int N, int H, int W, int C, int K,
-                         int stride) {
-    const int Ho = out_size(H, K, stride), Wo = out_size(W, K, stride);
-    dw_forward<T><<<eff_blocks((size_t)N * Ho * Wo * C), EFF_THREADS, 0, cu->stream>>>(out, in, w, N, H, W, C, K,
-                                                                                      stride, Ho, Wo);
+                         int S) {
+    const int V = eff_vec_width(C, sizeof(T), eff_aligned16(out) && eff_aligned16(in) && eff_aligned16(w));
+    const DwGeom g = dw_geom_or_die("dwconv_forward_cuda", N, H, W, C, K, S, V);
+    uint32_t gx, gy;
+    dw_grid(&g, 0, &gx, &gy);
+    const dim3 grid(gx, gy);
+    dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
+        dw_forward_k<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>
+            <<<grid, EFF_BLOCK, 0, cu->stream>>>(out, in, w, g);
+    });
     CUDA_LAUNCHED("dw_forward");
 }
 
 template <typename T>
 static void dw_backward_t(EffCuda *cu, T *din, float *dw, const T *dout, const T *in, const float *w, int N, int H,
-                          int W, int C, int K, int stride) {
-    const int Ho = out_size(H, K, stride), Wo = out_size(W, K, stride);
-    const int chunks = eff_row_chunks((long)N * Ho * Wo, 256, 512);
+                          int W, int C, int K, int S) {
+    const int aligned = !din || (eff_aligned16(din) && eff_aligned16(dout) && eff_aligned16(w));
+    const int V = din ? eff_vec_width(C, sizeof(T), aligned) : 1;
+    const DwGeom g = dw_geom_or_die("dwconv_backward_cuda", N, H, W, C, K, S, V);
+    const int chunks = eff_row_chunks((long)g.P, 256, 512);
     double *partial = eff_cuda_reduce_scratch(cu, (size_t)chunks * K * K * C);
-    dim3 grid(chunks, (C + DW_TX - 1) / DW_TX), block(DW_TX, DW_TY);
-    if (K == 3)
-        dw_backward_weight_partial<3, T><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho,
-                                                                         Wo, chunks);
-    else
-        dw_backward_weight_partial<5, T><<<grid, block, 0, cu->stream>>>(partial, dout, in, N, H, W, C, stride, Ho,
-                                                                         Wo, chunks);
-    CUDA_LAUNCHED("dw_backward_weight_partial");
-    dw_backward_weight_finalize<<<eff_blocks((size_t)K * K * C), EFF_THREADS, 0, cu->stream>>>(dw, partial, chunks,
-                                                                                               K * K, C);
-    CUDA_LAUNCHED("dw_backward_weight_finalize");
-    if (din) {
-        dw_backward_input<T><<<eff_blocks((size_t)N * H * W * C), EFF_THREADS, 0, cu->stream>>>(
-            din, dout, w, N, H, W, C, K, stride, Ho, Wo);
-        CUDA_LAUNCHED("dw_backward_input");
-    }
+    const dim3 wgrid(chunks, (C + DW_TX - 1) / DW_TX), wblock(DW_TX, DW_TY);
+    dw_dispatch<T>(K, S, 1, [&](auto k, auto s, auto) {
+        dw_wgrad_partial_k<decltype(k)::value, decltype(s)::value, T>
+            <<<wgrid, wblock, 0, cu->stream>>>(partial, dout, in, g, chunks);
+    });
+    CUDA_LAUNCHED("dw_wgrad_partial");
+    const size_t KKC = (size_t)K * K * C;
+    dw_wgrad_finalize_k<<<eff_blocks(KKC), EFF_THREADS, 0, cu->stream>>>(dw, partial, chunks, KKC);
+    CUDA_LAUNCHED("dw_wgrad_finalize");
+    if (!din) return;
+    uint32_t gx, gy;
+    dw_grid(&g, 1, &gx, &gy);
+    const dim3 grid(gx, gy);
+    dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
+        dw_backward_input_k<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>
+            <<<grid, EFF_BLOCK, 0, cu->stream>>>(din, dout, w, g);
+    });
+    CUDA_LAUNCHED("dw_backward_input");
 }
 
 extern "C" void dwconv_forward_cuda(EffCuda *cu, void *out, const void *in, const float *w, int N, int H, int W,
@@ -160,7 +238,86 @@ extern "C" void dwconv_forward_cuda(EffCuda *cu, void *out, const void *in, cons
 
 extern "C" void dwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, const void *in,
                                      const float *w, int N, int H, int W, int C, int K, int stride) {
-    if (K != 3 && K != 5) eff_cuda_fail("dwconv_backward_cuda", "only kernel sizes 3 and 5 are built", __FILE__, __LINE__);
     EFF_ACT_DISPATCH(cu->precision, T, dw_backward_t<T>(cu, (T *)din, dw, (const T *)dout, (const T *)in, w, N, H, W,
                                                          C, K, stride));
+}
+
+/* ---- host emulation (kernel_emu.h): the thread functions above, run on the
+ * CPU for every thread of the launchers' grids -------------------------------- */
+
+template <typename T>
+static int dw_forward_emu(int scalar, T *out, const T *in, const float *w, int N, int H, int W, int C, int K, int S) {
+    const int aligned = eff_aligned16(out) && eff_aligned16(in) && eff_aligned16(w);
+    const int V = scalar ? 1 : eff_vec_width(C, sizeof(T), aligned);
+    DwGeom g;
+    if (dw_geom_init(&g, N, H, W, C, K, S, V)) return 0;
+    uint32_t gx, gy;
+    dw_grid(&g, 0, &gx, &gy);
+    dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
+        for (uint32_t by = 0; by < gy; by++)
+            for (uint32_t t = 0; t < gx * EFF_BLOCK; t++)
+                dw_forward_thread<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>(out, in, w, g, t,
+                                                                                                 (int)by, (int)gy);
+    });
+    return V;
+}
+
+/* The weight-gradient kernels: every block's threads, then its column sums
+ * in the kernel's order, then the chunks in order. */
+template <typename T> static void dw_wgrad_emu(float *dw, const T *dout, const T *in, const DwGeom &g) {
+    const int chunks = eff_row_chunks((long)g.P, 256, 512), KK = g.K * g.K, cblocks = (g.C + DW_TX - 1) / DW_TX;
+    const size_t KKC = (size_t)KK * g.C;
+    double *partial = (double *)malloc(chunks * KKC * sizeof(double));
+    dw_dispatch<T>(g.K, g.S, 1, [&](auto k, auto s, auto) {
+        constexpr int Kc = decltype(k)::value;
+        double acc[DW_TY][Kc * Kc], sh[DW_TY][DW_TX];
+        for (int ck = 0; ck < chunks; ck++)
+            for (int by = 0; by < cblocks; by++)
+                for (int tx = 0; tx < DW_TX; tx++) {
+                    const int c = by * DW_TX + tx;
+                    for (int ty = 0; ty < DW_TY; ty++)
+                        dw_wgrad_thread<Kc, decltype(s)::value, T>(acc[ty], dout, in, g, chunks, ck, c, ty);
+                    for (int j = 0; j < Kc * Kc && c < g.C; j++) {
+                        for (int ty = 0; ty < DW_TY; ty++) sh[ty][tx] = acc[ty][j];
+                        partial[dw_partial_index(ck, j, Kc * Kc, g.C, c)] = dw_block_sum(sh, tx);
+                    }
+                }
+    });
+    for (size_t i = 0; i < KKC; i++) dw[i] += (float)dw_chunks_sum(partial, chunks, KKC, i);
+    free(partial);
+}
+
+template <typename T>
+static int dw_backward_emu(int scalar, T *din, float *dw, const T *dout, const T *in, const float *w, int N, int H,
+                           int W, int C, int K, int S) {
+    const int aligned = !din || (eff_aligned16(din) && eff_aligned16(dout) && eff_aligned16(w));
+    const int V = scalar || !din ? 1 : eff_vec_width(C, sizeof(T), aligned);
+    DwGeom g;
+    if (dw_geom_init(&g, N, H, W, C, K, S, V)) return 0;
+    dw_wgrad_emu<T>(dw, dout, in, g);
+    if (!din) return V;
+    uint32_t gx, gy;
+    dw_grid(&g, 1, &gx, &gy);
+    dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
+        for (uint32_t by = 0; by < gy; by++)
+            for (uint32_t t = 0; t < gx * EFF_BLOCK; t++)
+                dw_backward_input_thread<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>(
+                    din, dout, w, g, t, (int)by, (int)gy);
+    });
+    return V;
+}
+
+extern "C" int dwconv_forward_emulate(int prec, int scalar, void *out, const void *in, const float *w, int N, int H,
+                                      int W, int C, int K, int stride) {
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = dw_forward_emu<T>(scalar, (T *)out, (const T *)in, w, N, H, W, C, K, stride));
+    return V;
+}
+
+extern "C" int dwconv_backward_emulate(int prec, int scalar, void *din, float *dw, const void *dout, const void *in,
+                                       const float *w, int N, int H, int W, int C, int K, int stride) {
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = dw_backward_emu<T>(scalar, (T *)din, dw, (const T *)dout, (const T *)in, w, N, H, W,
+                                                      C, K, stride));
+    return V;
 }

@@ -1,0 +1,53 @@
+/* kernel_emu.h: host emulations of CUDA kernels, for tests without a GPU.
+ *
+ * Each runs the kernel's own __host__ __device__ thread function on the CPU
+ * for every thread of the grid its launcher would use (the augment.cu
+ * pattern), on host arrays of precision prec's storage type (0 fp32,
+ * 1 bf16, 2 fp16: EffPrecision). Each returns the channel width the
+ * kernels used (1, 4 or 8: 16-byte vectors when the sizes and pointers
+ * allow; scalar != 0 forces 1), or 0 when the launcher would reject the
+ * shape. Plain C; built with the CUDA backend. */
+#ifndef EFFNET_KERNEL_EMU_H
+#define EFFNET_KERNEL_EMU_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* dwconv.cu: the forward and the backward (din NULL-able; dw accumulates)
+ * exactly as dwconv_forward_cuda / dwconv_backward_cuda launch them.
+ * The width returned is that of the forward / input-gradient kernels. */
+int dwconv_forward_emulate(int prec, int scalar, void *out, const void *in, const float *w, int N, int H, int W,
+                           int C, int K, int stride);
+int dwconv_backward_emulate(int prec, int scalar, void *din, float *dw, const void *dout, const void *in,
+                            const float *w, int N, int H, int W, int C, int K, int stride);
+
+/* batchnorm.cu: the elementwise passes -- out = bn(in) (+swish) from the
+ * batch statistics (mean, rstd) or the running ones, and din from dout, in
+ * and sums[2C] (sum dz, sum dz*xhat) -- as the launchers run them, in row
+ * pieces of at most `limit` vectors (0: the launchers' 2^31-1). */
+int bn_apply_emulate(int prec, int scalar, unsigned limit, void *out, const void *in, const float *mean,
+                     const float *rstd, const float *gamma, const float *beta, int M, int C, int swish);
+int bn_eval_emulate(int prec, int scalar, unsigned limit, void *out, const void *in, const float *gamma,
+                    const float *beta, const float *rm, const float *rv, int M, int C, float eps, int swish);
+int bn_back_apply_emulate(int prec, int scalar, unsigned limit, void *din, const void *dout, const void *in,
+                          const float *mean, const float *rstd, const float *gamma, const float *beta,
+                          const double *sums, int M, int C, int swish);
+
+/* se.cu: the channel scale out = in * gate[n] and din = dout * gate[n] +
+ * dpooled[n] / HW, images on grid.y. */
+int se_scale_emulate(int prec, int scalar, void *out, const void *in, const float *gate, int N, int HW, int C);
+int se_back_apply_emulate(int prec, int scalar, void *din, const void *dout, const float *gate,
+                          const float *dpooled, int N, int HW, int C);
+
+/* elementwise.cu: y += x on activations and x *= alpha on fp32, in pieces
+ * of at most `limit` vectors (0: 2^31-1), the n % V tail one by one. */
+int add_inplace_emulate(int prec, int scalar, unsigned limit, void *y, const void *x, size_t n);
+int scale_inplace_emulate(int scalar, unsigned limit, float *x, size_t n, float alpha);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
