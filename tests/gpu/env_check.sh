@@ -74,7 +74,7 @@ if [ -z "$DRIVER" ]; then
     if [ "$REHEARSE" = 1 ]; then row "NVIDIA driver" ">= $MIN_DRIVER (CUDA ${CUDA_BUILT:-?})" none skip "rehearsal: no GPU expected"
     else row "NVIDIA driver" ">= $MIN_DRIVER (CUDA ${CUDA_BUILT:-?})" "none (no nvidia-smi, no /proc/driver/nvidia)" FAIL "a machine with an NVIDIA GPU and driver (check that the container sees it: --gpus all)"; fi
 elif vge "$DRIVER" "$MIN_DRIVER"; then row "NVIDIA driver" ">= $MIN_DRIVER (CUDA ${CUDA_BUILT:-?})" "$DRIVER${SMI_CUDA:+ (CUDA $SMI_CUDA)}" ok
-else row "NVIDIA driver" ">= $MIN_DRIVER (CUDA ${CUDA_BUILT:-?})" "$DRIVER${SMI_CUDA:+ (CUDA $SMI_CUDA)}" FAIL "driver >= $MIN_DRIVER, or a bundle built with CUDA ${SMI_CUDA:-<= the driver's}"
+else row "NVIDIA driver" ">= $MIN_DRIVER (CUDA ${CUDA_BUILT:-?})" "$DRIVER${SMI_CUDA:+ (CUDA $SMI_CUDA)}" FAIL "driver >= $MIN_DRIVER, or a bundle built with CUDA ${SMI_CUDA:-no newer than the driver supports}"
 fi
 if [ -n "$GPU_NAME" ]; then row GPU "one" "$GPU_NAME, $GPU_MEM_MIB MiB" ok
 elif [ "$REHEARSE" = 1 ]; then row GPU one none skip "rehearsal: no GPU expected"
@@ -82,13 +82,15 @@ else row GPU one none FAIL "a GPU visible to this container (nvidia-smi -L lists
 
 # ---- PyTorch (for its library wheels and the comparison) --------------------------
 PY=''
-for p in ${PYTHON:-} python3 python /usr/bin/python3 /usr/local/bin/python3 /opt/conda/bin/python3; do
+[ "$FAILS" = 0 ] || PYTHON_SKIP=1  # already a mismatch: stop without the seconds of importing torch
+for p in ${PYTHON_SKIP:+/nonexistent} ${PYTHON_SKIP:-${PYTHON:-} python3 python /usr/bin/python3 /usr/local/bin/python3 /opt/conda/bin/python3}; do
     command -v "$p" > /dev/null || continue
     if v=$(timeout 60 "$p" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.is_available())' 2>/dev/null); then
         PY=$(command -v "$p"); echo "== python $PY: python torch cuda cudnn available: $v" >> "$ENVF"; break
     fi
 done
-if [ -z "$PY" ]; then row PyTorch "any, with CUDA" none warn "no PyTorch columns; set PYTHON=/path/to/python with torch"
+if [ -n "${PYTHON_SKIP:-}" ]; then row PyTorch "any, with CUDA" "not looked at (a mismatch above)" skip
+elif [ -z "$PY" ]; then row PyTorch "any, with CUDA" none warn "no PyTorch columns; set PYTHON=/path/to/python with torch"
 else
     set -- $v
     if [ "$5" = True ] || [ -z "$DRIVER" ]; then row PyTorch "any, with CUDA" "torch $2 (CUDA $3, cuDNN $4), python $1" "$([ "$5" = True ] && echo ok || echo skip)"
@@ -96,9 +98,13 @@ else
 fi
 
 # ---- CUDA libraries: found by the loader, else in the usual places ---------------
-RUNNER=$BUNDLE/bin/gpu_runner
+# a bundle (bin/effnet, bin/gpu_runner) or a build directory (effnet, tests/gpu/gpu_runner)
+EFFNET_BIN=$BUNDLE/bin/effnet RUNNER=$BUNDLE/bin/gpu_runner
+[ -x "$EFFNET_BIN" ] || EFFNET_BIN=$BUNDLE/effnet
+[ -x "$RUNNER" ] || RUNNER=$BUNDLE/tests/gpu/gpu_runner
+[ -n "$SONAMES" ] || SONAMES=$(ldd "$RUNNER" 2>/dev/null | awk '{print $1}' | grep -E '^lib(cudart|cublas|cublasLt|cudnn|nccl)\.so' | sort -u | paste -sd' ')
 missing_libs() { ldd "$1" 2>/dev/null | awk '/=> not found/ {print $1}' | sort -u; }
-MISSING=$(for f in "$BUNDLE/bin/effnet" "$RUNNER"; do [ -f "$f" ] && missing_libs "$f"; done | sort -u)
+MISSING=$(for f in "$EFFNET_BIN" "$RUNNER"; do [ -f "$f" ] && missing_libs "$f"; done | sort -u)
 LD_ADD=''
 if [ -n "$MISSING" ]; then
     CANDS=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64
@@ -119,7 +125,7 @@ for d in [os.path.join(os.path.dirname(torch.__file__), "lib")] + sorted(glob.gl
 fi
 where() { # where SONAME: the path the loader takes for it (gpu_runner, else effnet)
     local f p
-    for f in "$RUNNER" "$BUNDLE/bin/effnet"; do
+    for f in "$RUNNER" "$EFFNET_BIN"; do
         p=$(ldd "$f" 2>/dev/null | awk -v s="$1" '$1 == s {print $3; exit}')
         [ -n "$p" ] && { echo "$p"; return; }
     done
