@@ -217,6 +217,7 @@ static int supervise(void) {
         close(p[1]);
         WORKERS++;
         FILE *in = fdopen(p[0], "r");
+        setvbuf(in, NULL, _IONBF, 0); /* poll() sees the fd, not stdio's buffer: no line may wait there */
         int cur = -1, again = -1, killed = 0;
         double started = now();
         char buf[128], word[16];
