@@ -18,6 +18,11 @@ peak_mem_mb (torch.cuda.max_memory_allocated, reset between modes; null on
 the CPU) and error (null, or the exception as a string -- a failing mode,
 e.g. torch.compile missing or raising, is reported, not raised). Exit status:
 0 when every mode ran, 3 when some mode reported an error, 2 on bad arguments.
+
+--batches 64,48,32: the largest batch that fits, in one process (one CUDA
+start-up): each batch in turn, largest first, until one runs; an out-of-memory
+error or a try longer than --try-timeout seconds moves on to the next. The
+line reports that batch, with 'tried': [[batch, 'ok'|'oom'|'timeout'|error]].
 """
 import argparse
 import contextlib
@@ -25,6 +30,7 @@ import gc
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -135,6 +141,47 @@ def run_mode(mode, a, device):
     return res
 
 
+class TryTimeout(Exception):
+    pass
+
+
+def search(a, device, mode):
+    """The largest batch of a.batches that runs; one JSON line."""
+    tried, res = [], None
+    def on_alarm(signum, frame):
+        raise TryTimeout()
+    signal.signal(signal.SIGALRM, on_alarm)
+    for b in [int(x) for x in a.batches.split(',') if x]:
+        a.batch = b
+        if a.try_timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, a.try_timeout)
+        try:
+            r = run_mode(mode, a, device)
+        except TryTimeout:
+            r = {'error': 'timeout'}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        err = r.get('error') or ''
+        if 'TryTimeout' in err:
+            err = 'timeout'
+        if not err:
+            tried.append([b, 'ok'])
+            res = r
+            break
+        oom = 'out of memory' in err.lower() or 'OutOfMemoryError' in err
+        tried.append([b, 'oom' if oom else err[:200]])
+        if device.type == 'cuda':
+            gc.collect()
+            torch.cuda.empty_cache()
+    if res is None:
+        res = {'framework': 'pytorch', 'torch_version': str(torch.__version__), 'mode': mode, 'device': str(device),
+               'model': a.model, 'resolution': a.resolution, 'batch': None, 'img_per_s': None, 'step_ms': None,
+               'peak_mem_mb': None, 'error': 'no batch of ' + a.batches + ' ran'}
+    res['tried'] = tried
+    print(json.dumps(res), flush=True)
+    return 0 if res.get('error') is None else 3
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--model', default='efficientnet-b0', choices=sorted(effnet_ref.CONFIGS))
@@ -152,6 +199,9 @@ def main():
     ap.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--no-channels-last', dest='channels_last', action='store_false')
+    ap.add_argument('--batches', default='',
+                    help='comma list, largest first: report the largest that runs (overrides --batch)')
+    ap.add_argument('--try-timeout', type=float, default=0, help='seconds per --batches try (0: none)')
     a = ap.parse_args()
     modes = [m for m in a.modes.split(',') if m]
     bad = [m for m in modes if m not in ('eager', 'compile')]
@@ -174,6 +224,8 @@ def main():
         return 3
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # let cuDNN pick its algorithms, as a tuned run would
+    if a.batches:
+        return search(a, device, modes[0])
     for m in modes:
         res = run_mode(m, a, device)
         errors += res['error'] is not None

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # device_check.sh [--rehearse] [BUNDLE]   (run from the repository root)
 #
-# The one-command GPU check: versions; every GPU test program (exit 0 pass,
-# 1 fail, 77 skip); the Open MPI singleton probe; `effnet bench` on the CUDA
-# backend (B0, 224x224, batch 128, bf16); the same training step in PyTorch,
-# eager and torch.compile (tests/gpu/bench_torch_gpu.py); then one markdown
-# table with images/s, peak GPU memory and effnet/PyTorch ratios.
+# The one-command GPU check, at most CHECK_BUDGET_S (300) seconds:
+#  1. environment (tests/gpu/env_check.sh): driver, GPU, CUDA runtime vs
+#     driver, cuBLAS, cuDNN, NCCL, glibc, PyTorch; on a mismatch it stops
+#     within seconds (exit 3) with a needed/found/fix table in summary.md;
+#  2. the GPU op, model, graph, augmentation and NCCL tests in ONE process
+#     (gpu_runner: one CUDA/cuDNN start-up, a cap per test), then the
+#     training smoke tests; 0 pass, 77 skip, else fail;
+#  3. the Open MPI singleton probe;
+#  4. effnet vs PyTorch eager (AMP bf16, channels_last): B0 224 batch 256, and
+#     B7 600 at the largest batch of a descending list (B7_BATCHES) that fits.
 #
 # BUNDLE: a directory made by tests/gpu/make_bundle.sh, or its .tar.gz.
 # Without it: build from source when nvcc, cmake, MPI and HDF5 are all here,
@@ -13,23 +18,24 @@
 # --rehearse: tiny shapes (batch 2, 32x32, 1 step), on the CPU when no GPU
 # is visible -- to rehearse the script on a machine without a GPU.
 #
-# Everything (logs, JSON, env.txt, results.tsv, summary.md) goes to
-# ${OUT:-./device-check-out}. Every step runs under `timeout`; the whole check
-# stays under CHECK_BUDGET_S seconds (default 450). Exit status: 0 when no test
-# failed, 1 when some did (see summary.md), 2 when there is nothing to run.
+# Everything (summary.md, results.tsv, logs/, *.json, env.txt) goes to
+# ${OUT:-./device-check-out}. Exit status: 0 when no test failed, 1 when some
+# did (see summary.md), 2 when there is nothing to run, 3 when the environment
+# does not match the bundle. TEST_TIMEOUT_S (45): the cap of any one test.
+# TORCH_COMPILE=1: also B0 under torch.compile (not in the 300 s budget).
 set -u
 T0=$(date +%s)
 # PyTorch runs with the environment it came with: the CUDA directories added
 # below for effnet (cuDNN/NCCL sonames are the same across CUDA majors) and the
 # bundle's Open MPI settings are not for it.
 if [ -n "${LD_LIBRARY_PATH+x}" ]; then TORCH_ENV=(env "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"); else TORCH_ENV=(env -u LD_LIBRARY_PATH); fi
-BUDGET=${CHECK_BUDGET_S:-450}
+BUDGET=${CHECK_BUDGET_S:-300}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REHEARSE=0 BUNDLE_ARG=
 for a in "$@"; do
     case $a in
         --rehearse) REHEARSE=1 ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "device_check: unknown option $a" >&2; exit 2 ;;
         *) BUNDLE_ARG=$a ;;
     esac
@@ -153,95 +159,40 @@ fi
 EFFNET=$BIN/effnet
 say "using $MODE"
 
-# ---- environment and versions --------------------------------------------------
-HAVE_GPU=0 FAILED=0
-{
-    echo "== date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -n)  kernel: $(uname -r)"
-    echo "== os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")  glibc: $(getconf GNU_LIBC_VERSION 2>/dev/null)"
-    echo "== cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)  cores: $(nproc)"
-    echo "== using: $MODE"
-} >> "$ENVF"
-if command -v nvidia-smi > /dev/null; then
-    timeout 20 nvidia-smi -L >> "$ENVF" 2>&1 && grep -q '^GPU ' "$ENVF" && HAVE_GPU=1
-    timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv >> "$ENVF" 2>&1
-    timeout 20 nvidia-smi >> "$ENVF" 2>&1
-else
-    echo "== nvidia-smi: not found" >> "$ENVF"
-fi
-DRIVER=$(timeout 20 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
-if [ -n "$DRIVER" ] && [ -f "${BUNDLE:-/x}/lib/CUDA_SONAMES.txt" ] && grep -q '^libcudart.so.13' "$BUNDLE/lib/CUDA_SONAMES.txt" &&
-    [ "${DRIVER%%.*}" -lt 580 ] 2>/dev/null; then
-    record driver setup warn - 0 "driver $DRIVER is older than 580: the CUDA 13 runtime of this bundle may refuse it"
-fi
-if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
-    echo "== nvcc: $(timeout 10 "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" --version 2>&1 | tail -2 | tr '\n' ' ')" >> "$ENVF"
-fi
+# ---- 1. environment: a table, and a stop within seconds on a mismatch -------------
+# (tests/gpu/env_check.sh: driver, GPU, CUDA runtime and whether the driver can
+# run it, cuBLAS, cuDNN, NCCL, glibc, PyTorch)
+HAVE_GPU=0 FAILED=0 PY='' LD_ADD='' GPU_NAME='' GPU_MEM_MIB=0 ENV_SECS=0
+echo "== using: $MODE" >> "$ENVF"
 [ -f "${BUNDLE:-/nonexistent}/BUNDLE_MANIFEST.txt" ] && sed -n '1,12p' "$BUNDLE/BUNDLE_MANIFEST.txt" | sed 's/^/== bundle: /' >> "$ENVF"
-
-# A Python with torch (and the same one for the table).
-PY=
-for p in ${PYTHON:-} python3 python /usr/bin/python3 /usr/local/bin/python3 /opt/conda/bin/python3; do
-    command -v "$p" > /dev/null || continue
-    if v=$(timeout 90 "$p" -c 'import sys, torch; print("== python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpus", torch.cuda.device_count())' 2>/dev/null); then
-        PY=$(command -v "$p"); echo "$v ($PY)" >> "$ENVF"; break
-    fi
-done
+ER=(); [ "$REHEARSE" = 1 ] && ER=(--rehearse)
+bash "$REPO/tests/gpu/env_check.sh" ${ER[@]+"${ER[@]}"} "${BUNDLE:-$SRCBUILD}" "$OUTDIR" > "$OUTDIR/logs/env_check.log" 2>&1
+ENV_RC=$?
+# shellcheck source=/dev/null
+[ -f "$OUTDIR/env_check.env" ] && source "$OUTDIR/env_check.env"
+[ -n "$LD_ADD" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$LD_ADD
 PYANY=${PY:-$(command -v python3 || true)}
-[ -n "$PY" ] || echo "== python with torch: not found (tried \$PYTHON, python3, python, /usr/bin/python3, /opt/conda/bin/python3)" >> "$ENVF"
-
-# CUDA libraries the bundle expects: find the ones the loader misses (toolkit,
-# other CUDA installs, PyTorch's nvidia-* wheels) and add their directories.
-missing_libs() { ldd "$1" 2>/dev/null | awk '/=> not found/ {print $1}' | sort -u; }
-MISSING=$(for f in "$EFFNET" "$TESTDIR"/test_*; do [ -f "$f" ] && missing_libs "$f"; done | sort -u)
-if [ -n "$MISSING" ]; then
-    say "libraries not found by the loader: $(echo $MISSING)"
-    CANDS=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64
-           /usr/local/cuda-*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/local/nvidia/lib64 /usr/lib64)
-    if [ -n "$PY" ]; then
-        while IFS= read -r d; do CANDS+=("$d"); done < <(timeout 60 "$PY" -c '
-import glob, os, torch
-sp = os.path.dirname(os.path.dirname(torch.__file__))
-for d in [os.path.join(os.path.dirname(torch.__file__), "lib")] + sorted(glob.glob(os.path.join(sp, "nvidia", "*", "lib"))):
-    print(d)' 2>/dev/null)
-    fi
-    ADD=
-    for so in $MISSING; do
-        for d in "${CANDS[@]}"; do
-            if [ -e "$d/$so" ]; then
-                case ":$ADD:" in *":$d:"*) ;; *) ADD=${ADD:+$ADD:}$d ;; esac
-                break
-            fi
-        done
-    done
-    if [ -n "$ADD" ]; then
-        export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$ADD
-        say "LD_LIBRARY_PATH += $ADD"
-    fi
-    STILL=$(for f in "$EFFNET" "$TESTDIR"/test_*; do [ -f "$f" ] && missing_libs "$f"; done | sort -u)
-    if [ -z "$STILL" ]; then
-        record libraries setup pass 0 0 "found $(echo $MISSING) in ${ADD:-?}"
-    else
-        record libraries setup fail - 0 "missing $(echo $STILL): the bundle needs them (CUDA $(sed -n 's/^CUDA: *\(nvcc [0-9.]*\).*/\1/p' "${BUNDLE:-/x}/BUNDLE_MANIFEST.txt" 2>/dev/null)); env.txt lists what this machine has"
-        FAILED=1
-        {
-            echo "== still missing libraries: $(echo $STILL)"
-            echo "== CUDA libraries this machine has (ldconfig, /usr/local/cuda*, torch wheels):"
-            ldconfig -p 2>/dev/null | grep -E 'libcudart|libcublas|libcudnn\.|libnccl' | sed 's/^/   /'
-            for d in "${CANDS[@]}"; do ls "$d" 2>/dev/null | grep -E '^lib(cudart|cublas|cudnn|nccl)\.so' | sed "s|^|   $d/|"; done
-        } >> "$ENVF"
-    fi
+SUMMARY=$OUTDIR/summary.md
+if [ "$ENV_RC" != 0 ]; then
+    record env_check setup fail "$ENV_RC" "$ENV_SECS" "mismatch: see the table"
+    {
+        echo "# effnet device check: STOPPED at the environment check after $(elapsed) s"
+        echo
+        cat "$OUTDIR/env_check.md" 2>/dev/null || cat "$OUTDIR/logs/env_check.log"
+        echo
+        echo "Nothing else ran. Fix the FAIL rows (or make a bundle that matches this machine) and run again."
+    } > "$SUMMARY"
+    cat "$SUMMARY"
+    say "stopped: the environment does not match the bundle (exit 3)"
+    DONE=1
+    exit 3
 fi
-[ -z "$MISSING" ] && record libraries setup pass 0 0 "every library of effnet and the tests resolves"
-{
-    echo "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-    echo "== ldd $EFFNET:"
-    ldd "$EFFNET" 2>&1 | sed 's/^/   /'
-} >> "$ENVF"
-say "GPU visible: $([ $HAVE_GPU = 1 ] && echo yes || echo no); python with torch: ${PY:-none}"
-cat "$ENVF" | grep -E '^== (os|cpu)|^GPU |^name|, [0-9]+\.[0-9]+' | head -8
+record env_check setup pass 0 "$ENV_SECS" "${GPU_NAME:-no GPU}$([ -n "$LD_ADD" ] && echo "; LD_LIBRARY_PATH += $LD_ADD")"
+{ echo "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"; echo "== ldd $EFFNET:"; ldd "$EFFNET" 2>&1 | sed 's/^/   /'; } >> "$ENVF"
+say "GPU: ${GPU_NAME:-none}; python with torch: ${PY:-none}"
 
-# ---- GPU tests: as ctest runs them (GPU_TESTS.tsv), else every test_* program ----
-# Each: exit 0 pass, 77 skip, else fail; own timeout; a scratch working directory.
+# ---- 2. GPU tests: op, model, graph, augmentation, NCCL in ONE process (gpu_runner),
+# the rest (the training smoke scripts) each as ctest runs it. Per-test caps.
 TLIST=$OUTDIR/gpu_tests.tsv
 : > "$TLIST"
 if [ -n "$SRCBUILD" ]; then
@@ -249,12 +200,24 @@ if [ -n "$SRCBUILD" ]; then
 elif [ -f "$BIN/GPU_TESTS.tsv" ]; then
     cp "$BIN/GPU_TESTS.tsv" "$TLIST"
 fi
-TEST_CAP=${TEST_TIMEOUT_S:-120}
-TESTS_END=$(( $(elapsed) + $(budget 200 270) ))  # all tests together, keeping 270 s for the benches
+TEST_CAP=${TEST_TIMEOUT_S:-45}          # any one test
+TESTS_END=$(( $(elapsed) + $(budget 150 150) ))  # all tests together, keeping 150 s for the benches
+RUNNER=$TESTDIR/gpu_runner
+[ -x "$RUNNER" ] || RUNNER=''
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/effnet-devcheck.XXXXXX") || SCRATCH=/tmp
 export EFFNET="$EFFNET" EFFNET_BIN_DIR="$BIN"
+# The CPU halves (references) of the tests: more threads than ctest's 2 on a GPU node.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(n=$(nproc); [ "$n" -gt 8 ] && n=8; echo "$n")}
+test_status() { # test_status NAME RC LOG LIMIT -> records it
+    case $2 in
+        0) record "$1" test pass 0 "$STEP_S" "$(grep -m1 -E '^(PASS|smoke:)' "$3" | cut -c1-100)" ;;
+        77) record "$1" test skip 77 "$STEP_S" "$(grep -m1 -i 'skip' "$3" | cut -c1-100)" ;;
+        124|137) record "$1" test timeout "$2" "$STEP_S" "killed after ${4}s"; FAILED=1 ;;
+        *) record "$1" test fail "$2" "$STEP_S" "$(why "$2" "$3")"; FAILED=1 ;;
+    esac
+}
 run_test() { # run_test NAME CTEST_TIMEOUT [ENV=V ...] -- ARGV...
-    local n=$1 tmo=$2 left log; shift 2
+    local n=$1 tmo=$2 left; shift 2
     local envv=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do envv+=("$1"); shift; done
     shift
@@ -264,113 +227,136 @@ run_test() { # run_test NAME CTEST_TIMEOUT [ENV=V ...] -- ARGV...
     [ "$tmo" -gt 0 ] 2>/dev/null && [ "$left" -gt "$tmo" ] && left=$tmo
     mkdir -p "$SCRATCH/$n"
     STEP_CWD=$SCRATCH/$n run_step "$n" test "$left" env ${envv[@]+"${envv[@]}"} "$@"
-    log=$OUTDIR/logs/$n.log
-    case $STEP_RC in
-        0) record "$n" test pass 0 "$STEP_S" "$(grep -m1 -E '^(PASS|smoke:)' "$log" | cut -c1-100)" ;;
-        77) record "$n" test skip 77 "$STEP_S" "$(grep -m1 -i 'skip' "$log" | cut -c1-100)" ;;
-        124|137) record "$n" test timeout "$STEP_RC" "$STEP_S" "killed after ${left}s"; FAILED=1 ;;
-        *) record "$n" test fail "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$log")"; FAILED=1 ;;
-    esac
+    test_status "$n" "$STEP_RC" "$OUTDIR/logs/$n.log" "$left"
 }
+IN_RUNNER=" $([ -n "$RUNNER" ] && "$RUNNER" --list 2>/dev/null | paste -sd' ') "
+SPEC=$OUTDIR/runner_spec.tsv RRES=$OUTDIR/runner_results.tsv
+: > "$SPEC"; : > "$RRES"
+OTHERS=()
 if [ -s "$TLIST" ]; then
     TB=$BIN TT=$TESTDIR TP=${PY:-${PYANY:-python3}}
-    say "GPU tests: $(cut -f1 "$TLIST" | paste -sd' ')"
     while IFS=$'\t' read -r name tmo envs cmd; do
         [ -n "$name" ] || continue
-        envv=() argv=()
-        [ -n "$envs" ] && [ "$envs" != - ] && IFS=$'\x1f' read -r -a envv <<< "$envs"
-        IFS=$'\x1f' read -r -a raw <<< "$cmd"
-        for a in "${raw[@]}"; do
-            a=${a//@TESTS@/$TT}; a=${a//@BUILD@/$TB}; a=${a//@SRC@/$REPO}; a=${a//@PYTHON@/$TP}
-            argv+=("$a")
-        done
-        run_test "$name" "${tmo:-0}" ${envv[@]+"${envv[@]}"} -- "${argv[@]}"
+        cmd=${cmd//@TESTS@/$TT}; cmd=${cmd//@BUILD@/$TB}; cmd=${cmd//@SRC@/$REPO}; cmd=${cmd//@PYTHON@/$TP}
+        prog=${cmd%%$'\x1f'*}; prog=${prog##*/}
+        if [[ "$IN_RUNNER" == *" $prog "* ]]; then printf '%s\t%s\t%s\t%s\n' "$name" "$tmo" "$envs" "$cmd" >> "$SPEC"
+        else OTHERS+=("$name"$'\t'"$tmo"$'\t'"$envs"$'\t'"$cmd"); fi
     done < "$TLIST"
-else
-    TESTS=()
-    for f in "$TESTDIR"/test_* "$TESTDIR"/*smoke*; do
-        [ -f "$f" ] && [ -x "$f" ] || continue
-        case " ${TESTS[*]-} " in *" $f "*) continue ;; esac
-        TESTS+=("$f")
+    # MPI tests last (a worker runs one; the next gets a fresh worker)
+    grep -v -P '\t[^\t]*/test_nccl' "$SPEC" > "$SPEC.1"; grep -P '\t[^\t]*/test_nccl' "$SPEC" >> "$SPEC.1"; mv "$SPEC.1" "$SPEC"
+fi
+if [ -s "$SPEC" ]; then
+    say "GPU tests in one process (gpu_runner, cap ${TEST_CAP}s each): $(cut -f1 "$SPEC" | paste -sd' ')"
+    rdl=$((TESTS_END - $(elapsed) - 30))  # keep 30 s for the smoke tests
+    [ "$rdl" -lt 20 ] && rdl=20
+    STEP_CWD=$SCRATCH run_step gpu_runner test $((rdl + 15)) "$RUNNER" --logdir "$OUTDIR/logs" --results "$RRES" \
+        --cap "$TEST_CAP" --deadline "$rdl" "$SPEC"
+    RUNNER_RC=$STEP_RC RUNNER_S=$STEP_S
+    while IFS=$'\t' read -r name st rc secs note; do
+        [ -n "$name" ] || continue
+        lg=$OUTDIR/logs/$name.log
+        case $st in
+            pass) note=$(grep -m1 -E '^(PASS|test_)' "$lg" 2>/dev/null | cut -c1-100) ;;
+            skip) note=$(grep -m1 -i 'skip' "$lg" 2>/dev/null | cut -c1-100) ;;
+            fail) [ -z "$note" ] && note=$(why "$rc" "$lg"); FAILED=1 ;;
+            *) FAILED=1 ;;
+        esac
+        record "$name" test "$st" "$rc" "$secs" "$note"
+    done < "$RRES"
+    for name in $(cut -f1 "$SPEC"); do  # the runner itself died or was killed: what never got a line
+        grep -q "^$name"$'\t' "$RRES" || { record "$name" test fail "$RUNNER_RC" 0 "no result: gpu_runner ended ($(why "$RUNNER_RC" "$OUTDIR/logs/gpu_runner.log"))"; FAILED=1; }
     done
-    [ ${#TESTS[@]} -gt 0 ] || record gpu_tests test skip - 0 "no GPU_TESTS.tsv and no test_* or *smoke* programs in $TESTDIR"
-    for f in ${TESTS[@]+"${TESTS[@]}"}; do run_test "$(basename "$f")" 0 -- "$f"; done
+    say "gpu_runner: ${RUNNER_S}s for $(grep -c . "$SPEC") tests, $(grep -o '[0-9]* worker process(es)' "$OUTDIR/logs/gpu_runner.log" | head -1)"
+fi
+for t in ${OTHERS[@]+"${OTHERS[@]}"}; do
+    IFS=$'\t' read -r name tmo envs cmd <<< "$t"
+    envv=(); [ -n "$envs" ] && [ "$envs" != - ] && IFS=$'\x1f' read -r -a envv <<< "$envs"
+    IFS=$'\x1f' read -r -a argv <<< "$cmd"
+    run_test "$name" "${tmo:-0}" ${envv[@]+"${envv[@]}"} -- "${argv[@]}"
+done
+if [ ! -s "$TLIST" ]; then
+    for f in "$TESTDIR"/test_*; do [ -x "$f" ] && run_test "$(basename "$f")" 0 -- "$f"; done
 fi
 rm -rf "$SCRATCH"
 
-# ---- Open MPI singleton (effnet train runs MPI_Init without mpirun) ------------------
+# ---- 3. Open MPI singleton (effnet train runs MPI_Init without mpirun) -------------
 if [ -x "$BIN/mpi_singleton_probe" ]; then
-    run_step mpi_singleton test 30 "$BIN/mpi_singleton_probe"
+    run_step mpi_singleton test 20 "$BIN/mpi_singleton_probe"
     if [ "$STEP_RC" = 0 ]; then record mpi_singleton test pass 0 "$STEP_S" "$(grep -m1 'ok rank' "$OUTDIR/logs/mpi_singleton.log" | cut -c1-100)"
     else record mpi_singleton test fail "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$OUTDIR/logs/mpi_singleton.log")"; FAILED=1; fi
 fi
 
-# ---- effnet bench ---------------------------------------------------------------------------
-if [ "$REHEARSE" = 1 ]; then SHAPE=(--resolution 32 --batch 2 --steps 1 --warmup 1)
-else SHAPE=(--resolution 224 --batch 128 --steps 30 --warmup 5); fi
-json_of() { grep -E '^\{' "$1" | tail -1; }
-EB_JSON=$OUTDIR/effnet_bench.json
-: > "$EB_JSON"
-run_step effnet_bench bench "$(budget 120 200)" "$EFFNET" bench --backend cuda --precision bf16 \
-    --model efficientnet-b0 "${SHAPE[@]}" --json
-log=$OUTDIR/logs/effnet_bench.log
-if [ "$STEP_RC" = 0 ] && [ -n "$(json_of "$log")" ]; then
-    json_of "$log" > "$EB_JSON"
-    record effnet_bench bench pass 0 "$STEP_S" "backend cuda"
-elif [ "$HAVE_GPU" = 0 ]; then
-    record effnet_bench bench skip "$STEP_RC" "$STEP_S" "no GPU visible: $(why "$STEP_RC" "$log")"
-    if [ "$REHEARSE" = 1 ]; then  # rehearse the table with a CPU run
-        run_step effnet_bench_cpu bench "$(budget 60 150)" "$EFFNET" bench --model efficientnet-b0 "${SHAPE[@]}" --json
-        if [ "$STEP_RC" = 0 ] && [ -n "$(json_of "$OUTDIR/logs/effnet_bench_cpu.log")" ]; then
-            json_of "$OUTDIR/logs/effnet_bench_cpu.log" > "$EB_JSON"
-            record effnet_bench_cpu bench pass 0 "$STEP_S" "rehearsal: CPU backend, tiny shape"
-        else
-            record effnet_bench_cpu bench fail "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$OUTDIR/logs/effnet_bench_cpu.log")"
-        fi
-    fi
+# ---- 4. effnet vs PyTorch eager (AMP bf16, channels_last), same run ----------------------
+# B0 at 224, batch 256; B7 at 600, the largest batch of a descending list that fits
+# (effnet: one process a try, an OOM fails at allocation; PyTorch: one process, OOM caught).
+if [ "$REHEARSE" = 1 ]; then
+    B0=(--resolution 32 --batch 2 --steps 1 --warmup 1) B7R=32 B7LIST=${B7_BATCHES:-2 1} B7STEPS=(--steps 1 --warmup 1) B7TRY=60
 else
-    st=fail; [ "$STEP_RC" = 124 ] || [ "$STEP_RC" = 137 ] && st=timeout
-    record effnet_bench bench "$st" "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$log")"
-    FAILED=1
+    B0=(--resolution 224 --batch 256 --steps 15 --warmup 3) B7R=600 B7LIST=${B7_BATCHES:-96 64 48 32 24 16 8}
+    B7STEPS=(--steps 4 --warmup 2) B7TRY=30
+fi
+DEV=cuda BACKEND=(--backend cuda --precision bf16)
+if [ "$HAVE_GPU" = 0 ]; then DEV=cpu; BACKEND=(--threads 2); fi  # rehearsal only: the CPU stands in
+json_of() { grep -E '^\{' "$1" | tail -1; }
+effnet_run() { # effnet_run NAME SECONDS ARGS... -> STEP_RC, writes NAME.json
+    run_step "$1" bench "$2" "$EFFNET" bench "${BACKEND[@]}" "${@:3}" --json
+    json_of "$OUTDIR/logs/$1.log" > "$OUTDIR/$1.json"
+}
+torch_run() { # torch_run NAME SECONDS ARGS...
+    if [ -z "$PY" ]; then record "$1" bench skip - 0 "no python with torch"; : > "$OUTDIR/$1.json"; return; fi
+    local thr=(); [ "$DEV" = cpu ] && thr=(--threads 2)
+    run_step "$1" bench "$2" "${TORCH_ENV[@]}" "$PY" "$REPO/tests/gpu/bench_torch_gpu.py" --device "$DEV" --modes eager \
+        --amp bf16 ${thr[@]+"${thr[@]}"} "${@:3}"
+    json_of "$OUTDIR/logs/$1.log" > "$OUTDIR/$1.json"
+    local err; err=$([ -s "$OUTDIR/$1.json" ] && "$PYANY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error") or "")' "$OUTDIR/$1.json" 2>/dev/null)
+    case $STEP_RC in
+        0) record "$1" bench pass 0 "$STEP_S" "device $DEV" ;;
+        124|137) record "$1" bench timeout "$STEP_RC" "$STEP_S" "killed at its cap" ;;
+        *) record "$1" bench error "$STEP_RC" "$STEP_S" "${err:0:200}" ;;
+    esac
+}
+bench_done() { # bench_done NAME: record an effnet run (errors counted: effnet must run)
+    if [ "$STEP_RC" = 0 ] && [ -s "$OUTDIR/$1.json" ]; then record "$1" bench pass 0 "$STEP_S" "backend $DEV"
+    else
+        local st=fail; { [ "$STEP_RC" = 124 ] || [ "$STEP_RC" = 137 ]; } && st=timeout
+        record "$1" bench "$st" "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$OUTDIR/logs/$1.log")"; FAILED=1
+    fi
+}
+effnet_run effnet_b0 "$(budget 45 110)" --model efficientnet-b0 "${B0[@]}"; bench_done effnet_b0
+torch_run torch_b0 "$(budget 45 90)" --model efficientnet-b0 "${B0[@]}"
+# effnet B7: descending; a try that fails for memory moves on, anything else stops the search.
+B7END=$(( $(elapsed) + $(budget 60 45) )) B7T0=$(elapsed)
+: > "$OUTDIR/effnet_b7.json"; TRIED=''
+for b in $B7LIST; do
+    left=$((B7END - $(elapsed))); [ "$left" -lt 5 ] && { TRIED="$TRIED $b:no-time"; break; }
+    [ "$left" -gt 40 ] && left=40
+    effnet_run "effnet_b7_try$b" "$left" --model efficientnet-b7 --resolution "$B7R" --batch "$b" "${B7STEPS[@]}"
+    if [ "$STEP_RC" = 0 ] && [ -s "$OUTDIR/effnet_b7_try$b.json" ]; then
+        cp "$OUTDIR/effnet_b7_try$b.json" "$OUTDIR/effnet_b7.json"; TRIED="$TRIED $b:ok"; break
+    elif grep -q -i 'cannot allocate\|out of memory' "$OUTDIR/logs/effnet_b7_try$b.log"; then TRIED="$TRIED $b:oom"
+    else TRIED="$TRIED $b:$(why "$STEP_RC" "$OUTDIR/logs/effnet_b7_try$b.log" | cut -c1-60 | tr ' ' _)"
+         [ "$STEP_RC" = 124 ] || [ "$STEP_RC" = 137 ] || break; fi  # a timeout: a smaller batch may still make it
+done
+if [ -s "$OUTDIR/effnet_b7.json" ]; then record effnet_b7 bench pass 0 $(($(elapsed) - B7T0)) "tried$TRIED"
+else record effnet_b7 bench fail - $(($(elapsed) - B7T0)) "no batch ran; tried$TRIED"; FAILED=1; fi
+echo "$TRIED" > "$OUTDIR/effnet_b7.tried"
+torch_run torch_b7 "$(budget 70 8)" --model efficientnet-b7 --resolution "$B7R" "${B7STEPS[@]}" \
+    --batches "$(echo $B7LIST | tr ' ' ,)" --try-timeout "$B7TRY"
+if [ "${TORCH_COMPILE:-0}" = 1 ] && [ -n "$PY" ]; then  # optional: B0 under torch.compile (minutes of compiling)
+    run_step torch_compile bench "$(budget 180 5)" "${TORCH_ENV[@]}" "$PY" "$REPO/tests/gpu/bench_torch_gpu.py" --device "$DEV" \
+        --modes compile --amp bf16 --model efficientnet-b0 "${B0[@]}"
+    json_of "$OUTDIR/logs/torch_compile.log" > "$OUTDIR/torch_compile.json"
+    record torch_compile bench "$([ "$STEP_RC" = 0 ] && echo pass || echo error)" "$STEP_RC" "$STEP_S" ""
 fi
 
-# ---- PyTorch: eager, then torch.compile (each its own process and timeout) ----------
-TORCH_SHAPE=(--model efficientnet-b0 --amp bf16 "${SHAPE[@]}")
-DEV=cuda
-if [ "$HAVE_GPU" = 0 ]; then DEV=cpu; fi
-for mode in eager compile; do
-    out=$OUTDIR/torch_$mode.json
-    : > "$out"
-    if [ -z "$PY" ]; then record "torch_$mode" bench skip - 0 "no python with torch"; continue; fi
-    if [ "$HAVE_GPU" = 0 ] && [ "$REHEARSE" = 0 ]; then
-        record "torch_$mode" bench skip - 0 "no GPU visible (--rehearse runs it on the CPU)"; continue
-    fi
-    if [ "$mode" = eager ]; then t=$(budget 100 150); else t=$(budget 180 5); fi
-    thr=(); [ "$DEV" = cpu ] && thr=(--threads 2)
-    run_step "torch_$mode" bench "$t" "${TORCH_ENV[@]}" "$PY" "$REPO/tests/gpu/bench_torch_gpu.py" --device "$DEV" \
-        --modes "$mode" "${TORCH_SHAPE[@]}" ${thr[@]+"${thr[@]}"}
-    log=$OUTDIR/logs/torch_$mode.log
-    json_of "$log" > "$out"
-    err=$([ -s "$out" ] && "$PYANY" -c 'import json,sys; e=json.load(open(sys.argv[1])).get("error"); print(e or "")' "$out" 2>/dev/null)
-    case $STEP_RC in
-        124|137) record "torch_$mode" bench timeout "$STEP_RC" "$STEP_S" "killed after ${t}s"
-                 echo "{\"framework\": \"pytorch\", \"mode\": \"$mode\", \"error\": \"timeout after ${t}s\"}" > "$out" ;;
-        0) record "torch_$mode" bench pass 0 "$STEP_S" "device $DEV" ;;
-        *) if [ -s "$out" ]; then record "torch_$mode" bench error "$STEP_RC" "$STEP_S" "${err:0:200}"
-           else record "torch_$mode" bench fail "$STEP_RC" "$STEP_S" "$(why "$STEP_RC" "$log")"; fi ;;
-    esac
-done
-
-# ---- the table --------------------------------------------------------------------------------------
-SUMMARY=$OUTDIR/summary.md
+# ---- 5. summary.md: the environment, effnet vs PyTorch side by side, every test -----------
 if [ -n "$PYANY" ]; then
-    "$PYANY" - "$OUTDIR" "$REHEARSE" "$HAVE_GPU" > "$SUMMARY" <<'EOF'
-import csv, json, os, sys
-out, rehearse, gpu = sys.argv[1], sys.argv[2] == '1', sys.argv[3] == '1'
+    "$PYANY" - "$OUTDIR" "$REHEARSE" "$HAVE_GPU" "$(elapsed)" "$BUDGET" "${GPU_NAME:-none}" > "$SUMMARY" <<'PYEOF'
+import csv, json, os, sys, time
+out, rehearse, gpu, secs, budget, gpu_name = sys.argv[1], sys.argv[2] == '1', sys.argv[3] == '1', sys.argv[4], sys.argv[5], sys.argv[6]
 def load(name):
     try:
-        with open(os.path.join(out, name)) as f:
-            t = f.read().strip()
+        t = open(os.path.join(out, name)).read().strip()
         return json.loads(t) if t else {}
     except Exception as e:
         return {'error': f'unreadable {name}: {e}'}
@@ -378,58 +364,46 @@ rows = list(csv.DictReader(open(os.path.join(out, 'results.tsv')), delimiter='\t
 status = {r['name']: r for r in rows}
 def fmt(v, d=1):
     return '-' if v is None else f'{v:.{d}f}'
-eb, te, tc = load('effnet_bench.json'), load('torch_eager.json'), load('torch_compile.json')
-lines = []
-title = 'effnet vs PyTorch, EfficientNet-B0 training step'
-if rehearse:
-    title += ' (REHEARSAL: tiny shape' + ('' if gpu else ', CPU, no GPU visible') + ')'
-lines += [f'### {title}', '',
-          '| run | status | img/s | step ms | peak GPU MiB | effnet / this |',
-          '|---|---|---:|---:|---:|---:|']
-e_ips = eb.get('img_per_s')
-def row(label, key, j, ratio):
-    st = status.get(key, {}).get('status', 'not run')
-    if key == 'effnet_bench' and 'effnet_bench_cpu' in status and st == 'skip':
-        st = 'skip; CPU rehearsal ' + status['effnet_bench_cpu']['status']
-    if j.get('error'):
-        st += f" ({j['error'][:70]})"
-    mem = j.get('peak_gpu_mem_mb', j.get('peak_mem_mb'))
-    r = '-'
-    if ratio and e_ips and j.get('img_per_s'):
-        r = f"{e_ips / j['img_per_s']:.2f}x"
-    lines.append(f"| {label} | {st} | {fmt(j.get('img_per_s'))} | {fmt(j.get('step_ms'))} | {fmt(mem, 0)} | {r} |")
-prec = eb.get('precision') or ('fp32' if eb.get('backend') == 'cpu' else 'bf16')
-row(f"effnet ({eb.get('backend', 'cuda')}, {prec})", 'effnet_bench', eb, False)
-row('PyTorch eager (bf16 autocast, channels_last)', 'torch_eager', te, True)
-extra = f", compile {tc['compile_s']:.0f}s" if tc.get('compile_s') else ''
-row(f'PyTorch torch.compile{extra}', 'torch_compile', tc, True)
-lines += ['', '| test | status | rc | seconds | note |', '|---|---|---:|---:|---|']
+L = [f"# effnet device check: {gpu_name}, {time.strftime('%Y-%m-%d', time.gmtime())}, {secs} s (budget {budget} s)"
+     + (' -- REHEARSAL: tiny shapes' + ('' if gpu else ', CPU stands in for the GPU') if rehearse else ''), '']
+try:
+    L += [open(os.path.join(out, 'env_check.md')).read().strip(), '']
+except OSError:
+    pass
+L += ['### effnet vs PyTorch eager (AMP bf16, channels_last), same run', '',
+      '| model | resolution | batch | effnet img/s | PyTorch img/s | effnet / PyTorch | effnet step ms | PyTorch step ms | effnet peak GiB | PyTorch peak GiB | status |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+def gib(j, *keys):
+    for k in keys:
+        if j.get(k) is not None:
+            return f'{j[k] / 1024:.2f}'
+    return '-'
+for label, e, t in (('B0', 'effnet_b0', 'torch_b0'), ('B7 (largest batch)', 'effnet_b7', 'torch_b7')):
+    je, jt = load(e + '.json'), load(t + '.json')
+    res = je.get('resolution') or jt.get('resolution') or '-'
+    be, bt = je.get('batch'), jt.get('batch')
+    batch = str(be if be is not None else '-') if be == bt or bt is None else f'{be if be is not None else "-"} / {bt}'
+    r = f"{je['img_per_s'] / jt['img_per_s']:.2f}x" if je.get('img_per_s') and jt.get('img_per_s') else '-'
+    st = f"effnet {status.get(e, {}).get('status', 'not run')}, PyTorch {status.get(t, {}).get('status', 'not run')}"
+    if jt.get('error'):
+        st += f" ({jt['error'][:80]})"
+    L.append(f"| {label} | {res} | {batch} | {fmt(je.get('img_per_s'))} | {fmt(jt.get('img_per_s'))} | {r} | "
+             f"{fmt(je.get('step_ms'))} | {fmt(jt.get('step_ms'))} | {gib(je, 'peak_gpu_mem_mb', 'peak_rss_mb')} | "
+             f"{gib(jt, 'peak_mem_mb', 'peak_rss_mb')} | {st} |")
+tried_e = open(os.path.join(out, 'effnet_b7.tried')).read().strip() if os.path.exists(os.path.join(out, 'effnet_b7.tried')) else ''
+tried_t = ' '.join(f'{b}:{s}' for b, s in load('torch_b7.json').get('tried', []))
+L += ['', f'B7 batch search (largest first): effnet `{tried_e}`; PyTorch `{tried_t}`.'
+      + (' Peak: CPU RSS (rehearsal).' if not gpu else ' Peak: effnet peak_gpu_mem_mb, PyTorch max_memory_allocated.'), '']
+L += ['### Tests and steps', '', '| name | kind | status | rc | seconds | note |', '|---|---|---|---:|---:|---|']
 for r in rows:
-    if r['kind'] in ('test', 'setup'):
-        lines.append(f"| {r['name']} | {r['status']} | {r['rc']} | {r['seconds']} | {r['note'][:160]} |")
-print('\n'.join(lines))
-EOF
+    L.append(f"| {r['name']} | {r['kind']} | {r['status']} | {r['rc']} | {r['seconds']} | {r['note'][:160]} |")
+print('\n'.join(L))
+PYEOF
 else
     { echo "(no python3 for the table; raw results:)"; cat "$RES"; } > "$SUMMARY"
 fi
-# Combined JSON for machines, next to the table.
-if [ -n "$PYANY" ]; then
-    "$PYANY" - "$OUTDIR" > "$OUTDIR/results.json" <<'EOF' 2>/dev/null
-import csv, json, os, sys
-out = sys.argv[1]
-def load(n):
-    try:
-        t = open(os.path.join(out, n)).read().strip()
-        return json.loads(t) if t else None
-    except Exception:
-        return None
-print(json.dumps({'steps': list(csv.DictReader(open(os.path.join(out, 'results.tsv')), delimiter='\t')),
-                  'effnet_bench': load('effnet_bench.json'), 'torch_eager': load('torch_eager.json'),
-                  'torch_compile': load('torch_compile.json')}, indent=1))
-EOF
-fi
 
-# Tails of what failed, then the table last (the end of the output is what comes back).
+# Tails of what failed, then the summary last (the end of the output is what comes back).
 for r in $(awk -F'\t' 'NR > 1 && ($3 == "fail" || $3 == "timeout") {print $1}' "$RES"); do
     [ -f "$OUTDIR/logs/$r.log" ] || continue
     echo "---- last lines of logs/$r.log"
