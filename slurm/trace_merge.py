@@ -25,7 +25,7 @@ PARENTS = {
     "step": {None},
     "data wait": {"step"}, "forward": {"step"}, "backward": {"step"},
     "forward+backward (CUDA graph)": {"step"},
-    "gradient reduction": {"step"}, "optimizer": {"step"}, "parameter all-gather": {"step"},
+    "gradient reduction": {"step"}, "optimizer": {"step"}, "parameter all-gather": {"step", "forward", "checkpoint", None},
     "evaluation": {None}, "checkpoint": {None, "signal: checkpoint"}, "signal: checkpoint": {None},
 }
 

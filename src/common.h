@@ -47,6 +47,9 @@ int eff_mkdir_p(const char *path);
 double eff_time(void);       /* monotonic seconds */
 double eff_peak_rss_mb(void); /* peak resident set size of this process, MiB */
 
+/* A range [lo, lo + n) of a flat buffer (parameters, gradients). */
+typedef struct { size_t lo, n; } EffSeg;
+
 /* Parse helpers that reject trailing junk and out-of-range values. */
 int eff_parse_int(const char *s, long lo, long hi, long *out);
 int eff_parse_double(const char *s, double *out);

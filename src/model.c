@@ -151,7 +151,9 @@ void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spe
     m->adam_m = be->alloc(be, pb, "Adam first moments");
     m->adam_v = be->alloc(be, pb, "Adam second moments");
     m->bufs = be->alloc(be, m->btab.total * sizeof(float), "BN running statistics");
-    m->opt_lo = 0;
+    m->opt_seg = eff_malloc(sizeof(EffSeg), "optimizer ranges");
+    m->opt_seg[0] = (EffSeg){0, m->ptab.total};
+    m->opt_nseg = 1;
     m->opt_n = m->ptab.total;
 }
 
@@ -335,6 +337,7 @@ void eff_model_destroy(EffModel *m) {
         be->release(be, m->bufs);
     }
     eff_free(m->blk);
+    eff_free(m->opt_seg);
     eff_table_free(&m->ptab);
     eff_table_free(&m->btab);
     memset(m, 0, sizeof *m);
@@ -394,6 +397,14 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
     return eff_model_forward_resident(m, labels != NULL, train, drop_key);
 }
 
+static size_t block_first_param(const EffModel *m, int i) {
+    return i == m->nblocks ? m->head_w : m->blk[i].expand ? m->blk[i].w_expand : m->blk[i].w_dw;
+}
+
+static void need_params(EffModel *m, size_t end) {
+    if (m->params_needed) m->params_needed(m->params_needed_arg, end);
+}
+
 float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64_t drop_key) {
     const EffBackend *be = m->be;
     EFF_CHECK(m->N > 0, "eff_model_forward before eff_model_alloc_acts");
@@ -404,15 +415,18 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
     be->set_step_scalar(be, EFF_STEP_DROP_KEY, drop_key);
 
     const size_t M1 = (size_t)N * m->H1 * m->H1;
+    need_params(m, block_first_param(m, 0));
     TIMED(m, EFF_PROF_CONV, be->conv2d_forward(be, m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                m->stem_c, 3, 2, 1));
     bn_fwd(m, train, m->stem_act, m->stem_mean, m->stem_rstd, m->stem_rm, m->stem_rv, m->stem_conv, m->stem_g,
            m->stem_b, M1, m->stem_c, 1);
     const EffAct *h = m->stem_act;
     for (int i = 0; i < m->nblocks; i++) {
+        need_params(m, block_first_param(m, i + 1));
         block_forward(m, i, h, train);
         h = m->blk[i].out;
     }
+    need_params(m, m->ptab.total);
     const int cl = m->blk[m->nblocks - 1].cout, HWh = m->Hh * m->Hh;
     const size_t Mh = (size_t)N * HWh;
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, m->head_conv, h, P + m->head_w, (int)Mh, cl, m->head_c));
@@ -502,7 +516,7 @@ void eff_model_backward(EffModel *m, float loss_scale) {
         EffAct *dx = block_backward(m, i, x, dout, t1, t2);
         t1 = dout; /* rotate: the old output gradient is free now */
         dout = dx;
-        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->blk[i].expand ? m->blk[i].w_expand : m->blk[i].w_dw);
+        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, block_first_param(m, i));
     }
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_mean,
@@ -555,18 +569,46 @@ float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, con
 
 void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.total * sizeof(float)); }
 
+/* Each optimizer range in turn; its state is packed at `at` in adam_m/v. */
 static void adam(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                  double *g_sumsq) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->adam_v,
-                                              m->opt_n, lr, beta1, beta2, eps, weight_decay, decoupled, m->adam_t,
-                                              g_sumsq));
+    double sum = 0, s = 0;
+    size_t at = 0;
+    for (int i = 0; i < m->opt_nseg; at += m->opt_seg[i++].n) {
+        const EffSeg g = m->opt_seg[i];
+        TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at,
+                                                  m->adam_v + at, g.n, lr, beta1, beta2, eps, weight_decay, decoupled,
+                                                  m->adam_t, g_sumsq ? &s : NULL));
+        sum += s;
+    }
+    if (g_sumsq) *g_sumsq = sum;
 }
 
 static void sgd(EffModel *m, float lr, float momentum, float weight_decay, int nesterov, double *g_sumsq) {
     m->adam_t++;
-    TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + m->opt_lo, m->grad + m->opt_lo, m->adam_m, m->opt_n, lr,
-                                             momentum, weight_decay, nesterov, m->adam_t == 1, g_sumsq));
+    double sum = 0, s = 0;
+    size_t at = 0;
+    for (int i = 0; i < m->opt_nseg; at += m->opt_seg[i++].n) {
+        const EffSeg g = m->opt_seg[i];
+        TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at, g.n, lr,
+                                                 momentum, weight_decay, nesterov, m->adam_t == 1, g_sumsq ? &s : NULL));
+        sum += s;
+    }
+    if (g_sumsq) *g_sumsq = sum;
+}
+
+double eff_model_grad_sumsq(const EffModel *m) {
+    double sum = 0;
+    for (int i = 0; i < m->opt_nseg; i++) sum += m->be->sumsq(m->be, m->grad + m->opt_seg[i].lo, m->opt_seg[i].n);
+    return sum;
+}
+
+void eff_seg_copy(const EffSeg *seg, int nseg, float *full, float *packed, int to_full) {
+    for (int i = 0; i < nseg; packed += seg[i++].n) {
+        if (to_full) memcpy(full + seg[i].lo, packed, seg[i].n * sizeof(float));
+        else memcpy(packed, full + seg[i].lo, seg[i].n * sizeof(float));
+    }
 }
 
 void eff_model_adam_step(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay,
@@ -578,24 +620,36 @@ void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_deca
     sgd(m, lr, momentum, weight_decay, nesterov, NULL);
 }
 
-void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n) {
-    EFF_CHECK(m->opt_lo == 0 && m->opt_n == m->ptab.total && lo + n <= m->ptab.total,
-              "eff_model_shard_optimizer: shard [%zu, %zu) of %zu parameters (already sharded: %zu from %zu)", lo, lo + n,
-              (size_t)m->ptab.total, m->opt_n, m->opt_lo);
+void eff_model_shard_optimizer(EffModel *m, const EffSeg *seg, int nseg) {
+    EFF_CHECK(m->opt_nseg == 1 && m->opt_n == m->ptab.total, "eff_model_shard_optimizer: the optimizer is already "
+              "sharded (%d ranges, %zu parameters)", m->opt_nseg, m->opt_n);
+    size_t n = 0;
+    for (int i = 0; i < nseg; i++) {
+        EFF_CHECK(seg[i].lo + seg[i].n <= m->ptab.total && (i == 0 || seg[i].lo >= seg[i - 1].lo + seg[i - 1].n),
+                  "eff_model_shard_optimizer: range %d [%zu, %zu) of %zu parameters is out of order or out of range", i,
+                  seg[i].lo, seg[i].lo + seg[i].n, (size_t)m->ptab.total);
+        n += seg[i].n;
+    }
     const EffBackend *be = m->be;
     const size_t bytes = (n ? n : 1) * sizeof(float);
-    float *host = eff_malloc(bytes, "optimizer shard staging");
+    float *full = eff_malloc(m->ptab.total * sizeof(float), "optimizer shard staging");
+    float *packed = eff_malloc(bytes, "optimizer shard staging");
     float **state[2] = {&m->adam_m, &m->adam_v};
     for (int k = 0; k < 2; k++) {
         float *shard = be->alloc(be, bytes, k ? "Adam second moments (this rank's shard)" : "Adam first moments "
                                  "(this rank's shard)");
-        if (n) be->download(be, host, *state[k] + lo, n * sizeof(float));
-        if (n) be->upload(be, shard, host, n * sizeof(float));
+        be->download(be, full, *state[k], m->ptab.total * sizeof(float));
+        eff_seg_copy(seg, nseg, full, packed, 0);
+        if (n) be->upload(be, shard, packed, n * sizeof(float));
         be->release(be, *state[k]);
         *state[k] = shard;
     }
-    eff_free(host);
-    m->opt_lo = lo;
+    eff_free(full);
+    eff_free(packed);
+    eff_free(m->opt_seg);
+    m->opt_seg = eff_malloc(sizeof(EffSeg) * (size_t)(nseg ? nseg : 1), "optimizer ranges");
+    memcpy(m->opt_seg, seg, sizeof(EffSeg) * (size_t)nseg);
+    m->opt_nseg = nseg;
     m->opt_n = n;
 }
 

@@ -5,6 +5,7 @@
 #define EFFNET_MODEL_H
 
 #include "backend/backend.h"
+#include "common.h"
 #include "params.h"
 
 #include <stdint.h>
@@ -53,10 +54,13 @@ typedef struct EffModel {
     size_t stem_w, stem_g, stem_b, stem_rm, stem_rv;
     size_t head_w, head_g, head_b, head_rm, head_rv, fc_w, fc_b;
     float *param, *grad, *adam_m, *adam_v, *bufs; /* backend memory */
-    /* The optimizer state covers parameters [opt_lo, opt_lo + opt_n): all of
-     * them (0, ptab.total), or one rank's shard (eff_model_shard_optimizer);
-     * adam_m/adam_v then hold opt_n floats, for the parameters from opt_lo. */
-    size_t opt_lo, opt_n;
+    /* The optimizer state covers the parameter ranges opt_seg[0 .. opt_nseg):
+     * all of them (one range), or one rank's pieces under ZeRO-1
+     * (eff_model_shard_optimizer); adam_m/adam_v hold those ranges' opt_n
+     * floats back to back. */
+    EffSeg *opt_seg;
+    int opt_nseg;
+    size_t opt_n;
     int64_t bn_batches; /* num_batches_tracked, identical for every BN */
     long adam_t;
     /* activations for batch N at resolution R (eff_model_alloc_acts) */
@@ -77,6 +81,11 @@ typedef struct EffModel {
     /* Called after every op while set (same arg): lets a host-side
      * communicator progress its non-blocking collectives between ops. */
     void (*progress)(void *arg);
+    /* Called by the forward before it reads the parameters below offset
+     * `end` (before the stem, each block and the head), while set: lets
+     * ZeRO-1 wait for just those parameters of an all-gather in flight. */
+    void (*params_needed)(void *arg, size_t end);
+    void *params_needed_arg;
     /* eff_model_train_step: capture the step into a CUDA graph (backends
      * with graph_begin) after one eager warm-up step, then replay it */
     int use_graph;
@@ -153,17 +162,21 @@ void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_deca
 /* The optimizer of a training step, by name (config optim.name): adam, adamw
  * (decoupled weight decay) or sgd. One call for `effnet train` and `effnet
  * bench`, so both time the same update. Returns the sum of squares of the
- * gradients it read (parameters [opt_lo, opt_lo + opt_n)), from the same pass
- * on the CPU. */
+ * gradients it read (the ranges opt_seg), from the same pass on the CPU. */
 typedef struct EffOptimizer {
     const char *name;
     float lr, beta1, beta2, eps, weight_decay, momentum;
     int nesterov;
 } EffOptimizer;
 double eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
-/* ZeRO-1: keep the optimizer state only for parameters [lo, lo + n) (copied
- * from the current full state, which is freed); steps then update only those
- * parameters. */
-void eff_model_shard_optimizer(EffModel *m, size_t lo, size_t n);
+/* ZeRO-1: keep the optimizer state only for the parameter ranges seg[0 ..
+ * nseg) (ascending, disjoint; copied from the current full state, which is
+ * freed); steps then update only those parameters. */
+void eff_model_shard_optimizer(EffModel *m, const EffSeg *seg, int nseg);
+/* The sum of squares of the gradients in the optimizer's ranges. */
+double eff_model_grad_sumsq(const EffModel *m);
+/* Copy the optimizer state between the packed ranges (m->adam_m/v layout)
+ * and a full parameter-sized buffer: to_full = 1 scatters packed into full. */
+void eff_seg_copy(const EffSeg *seg, int nseg, float *full, float *packed, int to_full);
 
 #endif

@@ -58,6 +58,7 @@ void eff_mpi_destroy(EffMpi *w) {
 }
 
 int eff_mpi_rank(const EffMpi *w) { return w->rank; }
+MPI_Comm eff_mpi_comm(const EffMpi *w) { return w->comm; }
 int eff_mpi_size(const EffMpi *w) { return w->size; }
 const char *eff_mpi_host(const EffMpi *w, int rank) { return w->hosts + (size_t)rank * HOST_LEN; }
 long long eff_mpi_seq(const EffMpi *w) { return w->seq; }
@@ -173,15 +174,27 @@ static void stall(EffMpi *w) {
 
 void eff_mpi_wait(EffMpi *w, MPI_Request *req, const char *what) { eff_mpi_waitall(w, 1, req, what); }
 
+typedef struct { int n; MPI_Request *reqs; } Reqs;
+
+static int test_all(void *arg) {
+    Reqs *r = arg;
+    int done = 0;
+    MPI_CHECK(MPI_Testall(r->n, r->reqs, &done, MPI_STATUSES_IGNORE));
+    return done;
+}
+
 void eff_mpi_waitall(EffMpi *w, int n, MPI_Request *reqs, const char *what) {
+    Reqs r = {n, reqs};
+    eff_mpi_poll(w, test_all, &r, what);
+}
+
+void eff_mpi_poll(EffMpi *w, int (*done)(void *arg), void *arg, const char *what) {
     w->seq++;
     w->what = what;
     w->t_start = now_s();
     /* spin (MPI progresses inside MPI_Test) for the first 50 ms, then poll every 0.2 ms */
     for (long polls = 0;; polls++) {
-        int done = 0;
-        MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
-        if (done) break;
+        if (done(arg)) break;
         if ((polls & 63) == 0) {
             answer_queries(w);
             const double waited = now_s() - w->t_start;
@@ -222,18 +235,6 @@ void eff_mpi_barrier(EffMpi *w, const char *what) {
     eff_mpi_wait(w, &r, what);
 }
 
-void eff_mpi_reduce_scatter(EffMpi *w, const float *send, float *recv, const int *counts, const char *what) {
-    MPI_Request r;
-    MPI_CHECK(MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, w->comm, &r));
-    eff_mpi_wait(w, &r, what);
-}
-
-void eff_mpi_allgatherv_inplace(EffMpi *w, float *buf, const int *counts, const int *displs, const char *what) {
-    MPI_Request r;
-    MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, w->comm, &r));
-    eff_mpi_wait(w, &r, what);
-}
-
 void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const int *counts, const int *displs,
                      int root, const char *what) {
     MPI_Request r;
@@ -241,97 +242,3 @@ void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const
     eff_mpi_wait(w, &r, what);
 }
 
-/* ---- bucketed gradient all-reduce ---------------------------------------- */
-
-struct EffMpiBuckets {
-    EffMpi *w;
-    float *grad;
-    int nbuckets, next;    /* launched from the last bucket down to 0; next: highest not launched */
-    size_t *lo;            /* bucket b covers [lo[b], lo[b+1]) */
-    MPI_Request *req;      /* per bucket; MPI_REQUEST_NULL when done or not started */
-    int done_in_backward;
-    EffBucketEvent on_event; /* output.trace: each bucket's start and completion */
-    void *event_arg;
-    unsigned char *reported; /* per bucket: its completion was reported */
-};
-
-EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb) {
-    EFF_CHECK(bucket_mb > 0, "comm.bucket_mb must be > 0 (got %g)", bucket_mb);
-    EffMpiBuckets *b = eff_calloc(1, sizeof *b, "gradient buckets");
-    b->w = w;
-    b->grad = grad;
-    const size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float)) + 1;
-    b->nbuckets = (int)((n + per - 1) / per);
-    if (b->nbuckets < 1) b->nbuckets = 1;
-    b->lo = eff_malloc(sizeof(size_t) * ((size_t)b->nbuckets + 1), "bucket table");
-    for (int k = 0; k <= b->nbuckets; k++) b->lo[k] = (size_t)((double)n * k / b->nbuckets);
-    b->req = eff_malloc(sizeof(MPI_Request) * (size_t)b->nbuckets, "bucket requests");
-    for (int k = 0; k < b->nbuckets; k++) b->req[k] = MPI_REQUEST_NULL;
-    b->reported = eff_calloc((size_t)b->nbuckets, 1, "bucket completion flags");
-    return b;
-}
-
-void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
-    if (!b) return;
-    eff_free(b->lo);
-    eff_free(b->req);
-    eff_free(b->reported);
-    eff_free(b);
-}
-
-void eff_mpi_buckets_begin(EffMpiBuckets *b) {
-    b->next = b->nbuckets - 1;
-    b->done_in_backward = 0;
-    memset(b->reported, 0, (size_t)b->nbuckets);
-}
-
-static void launch_down_to(EffMpiBuckets *b, int lowest) {
-    for (; b->next >= lowest; b->next--) {
-        const size_t lo = b->lo[b->next], cnt = b->lo[b->next + 1] - lo;
-        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->grad + lo, (int)cnt, MPI_FLOAT, MPI_SUM, b->w->comm,
-                                 &b->req[b->next]));
-        if (b->on_event) b->on_event(b->event_arg, b->next, 0);
-    }
-}
-
-static void report_done(EffMpiBuckets *b, int k) {
-    if (b->on_event && !b->reported[k]) b->on_event(b->event_arg, k, 1);
-    b->reported[k] = 1;
-}
-
-void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg) {
-    b->on_event = fn;
-    b->event_arg = arg;
-}
-
-/* Progress the buckets in flight; count those that completed. */
-static void progress(EffMpiBuckets *b) {
-    const int first = b->next + 1, n = b->nbuckets - first;
-    if (n <= 0) return;
-    int idx[64], out = 0;
-    for (int k = first; k < b->nbuckets; k += 64) {
-        const int chunk = b->nbuckets - k < 64 ? b->nbuckets - k : 64;
-        MPI_CHECK(MPI_Testsome(chunk, b->req + k, &out, idx, MPI_STATUSES_IGNORE));
-        if (out == MPI_UNDEFINED) continue;
-        b->done_in_backward += out;
-        for (int i = 0; i < out; i++) report_done(b, k + idx[i]);
-    }
-}
-
-void eff_mpi_buckets_progress(EffMpiBuckets *b) { progress(b); }
-
-void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset) {
-    int k = b->nbuckets; /* the lowest bucket that lies wholly at or above first_final_offset */
-    while (k > 0 && b->lo[k - 1] >= first_final_offset) k--;
-    progress(b);
-    launch_down_to(b, k);
-}
-
-void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats) {
-    progress(b);
-    launch_down_to(b, 0);
-    const double t0 = now_s();
-    eff_mpi_waitall(b->w, b->nbuckets, b->req, "gradient all-reduce (buckets)");
-    for (int k = b->nbuckets - 1; k >= 0; k--) report_done(b, k);
-    if (stats) *stats = (EffMpiBucketStats){b->nbuckets, b->done_in_backward, now_s() - t0};
-}

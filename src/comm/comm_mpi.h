@@ -40,6 +40,7 @@ typedef struct EffMpi EffMpi;
 EffMpi *eff_mpi_create(MPI_Comm comm, double timeout_s);
 void eff_mpi_destroy(EffMpi *w);
 int eff_mpi_rank(const EffMpi *w);
+MPI_Comm eff_mpi_comm(const EffMpi *w);
 int eff_mpi_size(const EffMpi *w);
 const char *eff_mpi_host(const EffMpi *w, int rank);
 /* Collectives started so far (the next one's number minus 1). */
@@ -56,40 +57,69 @@ void eff_mpi_allreduce(EffMpi *w, void *buf, size_t count, MPI_Datatype type, MP
 void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int root, const char *what);
 void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what);
 void eff_mpi_barrier(EffMpi *w, const char *what);
-/* ZeRO-1 over float buffers split by displs[r], counts[r] (ints, world entries):
- * recv[0 .. counts[rank]) = sum over ranks of send[displs[rank] ..]; the
- * in-place all-gather fills buf[displs[r] ..] from rank r; gatherv to root. */
-void eff_mpi_reduce_scatter(EffMpi *w, const float *send, float *recv, const int *counts, const char *what);
-void eff_mpi_allgatherv_inplace(EffMpi *w, float *buf, const int *counts, const int *displs, const char *what);
+/* Poll done(arg) (which tests requests and advances their state) until it
+ * returns non-zero, under the watchdog. */
+void eff_mpi_poll(EffMpi *w, int (*done)(void *arg), void *arg, const char *what);
+/* recv[displs[r] ..] on root = rank r's send[0 .. counts[r]) (float buffers). */
 void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const int *counts, const int *displs,
                      int root, const char *what);
 
-/* Bucketed gradient all-reduce overlapped with backward (the CPU twin of
- * comm_nccl.c's buckets). The gradient buffer is cut into buckets of about
- * bucket_mb; eff_mpi_grad_ready(first) -- called by the backward pass between
- * ops whenever every gradient at offsets >= first is final -- starts an
- * MPI_Iallreduce (SUM, in place) on each bucket wholly in that range and
- * calls MPI_Testall on those in flight, which is where Open MPI progresses
- * them (it has no progress thread for shared memory or TCP). finish starts
- * the rest and waits for all under the watchdog. With 2 ranks the result is
- * bit-identical to one MPI_Allreduce of the whole buffer (a sum of two is
- * exact in either order); with more ranks the summation order of the
- * non-blocking algorithm may differ (rounding only). */
+/* Bucketed gradient reduction (src/comm/buckets_mpi.c) on point-to-point messages, overlapped with
+ * backward (the CPU twin of comm_nccl.c's buckets), for the replicated and
+ * the sharded (ZeRO-1) optimizer alike.
+ *
+ * The gradient buffer is cut into buckets of about bucket_mb, and every
+ * bucket into world near-equal pieces: piece r of every bucket belongs to
+ * rank r (DeepSpeed's interleaved layout, so every bucket keeps every link
+ * busy). Reducing a bucket: every rank sends piece r to rank r (non-blocking
+ * sends and receives on a private communicator), and rank r adds the world
+ * contributions in rank order 0, 1, ..., N-1. In EFF_BUCKETS_ALLREDUCE mode
+ * rank r then sends its summed piece to every rank (an all-gather); in
+ * EFF_BUCKETS_REDUCE_SCATTER mode it keeps it (ZeRO-1: rank r updates the
+ * parameters of its pieces, eff_mpi_buckets_owned, and
+ * eff_mpi_buckets_allgather sends them to everyone).
+ *
+ * Because every mode adds in the same fixed order, the sharded and the
+ * replicated optimizer see bit-identical gradients on any rank count. With
+ * 2 ranks the sum is also bit-identical to MPI_Allreduce's (a sum of two is
+ * the same in either order); with more, MPI's order differs (rounding only).
+ *
+ * eff_mpi_grad_ready(first) -- called by backward between ops whenever every
+ * gradient at offsets >= first is final -- starts each bucket wholly in that
+ * range; eff_mpi_buckets_progress (after every op) tests the messages in
+ * flight and advances each bucket (sum, then all-gather): Open MPI has no
+ * progress thread for shared memory or TCP, so this is where the bytes move.
+ * finish starts the rest and waits for all under the watchdog. */
 typedef struct EffMpiBuckets EffMpiBuckets;
 typedef struct {
     int buckets;           /* per step */
     int done_in_backward;  /* buckets found complete by a test call before finish */
     double exposed_s;      /* finish: waiting after backward */
 } EffMpiBucketStats;
+enum { EFF_BUCKETS_ALLREDUCE = 0, EFF_BUCKETS_REDUCE_SCATTER = 1 };
 
-EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb);
+/* Collective over w's communicator (it duplicates it). */
+EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb, int mode);
 void eff_mpi_buckets_destroy(EffMpiBuckets *b);
+int eff_mpi_buckets_count(const EffMpiBuckets *b);
+/* The ranges rank `rank` owns (piece `rank` of every bucket), ascending:
+ * fills seg[0 .. count) (room for eff_mpi_buckets_count entries; empty
+ * pieces are left out) and returns count. */
+int eff_mpi_buckets_owned(const EffMpiBuckets *b, int rank, EffSeg *seg);
 void eff_mpi_buckets_begin(EffMpiBuckets *b);
 void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset);
-/* MPI_Testsome on the buckets in flight (called between ops of backward). */
 void eff_mpi_buckets_progress(EffMpiBuckets *b);
 void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats);
-/* fn(arg, bucket, 0) when a bucket's all-reduce starts, fn(arg, bucket, 1)
+/* ZeRO-1: every rank's pieces of buf to every rank, in place (buf has the
+ * gradient's layout: the parameters). start posts the messages of every
+ * bucket; eff_mpi_buckets_progress moves them, so they overlap the next
+ * forward; wait blocks, under the watchdog, until every bucket that begins
+ * below offset `end` has arrived (SIZE_MAX: all); pending tests that without
+ * blocking. The next step's reduction must not start before all arrived. */
+void eff_mpi_buckets_allgather_start(EffMpiBuckets *b, float *buf);
+void eff_mpi_buckets_allgather_wait(EffMpiBuckets *b, size_t end, const char *what);
+int eff_mpi_buckets_params_pending(EffMpiBuckets *b, size_t end);
+/* fn(arg, bucket, 0) when a bucket's reduction starts, fn(arg, bucket, 1)
  * when a test call (or finish) first sees it complete (output.trace). */
 typedef void (*EffBucketEvent)(void *arg, int bucket, int done);
 void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg);

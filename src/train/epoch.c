@@ -139,7 +139,7 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
     T->window_loss = 0;
 }
 
-/* ZeRO-1: rank 0 gathers every rank's optimizer shard into full moments, so
+/* ZeRO-1: rank 0 gathers every rank's optimizer pieces into full moments, so
  * a sharded run's checkpoint is the same as a replicated run's. Sharding is
  * the CPU backend's (setup.c), whose memory is host memory: the gather reads
  * and writes the backend buffers directly. Returns the full buffers on rank
@@ -148,14 +148,32 @@ static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     EffModel *m = &T->ctx.model;
     const EffBackend *be = m->be;
     EFF_CHECK(be == eff_backend_cpu(), "optim.shard: the optimizer gather expects the CPU backend");
+    const int nb = eff_mpi_buckets_count(T->buckets);
+    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)nb * (size_t)T->world, "optimizer ranges of every rank");
+    int *nseg = eff_malloc(sizeof(int) * 3 * (size_t)T->world, "optimizer gather counts");
+    int *counts = nseg + T->world, *displs = counts + T->world;
+    size_t at = 0;
+    for (int r = 0; r < T->world; r++) { /* each rank's packed state, rank after rank */
+        nseg[r] = eff_mpi_buckets_owned(T->buckets, r, seg + (size_t)r * nb);
+        size_t n = 0;
+        for (int i = 0; i < nseg[r]; i++) n += seg[(size_t)r * nb + i].n;
+        counts[r] = (int)n;
+        displs[r] = (int)at;
+        at += n;
+    }
+    float *packed = T->rank == 0 ? eff_malloc(sizeof(float) * m->ptab.total, "gathered optimizer pieces") : NULL;
     float *src[2] = {m->adam_m, m->adam_v}, **dst[2] = {full_m, full_v};
     for (int k = 0; k < 2; k++) {
-        *dst[k] = T->rank == 0 ? be->alloc(be, m->ptab.total * sizeof(float), k ? "gathered Adam second moments"
-                                                                                 : "gathered Adam first moments")
-                               : NULL;
-        eff_mpi_gatherv(T->mpi, src[k], (int)m->opt_n, *dst[k], T->shard_counts, T->shard_displs, 0,
-                        "optimizer state gather");
+        eff_mpi_gatherv(T->mpi, src[k], (int)m->opt_n, packed, counts, displs, 0, "optimizer state gather");
+        *dst[k] = NULL;
+        if (T->rank != 0) continue;
+        *dst[k] = be->alloc(be, m->ptab.total * sizeof(float), k ? "gathered Adam second moments"
+                                                                  : "gathered Adam first moments");
+        for (int r = 0; r < T->world; r++) eff_seg_copy(seg + (size_t)r * nb, nseg[r], *dst[k], packed + displs[r], 1);
     }
+    eff_free(packed);
+    eff_free(nseg);
+    eff_free(seg);
 }
 
 static void save(EffTrainer *T, const char *path) {
@@ -192,10 +210,12 @@ static void checkpoint(EffTrainer *T, const char *name) {
     T->st.loss_scale_skipped = T->scaler.enabled ? T->scaler.skipped : 0;
     if (T->sharded) { /* the model's view of the full state, for the save only */
         float *shard_m = m->adam_m, *shard_v = m->adam_v;
-        const size_t lo = m->opt_lo, n = m->opt_n;
-        m->adam_m = full_m, m->adam_v = full_v, m->opt_lo = 0, m->opt_n = m->ptab.total;
+        EffSeg *seg = m->opt_seg, all = {0, m->ptab.total};
+        const int nseg = m->opt_nseg;
+        const size_t n = m->opt_n;
+        m->adam_m = full_m, m->adam_v = full_v, m->opt_seg = &all, m->opt_nseg = 1, m->opt_n = m->ptab.total;
         save(T, path);
-        m->adam_m = shard_m, m->adam_v = shard_v, m->opt_lo = lo, m->opt_n = n;
+        m->adam_m = shard_m, m->adam_v = shard_v, m->opt_seg = seg, m->opt_nseg = nseg, m->opt_n = n;
         m->be->release(m->be, full_m);
         m->be->release(m->be, full_v);
     } else {
@@ -244,6 +264,7 @@ static double evaluate(EffTrainer *T, int64_t epoch, double *loss_out) {
  * to the next epoch, evaluate, and write best/last/epoch-NNNN checkpoints. */
 void eff_trainer_end_epoch(EffTrainer *T, int64_t epoch, int epoch_done) {
     const EffConfig *c = &T->cfg;
+    eff_trainer_params_sync(T); /* evaluation and checkpoints read the parameters */
     if (epoch_done) {
         T->st.epoch++;
         T->st.step_in_epoch = 0;
@@ -292,10 +313,10 @@ static void timing_summary(EffTrainer *T) {
     eff_trainer_log(T, "memory: peak RSS %.1f MiB on rank 0 (it writes the checkpoints), %.1f MiB the most of the "
                     "others; optimizer state %.1f MiB per rank (%s)\n", rss[0], rss[1],
                     2.0 * (double)m->opt_n * sizeof(float) / 1048576.0, T->sharded ? "sharded" : "replicated");
-    if (T->buckets)
-        eff_trainer_log(T, "timing: gradient all-reduce overlapped with backward: %.1f of %.1f buckets per step done "
+    if (T->buckets && T->cfg.overlap)
+        eff_trainer_log(T, "timing: gradient %s overlapped with backward: %.1f of %.1f buckets per step done "
                         "before backward ended; %.1f ms exposed (waiting after backward, inside the all-reduce "
-                        "figure)\n", (double)t->buckets_in_backward / n, (double)t->buckets / n, 1e3 * t->exposed / n);
+                        "figure)\n", T->sharded ? "reduce-scatter" : "all-reduce", (double)t->buckets_in_backward / n, (double)t->buckets / n, 1e3 * t->exposed / n);
     if (m->use_graph && T->comm)
         eff_trainer_log(T, "timing: CUDA graph: the gradient all-reduce runs inside each replay and is counted in "
                         "compute; the all-reduce figure is the BN statistics and loss reductions only\n");
@@ -319,7 +340,7 @@ static void timing_summary(EffTrainer *T) {
     eff_json_num(row, "allreduce_bytes_per_step", bytes, "%.0f");
     eff_json_bool(row, "comm_timing", c->comm_timing);
     eff_json_bool(row, "cuda_graph", m->use_graph);
-    eff_json_bool(row, "overlap", T->buckets != NULL);
+    eff_json_bool(row, "overlap", T->buckets != NULL && T->cfg.overlap);
     eff_json_num(row, "buckets", (double)t->buckets / n, "%.1f");
     eff_json_num(row, "buckets_done_in_backward", (double)t->buckets_in_backward / n, "%.1f");
     eff_json_num(row, "exposed_allreduce_ms", 1e3 * t->exposed / n, "%.3f");
@@ -330,6 +351,7 @@ static void timing_summary(EffTrainer *T) {
 }
 
 void eff_trainer_finish(EffTrainer *T) {
+    eff_trainer_params_sync(T);
     if (!T->exit_code)
         eff_trainer_log(T, "Best Epoch: %lld   Best Accuracy: %.2f%%\n", (long long)T->st.best_epoch, T->st.best_acc);
     timing_summary(T);
@@ -343,9 +365,6 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_model_destroy(&T->ctx.model);
     eff_comm_destroy(T->comm);
     eff_mpi_buckets_destroy(T->buckets);
-    eff_free(T->shard_counts);
-    eff_free(T->shard_displs);
-    eff_free(T->grad_shard);
     eff_backend_cuda_destroy(T->cuda);
     eff_mpi_destroy(T->mpi);
     eff_free(T->config_ini);

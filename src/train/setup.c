@@ -30,6 +30,7 @@ static uint64_t fnv1a(const void *p, size_t n) {
 /* Every rank must hold bit-identical parameters; checked at start-up and
  * before every checkpoint. */
 void eff_trainer_check_identical(EffTrainer *T, const char *when) {
+    eff_trainer_params_sync(T);
     EffModel *m = &T->ctx.model;
     size_t bytes = m->ptab.total * sizeof(float);
     float *host = eff_malloc(bytes, "parameter copy");
@@ -167,32 +168,40 @@ static void resume(EffTrainer *T, const char *resume_arg) {
     }
 }
 
-/* optim.shard (ZeRO-1): rank r keeps the optimizer state of parameters
- * [total*r/N, total*(r+1)/N) only; the gradient is reduce-scattered (or, with
- * comm.overlap, all-reduced in buckets during backward) and the updated
- * parameters all-gathered. The MPI path only: NCCL runs replicated. */
+/* The MPI path's gradient reduction (CPU backend, world > 1): the bucketed
+ * exchange of buckets_mpi.c whenever comm.overlap or the sharded optimizer
+ * asks for it, else one MPI all-reduce after backward (step.c). */
+static void setup_buckets(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    EffModel *m = &T->ctx.model;
+    if (T->cuda || T->world == 1 || (!c->overlap && !T->sharded)) return;
+    T->buckets = eff_mpi_buckets_create(T->mpi, m->grad, m->ptab.total, c->bucket_mb,
+                                        T->sharded ? EFF_BUCKETS_REDUCE_SCATTER : EFF_BUCKETS_ALLREDUCE);
+    eff_trainer_log(T, "comm: MPI %s in %d buckets of ~%.1f MiB, %s; watchdog %.0f s\n",
+                    T->sharded ? "reduce-scatter" : "all-reduce", eff_mpi_buckets_count(T->buckets), c->bucket_mb,
+                    c->overlap ? "started as backward finishes them (comm.overlap = 1)" : "after backward (comm.overlap = 0)",
+                    c->comm_timeout);
+}
+
+/* optim.shard (ZeRO-1): rank r keeps the optimizer state of piece r of every
+ * gradient bucket (buckets_mpi.c); the gradient is reduce-scattered in
+ * buckets and the updated parameters all-gathered. The MPI path only: NCCL
+ * runs replicated. */
 static void setup_shard(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
     EFF_CHECK(strcmp(c->shard, "on") != 0 || !T->cuda, "optim.shard = on needs the CPU backend (the CUDA/NCCL path keeps "
               "the optimizer replicated)\nHINT: set optim.shard = auto");
     T->sharded = T->world > 1 && !T->cuda && strcmp(c->shard, "off") != 0;
+    setup_buckets(T);
     /* (called before the optimizer state is first written: a fresh run never touches the full state's pages) */
     if (!T->sharded) return;
-    const size_t total = m->ptab.total;
-    EFF_CHECK(total <= INT_MAX, "optim.shard: %zu parameters exceed MPI's int count", total);
-    T->shard_counts = eff_malloc(sizeof(int) * (size_t)T->world, "shard counts");
-    T->shard_displs = eff_malloc(sizeof(int) * (size_t)T->world, "shard offsets");
-    for (int r = 0; r < T->world; r++) {
-        T->shard_displs[r] = (int)(total * (size_t)r / (size_t)T->world);
-        T->shard_counts[r] = (int)(total * (size_t)(r + 1) / (size_t)T->world) - T->shard_displs[r];
-    }
-    const int n = T->shard_counts[T->rank];
-    eff_model_shard_optimizer(m, (size_t)T->shard_displs[T->rank], (size_t)n);
-    if (!c->overlap) T->grad_shard = eff_malloc(sizeof(float) * (size_t)(n ? n : 1), "gradient shard");
-    eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%d parameters (1/%d), gradients %s, "
-                    "parameters all-gathered after the step\n", c->optimizer, n, T->world,
-                    c->overlap ? "all-reduced in buckets during backward" : "reduce-scattered");
+    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)eff_mpi_buckets_count(T->buckets), "optimizer ranges");
+    const int nseg = eff_mpi_buckets_owned(T->buckets, T->rank, seg);
+    eff_model_shard_optimizer(m, seg, nseg);
+    eff_free(seg);
+    eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%zu parameters (1/%d, one piece of "
+                    "each bucket), parameters all-gathered after the step\n", c->optimizer, m->opt_n, T->world);
 }
 
 static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
@@ -244,11 +253,6 @@ static void start_identical(EffTrainer *T) {
         T->comm = eff_comm_create(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout);
         eff_trainer_log(T, "comm: NCCL all-reduce (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
                         "watchdog %.0f s\n", eff_comm_buckets(T->comm), c->bucket_mb, c->comm_timeout);
-    }
-    if (!T->cuda && T->world > 1 && c->overlap) {
-        T->buckets = eff_mpi_buckets_create(T->mpi, m->grad, m->ptab.total, c->bucket_mb);
-        eff_trainer_log(T, "comm: MPI all-reduce in buckets of ~%.1f MiB, started as backward finishes them "
-                        "(comm.overlap = 1); watchdog %.0f s\n", c->bucket_mb, c->comm_timeout);
     }
     if (c->accum > 1) {
         T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");

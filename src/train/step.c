@@ -14,12 +14,32 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
 static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
 static void on_mpi_grad_ready(void *arg, size_t first) { eff_mpi_grad_ready((EffMpiBuckets *)arg, first); }
 static void on_mpi_progress(void *arg) { eff_mpi_buckets_progress((EffMpiBuckets *)arg); }
+/* ZeRO-1: the forward about to read the parameters below `end` waits for them. */
+static void on_params_needed(void *arg, size_t end) {
+    EffTrainer *T = arg;
+    if (!eff_mpi_buckets_params_pending(T->buckets, end)) return;
+    const double t0 = eff_time();
+    eff_trace_begin(T->trace, "parameter all-gather");
+    eff_mpi_buckets_allgather_wait(T->buckets, end, "parameter all-gather");
+    eff_trace_end(T->trace, "parameter all-gather");
+    T->params_wait_s += eff_time() - t0;
+}
+
+void eff_trainer_params_sync(EffTrainer *T) {
+    if (!T->params_pending) return;
+    eff_trace_begin(T->trace, "parameter all-gather");
+    eff_mpi_buckets_allgather_wait(T->buckets, SIZE_MAX, "parameter all-gather");
+    eff_trace_end(T->trace, "parameter all-gather");
+    T->params_pending = 0;
+}
+
 static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
 static void on_step_discard(void *arg) { eff_comm_restart((EffComm *)arg); }
@@ -119,10 +139,12 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
             eff_model_set_input(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B);
         }
         /* on the last micro-batch, buckets start as soon as backward finishes them */
-        const int last = a == c->accum - 1;
-        m->grad_ready = last && T->comm ? on_grad_ready : last && T->buckets ? on_mpi_grad_ready : NULL;
+        const int last = a == c->accum - 1, mpi_overlap = last && T->buckets && c->overlap;
+        m->grad_ready = last && T->comm ? on_grad_ready : mpi_overlap ? on_mpi_grad_ready : NULL;
         m->grad_ready_arg = T->comm ? (void *)T->comm : (void *)T->buckets;
-        m->progress = last && T->buckets ? on_mpi_progress : NULL;
+        m->progress = mpi_overlap || T->params_pending ? on_mpi_progress : NULL;
+        m->params_needed = T->params_pending ? on_params_needed : NULL; /* the last step's all-gather */
+        m->params_needed_arg = T;
         bn_micro_begin(T, a);
         float loss;
         if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
@@ -133,6 +155,11 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
             eff_trace_begin(T->trace, "forward");
             loss = eff_model_forward_resident(m, 1, 1, key);
             eff_trace_end(T->trace, "forward");
+            if (T->params_pending) { /* the forward's head waited for the last bucket */
+                m->params_needed = NULL;
+                T->params_pending = 0;
+                if (!mpi_overlap) m->progress = NULL;
+            }
             eff_trace_begin(T->trace, "backward");
             eff_model_backward(m, (float)(loss_scale / divisor));
             eff_trace_end(T->trace, "backward");
@@ -154,16 +181,12 @@ static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
     if (T->comm) {
         if (!m->use_graph) eff_comm_finish(T->comm); /* else the step's tail did */
         eff_comm_wait(T->comm);
-    } else if (T->buckets) {
+    } else if (T->buckets) { /* overlapped, or ZeRO-1's reduce-scatter */
         EffMpiBucketStats s;
         eff_mpi_buckets_finish(T->buckets, &s);
         r->buckets = s.buckets;
         r->buckets_in_backward = s.done_in_backward;
         r->exposed_s = s.exposed_s;
-    } else if (T->sharded) { /* ZeRO-1, not overlapped: this rank's slice of the summed gradient */
-        const int n = T->shard_counts[T->rank];
-        eff_mpi_reduce_scatter(T->mpi, m->grad, T->grad_shard, T->shard_counts, "gradient reduce-scatter");
-        m->be->upload(m->be, m->grad + m->opt_lo, T->grad_shard, (size_t)n * sizeof(float));
     } else if (T->world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
         eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
     }
@@ -201,12 +224,10 @@ static double lr_at(const EffConfig *c, int64_t step, int64_t total) {
     return c->min_lr + (c->lr - c->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
 }
 
-/* The squared gradient norm: sharded, each rank's slice summed over ranks. */
+/* The squared gradient norm: sharded, each rank's pieces summed over ranks. */
 static double grad_sumsq(EffTrainer *T) {
-    EffModel *m = &T->ctx.model;
-    if (!T->sharded) return m->be->sumsq(m->be, m->grad, m->ptab.total);
-    double s = m->be->sumsq(m->be, m->grad + m->opt_lo, m->opt_n);
-    eff_mpi_allreduce(T->mpi, &s, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
+    double s = eff_model_grad_sumsq(&T->ctx.model);
+    if (T->sharded) eff_mpi_allreduce(T->mpi, &s, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
     return s;
 }
 
@@ -241,23 +262,21 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         if (T->sharded) eff_mpi_allreduce(T->mpi, &r.gnorm2, 1, MPI_DOUBLE, MPI_SUM, "gradient norm all-reduce");
         if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
     }
-    double t_gather = 0;
     eff_trace_end(T->trace, "optimizer");
-    if (T->sharded) { /* every rank's updated slice to every rank */
-        eff_trace_begin(T->trace, "parameter all-gather");
-        const double tg = eff_time();
-        eff_mpi_allgatherv_inplace(T->mpi, m->param, T->shard_counts, T->shard_displs, "parameter all-gather");
-        t_gather = eff_time() - tg;
-        eff_trace_end(T->trace, "parameter all-gather");
+    if (T->sharded) { /* every rank's updated pieces to every rank, during the next forward */
+        eff_mpi_buckets_allgather_start(T->buckets, m->param);
+        T->params_pending = 1;
     }
-    T->win_phase[EFF_PH_COMPUTE] += t1 - t0;
+    const double t_gather = T->params_wait_s; /* this step's forward waited for the last step's */
+    T->params_wait_s = 0;
+    T->win_phase[EFF_PH_COMPUTE] += t1 - t0 - t_gather;
     T->win_phase[EFF_PH_COMM] += t3 - t1 + t_gather; /* the load-balance barrier and the reduction */
-    T->win_phase[EFF_PH_OPTIM] += eff_time() - t3 - t_gather;
+    T->win_phase[EFF_PH_OPTIM] += eff_time() - t3;
     if (timed) {
-        T->times.compute += t1 - t0;
+        T->times.compute += t1 - t0 - t_gather;
         T->times.wait += t2 - t1;
-        T->times.allreduce += t3 - t2 + t_gather; /* ZeRO-1's all-gather is communication */
-        T->times.optim += eff_time() - t3 - t_gather;
+        T->times.allreduce += t3 - t2 + t_gather; /* ZeRO-1's all-gather (what the forward waited) is communication */
+        T->times.optim += eff_time() - t3;
         T->times.exposed += r.exposed_s;
         T->times.buckets += r.buckets;
         T->times.buckets_in_backward += r.buckets_in_backward;

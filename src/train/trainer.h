@@ -75,10 +75,10 @@ typedef struct EffTrainer {
     EffBackend *cuda;            /* the CUDA backend instance, when selected */
     EffComm *comm;               /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffMpi *mpi;                 /* every MPI collective, under the stall watchdog */
-    EffMpiBuckets *buckets;      /* CPU backend, world > 1, comm.overlap: the overlapped gradient all-reduce */
-    int sharded;                 /* optim.shard: ZeRO-1, this rank updates parameters [displs[rank], +counts[rank]) */
-    int *shard_counts, *shard_displs;
-    float *grad_shard;           /* sharded, not overlapped: the reduce-scatter's result (host) */
+    EffMpiBuckets *buckets;      /* CPU backend, world > 1, comm.overlap or sharded: the bucketed gradient reduction */
+    int sharded;                 /* optim.shard: ZeRO-1, this rank updates piece `rank` of every bucket */
+    int params_pending;          /* sharded: the parameter all-gather is in flight (it overlaps the next forward) */
+    double params_wait_s;        /* sharded: the step's forward waited this long for it */
     EffLossScaler scaler;
     struct EffGpuAugment *gaug;  /* data.gpu_augment: the train split resident on the GPU */
     EffConfig cfg;
@@ -112,6 +112,9 @@ void eff_trainer_metrics(EffTrainer *T, cJSON *row);
 /* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
 void eff_trainer_setup(EffTrainer *T, const char *resume);
 void eff_trainer_check_identical(EffTrainer *T, const char *when);
+/* ZeRO-1: finish the parameter all-gather of the last step, if in flight.
+ * Everything that reads the parameters outside a step calls it first. */
+void eff_trainer_params_sync(EffTrainer *T);
 /* step.c */
 EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b);
 /* epoch.c */
