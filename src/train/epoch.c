@@ -42,9 +42,8 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* min, median, max of column col of rows[world][cols] */
-static void spread(const double *rows, int world, int cols, int col, double out[3]) {
-    double v[world];
+/* min, median, max of column col of rows[world][cols]; v: world doubles of scratch */
+static void spread(const double *rows, int world, int cols, int col, double *v, double out[3]) {
     for (int r = 0; r < world; r++) v[r] = rows[r * cols + col];
     qsort(v, (size_t)world, sizeof v[0], cmp_double);
     out[0] = v[0];
@@ -64,7 +63,7 @@ static void write_straggler(EffTrainer *T, const double *rows, int cols, int slo
     eff_json_int(row, "ranks", T->world);
     for (int c = 0; c < cols; c++) {
         double s[3];
-        spread(rows, T->world, cols, c, s);
+        spread(rows, T->world, cols, c, T->straggler_rows + (size_t)(cols + 1) * T->world, s);
         cJSON *ph = eff_json_add_object(row, name[c]);
         eff_json_num(ph, "min", s[0], "%.3f");
         eff_json_num(ph, "median", s[1], "%.3f");
@@ -82,7 +81,7 @@ static void write_straggler(EffTrainer *T, const double *rows, int cols, int slo
  * the slowest is 10% above the median). */
 static void straggler_report(EffTrainer *T, double window_s, int64_t steps) {
     enum { COLS = EFF_PHASES + 1 };
-    double mine[COLS], *rows = eff_malloc(sizeof(double) * COLS * (size_t)T->world, "straggler report");
+    double mine[COLS], *rows = T->straggler_rows; /* COLS x world, allocated at setup */
     for (int p = 0; p < EFF_PHASES; p++) mine[p] = 1e3 * T->win_phase[p] / (double)steps;
     mine[EFF_PHASES] = 1e3 * window_s / (double)steps;
     memset(T->win_phase, 0, sizeof T->win_phase);
@@ -93,14 +92,13 @@ static void straggler_report(EffTrainer *T, double window_s, int64_t steps) {
             rows[slowest * COLS + EFF_PH_DATA] + rows[slowest * COLS + EFF_PH_COMPUTE]) slowest = r;
     if (T->rank == 0) {
         write_straggler(T, rows, COLS, slowest);
-        double busy[T->world], s[3];
+        double *busy = rows + (size_t)COLS * T->world, s[3]; /* the spare column block */
         for (int r = 0; r < T->world; r++) busy[r] = rows[r * COLS + EFF_PH_DATA] + rows[r * COLS + EFF_PH_COMPUTE];
-        spread(busy, T->world, 1, 0, s);
+        spread(busy, T->world, 1, 0, busy + T->world, s);
         if (s[2] > 1.1 * s[1])
             eff_trainer_log(T, "ranks: compute + data wait per step min/median/max %.1f/%.1f/%.1f ms; slowest rank %d "
                             "(%s)\n", s[0], s[1], s[2], slowest, eff_mpi_host(T->mpi, slowest));
     }
-    eff_free(rows);
 }
 
 /* The seed's "Train Epoch" line every output.log_interval steps and at the
@@ -333,6 +331,7 @@ static void timing_summary(EffTrainer *T) {
     eff_json_num(row, "step_ms", 1e3 * step_s, "%.3f");
     eff_json_num(row, "compute_ms", 1e3 * t->compute / n, "%.3f");
     eff_json_num(row, "wait_ms", 1e3 * t->wait / n, "%.3f");
+    eff_json_num(row, "data_wait_ms", 1e3 * t->data / n, "%.3f"); /* outside step_ms: the loader was late */
     eff_json_num(row, "allreduce_ms", 1e3 * t->allreduce / n, "%.3f");
     eff_json_num(row, "optimizer_ms", 1e3 * t->optim / n, "%.3f");
     eff_json_num(row, "img_per_s", gb / step_s, "%.3f");
@@ -370,6 +369,7 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_free(T->config_ini);
     eff_free(T->hosts);
     eff_free(T->bn_start);
+    eff_free(T->straggler_rows);
     eff_free(T->bn_sum);
     if (T->metrics) eff_fclose(T->metrics, "metrics.jsonl");
     if (T->index_dump) eff_fclose(T->index_dump, "indices-rankR.txt");

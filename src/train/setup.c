@@ -366,6 +366,8 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
                     eff_precision_name(T->ctx.be->precision), T->hosts);
     start_identical(T);
     if (T->trace && T->buckets) eff_mpi_buckets_on_event(T->buckets, trace_bucket, T->trace);
+    if (T->world > 1)
+        T->straggler_rows = eff_malloc(sizeof(double) * (EFF_PHASES + 3) * (size_t)T->world, "straggler report");
     open_loaders(T);
     install_signals(T);
     T->window_t0 = eff_time();

@@ -100,6 +100,7 @@ typedef struct EffTrainer {
     int64_t steps_run, window_steps, epoch_samples;
     double window_t0, window_loss, epoch_loss;
     double win_phase[EFF_PHASES];  /* this rank's phase times in the log window (the straggler report) */
+    double *straggler_rows;        /* world > 1: (EFF_PHASES + 3) x world: the report's gather, busy and sort buffers */
     EffStepTimes times;
     int exit_code, finished;
 } EffTrainer;
