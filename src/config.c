@@ -51,7 +51,7 @@ static const Key keys[] = {
     {"optim.eps", K_REAL, N(eps), "1e-8", 1e-30, 1, NULL, "Adam epsilon"},
     {"optim.momentum", K_REAL, N(momentum), "0.9", 0, 0.999999, NULL, "SGD momentum"},
     {"optim.nesterov", K_BOOL, N(nesterov), "false", 0, 1, NULL, "SGD Nesterov momentum"},
-    {"optim.shard", K_STR, S(shard), "auto", 0, 0, "auto|on|off", "ZeRO-1: each rank keeps and updates only its 1/N of the optimizer state, then the parameters are all-gathered (auto: on with world > 1 on the CPU backend)"},
+    {"optim.shard", K_STR, S(shard), "auto", 0, 0, "auto|on|off", "ZeRO-1: each rank keeps and updates only its 1/N of the optimizer state, then the parameters are all-gathered (with world > 1; auto: on the CPU backend only; on: also over NCCL on CUDA, not yet run on a GPU)"},
     {"schedule.name", K_STR, S(schedule), "constant", 0, 0, "constant|cosine", "learning-rate schedule (cosine: linear warmup, then cosine to min_lr)"},
     {"schedule.warmup_steps", K_INT, N(warmup_steps), "0", 0, 1e12, NULL, "linear warmup steps (cosine schedule)"},
     {"schedule.min_lr", K_REAL, N(min_lr), "0", 0, 100, NULL, "final learning rate of the cosine schedule"},

@@ -4,6 +4,7 @@
  * comm_mpi.h for the contract). */
 #define _POSIX_C_SOURCE 200809L
 #include "comm/comm_mpi.h"
+#include "comm/buckets.h"
 
 #include <string.h>
 #include <time.h>
@@ -27,16 +28,12 @@ struct EffMpiBuckets {
     void *event_arg;
 };
 
-/* Piece r of bucket k: [piece_lo(k, r), piece_lo(k, r + 1)). */
-static size_t piece_lo(const EffMpiBuckets *b, int k, int r) {
-    const size_t len = b->lo[k + 1] - b->lo[k];
-    return b->lo[k] + len * (size_t)r / (size_t)b->size;
-}
+/* Piece r of bucket k: [piece_lo(k, r), piece_lo(k, r + 1)) (buckets.h). */
+static size_t piece_lo(const EffMpiBuckets *b, int k, int r) { return eff_piece_lo(b->lo[k], b->lo[k + 1], r, b->size); }
 
 static size_t piece_n(const EffMpiBuckets *b, int k, int r) { return piece_lo(b, k, r + 1) - piece_lo(b, k, r); }
 
 EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb, int mode) {
-    EFF_CHECK(bucket_mb > 0, "comm.bucket_mb must be > 0 (got %g)", bucket_mb);
     EffMpiBuckets *b = eff_calloc(1, sizeof *b, "gradient buckets");
     b->w = w;
     b->grad = grad;
@@ -44,14 +41,11 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
     b->rank = eff_mpi_rank(w);
     b->size = eff_mpi_size(w);
     MPI_CHECK(MPI_Comm_dup(eff_mpi_comm(w), &b->comm));
-    const size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float)) + 1;
-    b->nbuckets = n ? (int)((n + per - 1) / per) : 1;
+    b->lo = eff_bucket_bounds(n, bucket_mb, &b->nbuckets);
     int *tag_ub = NULL, flag = 0;
     MPI_CHECK(MPI_Comm_get_attr(b->comm, MPI_TAG_UB, &tag_ub, &flag));
     EFF_CHECK(!flag || (long)TAGS * b->nbuckets <= (long)*tag_ub, "comm.bucket_mb = %g gives %d buckets: more than "
               "this MPI's tags allow (%d)\nHINT: raise comm.bucket_mb", bucket_mb, b->nbuckets, *tag_ub / TAGS);
-    b->lo = eff_malloc(sizeof(size_t) * ((size_t)b->nbuckets + 1), "bucket table");
-    for (int k = 0; k <= b->nbuckets; k++) b->lo[k] = (size_t)((double)n * k / b->nbuckets);
     const size_t peers = (size_t)b->size - 1;
     b->state = eff_calloc((size_t)b->nbuckets, sizeof(int), "bucket states");
     b->req = eff_malloc(sizeof(MPI_Request) * 2 * peers * (size_t)b->nbuckets + 1, "bucket requests");
@@ -61,7 +55,7 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
     for (int k = 0; k < b->nbuckets; k++) {
         b->stage_at[k] = stage;
         stage += peers * piece_n(b, k, b->rank);
-        EFF_CHECK(piece_n(b, k, 0) + 1 <= (size_t)0x7fffffff, "comm.bucket_mb = %g: a bucket piece exceeds MPI's int "
+        EFF_CHECK(piece_n(b, k, b->size - 1) + 1 <= (size_t)0x7fffffff, "comm.bucket_mb = %g: a bucket piece exceeds MPI's int "
                   "count\nHINT: lower comm.bucket_mb", bucket_mb);
     }
     b->stage = eff_malloc(sizeof(float) * (stage ? stage : 1), "gradient reduction staging");
@@ -82,10 +76,7 @@ void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
 int eff_mpi_buckets_count(const EffMpiBuckets *b) { return b->nbuckets; }
 
 int eff_mpi_buckets_owned(const EffMpiBuckets *b, int rank, EffSeg *seg) {
-    int count = 0;
-    for (int k = 0; k < b->nbuckets; k++)
-        if (piece_n(b, k, rank)) seg[count++] = (EffSeg){piece_lo(b, k, rank), piece_n(b, k, rank)};
-    return count;
+    return eff_bucket_owned(b->lo, b->nbuckets, rank, b->size, seg);
 }
 
 void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg) {

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "comm/comm_nccl.h"
 #include "comm/nccl_poll.h"
+#include "comm/buckets.h"
 #include "common.h"
 
 #include "cuda_ops.h" /* CUDA_CHECK */
@@ -18,6 +19,7 @@ struct EffComm {
     ncclComm_t nccl;
     MPI_Comm mpi;
     int rank, world, nbuckets, next; /* buckets are launched from the last down to 0; next: highest not launched */
+    int sharded;                     /* ZeRO-1: reduce-scatter the buckets (buckets.h layout), all-gather parameters */
     size_t *lo;                      /* bucket b covers [lo[b], lo[b+1]) */
     float *grad;
     size_t n;
@@ -174,8 +176,9 @@ int eff_comm_select_device(MPI_Comm comm, int verbose) {
 }
 
 EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_t n, double bucket_mb,
-                         double timeout_s) {
+                         double timeout_s, int sharded) {
     EffComm *c = eff_calloc(1, sizeof *c, "NCCL communicator");
+    c->sharded = sharded;
     c->mpi = comm;
     c->grad = grad;
     c->n = n;
@@ -200,12 +203,7 @@ EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_
     CUDA_CHECK(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->fin, cudaEventDisableTiming));
-    size_t per = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
-    if (per < 1024) per = 1024;
-    c->nbuckets = (int)((n + per - 1) / per);
-    if (c->nbuckets < 1) c->nbuckets = 1;
-    c->lo = eff_malloc(sizeof(size_t) * ((size_t)c->nbuckets + 1), "bucket table");
-    for (int b = 0; b <= c->nbuckets; b++) c->lo[b] = (size_t)((double)n * b / c->nbuckets);
+    c->lo = eff_bucket_bounds(n, bucket_mb, &c->nbuckets);
     c->next = -1;
     return c;
 }
@@ -219,15 +217,46 @@ void eff_comm_begin(EffComm *c, long step) {
 
 void eff_comm_restart(EffComm *c) { c->next = c->nbuckets - 1; }
 
+/* ZeRO-1: rank r gets the average of piece r of the bucket [lo, hi)
+ * (buckets.h): an in-place ncclReduceScatter over the world x q head (in
+ * place because recvbuff = sendbuff + rank q), and the last rank the
+ * len % world tail by ncclReduce. */
+static void reduce_scatter(EffComm *c, size_t lo, size_t hi) {
+    const size_t q = (hi - lo) / (size_t)c->world, tail = lo + q * (size_t)c->world;
+    if (q) nccl_call(c, ncclReduceScatter(c->grad + lo, c->grad + lo + (size_t)c->rank * q, q, ncclFloat, ncclAvg,
+                                          c->nccl, c->comm), "ncclReduceScatter");
+    if (hi > tail) nccl_call(c, ncclReduce(c->grad + tail, c->grad + tail, hi - tail, ncclFloat, ncclAvg, c->world - 1,
+                                           c->nccl, c->comm), "ncclReduce (bucket tail)");
+}
+
+/* ZeRO-1: every rank's updated pieces to every rank (in-place ncclAllGather
+ * per bucket, ncclBroadcast of the tails from the last rank), on the comm
+ * stream after the optimizer; the compute stream waits before the next
+ * forward. Never inside a CUDA graph: the optimizer step is not captured. */
+void eff_comm_allgather_params(EffComm *c, float *param) {
+    CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
+    CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
+    for (int k = 0; k < c->nbuckets; k++) {
+        const size_t lo = c->lo[k], hi = c->lo[k + 1], q = (hi - lo) / (size_t)c->world, tail = lo + q * (size_t)c->world;
+        if (q) nccl_call(c, ncclAllGather(param + lo + (size_t)c->rank * q, param + lo, q, ncclFloat, c->nccl, c->comm),
+                         "ncclAllGather (parameters)");
+        if (hi > tail) nccl_call(c, ncclBroadcast(param + tail, param + tail, hi - tail, ncclFloat, c->world - 1, c->nccl,
+                                                  c->comm), "ncclBroadcast (parameter bucket tail)");
+    }
+    CUDA_CHECK(cudaEventRecord(c->done, c->comm));
+    CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->done, 0));
+}
+
 static void launch_down_to(EffComm *c, int lowest) {
     if (c->next < lowest || capture_broken(c)) return;
     /* everything the compute stream has queued so far is ordered before these buckets */
     CUDA_CHECK(cudaEventRecord(c->ready, c->compute));
     CUDA_CHECK(cudaStreamWaitEvent(c->comm, c->ready, 0));
     for (; c->next >= lowest; c->next--) {
-        const size_t lo = c->lo[c->next], cnt = c->lo[c->next + 1] - lo;
-        nccl_call(c, ncclAllReduce(c->grad + lo, c->grad + lo, cnt, ncclFloat, ncclAvg, c->nccl, c->comm),
-                  "ncclAllReduce");
+        const size_t lo = c->lo[c->next], hi = c->lo[c->next + 1];
+        if (c->sharded) reduce_scatter(c, lo, hi);
+        else nccl_call(c, ncclAllReduce(c->grad + lo, c->grad + lo, hi - lo, ncclFloat, ncclAvg, c->nccl, c->comm),
+                       "ncclAllReduce");
     }
 }
 

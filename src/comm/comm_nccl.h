@@ -37,8 +37,12 @@ typedef struct EffComm EffComm;
 
 /* Returns the device this rank must use. */
 int eff_comm_select_device(MPI_Comm comm, int verbose);
+/* sharded (ZeRO-1): the buckets are reduce-scattered (ncclAvg; rank r gets
+ * piece r of each, src/comm/buckets.h) instead of all-reduced, and
+ * eff_comm_allgather_params sends the updated pieces back after the step. */
 EffComm *eff_comm_create(MPI_Comm comm, const EffBackend *be, float *grad, size_t n, double bucket_mb,
-                         double timeout_s);
+                         double timeout_s, int sharded);
+void eff_comm_allgather_params(EffComm *c, float *param);
 void eff_comm_destroy(EffComm *c);
 /* Start a new step's gradient all-reduce (resets the bucket state). */
 void eff_comm_begin(EffComm *c, long step);

@@ -138,40 +138,45 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
 }
 
 /* ZeRO-1: rank 0 gathers every rank's optimizer pieces into full moments, so
- * a sharded run's checkpoint is the same as a replicated run's. Sharding is
- * the CPU backend's (setup.c), whose memory is host memory: the gather reads
- * and writes the backend buffers directly. Returns the full buffers on rank
- * 0 (NULL elsewhere), to swap into the model for the save. */
+ * a sharded run's checkpoint is the same as a replicated run's. Staged
+ * through host memory (any backend). Returns the full buffers (backend
+ * memory) on rank 0, NULL elsewhere, to swap into the model for the save. */
 static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     EffModel *m = &T->ctx.model;
     const EffBackend *be = m->be;
-    EFF_CHECK(be == eff_backend_cpu(), "optim.shard: the optimizer gather expects the CPU backend");
-    const int nb = eff_mpi_buckets_count(T->buckets);
-    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)nb * (size_t)T->world, "optimizer ranges of every rank");
-    int *nseg = eff_malloc(sizeof(int) * 3 * (size_t)T->world, "optimizer gather counts");
-    int *counts = nseg + T->world, *displs = counts + T->world;
-    size_t at = 0;
-    for (int r = 0; r < T->world; r++) { /* each rank's packed state, rank after rank */
-        nseg[r] = eff_mpi_buckets_owned(T->buckets, r, seg + (size_t)r * nb);
+    const size_t total = m->ptab.total;
+    int *counts = eff_malloc(sizeof(int) * 2 * (size_t)T->world, "optimizer gather counts"), *displs = counts + T->world;
+    for (int r = 0, at = 0; r < T->world; at += counts[r++]) { /* each rank's packed state, rank after rank */
+        int nseg = 0;
+        EffSeg *seg = eff_trainer_owned(T, r, &nseg);
         size_t n = 0;
-        for (int i = 0; i < nseg[r]; i++) n += seg[(size_t)r * nb + i].n;
+        for (int i = 0; i < nseg; i++) n += seg[i].n;
         counts[r] = (int)n;
-        displs[r] = (int)at;
-        at += n;
+        displs[r] = at;
+        eff_free(seg);
     }
-    float *packed = T->rank == 0 ? eff_malloc(sizeof(float) * m->ptab.total, "gathered optimizer pieces") : NULL;
+    float *mine = eff_malloc(sizeof(float) * (m->opt_n ? m->opt_n : 1), "optimizer pieces (host)");
+    float *packed = T->rank == 0 ? eff_malloc(sizeof(float) * total, "gathered optimizer pieces") : NULL;
+    float *full = T->rank == 0 ? eff_malloc(sizeof(float) * total, "gathered optimizer state") : NULL;
     float *src[2] = {m->adam_m, m->adam_v}, **dst[2] = {full_m, full_v};
     for (int k = 0; k < 2; k++) {
-        eff_mpi_gatherv(T->mpi, src[k], (int)m->opt_n, packed, counts, displs, 0, "optimizer state gather");
+        be->download(be, mine, src[k], m->opt_n * sizeof(float));
+        eff_mpi_gatherv(T->mpi, mine, (int)m->opt_n, packed, counts, displs, 0, "optimizer state gather");
         *dst[k] = NULL;
         if (T->rank != 0) continue;
-        *dst[k] = be->alloc(be, m->ptab.total * sizeof(float), k ? "gathered Adam second moments"
-                                                                  : "gathered Adam first moments");
-        for (int r = 0; r < T->world; r++) eff_seg_copy(seg + (size_t)r * nb, nseg[r], *dst[k], packed + displs[r], 1);
+        for (int r = 0; r < T->world; r++) {
+            int nseg = 0;
+            EffSeg *seg = eff_trainer_owned(T, r, &nseg);
+            eff_seg_copy(seg, nseg, full, packed + displs[r], 1);
+            eff_free(seg);
+        }
+        *dst[k] = be->alloc(be, total * sizeof(float), k ? "gathered Adam second moments" : "gathered Adam first moments");
+        be->upload(be, *dst[k], full, total * sizeof(float));
     }
+    eff_free(full);
     eff_free(packed);
-    eff_free(nseg);
-    eff_free(seg);
+    eff_free(mine);
+    eff_free(counts);
 }
 
 static void save(EffTrainer *T, const char *path) {

@@ -3,6 +3,7 @@
  * every rank, the communicators, the loaders, the signal handlers. */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
+#include "comm/buckets.h"
 
 #include "common.h"
 #include "data/sampler.h"
@@ -184,24 +185,34 @@ static void setup_buckets(EffTrainer *T) {
 }
 
 /* optim.shard (ZeRO-1): rank r keeps the optimizer state of piece r of every
- * gradient bucket (buckets_mpi.c); the gradient is reduce-scattered in
- * buckets and the updated parameters all-gathered. The MPI path only: NCCL
- * runs replicated. */
+ * gradient bucket (src/comm/buckets.h); the gradient is reduce-scattered in
+ * buckets and the updated parameters all-gathered: over MPI (buckets_mpi.c)
+ * on the CPU backend, over NCCL (comm_nccl.c) on the CUDA backend. */
 static void setup_shard(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
-    EFF_CHECK(strcmp(c->shard, "on") != 0 || !T->cuda, "optim.shard = on needs the CPU backend (the CUDA/NCCL path keeps "
-              "the optimizer replicated)\nHINT: set optim.shard = auto");
-    T->sharded = T->world > 1 && !T->cuda && strcmp(c->shard, "off") != 0;
+    /* auto: on over MPI; over NCCL only when asked (optim.shard = on): that
+     * path is compiled but has not yet run on a GPU */
+    T->sharded = T->world > 1 && (!strcmp(c->shard, "on") || (!strcmp(c->shard, "auto") && !T->cuda));
     setup_buckets(T);
     /* (called before the optimizer state is first written: a fresh run never touches the full state's pages) */
     if (!T->sharded) return;
-    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)eff_mpi_buckets_count(T->buckets), "optimizer ranges");
-    const int nseg = eff_mpi_buckets_owned(T->buckets, T->rank, seg);
+    int nseg = 0;
+    EffSeg *seg = eff_trainer_owned(T, T->rank, &nseg);
     eff_model_shard_optimizer(m, seg, nseg);
     eff_free(seg);
     eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%zu parameters (1/%d, one piece of "
-                    "each bucket), parameters all-gathered after the step\n", c->optimizer, m->opt_n, T->world);
+                    "each bucket), parameters all-gathered %s\n", c->optimizer, m->opt_n, T->world,
+                    T->cuda ? "after the step (NCCL)" : "during the next forward");
+}
+
+EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
+    int nb = 0;
+    size_t *lo = eff_bucket_bounds(T->ctx.model.ptab.total, T->cfg.bucket_mb, &nb);
+    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)nb, "optimizer ranges");
+    *nseg = eff_bucket_owned(lo, nb, rank, T->world, seg);
+    eff_free(lo);
+    return seg;
 }
 
 static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
@@ -250,9 +261,11 @@ static void start_identical(EffTrainer *T) {
     bcast_floats(T, m->bufs, m->btab.total, "BN statistics broadcast");
     eff_trainer_check_identical(T, "start");
     if (T->cuda && T->world > 1) {
-        T->comm = eff_comm_create(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout);
-        eff_trainer_log(T, "comm: NCCL all-reduce (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
-                        "watchdog %.0f s\n", eff_comm_buckets(T->comm), c->bucket_mb, c->comm_timeout);
+        T->comm = eff_comm_create(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout,
+                                  T->sharded);
+        eff_trainer_log(T, "comm: NCCL %s (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
+                        "watchdog %.0f s\n", T->sharded ? "reduce-scatter" : "all-reduce", eff_comm_buckets(T->comm), c->bucket_mb,
+                        c->comm_timeout);
     }
     if (c->accum > 1) {
         T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");

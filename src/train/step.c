@@ -263,7 +263,9 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
     }
     eff_trace_end(T->trace, "optimizer");
-    if (T->sharded) { /* every rank's updated pieces to every rank, during the next forward */
+    if (T->sharded && T->comm) { /* every rank's updated pieces to every rank; the next forward waits on the stream */
+        eff_comm_allgather_params(T->comm, m->param);
+    } else if (T->sharded) { /* the same over MPI, during the next forward (on_params_needed) */
         eff_mpi_buckets_allgather_start(T->buckets, m->param);
         T->params_pending = 1;
     }

@@ -113,6 +113,8 @@ void eff_trainer_metrics(EffTrainer *T, cJSON *row);
 /* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
 void eff_trainer_setup(EffTrainer *T, const char *resume);
 void eff_trainer_check_identical(EffTrainer *T, const char *when);
+/* ZeRO-1: the parameter ranges rank `rank` owns (eff_free the result). */
+EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg);
 /* ZeRO-1: finish the parameter all-gather of the last step, if in flight.
  * Everything that reads the parameters outside a step calls it first. */
 void eff_trainer_params_sync(EffTrainer *T);

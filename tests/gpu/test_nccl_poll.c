@@ -76,7 +76,7 @@ static int device_half(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) h[i] = (float)(i % 97);
     float *d = be->alloc(be, n * sizeof(float), "gradient buffer");
     be->upload(be, d, h, n * sizeof(float));
-    EffComm *c = eff_comm_create(MPI_COMM_WORLD, be, d, n, 0.0, 60.0);
+    EffComm *c = eff_comm_create(MPI_COMM_WORLD, be, d, n, 1.0, 60.0, 0);
     T_CHECK(&ts, eff_comm_buckets(c) == 33, "%d buckets, want 33", eff_comm_buckets(c));
     for (int step = 1; step <= 3; step++) {
         eff_comm_begin(c, step);
