@@ -19,7 +19,7 @@
 
 #include "common.h"
 
-#include <cblas.h>
+#include "ops/gemm.h"
 #include <string.h>
 
 
@@ -90,12 +90,12 @@ double eff_peak_sgemm_gflops(double seconds) {
     float *a = eff_alloc_aligned(sizeof(float) * n * n, "sgemm peak A"), *b = eff_alloc_aligned(sizeof(float) * n * n, "B");
     float *cm = eff_alloc_aligned(sizeof(float) * n * n, "sgemm peak C");
     for (int i = 0; i < n * n; i++) a[i] = b[i] = 1.0f / (float)(1 + i % 97);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n); /* warm-up */
+    eff_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n); /* warm-up */
     int reps = 0;
     const double t0 = eff_time();
     double dt;
     do {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n);
+        eff_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, cm, n);
         reps++;
     } while ((dt = eff_time() - t0) < seconds);
     eff_free(a);

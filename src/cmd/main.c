@@ -1,6 +1,7 @@
 /* main.c: the effnet command-line entry point; dispatches subcommands. */
 #include "common.h"
 #include "context.h"
+#include "ops/gemm.h"
 
 #include <mpi.h>
 #include <stdio.h>
@@ -20,7 +21,9 @@ static int version(void) {
     if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) snprintf(mpi, sizeof mpi, "unknown");
     mpi[strcspn(mpi, "\n,")] = '\0'; /* the first line, up to the first comma */
     printf("effnet %s (commit %s)\n", EFFNET_VERSION, EFFNET_GIT_COMMIT);
-    printf("backends: cpu (BLAS %s, OpenMP)", EFFNET_BLAS);
+    char gemm[64];
+    eff_sgemm_provider(gemm, (int)sizeof gemm);
+    printf("backends: cpu (BLAS %s, GEMM %s, OpenMP)", EFFNET_BLAS, gemm);
 #ifdef EFFNET_HAVE_CUDA
     printf(", cuda (CUDA %s, cuDNN %s; NCCL %s)", EFFNET_CUDA_VERSION, EFFNET_CUDNN_VERSION, EFFNET_NCCL_VERSION);
 #endif

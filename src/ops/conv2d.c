@@ -1,7 +1,7 @@
 /* conv2d.c: dense KxK convolution (the stem) via im2col + sgemm, NHWC. */
 #include "ops.h"
 
-#include <cblas.h>
+#include "ops/gemm.h"
 #include <string.h>
 
 void conv2d_forward_cpu(float *out, float *col, const float *in, const float *w,
@@ -27,17 +27,17 @@ void conv2d_forward_cpu(float *out, float *col, const float *in, const float *w,
                 }
             }
     const int M = N * Ho * Wo;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Cout, KKC, 1.0f, col, KKC, w, Cout, 0.0f, out, Cout);
+    eff_sgemm(0, 0, M, Cout, KKC, 1.0f, col, KKC, w, Cout, 0.0f, out, Cout);
 }
 
 void conv2d_backward_cpu(float *din, float *dw, float *col, const float *dout, const float *w,
                          int N, int H, int W, int Cin, int Cout, int K, int stride, int pad) {
     const int Ho = conv_out_size(H, K, stride, pad), Wo = conv_out_size(W, K, stride, pad);
     const int KKC = K * K * Cin, M = N * Ho * Wo;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, KKC, Cout, M, 1.0f, col, KKC, dout, Cout, 1.0f, dw, Cout);
+    eff_sgemm(1, 0, KKC, Cout, M, 1.0f, col, KKC, dout, Cout, 1.0f, dw, Cout);
     if (!din) return;
     /* dcol = dout . w^T, written over col (no longer needed), then col2im. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, KKC, Cout, 1.0f, dout, Cout, w, Cout, 0.0f, col, KKC);
+    eff_sgemm(0, 1, M, KKC, Cout, 1.0f, dout, Cout, w, Cout, 0.0f, col, KKC);
     memset(din, 0, sizeof(float) * (size_t)N * H * W * Cin);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)

@@ -2,14 +2,14 @@
 #include "ops.h"
 #include "fastmath.h"
 
-#include <cblas.h>
+#include "ops/gemm.h"
 
 void se_forward_cpu(float *restrict out, float *restrict pooled, float *restrict hidden, float *restrict gate,
                     const float *restrict in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
     gap_forward_cpu(pooled, in, N, HW, C);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
+    eff_sgemm(0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
     for (size_t i = 0; i < (size_t)N * Cse; i++) hidden[i] = hidden[i] > 0.0f ? hidden[i] : 0.0f; /* saved post-ReLU */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, Cse, 1.0f, hidden, Cse, w2, Cse, 0.0f, gate, C);
+    eff_sgemm(0, 1, N, C, Cse, 1.0f, hidden, Cse, w2, Cse, 0.0f, gate, C);
     for (size_t i = 0; i < (size_t)N * C; i++) gate[i] = eff_sigmoidf(gate[i]);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++)
@@ -38,11 +38,11 @@ void se_backward_cpu(float *din, float *dw1, float *dw2, float *work, const floa
         const float *restrict s = gate + (size_t)n * C;
         for (int c = 0; c < C; c++) dg[c] *= s[c] * (1.0f - s[c]);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Cse, C, 1.0f, dgate, C, w2, Cse, 0.0f, dhid, Cse);
+    eff_sgemm(1, 0, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
+    eff_sgemm(0, 0, N, Cse, C, 1.0f, dgate, C, w2, Cse, 0.0f, dhid, Cse);
     for (size_t i = 0; i < (size_t)N * Cse; i++) if (hidden[i] <= 0.0f) dhid[i] = 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cse, C, N, 1.0f, dhid, Cse, pooled, C, 1.0f, dw1, C);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, Cse, 1.0f, dhid, Cse, w1, C, 0.0f, dpooled, C);
+    eff_sgemm(1, 0, Cse, C, N, 1.0f, dhid, Cse, pooled, C, 1.0f, dw1, C);
+    eff_sgemm(0, 0, N, C, Cse, 1.0f, dhid, Cse, w1, C, 0.0f, dpooled, C);
     const float inv = 1.0f / (float)HW;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++)

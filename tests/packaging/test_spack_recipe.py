@@ -15,7 +15,7 @@ import sys
 CMAKE_TO_SPACK = {
     "BLAS": "blas", "OpenMP": None, "HDF5": "hdf5", "MPI": "mpi", "Threads": None,
     "OpenSSL": "openssl", "CUDAToolkit": "cuda", "CUDNN": "cudnn", "NCCL": "nccl",
-    "iniparser": "iniparser", "cJSON": "cjson",
+    "iniparser": "iniparser", "cJSON": "cjson", "dnnl": "onednn",
 }
 CUDA_ONLY = {"cuda", "cudnn", "nccl"}
 

@@ -20,6 +20,8 @@ class EffnetHpc(CMakePackage, CudaPackage):
     version("0.1.0", tag="v0.1.0")
 
     variant("native", default=False, description="Compile for the build machine's CPU (-march=native)")
+    variant("gemm", default="blas", values=("blas", "onednn"), multi=False,
+            description="CPU GEMM provider for the convolutions: the BLAS, or oneDNN's dnnl_sgemm")
 
     depends_on("c", type="build")
     depends_on("cmake@3.25:", type="build")
@@ -29,6 +31,7 @@ class EffnetHpc(CMakePackage, CudaPackage):
     depends_on("iniparser")
     depends_on("cjson@1.7.15:")
     depends_on("openssl")
+    depends_on("onednn", when="gemm=onednn")
     with when("+cuda"):
         depends_on("cuda@12:")
         depends_on("cudnn@9:")
@@ -39,6 +42,7 @@ class EffnetHpc(CMakePackage, CudaPackage):
             self.define("EFFNET_CUDA", "ON" if self.spec.satisfies("+cuda") else "OFF"),
             self.define_from_variant("EFFNET_NATIVE", "native"),
             self.define("BLA_VENDOR", self.blas_vendor()),
+            self.define_from_variant("EFFNET_GEMM", "gemm"),
         ]
         if self.spec.satisfies("+cuda"):
             archs = self.spec.variants["cuda_arch"].value
