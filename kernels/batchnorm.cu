@@ -154,6 +154,19 @@ template <typename T, typename F> void bn_rows(int M, int C, int aligned, uint32
 
 } // namespace
 
+/* The train forward's output pass from batch statistics (also train.recompute's). */
+template <typename T>
+static void bn_apply_t(EffCuda *cu, T *out, const T *in, const float *mean, const float *rstd, const float *gamma,
+                       const float *beta, int M, int C, int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
+    bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
+               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
+                   bn_apply<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
+                   CUDA_LAUNCHED("bn_apply");
+               });
+}
+
 template <typename T>
 static void bn_train_t(EffCuda *cu, T *out, float *mean, float *rstd, float *running_mean, float *running_var,
                        const T *in, const float *gamma, const float *beta, int M, int C, float momentum, float eps,
@@ -163,13 +176,7 @@ static void bn_train_t(EffCuda *cu, T *out, float *mean, float *rstd, float *run
     bn_finalize_train<<<(C + 127) / 128, 128, 0, cu->stream>>>(partial, chunks, M, C, momentum, eps, mean, rstd,
                                                                 running_mean, running_var);
     CUDA_LAUNCHED("bn_finalize_train");
-    BnPar q = {};
-    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
-    bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
-               [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
-                   bn_apply<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
-                   CUDA_LAUNCHED("bn_apply");
-               });
+    bn_apply_t<T>(cu, out, in, mean, rstd, gamma, beta, M, C, swish);
 }
 
 template <typename T>
@@ -198,6 +205,11 @@ extern "C" void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean
                                              const float *beta, int M, int C, float momentum, float eps, int swish) {
     EFF_ACT_DISPATCH(cu->precision, T, bn_train_t<T>(cu, (T *)out, mean, rstd, running_mean, running_var,
                                                       (const T *)in, gamma, beta, M, C, momentum, eps, swish));
+}
+
+extern "C" void batchnorm_apply_cuda(EffCuda *cu, void *out, const void *in, const float *mean, const float *rstd,
+                                     const float *gamma, const float *beta, int M, int C, int swish) {
+    EFF_ACT_DISPATCH(cu->precision, T, bn_apply_t<T>(cu, (T *)out, (const T *)in, mean, rstd, gamma, beta, M, C, swish));
 }
 
 template <typename T>

@@ -142,6 +142,8 @@ void dwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, c
 void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean, float *rstd, float *running_mean,
                                   float *running_var, const void *in, const float *gamma, const float *beta, int M,
                                   int C, float momentum, float eps, int swish);
+void batchnorm_apply_cuda(EffCuda *cu, void *out, const void *in, const float *mean, const float *rstd,
+                          const float *gamma, const float *beta, int M, int C, int swish);
 void batchnorm_forward_eval_cuda(EffCuda *cu, void *out, const void *in, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, int M, int C, float eps,
                                  int swish);

@@ -36,6 +36,7 @@ static const Key keys[] = {
     {"train.batch", K_INT, N(batch), "32", 1, 65536, NULL, "images per rank per micro-batch"},
     {"train.accum", K_INT, N(accum), "1", 1, 1024, NULL, "gradient accumulation: micro-batches per optimizer step"},
     {"train.max_batch", K_INT, N(max_batch), "0", 0, 65536, NULL, "largest micro-batch that fits in memory, for a resume on another rank count (0: the checkpoint's, or train.batch if larger)"},
+    {"train.recompute", K_STR, S(recompute), "none", 0, 0, "none|bnswish", "activation recomputation: bnswish keeps only the BN inputs of the blocks' expand and depthwise BN+swish and rebuilds their outputs in backward (bit-identical gradients, less memory, one more pass over them)"},
     {"train.label_smoothing", K_REAL, N(label_smoothing), "0", 0, 0.99, NULL, "cross-entropy label smoothing"},
     {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
     {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},

@@ -28,6 +28,7 @@ typedef struct EffConfig {
     char precision[8];    /* fp32 | bf16 | fp16 (CUDA backend; the CPU is fp32) */
     long deterministic;   /* deterministic cuDNN algorithms */
     char cuda_graph[8];   /* auto | on | off: replay the step from a CUDA graph */
+    char recompute[16];   /* none | bnswish: rebuild the blocks' BN+swish outputs in backward */
     /* [optim] */
     char optimizer[16];   /* adam | adamw | sgd */
     double lr, weight_decay, beta1, beta2, eps, momentum;

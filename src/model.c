@@ -214,12 +214,14 @@ static void free_acts(EffModel *m) {
     RELEASE(m->stem_rstd); RELEASE(m->head_conv); RELEASE(m->head_act); RELEASE(m->head_mean); RELEASE(m->head_rstd);
     RELEASE(m->pooled); RELEASE(m->pooled_drop); RELEASE(m->logits); RELEASE(m->probs); RELEASE(m->dlogits);
     RELEASE(m->dpool); RELEASE(m->gbuf[0]); RELEASE(m->gbuf[1]); RELEASE(m->gbuf[2]); RELEASE(m->se_work);
-    RELEASE(m->labels); RELEASE(m->bn_work);
+    RELEASE(m->labels); RELEASE(m->bn_work); RELEASE(m->rc_e); RELEASE(m->rc_d);
     for (int i = 0; i < m->nblocks; i++) {
         EffBlock *b = &m->blk[i];
-        if (b->expand) { RELEASE(b->e_conv); RELEASE(b->e_act); RELEASE(b->e_mean); RELEASE(b->e_rstd); }
-        b->e_act = NULL; /* without expansion it aliased the block input */
-        RELEASE(b->d_conv); RELEASE(b->d_act); RELEASE(b->d_mean); RELEASE(b->d_rstd); RELEASE(b->se_pooled);
+        if (b->expand) { RELEASE(b->e_conv); if (!m->recompute) RELEASE(b->e_act); RELEASE(b->e_mean); RELEASE(b->e_rstd); }
+        b->e_act = NULL; /* without expansion it aliased the block input; with recompute, rc_e */
+        if (!m->recompute) RELEASE(b->d_act);
+        b->d_act = NULL;
+        RELEASE(b->d_conv); RELEASE(b->d_mean); RELEASE(b->d_rstd); RELEASE(b->se_pooled);
         RELEASE(b->se_hidden); RELEASE(b->se_gate); RELEASE(b->se_out); RELEASE(b->p_conv); RELEASE(b->p_mean);
         RELEASE(b->p_rstd); RELEASE(b->out);
     }
@@ -230,6 +232,23 @@ static void free_acts(EffModel *m) {
 /* An activation tensor (the backend's act type) and an fp32 tensor. */
 static EffAct *act(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * m->be->act_size, what); }
 static float *f32(const EffModel *m, size_t n, const char *what) { return m->be->alloc(m->be, n * sizeof(float), what); }
+
+/* train.recompute: one buffer for every block's expand activation and one for
+ * every depthwise activation, each the size of the largest. */
+static void alloc_recompute_buffers(EffModel *m, int N) {
+    size_t ne = 1, nd = 1;
+    int H = m->H1;
+    for (int i = 0; i < m->nblocks; i++) {
+        const EffBlock *b = &m->blk[i];
+        const int Ho = conv_out_size(H, b->k, b->stride, b->k / 2);
+        const size_t e = b->expand ? (size_t)N * H * H * b->ce : 0, d = (size_t)N * Ho * Ho * b->ce;
+        ne = e > ne ? e : ne;
+        nd = d > nd ? d : nd;
+        H = Ho;
+    }
+    m->rc_e = act(m, ne, "expand activation (recomputed, shared by the blocks)");
+    m->rc_d = act(m, nd, "depthwise activation (recomputed, shared by the blocks)");
+}
 
 void eff_model_alloc_acts(EffModel *m, int N, int R) {
     EFF_CHECK(N >= 1 && N <= 65536, "bad batch size %d (want 1..65536)", N);
@@ -247,6 +266,7 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     m->stem_act = act(m, M1 * m->stem_c, "stem activation");
     m->stem_mean = f32(m, m->stem_c, "stem BN mean");
     m->stem_rstd = f32(m, m->stem_c, "stem BN rstd");
+    if (m->recompute) alloc_recompute_buffers(m, N);
     int H = m->H1;
     for (int i = 0; i < m->nblocks; i++) {
         EffBlock *b = &m->blk[i];
@@ -255,12 +275,12 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
         const size_t Mi = (size_t)N * b->Hi * b->Wi, Mo = (size_t)N * b->Ho * b->Wo;
         if (b->expand) {
             b->e_conv = act(m, Mi * b->ce, "expand conv output");
-            b->e_act = act(m, Mi * b->ce, "expand activation");
+            b->e_act = m->recompute ? m->rc_e : act(m, Mi * b->ce, "expand activation");
             b->e_mean = f32(m, b->ce, "BN mean");
             b->e_rstd = f32(m, b->ce, "BN rstd");
         }
         b->d_conv = act(m, Mo * b->ce, "depthwise output");
-        b->d_act = act(m, Mo * b->ce, "depthwise activation");
+        b->d_act = m->recompute ? m->rc_d : act(m, Mo * b->ce, "depthwise activation");
         b->d_mean = f32(m, b->ce, "BN mean");
         b->d_rstd = f32(m, b->ce, "BN rstd");
         b->se_pooled = f32(m, (size_t)N * b->ce, "SE pooled");
@@ -304,9 +324,9 @@ size_t eff_model_act_bytes(const EffModel *m) {
     for (int i = 0; i < m->nblocks; i++) {
         const EffBlock *b = &m->blk[i];
         const size_t Mi = (size_t)m->N * b->Hi * b->Wi, Mo = (size_t)m->N * b->Ho * b->Wo;
-        n += (b->expand ? 2 * Mi * b->ce : 0) + 3 * Mo * b->ce + 2 * Mo * b->cout;
+        n += (b->expand ? (m->recompute ? 1 : 2) * Mi * b->ce : 0) + (m->recompute ? 2 : 3) * Mo * b->ce + 2 * Mo * b->cout;
     }
-    return n * m->be->act_size + col;
+    return n * m->be->act_size + col; /* (recompute's two shared buffers are scratch, like the gradient buffers) */
 }
 
 double eff_model_macs(const EffModel *m, int R) {
@@ -460,6 +480,13 @@ static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout,
     const float *P = m->param;
     float *G = m->grad;
     const EffAct *dp = dout;
+    if (m->recompute) { /* rebuild this block's BN+swish outputs in the shared buffers */
+        if (b->expand)
+            TIMED(m, EFF_PROF_BN, be->batchnorm_apply(be, b->e_act, b->e_conv, b->e_mean, b->e_rstd, P + b->g0, P + b->b0,
+                                                      (int)Mi, b->ce, 1));
+        TIMED(m, EFF_PROF_BN, be->batchnorm_apply(be, b->d_act, b->d_conv, b->d_mean, b->d_rstd, P + b->g1, P + b->b1,
+                                                  (int)Mo, b->ce, 1));
+    }
     if (b->drop > 0.0f) {
         TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
         dp = t1;

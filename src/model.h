@@ -62,6 +62,13 @@ typedef struct EffModel {
     int opt_nseg;
     size_t opt_n;
     int64_t bn_batches; /* num_batches_tracked, identical for every BN */
+    /* train.recompute = bnswish (set before eff_model_alloc_acts): the blocks'
+     * BN+swish outputs (expand and depthwise) are not kept; every block
+     * writes them into the two shared buffers rc_e / rc_d, and backward
+     * rebuilds a block's from its saved BN input and statistics
+     * (be->batchnorm_apply, bit-identical). Less memory, one more pass. */
+    int recompute;
+    EffAct *rc_e, *rc_d;
     long adam_t;
     /* activations for batch N at resolution R (eff_model_alloc_acts) */
     int N, R, H1, Hh; /* H1: after the stem; Hh: at the head */

@@ -71,6 +71,10 @@ typedef struct EffBackend {
     void (*batchnorm_forward_eval)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *gamma, const float *beta,
                                    const float *running_mean, const float *running_var, int M, int C, float eps,
                                    int swish);
+    /* The train forward's output pass alone, from saved batch statistics,
+     * bit-identical to it (train.recompute). */
+    void (*batchnorm_apply)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *mean, const float *rstd,
+                            const float *gamma, const float *beta, int M, int C, int swish);
     void (*batchnorm_backward)(const struct EffBackend *be, EffAct *din, float *dgamma, float *dbeta, double *work, const EffAct *dout, const EffAct *in,
                                const float *mean, const float *rstd, const float *gamma, const float *beta, int M,
                                int C, int swish);
@@ -141,7 +145,7 @@ typedef struct EffBackend {
     REQ(alloc) REQ(release) REQ(zero) REQ(upload) REQ(download) REQ(synchronize) REQ(act_upload)                 \
     REQ(act_download) REQ(set_step_scalar) REQ(conv2d_forward) REQ(conv2d_backward) REQ(pwconv_forward)          \
     REQ(pwconv_backward) REQ(dwconv_forward) REQ(dwconv_backward) REQ(batchnorm_forward_train)                   \
-    REQ(batchnorm_forward_eval) REQ(batchnorm_backward) REQ(add_inplace) REQ(scale_inplace) REQ(se_forward)      \
+    REQ(batchnorm_forward_eval) REQ(batchnorm_apply) REQ(batchnorm_backward) REQ(add_inplace) REQ(scale_inplace) REQ(se_forward)      \
     REQ(se_backward) REQ(dropout_forward) REQ(dropout_backward) REQ(gap_forward) REQ(gap_backward)               \
     REQ(linear_forward) REQ(linear_backward) REQ(softmax_xent_forward) REQ(softmax_xent_backward) REQ(adam_step) \
     REQ(sgd_step) REQ(sumsq)                                                                                     \

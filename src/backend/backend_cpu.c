@@ -70,6 +70,8 @@ WRAP(void, batchnorm_forward_train, P(EffAct *out, float *mean, float *rstd, flo
      (out, mean, rstd, rm, rv, work, in, g, b, M, C, momentum, eps, swish))
 WRAP(void, batchnorm_forward_eval, P(EffAct *out, const EffAct *in, const float *g, const float *b, const float *rm, const float *rv, int M, int C, float eps, int swish),
      (out, in, g, b, rm, rv, M, C, eps, swish))
+WRAP(void, batchnorm_apply, P(EffAct *out, const EffAct *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
+     (out, in, mean, rstd, g, b, M, C, swish))
 WRAP(void, batchnorm_backward, P(EffAct *din, float *dg, float *db, double *work, const EffAct *dout, const EffAct *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
      (din, dg, db, work, dout, in, mean, rstd, g, b, M, C, swish))
 WRAP(void, add_inplace, P(EffAct *y, const EffAct *x, size_t n), (y, x, n))
@@ -120,6 +122,7 @@ static const EffBackend cpu_backend = {
     .dwconv_backward = cpu_dwconv_backward,
     .batchnorm_forward_train = cpu_batchnorm_forward_train,
     .batchnorm_forward_eval = cpu_batchnorm_forward_eval,
+    .batchnorm_apply = cpu_batchnorm_apply,
     .batchnorm_backward = cpu_batchnorm_backward,
     .add_inplace = cpu_add_inplace,
     .scale_inplace = cpu_scale_inplace,

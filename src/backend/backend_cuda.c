@@ -247,6 +247,10 @@ static void cuda_bn_eval(const EffBackend *be, EffAct *out, const EffAct *in, co
                          const float *rm, const float *rv, int M, int C, float eps, int swish) {
     batchnorm_forward_eval_cuda(CU(be), out, in, g, b, rm, rv, M, C, eps, swish);
 }
+static void cuda_bn_apply(const EffBackend *be, EffAct *out, const EffAct *in, const float *mean, const float *rstd,
+                          const float *g, const float *b, int M, int C, int swish) {
+    batchnorm_apply_cuda(CU(be), out, in, mean, rstd, g, b, M, C, swish);
+}
 static void cuda_bn_backward(const EffBackend *be, EffAct *din, float *dg, float *db, double *work,
                              const EffAct *dout, const EffAct *in, const float *mean, const float *rstd,
                              const float *g, const float *b, int M, int C, int swish) {
@@ -417,6 +421,7 @@ static const EffBackend cuda_ops = {
     .dwconv_backward = cuda_dwconv_backward,
     .batchnorm_forward_train = cuda_bn_train,
     .batchnorm_forward_eval = cuda_bn_eval,
+    .batchnorm_apply = cuda_bn_apply,
     .batchnorm_backward = cuda_bn_backward,
     .add_inplace = cuda_add,
     .scale_inplace = cuda_scale,

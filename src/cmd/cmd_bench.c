@@ -35,7 +35,7 @@ int cmd_bench(int argc, char **argv) {
     const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
     long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
     long device = 0;
-    int json = 0, profile = 0, deterministic = 0, eager = 0;
+    int json = 0, profile = 0, deterministic = 0, eager = 0, recompute = 0;
     CliOpt opts[] = {
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
         {"--resolution", CLI_INT, &resolution, 8, 2048, "input resolution"},
@@ -46,6 +46,7 @@ int cmd_bench(int argc, char **argv) {
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--seed", CLI_INT, &seed, 0, 2147483647L, "weights and data seed"},
         {"--profile", CLI_BOOL, &profile, 0, 0, "print a per-op time breakdown"},
+        {"--recompute", CLI_BOOL, &recompute, 0, 0, "rebuild the blocks' BN+swish outputs in backward (train.recompute = bnswish)"},
         {"--backend", CLI_STR, &backend, 0, 0, "cpu | cuda | auto"},
         {"--precision", CLI_STR, &precision, 0, 0, "CUDA math: fp32 | bf16 | fp16"},
         {"--device", CLI_INT, &device, 0, 1024, "CUDA device"},
@@ -70,6 +71,7 @@ int cmd_bench(int argc, char **argv) {
     EffModel *m = &ctx.model;
     eff_model_create(m, ctx.be, &spec, (int)classes);
     eff_model_init_weights(m, ctx.seed);
+    m->recompute = recompute;
     eff_model_alloc_acts(m, (int)batch, (int)resolution);
     m->use_graph = cuda && !eager && !profile; /* --profile times each op: eager */
     if (m->use_graph && warmup < 2) { /* step 0 runs eagerly, step 1 records the graph: neither is a replay */

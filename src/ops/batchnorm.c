@@ -41,6 +41,15 @@ void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, floa
         running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
         running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * unbias);
     }
+    batchnorm_apply_cpu(out, in, mean, rstd, gamma, beta, M, C, swish);
+}
+
+/* The train forward's output pass, alone: train.recompute rebuilds a
+ * BN+swish output in backward from the saved input and batch statistics
+ * with exactly this arithmetic, so the result is bit-identical. */
+void batchnorm_apply_cpu(float *restrict out, const float *restrict in, const float *restrict mean,
+                         const float *restrict rstd, const float *restrict gamma, const float *restrict beta, int M,
+                         int C, int swish) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *restrict x = in + (size_t)m * C;

@@ -50,6 +50,8 @@ void dwconv_backward_cpu(float *din, float *dw, const float *dout, const float *
 void batchnorm_forward_train_cpu(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                                  double *work, const float *in, const float *gamma, const float *beta,
                                  int M, int C, float momentum, float eps, int swish);
+void batchnorm_apply_cpu(float *out, const float *in, const float *mean, const float *rstd, const float *gamma,
+                         const float *beta, int M, int C, int swish);
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, int M, int C, float eps,
                                 int swish);

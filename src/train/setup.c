@@ -233,6 +233,7 @@ static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *re
     T->st.batch_per_rank = c->batch;
     T->st.accum = c->accum;
     T->st.global_batch = (int64_t)T->world * c->batch * c->accum;
+    m->recompute = !strcmp(c->recompute, "bnswish");
     eff_model_alloc_acts(m, (int)c->batch, T->R);
 }
 
