@@ -634,6 +634,17 @@ static void reserve(EffGpuAugment *a, int n) {
     a->cap = cap;
 }
 
+/* The grid, one block per image, checked by kernels/launch_geom.h against
+ * the limits every device has (grid.x: 2^31 - 1, so any int n >= 1 fits;
+ * there is no EffCuda here to hold this device's). */
+static dim3 aug_grid(int n) {
+    const EffLaunchLimits lim = eff_launch_limits_min();
+    const long long g[3] = {n, 1, 1}, b[3] = {AUG_THREADS, 1, 1};
+    char why[400];
+    EFF_CHECK(!eff_launch_check("aug_kernel", g, b, &lim, why, sizeof why), "GPU augmentation: %s", why);
+    return dim3((unsigned)n);
+}
+
 static void run_batch(EffGpuAugment *a, int train, const int64_t *idx, const eff_aug_params *params, int n,
                       float *out_dev, uint8_t *u8_dev) {
     int cur;
@@ -667,7 +678,7 @@ static void run_batch(EffGpuAugment *a, int train, const int64_t *idx, const eff
     A.train = train != 0;
     A.smem_src = a->smem_src;
     size_t smem = a->smem_src ? (size_t)a->in_h * a->in_w * 3 : 0;
-    aug_kernel<<<n, AUG_THREADS, smem, a->stream>>>(A);
+    aug_kernel<<<aug_grid(n), AUG_THREADS, smem, a->stream>>>(A); /* launch-grid-ok: aug_grid */
     CUDA_CHECK(cudaGetLastError());
 }
 

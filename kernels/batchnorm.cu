@@ -162,7 +162,8 @@ static void bn_apply_t(EffCuda *cu, T *out, const T *in, const float *mean, cons
     q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
     bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
                [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
-                   bn_apply<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
+                   bn_apply<decltype(v)::value, T><<<eff_grid1(cu, "bn_apply", blocks, EFF_BLOCK), EFF_BLOCK, 0,
+                                                     cu->stream>>>(out + e0, in + e0, q, wk);
                    CUDA_LAUNCHED("bn_apply");
                });
 }
@@ -173,8 +174,8 @@ static void bn_train_t(EffCuda *cu, T *out, float *mean, float *rstd, float *run
                        int swish) {
     double *partial;
     const int chunks = eff_colreduce(cu, StatsF<T>{in, C}, 1, M, C, 0, &partial, NULL);
-    bn_finalize_train<<<(C + 127) / 128, 128, 0, cu->stream>>>(partial, chunks, M, C, momentum, eps, mean, rstd,
-                                                                running_mean, running_var);
+    bn_finalize_train<<<eff_grid1(cu, "bn_finalize_train", (C + 127LL) / 128, 128), 128, 0, cu->stream>>>(
+        partial, chunks, M, C, momentum, eps, mean, rstd, running_mean, running_var);
     CUDA_LAUNCHED("bn_finalize_train");
     bn_apply_t<T>(cu, out, in, mean, rstd, gamma, beta, M, C, swish);
 }
@@ -186,7 +187,8 @@ static void bn_backward_t(EffCuda *cu, T *din, float *dgamma, float *dbeta, cons
     double *partial, *sums; /* sums: [0,C) sum dz, [C,2C) sum dz*xhat */
     const int chunks = eff_colreduce(cu, BackF<T>{dout, in, mean, rstd, gamma, beta, C, swish}, 1, M, C,
                                      2 * (size_t)C, &partial, &sums);
-    bn_finalize_back<<<(C + 127) / 128, 128, 0, cu->stream>>>(partial, chunks, C, dgamma, dbeta, sums);
+    bn_finalize_back<<<eff_grid1(cu, "bn_finalize_back", (C + 127LL) / 128, 128), 128, 0, cu->stream>>>(
+        partial, chunks, C, dgamma, dbeta, sums);
     CUDA_LAUNCHED("bn_finalize_back");
     if (!din) return;
     BnPar q = {};
@@ -195,7 +197,8 @@ static void bn_backward_t(EffCuda *cu, T *din, float *dgamma, float *dbeta, cons
     bn_rows<T>(M, C, eff_aligned16(din) && eff_aligned16(dout) && eff_aligned16(in), EFF_INDEX_MAX,
                [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
                    bn_back_apply<decltype(v)::value, T>
-                       <<<blocks, EFF_BLOCK, 0, cu->stream>>>(din + e0, dout + e0, in + e0, q, wk);
+                       <<<eff_grid1(cu, "bn_back_apply", blocks, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+                           din + e0, dout + e0, in + e0, q, wk);
                    CUDA_LAUNCHED("bn_back_apply");
                });
 }
@@ -219,7 +222,8 @@ static void bn_eval_t(EffCuda *cu, T *out, const T *in, const float *gamma, cons
     q.gamma = gamma, q.beta = beta, q.rm = rm, q.rv = rv, q.C = C, q.swish = swish, q.eps = eps;
     bn_rows<T>(M, C, eff_aligned16(out) && eff_aligned16(in), EFF_INDEX_MAX,
                [&](uint32_t blocks, EffWalk wk, size_t e0, auto v) {
-                   bn_eval<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(out + e0, in + e0, q, wk);
+                   bn_eval<decltype(v)::value, T><<<eff_grid1(cu, "bn_eval", blocks, EFF_BLOCK), EFF_BLOCK, 0,
+                                                    cu->stream>>>(out + e0, in + e0, q, wk);
                    CUDA_LAUNCHED("bn_eval");
                });
 }

@@ -59,6 +59,21 @@ static inline void dw_grid(const DwGeom *g, int backward, uint32_t *gx, uint32_t
     *gy = eff_grid_y(g->N);
 }
 
+/* Grid of the weight-gradient kernel: row chunks on x (at most 512), tiles
+ * of tile_c channels on y, capped at ycap (EFF_GRID_Y_MAX in the launcher):
+ * block y takes tiles y, y + gy, ... -- one each unless C > ycap tile_c. */
+static inline void dw_wgrad_grid(int chunks, int C, int tile_c, uint32_t ycap, uint32_t *gx, uint32_t *gy) {
+    const uint32_t tiles = (uint32_t)(C / tile_c + (C % tile_c != 0));
+    *gx = (uint32_t)chunks;
+    *gy = tiles > ycap ? ycap : tiles;
+}
+
+/* Thread tx's channel in the tile at channel c0 (< C), or C (past the end,
+ * idle) -- without forming c0 + tx, which may pass INT_MAX. */
+EFF_HD static inline int dw_tile_channel(uint32_t c0, int tx, int C) {
+    return tx < C - (int)c0 ? (int)c0 + tx : C;
+}
+
 /* Thread tid of an image: pixel (h, w) of a width-Wd image, channels c0.. */
 typedef struct DwPix {
     int h, w, c0;

@@ -152,15 +152,19 @@ __global__ void __launch_bounds__(DW_TX *DW_TY)
     dw_wgrad_partial_k(double *partial, const T *__restrict__ dout, const T *__restrict__ in, const DwGeom g,
                        int chunks) {
     __shared__ double sh[DW_TY][DW_TX];
-    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.y * DW_TX + tx, k = blockIdx.x;
-    double acc[K * K];
-    dw_wgrad_thread<K, S, T>(acc, dout, in, g, chunks, k, c, ty);
+    const int tx = threadIdx.x, ty = threadIdx.y, k = blockIdx.x;
+    /* channel tiles blockIdx.y, + gridDim.y, ... (dw_wgrad_grid): one unless C > 65535 DW_TX */
+    for (uint32_t c0 = blockIdx.y * DW_TX; c0 < (uint32_t)g.C; c0 += gridDim.y * DW_TX) {
+        const int c = dw_tile_channel(c0, tx, g.C);
+        double acc[K * K];
+        dw_wgrad_thread<K, S, T>(acc, dout, in, g, chunks, k, c, ty);
 #pragma unroll
-    for (int j = 0; j < K * K; j++) {
-        sh[ty][tx] = acc[j];
-        __syncthreads();
-        if (ty == 0 && c < g.C) partial[dw_partial_index(k, j, K * K, g.C, c)] = dw_block_sum(sh, tx);
-        __syncthreads();
+        for (int j = 0; j < K * K; j++) {
+            sh[ty][tx] = acc[j];
+            __syncthreads();
+            if (ty == 0 && c < g.C) partial[dw_partial_index(k, j, K * K, g.C, c)] = dw_block_sum(sh, tx);
+            __syncthreads();
+        }
     }
 }
 
@@ -195,10 +199,9 @@ static void dw_forward_t(EffCuda *cu, T *out, const T *in, const float *w, int N
     const DwGeom g = dw_geom_or_die("dwconv_forward_cuda", N, H, W, C, K, S, V);
     uint32_t gx, gy;
     dw_grid(&g, 0, &gx, &gy);
-    const dim3 grid(gx, gy);
     dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
         dw_forward_k<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>
-            <<<grid, EFF_BLOCK, 0, cu->stream>>>(out, in, w, g);
+            <<<eff_grid3(cu, "dw_forward", gx, gy, 1, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(out, in, w, g);
     });
     CUDA_LAUNCHED("dw_forward");
 }
@@ -211,10 +214,13 @@ static void dw_backward_t(EffCuda *cu, T *din, float *dw, const T *dout, const T
     const DwGeom g = dw_geom_or_die("dwconv_backward_cuda", N, H, W, C, K, S, V);
     const int chunks = eff_row_chunks((long)g.P, 256, 512);
     double *partial = eff_cuda_reduce_scratch(cu, (size_t)chunks * K * K * C);
-    const dim3 wgrid(chunks, (C + DW_TX - 1) / DW_TX), wblock(DW_TX, DW_TY);
+    uint32_t wx, wy;
+    dw_wgrad_grid(chunks, C, DW_TX, EFF_GRID_Y_MAX, &wx, &wy);
+    const dim3 wblock(DW_TX, DW_TY);
     dw_dispatch<T>(K, S, 1, [&](auto k, auto s, auto) {
         dw_wgrad_partial_k<decltype(k)::value, decltype(s)::value, T>
-            <<<wgrid, wblock, 0, cu->stream>>>(partial, dout, in, g, chunks);
+            <<<eff_grid3(cu, "dw_wgrad_partial", wx, wy, 1, wblock), wblock, 0, cu->stream>>>(
+                partial, dout, in, g, chunks);
     });
     CUDA_LAUNCHED("dw_wgrad_partial");
     const size_t KKC = (size_t)K * K * C;
@@ -223,10 +229,9 @@ static void dw_backward_t(EffCuda *cu, T *din, float *dw, const T *dout, const T
     if (!din) return;
     uint32_t gx, gy;
     dw_grid(&g, 1, &gx, &gy);
-    const dim3 grid(gx, gy);
     dw_dispatch<T>(K, S, V, [&](auto k, auto s, auto v) {
         dw_backward_input_k<decltype(k)::value, decltype(s)::value, decltype(v)::value, T>
-            <<<grid, EFF_BLOCK, 0, cu->stream>>>(din, dout, w, g);
+            <<<eff_grid3(cu, "dw_backward_input", gx, gy, 1, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(din, dout, w, g);
     });
     CUDA_LAUNCHED("dw_backward_input");
 }
@@ -262,26 +267,32 @@ static int dw_forward_emu(int scalar, T *out, const T *in, const float *w, int N
     return V;
 }
 
-/* The weight-gradient kernels: every block's threads, then its column sums
- * in the kernel's order, then the chunks in order. */
-template <typename T> static void dw_wgrad_emu(float *dw, const T *dout, const T *in, const DwGeom &g) {
-    const int chunks = eff_row_chunks((long)g.P, 256, 512), KK = g.K * g.K, cblocks = (g.C + DW_TX - 1) / DW_TX;
+/* The weight-gradient kernels: every block's threads over its channel tiles
+ * (grid.y capped at ycap, as dw_wgrad_grid), then its column sums in the
+ * kernel's order, then the chunks in order. The partials start as NaN, so a
+ * tile the loop misses shows in dw. */
+template <typename T> static void dw_wgrad_emu(float *dw, const T *dout, const T *in, const DwGeom &g, uint32_t ycap) {
+    const int chunks = eff_row_chunks((long)g.P, 256, 512), KK = g.K * g.K;
+    uint32_t gx, gy;
+    dw_wgrad_grid(chunks, g.C, DW_TX, ycap, &gx, &gy);
     const size_t KKC = (size_t)KK * g.C;
     double *partial = (double *)malloc(chunks * KKC * sizeof(double));
+    for (size_t i = 0; i < chunks * KKC; i++) partial[i] = NAN;
     dw_dispatch<T>(g.K, g.S, 1, [&](auto k, auto s, auto) {
         constexpr int Kc = decltype(k)::value;
         double acc[DW_TY][Kc * Kc], sh[DW_TY][DW_TX];
-        for (int ck = 0; ck < chunks; ck++)
-            for (int by = 0; by < cblocks; by++)
-                for (int tx = 0; tx < DW_TX; tx++) {
-                    const int c = by * DW_TX + tx;
-                    for (int ty = 0; ty < DW_TY; ty++)
-                        dw_wgrad_thread<Kc, decltype(s)::value, T>(acc[ty], dout, in, g, chunks, ck, c, ty);
-                    for (int j = 0; j < Kc * Kc && c < g.C; j++) {
-                        for (int ty = 0; ty < DW_TY; ty++) sh[ty][tx] = acc[ty][j];
-                        partial[dw_partial_index(ck, j, Kc * Kc, g.C, c)] = dw_block_sum(sh, tx);
+        for (uint32_t ck = 0; ck < gx; ck++)
+            for (uint32_t by = 0; by < gy; by++)
+                for (uint32_t c0 = by * DW_TX; c0 < (uint32_t)g.C; c0 += gy * DW_TX)
+                    for (int tx = 0; tx < DW_TX; tx++) {
+                        const int c = dw_tile_channel(c0, tx, g.C);
+                        for (int ty = 0; ty < DW_TY; ty++)
+                            dw_wgrad_thread<Kc, decltype(s)::value, T>(acc[ty], dout, in, g, chunks, (int)ck, c, ty);
+                        for (int j = 0; j < Kc * Kc && c < g.C; j++) {
+                            for (int ty = 0; ty < DW_TY; ty++) sh[ty][tx] = acc[ty][j];
+                            partial[dw_partial_index((int)ck, j, Kc * Kc, g.C, c)] = dw_block_sum(sh, tx);
+                        }
                     }
-                }
     });
     for (size_t i = 0; i < KKC; i++) dw[i] += (float)dw_chunks_sum(partial, chunks, KKC, i);
     free(partial);
@@ -294,7 +305,7 @@ static int dw_backward_emu(int scalar, T *din, float *dw, const T *dout, const T
     const int V = scalar || !din ? 1 : eff_vec_width(C, sizeof(T), aligned);
     DwGeom g;
     if (dw_geom_init(&g, N, H, W, C, K, S, V)) return 0;
-    dw_wgrad_emu<T>(dw, dout, in, g);
+    dw_wgrad_emu<T>(dw, dout, in, g, EFF_GRID_Y_MAX);
     if (!din) return V;
     uint32_t gx, gy;
     dw_grid(&g, 1, &gx, &gy);
@@ -320,4 +331,12 @@ extern "C" int dwconv_backward_emulate(int prec, int scalar, void *din, float *d
     EFF_ACT_DISPATCH(prec, T, V = dw_backward_emu<T>(scalar, (T *)din, dw, (const T *)dout, (const T *)in, w, N, H, W,
                                                       C, K, stride));
     return V;
+}
+
+extern "C" int dwconv_wgrad_emulate(int prec, unsigned ycap, float *dw, const void *dout, const void *in, int N,
+                                    int H, int W, int C, int K, int stride) {
+    DwGeom g;
+    if (ycap < 1 || dw_geom_init(&g, N, H, W, C, K, stride, 1)) return 0;
+    EFF_ACT_DISPATCH(prec, T, dw_wgrad_emu<T>(dw, (const T *)dout, (const T *)in, g, ycap));
+    return 1;
 }

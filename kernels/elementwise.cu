@@ -48,7 +48,8 @@ template <typename T, typename F> int flat(size_t n, int aligned, uint32_t limit
 template <typename T> static void add_t(EffCuda *cu, T *y, const T *x, size_t n) {
     flat<T>(n, eff_aligned16(y) && eff_aligned16(x), EFF_INDEX_MAX,
             [&](uint32_t blocks, uint32_t m, size_t e0, auto v) {
-                add_k<decltype(v)::value, T><<<blocks, EFF_BLOCK, 0, cu->stream>>>(y + e0, x + e0, m);
+                add_k<decltype(v)::value, T><<<eff_grid1(cu, "add_k", blocks, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+                    y + e0, x + e0, m);
                 CUDA_LAUNCHED("add_inplace");
             });
 }
@@ -59,7 +60,8 @@ extern "C" void add_inplace_cuda(EffCuda *cu, void *y, const void *x, size_t n) 
 
 extern "C" void scale_inplace_cuda(EffCuda *cu, float *x, size_t n, float alpha) {
     flat<float>(n, eff_aligned16(x), EFF_INDEX_MAX, [&](uint32_t blocks, uint32_t m, size_t e0, auto v) {
-        scale_k<decltype(v)::value><<<blocks, EFF_BLOCK, 0, cu->stream>>>(x + e0, m, alpha);
+        scale_k<decltype(v)::value><<<eff_grid1(cu, "scale_k", blocks, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+            x + e0, m, alpha);
         CUDA_LAUNCHED("scale_inplace");
     });
 }

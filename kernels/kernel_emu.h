@@ -23,6 +23,11 @@ int dwconv_forward_emulate(int prec, int scalar, void *out, const void *in, cons
                            int C, int K, int stride);
 int dwconv_backward_emulate(int prec, int scalar, void *din, float *dw, const void *dout, const void *in,
                             const float *w, int N, int H, int W, int C, int K, int stride);
+/* The weight gradient alone (dw accumulates) with grid.y capped at ycap
+ * instead of 65535, so that the kernel's loop over channel tiles beyond
+ * grid.y runs at small C. 1, or 0 for a rejected shape or ycap 0. */
+int dwconv_wgrad_emulate(int prec, unsigned ycap, float *dw, const void *dout, const void *in, int N, int H, int W,
+                         int C, int K, int stride);
 
 /* batchnorm.cu: the elementwise passes -- out = bn(in) (+swish) from the
  * batch statistics (mean, rstd) or the running ones, and din from dout, in

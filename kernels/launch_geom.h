@@ -12,7 +12,9 @@
  *  - eff_colreduce_grid: the geometry of kernels/reduce.cuh. The batch (up to
  *    the int range) goes to grid.x, whose limit is 2^31 - 1; the row chunks
  *    (at most 256) go to grid.z, limit 65535. Before, the batch was grid.z,
- *    and a batch of 65536 could not launch.
+ *    and a batch of 65536 could not launch. The column tiles go to grid.y,
+ *    capped at 65535: the kernel loops over the tiles beyond (C > 2097120
+ *    columns), which before could not launch either.
  *
  * Plain C99 that is also valid C++ (included by the .cu files). */
 #ifndef EFFNET_LAUNCH_GEOM_H
@@ -71,10 +73,12 @@ static inline int eff_launch_check(const char *kernel, const long long grid[3], 
 }
 
 /* kernels/reduce.cuh stage 1: block (32, 8); grid x = problem b, y = tile of
- * 32 columns, z = row chunk. rows must fit the kernel's int. Returns 0, or
- * 1 with why set when the problem cannot be launched. */
+ * 32 columns (tiles y, y + grid.y, ... when there are more than
+ * EFF_RED_TILES_MAX), z = row chunk. rows must fit the kernel's int. Returns
+ * 0, or 1 with why set when the problem cannot be launched. */
 #define EFF_RED_TX 32
 #define EFF_RED_TY 8
+#define EFF_RED_TILES_MAX 65535LL /* grid.y limit of every device */
 static inline int eff_colreduce_grid(long long batch, long long rows, long long C, int chunks, long long grid[3],
                                      char *why, size_t n) {
     if (batch < 1 || C < 1 || rows < 1 || rows > 2147483647LL || chunks < 1) {
@@ -84,6 +88,7 @@ static inline int eff_colreduce_grid(long long batch, long long rows, long long 
     }
     grid[0] = batch;
     grid[1] = (C + EFF_RED_TX - 1) / EFF_RED_TX;
+    if (grid[1] > EFF_RED_TILES_MAX) grid[1] = EFF_RED_TILES_MAX;
     grid[2] = chunks;
     return 0;
 }

@@ -39,7 +39,7 @@ extern "C" void linear_forward_cuda(EffCuda *cu, float *out, const void *in, con
 
 extern "C" void linear_backward_cuda(EffCuda *cu, void *din, float *dw, float *db, const float *dout,
                                      const void *in, const float *w, int N, int Cin, int Cout) {
-    bias_grad<<<eff_grid1(cu, "bias_grad", (Cout + 127) / 128, 128), 128, 0, cu->stream>>>(db, dout, N, Cout);
+    bias_grad<<<eff_grid1(cu, "bias_grad", (Cout + 127LL) / 128, 128), 128, 0, cu->stream>>>(db, dout, N, Cout);
     CUDA_LAUNCHED("bias_grad");
     const size_t nx = (size_t)N * Cin;
     const float *x = as_f32(cu, in, nx);

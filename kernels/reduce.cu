@@ -28,8 +28,9 @@ __global__ void sumsq_total(double *out, const double *partial, int nb) {
 
 extern "C" void sumsq_cuda(EffCuda *cu, double *out_dev, const float *x, size_t n) {
     double *partial = eff_cuda_reduce_scratch(cu, SQ_BLOCKS);
-    sumsq_partial<<<SQ_BLOCKS, EFF_THREADS, 0, cu->stream>>>(partial, x, n);
+    sumsq_partial<<<eff_grid1(cu, "sumsq_partial", SQ_BLOCKS, EFF_THREADS), EFF_THREADS, 0, cu->stream>>>(
+        partial, x, n);
     CUDA_LAUNCHED("sumsq_partial");
-    sumsq_total<<<1, 1, 0, cu->stream>>>(out_dev, partial, SQ_BLOCKS);
+    sumsq_total<<<1, 1, 0, cu->stream>>>(out_dev, partial, SQ_BLOCKS); /* launch-grid-ok: one thread */
     CUDA_LAUNCHED("sumsq_total");
 }

@@ -3,10 +3,11 @@
  *
  * Input: `batch` independent [rows][C] problems. For each (b, column c) it
  * sums two per-element quantities f(b, row, c) -> (q0, q1) in double.
- * Stage 1: grid (batch, ceil(C/32), chunks), 32x8 threads (the geometry is
- * eff_colreduce_grid in launch_geom.h: the batch, which may exceed 65535, is
- * grid.x; the chunks, at most 256, grid.z); thread (tx, ty)
- * owns column c = 32*blockIdx.y + tx (coalesced reads across a warp) and the
+ * Stage 1: grid (batch, min(ceil(C/32), 65535), chunks), 32x8 threads (the
+ * geometry is eff_colreduce_grid in launch_geom.h: the batch, which may
+ * exceed 65535, is grid.x; the column tiles grid.y, looped beyond 65535
+ * (C > 2097120); the chunks, at most 256, grid.z); thread (tx, ty)
+ * owns column c = 32*tile + tx (coalesced reads across a warp) and the
  * rows chunk_start + ty, +8, ...; the 8 partials are then summed in a fixed
  * order in shared memory and written to partial[b][chunk][2][C].
  * Stage 2 (per op): sum the chunks in chunk order. No atomics anywhere, and
@@ -24,20 +25,25 @@ template <typename F>
 __global__ void eff_colreduce_partial(F f, int rows, int C, int chunks, double *partial) {
     __shared__ double sh[2][EFF_RED_TY][EFF_RED_TX];
     const int tx = threadIdx.x, ty = threadIdx.y;
-    const int c = blockIdx.y * EFF_RED_TX + tx, b = blockIdx.x, k = blockIdx.z;
+    const int b = blockIdx.x, k = blockIdx.z;
     const long r0 = (long)rows * k / chunks, r1 = (long)rows * (k + 1) / chunks;
-    double q0 = 0.0, q1 = 0.0;
-    if (c < C)
-        for (long r = r0 + ty; r < r1; r += EFF_RED_TY) f(b, r, c, q0, q1);
-    sh[0][ty][tx] = q0;
-    sh[1][ty][tx] = q1;
-    __syncthreads();
-    if (ty == 0 && c < C) {
-        double s0 = 0.0, s1 = 0.0;
-        for (int j = 0; j < EFF_RED_TY; j++) { s0 += sh[0][j][tx]; s1 += sh[1][j][tx]; }
-        double *p = partial + (((size_t)b * chunks + k) * 2) * C;
-        p[c] = s0;
-        p[C + c] = s1;
+    /* column tiles blockIdx.y, + gridDim.y, ...: one pass unless C > 65535 * 32 */
+    for (unsigned c0 = blockIdx.y * EFF_RED_TX; c0 < (unsigned)C; c0 += gridDim.y * EFF_RED_TX) {
+        const int live = tx < C - (int)c0, c = (int)c0 + (live ? tx : 0); /* no int overflow near 2^31 */
+        double q0 = 0.0, q1 = 0.0;
+        if (live)
+            for (long r = r0 + ty; r < r1; r += EFF_RED_TY) f(b, r, c, q0, q1);
+        sh[0][ty][tx] = q0;
+        sh[1][ty][tx] = q1;
+        __syncthreads();
+        if (ty == 0 && live) {
+            double s0 = 0.0, s1 = 0.0;
+            for (int j = 0; j < EFF_RED_TY; j++) { s0 += sh[0][j][tx]; s1 += sh[1][j][tx]; }
+            double *p = partial + (((size_t)b * chunks + k) * 2) * C;
+            p[c] = s0;
+            p[C + c] = s1;
+        }
+        __syncthreads(); /* sh is rewritten by the next tile */
     }
 }
 

@@ -110,7 +110,8 @@ void se_too_big() { eff_cuda_fail("se (CUDA)", "one image exceeds 2^31-1 element
 template <typename T>
 static void se_scale_t(EffCuda *cu, T *out, const T *in, const float *gate, int N, int HW, int C) {
     const int ok = se_images<T>(N, HW, C, eff_aligned16(out) && eff_aligned16(in), [&](dim3 grid, EffWalk wk, auto v) {
-        se_scale<decltype(v)::value, T><<<grid, EFF_BLOCK, 0, cu->stream>>>(out, in, gate, wk, N, C);
+        se_scale<decltype(v)::value, T><<<eff_grid3(cu, "se_scale", grid.x, grid.y, 1, EFF_BLOCK), EFF_BLOCK, 0,
+                                          cu->stream>>>(out, in, gate, wk, N, C);
         CUDA_LAUNCHED("se_scale");
     });
     if (!ok) se_too_big();
@@ -122,7 +123,8 @@ static void se_back_apply_t(EffCuda *cu, T *din, const T *dout, const float *gat
     const int aligned = eff_aligned16(din) && eff_aligned16(dout);
     const int ok = se_images<T>(N, HW, C, aligned, [&](dim3 grid, EffWalk wk, auto v) {
         se_back_apply<decltype(v)::value, T>
-            <<<grid, EFF_BLOCK, 0, cu->stream>>>(din, dout, gate, dpooled, wk, N, C, 1.0f / (float)HW);
+            <<<eff_grid3(cu, "se_back_apply", grid.x, grid.y, 1, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+                din, dout, gate, dpooled, wk, N, C, 1.0f / (float)HW);
         CUDA_LAUNCHED("se_back_apply");
     });
     if (!ok) se_too_big();
@@ -149,8 +151,9 @@ extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2,
     EFF_ACT_DISPATCH(cu->precision, T,
                      chunks = eff_colreduce(cu, DGateF<T>{(const T *)dout, (const T *)in, HW, C}, N, HW, C, 0,
                                             &partial, NULL));
-    const dim3 fgrid((C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N));
-    dgate_finalize<<<fgrid, EFF_BLOCK, 0, cu->stream>>>(dgate, partial, chunks, gate, N, C);
+    /* channels on x, images on y (looped beyond 65535) */
+    dgate_finalize<<<eff_grid3(cu, "dgate_finalize", ((long long)C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
+                               EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(dgate, partial, chunks, gate, N, C);
     CUDA_LAUNCHED("dgate_finalize");
     eff_cuda_gemm_rm(cu, 1, 0, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
     eff_cuda_gemm_rm(cu, 0, 0, N, Cse, C, 1.0f, dgate, C, w2, Cse, 0.0f, dhid, Cse);

@@ -47,10 +47,10 @@ __global__ void xent_back(float *dlogits, const float *probs, const int32_t *lab
 extern "C" void softmax_xent_forward_cuda(EffCuda *cu, float *probs, float *loss_dev, const float *logits,
                                           const int32_t *labels, int N, int K, float smoothing) {
     double *rows = eff_cuda_reduce_scratch(cu, (size_t)N);
-    xent_rows<<<eff_grid1(cu, "xent_rows", (N + 127) / 128, 128), 128, 0, cu->stream>>>(probs, rows, logits, labels, N,
-                                                                                      K, smoothing);
+    xent_rows<<<eff_grid1(cu, "xent_rows", (N + 127LL) / 128, 128), 128, 0, cu->stream>>>(probs, rows, logits, labels,
+                                                                                        N, K, smoothing);
     CUDA_LAUNCHED("xent_rows");
-    xent_total<<<1, 1, 0, cu->stream>>>(loss_dev, rows, N);
+    xent_total<<<1, 1, 0, cu->stream>>>(loss_dev, rows, N); /* launch-grid-ok: one thread */
     CUDA_LAUNCHED("xent_total");
 }
 

@@ -291,6 +291,36 @@ static void test_geom_checks(void) {
             "vector width: 16 bytes when C and alignment allow");
 }
 
+/* The weight-gradient grid: channel tiles on grid.y up to 65535, looped
+ * beyond (C > 65535 * 32, a 1x1 image can have it); the tile loop visits
+ * every channel once, also at C = INT_MAX, where c0 + 31 would overflow. */
+static void test_wgrad_grid(void) {
+    static const int cs[] = {1, 31, 32, 33, 65535 * 32, 65535 * 32 + 1, 3000000, 0x7fffffff};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const int C = cs[i];
+        const uint32_t tiles = (uint32_t)((C + 31LL) / 32);
+        uint32_t gx, gy;
+        dw_wgrad_grid(7, C, 32, EFF_GRID_Y_MAX, &gx, &gy);
+        T_CHECK(&ts, gx == 7 && gy == (tiles < EFF_GRID_Y_MAX ? tiles : EFF_GRID_Y_MAX), "C %d: grid (%u, %u)", C, gx,
+                gy);
+        uint64_t seen = 0, lanes = 0; /* tiles visited, channels covered */
+        for (uint32_t by = 0; by < gy; by++)
+            for (uint32_t c0 = by * 32u; c0 < (uint32_t)C; c0 += gy * 32u) {
+                const int live = C - (int)c0 < 32 ? C - (int)c0 : 32;
+                seen++;
+                lanes += (uint64_t)live;
+                if (c0 != 0 && c0 + 32u < (uint32_t)C) continue; /* lanes: first and last tile */
+                for (int tx = 0; tx < 32; tx++) {
+                    const int c = dw_tile_channel(c0, tx, C);
+                    T_CHECK(&ts, tx < live ? (uint32_t)c == c0 + (uint32_t)tx : c == C,
+                            "C %d: tile at %u, lane %d -> channel %d", C, c0, tx, c);
+                }
+            }
+        T_CHECK(&ts, seen == tiles && lanes == (uint64_t)C, "C %d: %llu of %u tiles, %llu of %d channels", C,
+                (unsigned long long)seen, tiles, (unsigned long long)lanes, C);
+    }
+}
+
 int main(void) {
     EffRng rng;
     eff_rng_seed(&rng, 15);
@@ -298,6 +328,7 @@ int main(void) {
     test_taps_1d();
     test_taps_2d();
     test_decode();
+    test_wgrad_grid();
     test_walk_and_chunks();
     test_row_walk();
     test_pieces();

@@ -4,8 +4,9 @@
  *  - launch geometry (kernels/launch_geom.h): eff_launch_check accepts what
  *    fits and names the dimension, value and limit of what does not; the
  *    column reduction's grid takes a batch of 65536 (grid.x) where the old
- *    geometry (batch as grid.z, limit 65535) could not launch; every problem
- *    and column of a reduction is covered exactly once;
+ *    geometry (batch as grid.z, limit 65535) could not launch, nor more than
+ *    65535 column tiles (grid.y, now looped); every problem and column of a
+ *    reduction is covered exactly once;
  *  - the cuDNN algorithm rule (kernels/conv_pick.h): fastest deterministic,
  *    else the fastest nondeterministic with the fall-back flagged, workspace
  *    sizes over the cap and unsupported candidates skipped;
@@ -51,8 +52,14 @@ static void check_colreduce(TestState *ts, long long batch, long long rows, long
             C, why);
     T_CHECK(ts, g[0] == batch && g[2] == chunks, "batch %lld chunks %d -> grid (%lld, %lld, %lld)", batch, chunks,
             g[0], g[1], g[2]);
-    /* columns: tile y covers [32y, 32y+32) intersected with [0, C) */
-    T_CHECK(ts, g[1] * EFF_RED_TX >= C && (g[1] - 1) * EFF_RED_TX < C, "C = %lld: %lld column tiles", C, g[1]);
+    /* columns: block y takes the tiles at 32y, 32(y + grid.y), ... below C
+     * (the kernel's loop); every tile once, no block idle */
+    const long long tiles = (C + EFF_RED_TX - 1) / EFF_RED_TX;
+    long long seen = 0;
+    for (long long y = 0; y < g[1]; y++)
+        for (long long c0 = y * EFF_RED_TX; c0 < C; c0 += g[1] * EFF_RED_TX) seen++;
+    T_CHECK(ts, seen == tiles && g[1] <= tiles && g[1] <= EFF_RED_TILES_MAX,
+            "C = %lld: grid.y %lld visits %lld of %lld column tiles", C, g[1], seen, tiles);
 }
 
 static void check_colreduce_all(TestState *ts) {
@@ -60,6 +67,9 @@ static void check_colreduce_all(TestState *ts) {
     check_colreduce(ts, 1, 65536L * 49, 1280, 256);
     check_colreduce(ts, 1000000, 1, 33, 1);
     check_colreduce(ts, 3, 512, 32, 1);
+    check_colreduce(ts, 2, 5, 65535LL * 32, 1);     /* the last C with one tile per block */
+    check_colreduce(ts, 2, 5, 65535LL * 32 + 1, 1); /* was grid.y = 65536: now looped */
+    check_colreduce(ts, 1, 1, 3000000, 1);
     char why[400] = "";
     long long g[3];
     T_CHECK(ts, eff_colreduce_grid(1, 3000000000LL, 32, 256, g, why, sizeof why) == 1 && strstr(why, "2^31"),

@@ -205,6 +205,25 @@ static void run_no_din(EffRng *rng) {
     free(x), free(dy), free(w), free(a), free(b), free(dx);
 }
 
+/* The weight-gradient grid with grid.y capped below the channel tiles
+ * (C = 100: 4 tiles of 32, the last of 4 channels): the kernel's loop over
+ * tiles beyond grid.y must give dw bit for bit as one tile per block. */
+static void run_wgrad_tiles(EffRng *rng) {
+    const int N = 2, H = 7, C = 100, K = 3, S = 1;
+    const size_t nx = (size_t)N * H * H * C, nw = (size_t)K * K * C;
+    float *x = randn(rng, nx, 1.0, 0), *dy = randn(rng, nx, 1.0, 0), *w = randn(rng, nw, 0.3, 0);
+    float *a = eff_calloc(nw, 4, "dw"), *b = eff_malloc(nw * 4, "dw");
+    T_CHECK(&ts, dwconv_backward_emulate(0, 0, NULL, a, dy, x, w, N, H, H, C, K, S) == 1, "wgrad tiles: launcher");
+    static const unsigned caps[] = {1, 2, 3, 4, 65535};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        memset(b, 0, nw * 4);
+        T_CHECK(&ts, dwconv_wgrad_emulate(0, caps[i], b, dy, x, N, H, H, C, K, S) == 1 && memcmp(a, b, nw * 4) == 0,
+                "dw with grid.y capped at %u (tiles looped) differs from one tile per block", caps[i]);
+    }
+    T_CHECK(&ts, dwconv_wgrad_emulate(0, 0, b, dy, x, N, H, H, C, K, S) == 0, "grid.y cap 0 rejected");
+    free(x), free(dy), free(w), free(a), free(b);
+}
+
 /* Shapes the emulation must refuse, as the launchers do. */
 static void run_rejects(void) {
     float z[8] = {0};
@@ -232,6 +251,7 @@ int main(void) {
     for (int prec = 0; prec < 3; prec++, cases++) run_case(&rng, &b0, prec, 0, 0);
     run_case(&rng, &many, 1, 0, 0), cases++;
     run_no_din(&rng);
+    run_wgrad_tiles(&rng);
     run_rejects();
     printf("test_kernel_emulate: %d cases; worst |error| / bound against the CPU op:\n", cases);
     for (int p = 0; p < 3; p++)
