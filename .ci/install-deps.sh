@@ -9,12 +9,13 @@
 # No argument means test. Runs apt-get as root (directly, or through sudo).
 set -euo pipefail
 set_name=${1:-test}
-# build toolchain, MPI, HDF5, BLAS, iniparser, OpenSSL (libcrypto: SHA-256 of
-# data files), cJSON (--json output, metrics.jsonl); curl and ca-certificates
+# build toolchain, MPI, HDF5, BLAS, oneDNN (the CPU convolutions' GEMM,
+# src/ops/gemm.c), iniparser, OpenSSL (libcrypto: SHA-256 of data files),
+# cJSON (--json output, metrics.jsonl); curl and ca-certificates
 # for data_tools/fetch_cifar10.sh
 runtime=(build-essential cmake pkg-config
          libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libcjson-dev libhdf5-dev libopenmpi-dev
-         openmpi-bin curl ca-certificates)
+         libdnnl-dev openmpi-bin curl ca-certificates)
 # PyTorch/torchvision/h5py references and plots, HDF5 command-line tools,
 # a local Slurm (slurmctld/slurmd + munge, PMIx), patchelf for the GPU
 # bundle, Lmod for the module test

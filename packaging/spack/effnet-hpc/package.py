@@ -20,7 +20,7 @@ class EffnetHpc(CMakePackage, CudaPackage):
     version("0.1.0", tag="v0.1.0")
 
     variant("native", default=False, description="Compile for the build machine's CPU (-march=native)")
-    variant("gemm", default="blas", values=("blas", "onednn"), multi=False,
+    variant("gemm", default="onednn", values=("blas", "onednn"), multi=False,
             description="CPU GEMM provider for the convolutions: the BLAS, or oneDNN's dnnl_sgemm")
 
     depends_on("c", type="build")
