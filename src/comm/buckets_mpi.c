@@ -75,10 +75,6 @@ void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
 
 int eff_mpi_buckets_count(const EffMpiBuckets *b) { return b->nbuckets; }
 
-int eff_mpi_buckets_owned(const EffMpiBuckets *b, int rank, EffSeg *seg) {
-    return eff_bucket_owned(b->lo, b->nbuckets, rank, b->size, seg);
-}
-
 void eff_mpi_buckets_on_event(EffMpiBuckets *b, EffBucketEvent fn, void *arg) {
     b->on_event = fn;
     b->event_arg = arg;

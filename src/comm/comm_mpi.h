@@ -76,7 +76,7 @@ void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const
  * contributions in rank order 0, 1, ..., N-1. In EFF_BUCKETS_ALLREDUCE mode
  * rank r then sends its summed piece to every rank (an all-gather); in
  * EFF_BUCKETS_REDUCE_SCATTER mode it keeps it (ZeRO-1: rank r updates the
- * parameters of its pieces, eff_mpi_buckets_owned, and
+ * parameters of its pieces, eff_bucket_owned in buckets.h, and
  * eff_mpi_buckets_allgather sends them to everyone).
  *
  * Because every mode adds in the same fixed order, the sharded and the
@@ -102,10 +102,6 @@ enum { EFF_BUCKETS_ALLREDUCE = 0, EFF_BUCKETS_REDUCE_SCATTER = 1 };
 EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double bucket_mb, int mode);
 void eff_mpi_buckets_destroy(EffMpiBuckets *b);
 int eff_mpi_buckets_count(const EffMpiBuckets *b);
-/* The ranges rank `rank` owns (piece `rank` of every bucket), ascending:
- * fills seg[0 .. count) (room for eff_mpi_buckets_count entries; empty
- * pieces are left out) and returns count. */
-int eff_mpi_buckets_owned(const EffMpiBuckets *b, int rank, EffSeg *seg);
 void eff_mpi_buckets_begin(EffMpiBuckets *b);
 void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset);
 void eff_mpi_buckets_progress(EffMpiBuckets *b);

@@ -145,15 +145,15 @@ static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     EffModel *m = &T->ctx.model;
     const EffBackend *be = m->be;
     const size_t total = m->ptab.total;
-    int *counts = eff_malloc(sizeof(int) * 2 * (size_t)T->world, "optimizer gather counts"), *displs = counts + T->world;
+    int *counts = eff_malloc(sizeof(int) * 3 * (size_t)T->world, "optimizer gather counts");
+    int *displs = counts + T->world, *nseg = displs + T->world;
+    EffSeg **seg = eff_malloc(sizeof(EffSeg *) * (size_t)T->world, "optimizer ranges of every rank");
     for (int r = 0, at = 0; r < T->world; at += counts[r++]) { /* each rank's packed state, rank after rank */
-        int nseg = 0;
-        EffSeg *seg = eff_trainer_owned(T, r, &nseg);
+        seg[r] = eff_trainer_owned(T, r, &nseg[r]);
         size_t n = 0;
-        for (int i = 0; i < nseg; i++) n += seg[i].n;
+        for (int i = 0; i < nseg[r]; i++) n += seg[r][i].n;
         counts[r] = (int)n;
         displs[r] = at;
-        eff_free(seg);
     }
     float *mine = eff_malloc(sizeof(float) * (m->opt_n ? m->opt_n : 1), "optimizer pieces (host)");
     float *packed = T->rank == 0 ? eff_malloc(sizeof(float) * total, "gathered optimizer pieces") : NULL;
@@ -164,15 +164,12 @@ static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
         eff_mpi_gatherv(T->mpi, mine, (int)m->opt_n, packed, counts, displs, 0, "optimizer state gather");
         *dst[k] = NULL;
         if (T->rank != 0) continue;
-        for (int r = 0; r < T->world; r++) {
-            int nseg = 0;
-            EffSeg *seg = eff_trainer_owned(T, r, &nseg);
-            eff_seg_copy(seg, nseg, full, packed + displs[r], 1);
-            eff_free(seg);
-        }
+        for (int r = 0; r < T->world; r++) eff_seg_copy(seg[r], nseg[r], full, packed + displs[r], 1);
         *dst[k] = be->alloc(be, total * sizeof(float), k ? "gathered Adam second moments" : "gathered Adam first moments");
         be->upload(be, *dst[k], full, total * sizeof(float));
     }
+    for (int r = 0; r < T->world; r++) eff_free(seg[r]);
+    eff_free(seg);
     eff_free(full);
     eff_free(packed);
     eff_free(mine);
