@@ -7,6 +7,7 @@
 #include "context.h"
 #include "jsonout.h"
 #include "roofline.h"
+#include "ops/ops.h"
 #include "rng.h"
 
 #include <stdio.h>
@@ -97,8 +98,8 @@ int cmd_bench(int argc, char **argv) {
     if (profile && !cuda) {
         peak_gflops = eff_peak_sgemm_gflops(0.3);
         peak_gbs = eff_peak_copy_gbs(0.3);
-        if (!json) printf("bench: machine peaks with %ld threads: sgemm %.1f GFLOP/s, copy %.1f GB/s\n", threads,
-                          peak_gflops, peak_gbs);
+        if (!json) printf("bench: machine peaks with %ld threads: sgemm %.1f GFLOP/s, copy %.1f GB/s (depthwise: %s)\n",
+                          threads, peak_gflops, peak_gbs, dwconv_isa_name(dwconv_isa_best()));
     }
     char gpu[300] = "";
     if (cuda) {

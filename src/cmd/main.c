@@ -2,6 +2,7 @@
 #include "common.h"
 #include "context.h"
 #include "ops/gemm.h"
+#include "ops/ops.h"
 
 #include <mpi.h>
 #include <stdio.h>
@@ -23,7 +24,8 @@ static int version(void) {
     printf("effnet %s (commit %s)\n", EFFNET_VERSION, EFFNET_GIT_COMMIT);
     char gemm[64];
     eff_sgemm_provider(gemm, (int)sizeof gemm);
-    printf("backends: cpu (BLAS %s, GEMM %s, OpenMP)", EFFNET_BLAS, gemm);
+    printf("backends: cpu (BLAS %s, GEMM %s, depthwise %s, OpenMP)", EFFNET_BLAS, gemm,
+           dwconv_isa_name(dwconv_isa_best()));
 #ifdef EFFNET_HAVE_CUDA
     printf(", cuda (CUDA %s, cuDNN %s; NCCL %s)", EFFNET_CUDA_VERSION, EFFNET_CUDNN_VERSION, EFFNET_NCCL_VERSION);
 #endif

@@ -37,6 +37,15 @@ void dwconv_forward_cpu(float *out, const float *in, const float *w,
                         int N, int H, int W, int C, int K, int stride);
 void dwconv_backward_cpu(float *din, float *dw, const float *dout, const float *in, const float *w,
                          int N, int H, int W, int C, int K, int stride);
+/* The same op on a chosen instruction set (all bit-identical; the _cpu
+ * functions above take dwconv_isa_best(), the widest this CPU runs). */
+enum { EFF_ISA_SCALAR = 0, EFF_ISA_AVX2 = 1, EFF_ISA_AVX512 = 2 };
+int dwconv_isa_best(void);
+const char *dwconv_isa_name(int isa);
+void dwconv_forward_isa(int isa, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
+                        int stride);
+void dwconv_backward_isa(int isa, float *din, float *dw, const float *dout, const float *in, const float *w, int N,
+                         int H, int W, int C, int K, int stride);
 
 /* batchnorm.c -- BatchNorm2d over the M rows of an [M][C] tensor.
  * Train mode normalises with the batch statistics (biased variance), saves
