@@ -383,6 +383,23 @@ static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd,
 }
 
 
+/* Depthwise conv -> BN+swish -> SE, train mode, through the backend's fused
+ * ops (bit-identical to the unfused calls): the conv's output pass leaves
+ * the BN statistics, and the BN output pass is also the SE squeeze. */
+static void dw_bn_se_forward_fused(EffModel *m, EffBlock *b) {
+    const EffBackend *be = m->be;
+    const float *P = m->param;
+    const int N = m->N, HWo = b->Ho * b->Wo;
+    TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward_bnstats(be, b->d_conv, m->bn_work, b->e_act, P + b->w_dw, N, b->Hi,
+                                                         b->Wi, b->ce, b->k, b->stride));
+    TIMED(m, EFF_PROF_BN, be->batchnorm_forward_train_sums(be, b->d_act, b->se_pooled, b->d_mean, b->d_rstd,
+                                                           m->bufs + b->rm1, m->bufs + b->rv1, m->bn_work, b->d_conv,
+                                                           P + b->g1, P + b->b1, N, N * HWo, b->ce, m->bn_momentum,
+                                                           m->bn_eps, 1));
+    TIMED(m, EFF_PROF_SE, be->se_forward_pooled(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act,
+                                                P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
+}
+
 static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
     const EffBackend *be = m->be;
     EffBlock *b = &m->blk[i];
@@ -395,10 +412,15 @@ static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
     } else {
         b->e_act = (EffAct *)x; /* no expansion: the depthwise conv reads the block input */
     }
-    TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(be, b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k, b->stride));
-    bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
-    TIMED(m, EFF_PROF_SE, be->se_forward(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act, P + b->w_se1,
-                                         P + b->w_se2, N, b->Ho * b->Wo, b->ce, b->cse));
+    if (train && be->dwconv_forward_bnstats)
+        dw_bn_se_forward_fused(m, b);
+    else {
+        TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(be, b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k,
+                                                     b->stride));
+        bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
+        TIMED(m, EFF_PROF_SE, be->se_forward(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act,
+                                             P + b->w_se1, P + b->w_se2, N, b->Ho * b->Wo, b->ce, b->cse));
+    }
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     bn_fwd(m, train, b->out, b->p_mean, b->p_rstd, b->rm2, b->rv2, b->p_conv, b->g2, b->b2, Mo, b->cout, 0);
     if (train && b->drop > 0.0f)

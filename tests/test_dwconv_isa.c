@@ -115,7 +115,7 @@ static void check_shape(TestState *ts, EffRng *rng, Shape S) {
             memset(out, 0xff, nout * 4); /* NaN: every element must be written */
             memset(din, 0xff, nin * 4);
             memcpy(dw, dw0, nw * 4);
-            dwconv_forward_isa(isa, out, in, w, S.N, S.H, S.W, S.C, S.K, S.s);
+            dwconv_forward_isa(isa, out, NULL, in, w, S.N, S.H, S.W, S.C, S.K, S.s);
             dwconv_backward_isa(isa, din, dw, dout, in, w, S.N, S.H, S.W, S.C, S.K, S.s);
             const char *nm = dwconv_isa_name(isa);
             T_CHECK(ts, same_bits(out, out_r, nout), "%s %d thr N%d %dx%dx%d K%d s%d: forward differs", nm, threads, S.N,

@@ -113,6 +113,24 @@ typedef struct EffBackend {
     /* Sum of squares of n floats (double accumulation), returned on the host:
      * the NaN/Inf check on gradients. */
     double (*sumsq)(const struct EffBackend *be, const float *x, size_t n);
+    /* Fused train-forward ops (optional as a group: all three set, or all
+     * NULL and the model runs the unfused ops). Bit-identical to the
+     * sequence they replace, which the model runs otherwise:
+     * dwconv_forward_bnstats = dwconv_forward + the statistics pass of the
+     * BN after it, leaving the per-chunk sums in bn_work;
+     * batchnorm_forward_train_sums = the rest of batchnorm_forward_train,
+     * from those sums; with pooled, its output pass is also the SE squeeze
+     * (gap_forward into pooled); se_forward_pooled = se_forward after its
+     * squeeze. */
+    void (*dwconv_forward_bnstats)(const struct EffBackend *be, EffAct *out, double *bn_work, const EffAct *in,
+                                   const float *w, int N, int H, int W, int C, int K, int stride);
+    void (*batchnorm_forward_train_sums)(const struct EffBackend *be, EffAct *out, float *pooled, float *mean,
+                                         float *rstd, float *running_mean, float *running_var, const double *bn_work,
+                                         const EffAct *in, const float *gamma, const float *beta, int N, int M, int C,
+                                         float momentum, float eps, int swish);
+    void (*se_forward_pooled)(const struct EffBackend *be, EffAct *out, const float *pooled, float *hidden,
+                              float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C,
+                              int Cse);
     /* Step capture (CUDA graphs; NULL in backends without it). Between
      * graph_begin and graph_end the op calls are recorded, not run; they must
      * not allocate or synchronise (an eager warm-up step first sizes all
@@ -137,11 +155,13 @@ typedef struct EffBackend {
  * X-macro, like ggml's op list). REQ(op): required, non-NULL in every
  * backend; the model calls it unconditionally. GRAPH(op): the step-capture
  * group, optional as a whole: all six NULL (CPU) or all six set (CUDA); the
- * model tests graph_begin / graph_reset before using the group.
+ * model tests graph_begin / graph_reset before using the group. FUSED(op):
+ * the fused train-forward group, optional as a whole (set on the CPU, NULL
+ * in CUDA for now); the model tests dwconv_forward_bnstats.
  * tests/test_backend_table.c checks each backend's table against this list,
  * and the asserts below make a new slot that is not listed here (or a listed
  * one out of order) a compile error. Adding an op: kernels/README.md. */
-#define EFF_BACKEND_OPS(REQ, GRAPH)                                                                              \
+#define EFF_BACKEND_OPS(REQ, GRAPH, FUSED)                                                                              \
     REQ(alloc) REQ(release) REQ(zero) REQ(upload) REQ(download) REQ(synchronize) REQ(act_upload)                 \
     REQ(act_download) REQ(set_step_scalar) REQ(conv2d_forward) REQ(conv2d_backward) REQ(pwconv_forward)          \
     REQ(pwconv_backward) REQ(dwconv_forward) REQ(dwconv_backward) REQ(batchnorm_forward_train)                   \
@@ -149,11 +169,12 @@ typedef struct EffBackend {
     REQ(se_backward) REQ(dropout_forward) REQ(dropout_backward) REQ(gap_forward) REQ(gap_backward)               \
     REQ(linear_forward) REQ(linear_backward) REQ(softmax_xent_forward) REQ(softmax_xent_backward) REQ(adam_step) \
     REQ(sgd_step) REQ(sumsq)                                                                                     \
+    FUSED(dwconv_forward_bnstats) FUSED(batchnorm_forward_train_sums) FUSED(se_forward_pooled)                  \
     GRAPH(graph_begin) GRAPH(graph_end) GRAPH(graph_ready) GRAPH(graph_launch) GRAPH(graph_loss) GRAPH(graph_reset)
 
 /* EFF_OPIDX_<op>: each slot's position in the list; EFF_BACKEND_NOPS: how many. */
 #define EFF_OPIDX_(op) EFF_OPIDX_##op,
-enum { EFF_BACKEND_OPS(EFF_OPIDX_, EFF_OPIDX_) EFF_BACKEND_NOPS };
+enum { EFF_BACKEND_OPS(EFF_OPIDX_, EFF_OPIDX_, EFF_OPIDX_) EFF_BACKEND_NOPS };
 #undef EFF_OPIDX_
 #ifdef __cplusplus
 #define EFF_STATIC_ASSERT(c, msg) static_assert(c, msg)
@@ -168,7 +189,7 @@ EFF_STATIC_ASSERT(sizeof(EffBackend) == EFF_OP_OFFSET_(EFF_BACKEND_NOPS),
 /* ... and each listed slot is where the list says (none missing in between). */
 #define EFF_OP_AT_(op) EFF_STATIC_ASSERT(offsetof(EffBackend, op) == EFF_OP_OFFSET_(EFF_OPIDX_##op), \
                                          "EFF_BACKEND_OPS is out of step with EffBackend at " #op);
-EFF_BACKEND_OPS(EFF_OP_AT_, EFF_OP_AT_)
+EFF_BACKEND_OPS(EFF_OP_AT_, EFF_OP_AT_, EFF_OP_AT_)
 #undef EFF_OP_AT_
 
 /* The plain-C CPU backend (BLAS + OpenMP). */

@@ -96,6 +96,12 @@ WRAP(void, adam_step, P(float *p, const float *g, float *m, float *v, size_t n, 
      (p, g, m, v, n, lr, beta1, beta2, eps, wd, decoupled, t, s))
 WRAP(void, sgd_step, P(float *p, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int nesterov, int first, double *s),
      (p, g, buf, n, lr, momentum, wd, nesterov, first, s))
+WRAP(void, dwconv_forward_bnstats, P(EffAct *out, double *work, const EffAct *in, const float *w, int N, int H, int W, int C, int K, int stride),
+     (out, work, in, w, N, H, W, C, K, stride))
+WRAP(void, batchnorm_forward_train_sums, P(EffAct *out, float *pooled, float *mean, float *rstd, float *rm, float *rv, const double *work, const EffAct *in, const float *g, const float *b, int N, int M, int C, float momentum, float eps, int swish),
+     (out, pooled, mean, rstd, rm, rv, work, in, g, b, N, M, C, momentum, eps, swish))
+WRAP(void, se_forward_pooled, P(EffAct *out, const float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
+     (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))
 #undef WRAP
 #undef P
 
@@ -128,6 +134,9 @@ static const EffBackend cpu_backend = {
     .scale_inplace = cpu_scale_inplace,
     .se_forward = cpu_se_forward,
     .se_backward = cpu_se_backward,
+    .dwconv_forward_bnstats = cpu_dwconv_forward_bnstats,
+    .batchnorm_forward_train_sums = cpu_batchnorm_forward_train_sums,
+    .se_forward_pooled = cpu_se_forward_pooled,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
     .gap_forward = cpu_gap_forward,

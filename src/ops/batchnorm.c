@@ -15,6 +15,21 @@ static inline float swish_grad(float z) {
     return s * (1.0f + z * (1.0f - s));
 }
 
+/* One row of the train forward's output pass (and of train.recompute's
+ * rebuild, which must match it bit for bit). */
+static inline void bn_apply_row(float *restrict y, const float *restrict x, const float *restrict mean,
+                                const float *restrict rstd, const float *restrict gamma, const float *restrict beta,
+                                int C, int swish) {
+    if (swish) {
+        for (int c = 0; c < C; c++) {
+            float z = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
+            y[c] = z * eff_sigmoidf(z);
+        }
+    } else {
+        for (int c = 0; c < C; c++) y[c] = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
+    }
+}
+
 void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, float *restrict rstd,
                                  float *restrict running_mean, float *restrict running_var, double *restrict work,
                                  const float *restrict in, const float *restrict gamma,
@@ -30,6 +45,44 @@ void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, floa
             for (int c = 0; c < C; c++) { double v = x[c]; s[c] += v; ss[c] += v * v; }
         }
     }
+    batchnorm_forward_train_sums_cpu(out, NULL, mean, rstd, running_mean, running_var, work, in, gamma, beta, 1, M, C,
+                                     momentum, eps, swish);
+}
+
+/* out = bn(in) row by row; with pooled, image by image, each image's rows
+ * also summed in order into pooled and scaled by 1/HW (gap_forward_cpu's
+ * arithmetic), while they are in cache. */
+static void bn_apply_pass(float *restrict out, float *restrict pooled, const float *restrict in,
+                          const float *restrict mean, const float *restrict rstd, const float *restrict gamma,
+                          const float *restrict beta, int N, int M, int C, int swish) {
+    if (!pooled) {
+        #pragma omp parallel for schedule(static)
+        for (int m = 0; m < M; m++)
+            bn_apply_row(out + (size_t)m * C, in + (size_t)m * C, mean, rstd, gamma, beta, C, swish);
+        return;
+    }
+    const int HW = M / N;
+    const float inv = 1.0f / (float)HW;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *restrict o = pooled + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = 0.0f;
+        for (int p = 0; p < HW; p++) {
+            float *restrict y = out + ((size_t)n * HW + p) * C;
+            bn_apply_row(y, in + ((size_t)n * HW + p) * C, mean, rstd, gamma, beta, C, swish);
+            for (int c = 0; c < C; c++) o[c] += y[c];
+        }
+        for (int c = 0; c < C; c++) o[c] *= inv;
+    }
+}
+
+void batchnorm_forward_train_sums_cpu(float *restrict out, float *restrict pooled, float *restrict mean,
+                                      float *restrict rstd, float *restrict running_mean,
+                                      float *restrict running_var, const double *restrict work,
+                                      const float *restrict in, const float *restrict gamma,
+                                      const float *restrict beta, int N, int M, int C, float momentum, float eps,
+                                      int swish) {
+    const int nch = nchunks(M);
     const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
     for (int c = 0; c < C; c++) {
         double s = 0, ss = 0;
@@ -41,7 +94,7 @@ void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, floa
         running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
         running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * unbias);
     }
-    batchnorm_apply_cpu(out, in, mean, rstd, gamma, beta, M, C, swish);
+    bn_apply_pass(out, pooled, in, mean, rstd, gamma, beta, N, M, C, swish);
 }
 
 /* The train forward's output pass, alone: train.recompute rebuilds a
@@ -50,19 +103,7 @@ void batchnorm_forward_train_cpu(float *restrict out, float *restrict mean, floa
 void batchnorm_apply_cpu(float *restrict out, const float *restrict in, const float *restrict mean,
                          const float *restrict rstd, const float *restrict gamma, const float *restrict beta, int M,
                          int C, int swish) {
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *restrict x = in + (size_t)m * C;
-        float *restrict y = out + (size_t)m * C;
-        if (swish) {
-            for (int c = 0; c < C; c++) {
-                float z = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
-                y[c] = z * eff_sigmoidf(z);
-            }
-        } else {
-            for (int c = 0; c < C; c++) y[c] = (x[c] - mean[c]) * rstd[c] * gamma[c] + beta[c];
-        }
-    }
+    bn_apply_pass(out, NULL, in, mean, rstd, gamma, beta, 1, M, C, swish);
 }
 
 void batchnorm_forward_eval_cpu(float *restrict out, const float *restrict in, const float *restrict gamma,

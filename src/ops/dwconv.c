@@ -36,6 +36,24 @@ static void dw_wgrad_scalar(float *restrict dw, const float *restrict dout, cons
     for (int t = 0; t < K * K; t++) dw[(size_t)t * C + c] += acc[t];
 }
 
+static inline int dw_nchunks(int M) { return M < EFF_BN_CHUNKS ? M : EFF_BN_CHUNKS; }
+
+/* The valid taps of the output pixel whose window starts at (ih0, iw0) of
+ * image n, in (kh, kw) order: their input rows and weight rows. */
+static inline int dw_forward_taps(const float **src, const float **wt, const float *in, const float *w, int n,
+                                  int ih0, int iw0, int H, int W, int C, int K) {
+    int nt = 0;
+    for (int kh = 0; kh < K; kh++) {
+        if (ih0 + kh < 0 || ih0 + kh >= H) continue;
+        for (int kw = 0; kw < K; kw++) {
+            if (iw0 + kw < 0 || iw0 + kw >= W) continue;
+            src[nt] = in + ((size_t)(n * H + ih0 + kh) * W + iw0 + kw) * C;
+            wt[nt++] = w + (size_t)(kh * K + kw) * C;
+        }
+    }
+    return nt;
+}
+
 #define DW_SUFFIX scalar
 #define DW_ATTR
 #define DW_VW 1
@@ -75,14 +93,14 @@ const char *dwconv_isa_name(int isa) {
     return isa == EFF_ISA_AVX512 ? "avx512" : isa == EFF_ISA_AVX2 ? "avx2" : "scalar";
 }
 
-void dwconv_forward_isa(int isa, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
-                        int stride) {
+void dwconv_forward_isa(int isa, float *out, double *bn_work, const float *in, const float *w, int N, int H, int W,
+                        int C, int K, int stride) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (isa == EFF_ISA_AVX512) { dw_forward_avx512(out, in, w, N, H, W, C, K, stride); return; }
-    if (isa == EFF_ISA_AVX2) { dw_forward_avx2(out, in, w, N, H, W, C, K, stride); return; }
+    if (isa == EFF_ISA_AVX512) { dw_forward_avx512(out, bn_work, in, w, N, H, W, C, K, stride); return; }
+    if (isa == EFF_ISA_AVX2) { dw_forward_avx2(out, bn_work, in, w, N, H, W, C, K, stride); return; }
 #endif
     (void)isa;
-    dw_forward_scalar(out, in, w, N, H, W, C, K, stride);
+    dw_forward_scalar(out, bn_work, in, w, N, H, W, C, K, stride);
 }
 
 void dwconv_backward_isa(int isa, float *din, float *dw, const float *dout, const float *in, const float *w, int N,
@@ -106,7 +124,12 @@ void dwconv_backward_isa(int isa, float *din, float *dw, const float *dout, cons
 
 void dwconv_forward_cpu(float *restrict out, const float *restrict in, const float *restrict w,
                         int N, int H, int W, int C, int K, int stride) {
-    dwconv_forward_isa(dwconv_isa_best(), out, in, w, N, H, W, C, K, stride);
+    dwconv_forward_isa(dwconv_isa_best(), out, NULL, in, w, N, H, W, C, K, stride);
+}
+
+void dwconv_forward_bnstats_cpu(float *restrict out, double *restrict bn_work, const float *restrict in,
+                                const float *restrict w, int N, int H, int W, int C, int K, int stride) {
+    dwconv_forward_isa(dwconv_isa_best(), out, bn_work, in, w, N, H, W, C, K, stride);
 }
 
 void dwconv_backward_cpu(float *restrict din, float *restrict dw, const float *restrict dout,

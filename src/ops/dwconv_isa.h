@@ -58,30 +58,40 @@ static DW_ATTR void DW_NAME(dw_taps)(float *restrict out, const float *const *sr
     }
 }
 
-/* Forward: out[n][oh][ow][c] = sum over valid (kh, kw) of in * w. */
-static DW_ATTR void DW_NAME(dw_forward)(float *restrict out, const float *restrict in, const float *restrict w,
-                                        int N, int H, int W, int C, int K, int stride) {
+/* BN statistics of one output pixel, as batchnorm_forward_train_cpu's
+ * statistics pass adds them: s[c] += x, ss[c] += x*x in double. */
+static DW_ATTR void DW_NAME(dw_sums)(double *restrict s, double *restrict ss, const float *restrict x, int C) {
+    for (int c = 0; c < C; c++) {
+        const double v = x[c];
+        s[c] += v;
+        ss[c] += v * v;
+    }
+}
+
+/* Forward: out[n][oh][ow][c] = sum over valid (kh, kw) of in * w. The
+ * output pixels are split into nchunks(M) fixed chunks, each walked in
+ * order; with work given, chunk k also leaves the BN statistics of its
+ * pixels in work (sums at 2kC, sums of squares at (2k+1)C): the producer's
+ * pass does the statistics pass of batchnorm_forward_train_cpu, bit for bit. */
+static DW_ATTR void DW_NAME(dw_forward)(float *restrict out, double *restrict work, const float *restrict in,
+                                        const float *restrict w, int N, int H, int W, int C, int K, int stride) {
     const int pad = K / 2;
     const int Ho = conv_out_size(H, K, stride, pad), Wo = conv_out_size(W, K, stride, pad);
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int oh = 0; oh < Ho; oh++) {
-            const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
-            for (int ow = 0; ow < Wo; ow++) {
-                int nt = 0;
-                for (int kh = 0; kh < K; kh++) {
-                    const int ih = oh * stride - pad + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kw = 0; kw < K; kw++) {
-                        const int iw = ow * stride - pad + kw;
-                        if (iw < 0 || iw >= W) continue;
-                        src[nt] = in + ((size_t)(n * H + ih) * W + iw) * C;
-                        wt[nt++] = w + (size_t)(kh * K + kw) * C;
-                    }
-                }
-                DW_NAME(dw_taps)(out + ((size_t)(n * Ho + oh) * Wo + ow) * C, src, wt, nt, C);
-            }
+    const int M = N * Ho * Wo, nch = dw_nchunks(M);
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < nch; k++) {
+        const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
+        double *s = work ? work + (size_t)2 * k * C : NULL, *ss = s ? s + C : NULL;
+        if (s) memset(s, 0, sizeof(double) * 2 * (size_t)C);
+        const int m0 = (int)((long)M * k / nch), m1 = (int)((long)M * (k + 1) / nch);
+        for (int m = m0; m < m1; m++) {
+            const int n = m / (Ho * Wo), oh = m / Wo % Ho, ow = m % Wo;
+            const int nt = dw_forward_taps(src, wt, in, w, n, oh * stride - pad, ow * stride - pad, H, W, C, K);
+            float *op = out + (size_t)m * C;
+            DW_NAME(dw_taps)(op, src, wt, nt, C);
+            if (s) DW_NAME(dw_sums)(s, ss, op, C);
         }
+    }
 }
 
 /* Input gradient, in gather form: din[pixel] sums the outputs it fed, in

@@ -42,8 +42,13 @@ void dwconv_backward_cpu(float *din, float *dw, const float *dout, const float *
 enum { EFF_ISA_SCALAR = 0, EFF_ISA_AVX2 = 1, EFF_ISA_AVX512 = 2 };
 int dwconv_isa_best(void);
 const char *dwconv_isa_name(int isa);
-void dwconv_forward_isa(int isa, float *out, const float *in, const float *w, int N, int H, int W, int C, int K,
-                        int stride);
+void dwconv_forward_isa(int isa, float *out, double *bn_work, const float *in, const float *w, int N, int H, int W,
+                        int C, int K, int stride);
+/* The forward, fused with the statistics pass of the BN that follows it:
+ * bn_work receives what batchnorm_forward_train_cpu's first pass would
+ * (2 * EFF_BN_CHUNKS * C doubles), for batchnorm_forward_train_sums_cpu. */
+void dwconv_forward_bnstats_cpu(float *out, double *bn_work, const float *in, const float *w, int N, int H, int W,
+                                int C, int K, int stride);
 void dwconv_backward_isa(int isa, float *din, float *dw, const float *dout, const float *in, const float *w, int N,
                          int H, int W, int C, int K, int stride);
 
@@ -59,6 +64,13 @@ void dwconv_backward_isa(int isa, float *din, float *dw, const float *dout, cons
 void batchnorm_forward_train_cpu(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                                  double *work, const float *in, const float *gamma, const float *beta,
                                  int M, int C, float momentum, float eps, int swish);
+/* The train forward after its statistics pass: bn_work holds the per-chunk
+ * sums (dwconv_forward_bnstats_cpu). With pooled given, the output pass also
+ * averages each image's HW = M / N rows into pooled [N][C] (the SE squeeze,
+ * exactly as gap_forward_cpu). Bit-identical to batchnorm_forward_train_cpu. */
+void batchnorm_forward_train_sums_cpu(float *out, float *pooled, float *mean, float *rstd, float *running_mean,
+                                      float *running_var, const double *bn_work, const float *in, const float *gamma,
+                                      const float *beta, int N, int M, int C, float momentum, float eps, int swish);
 void batchnorm_apply_cpu(float *out, const float *in, const float *mean, const float *rstd, const float *gamma,
                          const float *beta, int M, int C, int swish);
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma, const float *beta,
@@ -80,6 +92,10 @@ void add_inplace_cpu(float *y, const float *x, size_t n);
  * din may alias dout. */
 void se_forward_cpu(float *out, float *pooled, float *hidden, float *gate, const float *in,
                     const float *w1, const float *w2, int N, int HW, int C, int Cse);
+/* se_forward_cpu after its squeeze: pooled [N][C] already holds the
+ * per-image means of in (batchnorm_forward_train_sums_cpu's pooled). */
+void se_forward_pooled_cpu(float *out, const float *pooled, float *hidden, float *gate, const float *in,
+                           const float *w1, const float *w2, int N, int HW, int C, int Cse);
 void se_backward_cpu(float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in,
                      const float *pooled, const float *hidden, const float *gate,
                      const float *w1, const float *w2, int N, int HW, int C, int Cse);

@@ -7,6 +7,12 @@
 void se_forward_cpu(float *restrict out, float *restrict pooled, float *restrict hidden, float *restrict gate,
                     const float *restrict in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
     gap_forward_cpu(pooled, in, N, HW, C);
+    se_forward_pooled_cpu(out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse);
+}
+
+void se_forward_pooled_cpu(float *restrict out, const float *restrict pooled, float *restrict hidden,
+                           float *restrict gate, const float *restrict in, const float *w1, const float *w2, int N,
+                           int HW, int C, int Cse) {
     eff_sgemm(0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
     for (size_t i = 0; i < (size_t)N * Cse; i++) hidden[i] = hidden[i] > 0.0f ? hidden[i] : 0.0f; /* saved post-ReLU */
     eff_sgemm(0, 1, N, C, Cse, 1.0f, hidden, Cse, w2, Cse, 0.0f, gate, C);
