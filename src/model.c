@@ -513,17 +513,17 @@ static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout,
         TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
         dp = t1;
     }
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->p_mean, b->p_rstd,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->out, b->p_mean, b->p_rstd,
                                                  P + b->g2, P + b->b2, (int)Mo, b->cout, 0));
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     TIMED(m, EFF_PROF_SE, be->se_backward(be, t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,
                                           b->se_hidden, b->se_gate, P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_mean, b->d_rstd,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_act, b->d_mean, b->d_rstd,
                                                  P + b->g1, P + b->b1, (int)Mo, b->ce, 1));
     TIMED(m, EFF_PROF_DWCONV, be->dwconv_backward(be, t1, G + b->w_dw, t2, b->e_act, P + b->w_dw, N, b->Hi, b->Wi,
                                                   b->ce, b->k, b->stride));
     if (b->expand) {
-        TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_mean, b->e_rstd,
+        TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_act, b->e_mean, b->e_rstd,
                                                      P + b->g0, P + b->b0, (int)Mi, b->ce, 1));
         TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_expand, t2, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
     }
@@ -553,7 +553,7 @@ void eff_model_backward(EffModel *m, float loss_scale) {
                              (uint64_t)m->nblocks);
     be->gap_backward(be, g0, m->dpool, N, HWh, m->head_c);
     PROF_END(m, EFF_PROF_HEAD);
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_mean,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_act, m->head_mean,
                                                  m->head_rstd, P + m->head_g, P + m->head_b, (int)Mh, m->head_c, 1));
     const EffBlock *last = &m->blk[m->nblocks - 1];
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
@@ -568,7 +568,7 @@ void eff_model_backward(EffModel *m, float loss_scale) {
         if (m->grad_ready) m->grad_ready(m->grad_ready_arg, block_first_param(m, i));
     }
     const size_t M1 = (size_t)N * m->H1 * m->H1;
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_mean,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_act, m->stem_mean,
                                                  m->stem_rstd, P + m->stem_g, P + m->stem_b, (int)M1, m->stem_c, 1));
     TIMED(m, EFF_PROF_CONV, be->conv2d_backward(be, NULL, G + m->stem_w, m->stem_col, t1, m->x, P + m->stem_w, N, m->R, m->R, 3,
                                                 m->stem_c, 3, 2, 1));

@@ -120,7 +120,7 @@ static void bn_f(Case *c) {
     for (int k = 0; k < C; k++) { rm[k] = 0; rv[k] = 1; }
     batchnorm_forward_train_cpu(c->out, c->save[0], c->save[1], rm, rv, c->work, c->in[0], c->in[1], c->in[2], c->i[0], C, 0.1f, 1e-5f, c->i[2]);
 }
-static void bn_b(Case *c, const float *d, float **g) { batchnorm_backward_cpu(g[0], g[1], g[2], c->work, d, c->in[0], c->save[0], c->save[1], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2]); }
+static void bn_b(Case *c, const float *d, float **g) { batchnorm_backward_cpu(g[0], g[1], g[2], c->work, d, c->in[0], c->out, c->save[0], c->save[1], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2]); }
 static void sw_f(Case *c) { swish_forward_cpu(c->out, c->in[0], c->n_out); }
 static void sw_b(Case *c, const float *d, float **g) { swish_backward_cpu(g[0], d, c->in[0], c->n_out); }
 static void se_f(Case *c) { se_forward_cpu(c->out, c->save[0], c->save[1], c->save[2], c->in[0], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2], c->i[3]); }

@@ -75,9 +75,11 @@ typedef struct EffBackend {
      * bit-identical to it (train.recompute). */
     void (*batchnorm_apply)(const struct EffBackend *be, EffAct *out, const EffAct *in, const float *mean, const float *rstd,
                             const float *gamma, const float *beta, int M, int C, int swish);
-    void (*batchnorm_backward)(const struct EffBackend *be, EffAct *din, float *dgamma, float *dbeta, double *work, const EffAct *dout, const EffAct *in,
-                               const float *mean, const float *rstd, const float *gamma, const float *beta, int M,
-                               int C, int swish);
+    /* out: the train forward's output, read with swish by backends that
+     * take the swish derivative from it (the CPU); CUDA recomputes it. */
+    void (*batchnorm_backward)(const struct EffBackend *be, EffAct *din, float *dgamma, float *dbeta, double *work,
+                               const EffAct *dout, const EffAct *in, const EffAct *out, const float *mean,
+                               const float *rstd, const float *gamma, const float *beta, int M, int C, int swish);
     void (*add_inplace)(const struct EffBackend *be, EffAct *y, const EffAct *x, size_t n);
     /* x *= alpha (unscaling fp16 gradients) */
     void (*scale_inplace)(const struct EffBackend *be, float *x, size_t n, float alpha);

@@ -72,8 +72,8 @@ WRAP(void, batchnorm_forward_eval, P(EffAct *out, const EffAct *in, const float 
      (out, in, g, b, rm, rv, M, C, eps, swish))
 WRAP(void, batchnorm_apply, P(EffAct *out, const EffAct *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
      (out, in, mean, rstd, g, b, M, C, swish))
-WRAP(void, batchnorm_backward, P(EffAct *din, float *dg, float *db, double *work, const EffAct *dout, const EffAct *in, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
-     (din, dg, db, work, dout, in, mean, rstd, g, b, M, C, swish))
+WRAP(void, batchnorm_backward, P(EffAct *din, float *dg, float *db, double *work, const EffAct *dout, const EffAct *in, const EffAct *out, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
+     (din, dg, db, work, dout, in, out, mean, rstd, g, b, M, C, swish))
 WRAP(void, add_inplace, P(EffAct *y, const EffAct *x, size_t n), (y, x, n))
 WRAP(void, se_forward, P(EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
      (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))

@@ -252,9 +252,10 @@ static void cuda_bn_apply(const EffBackend *be, EffAct *out, const EffAct *in, c
     batchnorm_apply_cuda(CU(be), out, in, mean, rstd, g, b, M, C, swish);
 }
 static void cuda_bn_backward(const EffBackend *be, EffAct *din, float *dg, float *db, double *work,
-                             const EffAct *dout, const EffAct *in, const float *mean, const float *rstd,
-                             const float *g, const float *b, int M, int C, int swish) {
+                             const EffAct *dout, const EffAct *in, const EffAct *out, const float *mean,
+                             const float *rstd, const float *g, const float *b, int M, int C, int swish) {
     (void)work;
+    (void)out; /* the kernel recomputes sigmoid(z): on the GPU the pass is bound by memory, not the sigmoid */
     batchnorm_backward_cuda(CU(be), din, dg, db, dout, in, mean, rstd, g, b, M, C, swish);
 }
 static void cuda_add(const EffBackend *be, EffAct *y, const EffAct *x, size_t n) { add_inplace_cuda(CU(be), y, x, n); }

@@ -9,9 +9,13 @@
 
 static inline int nchunks(int M) { return M < EFF_BN_CHUNKS ? M : EFF_BN_CHUNKS; }
 
-/* d(swish(z))/dz = s + z*s*(1-s), s = sigmoid(z). */
-static inline float swish_grad(float z) {
-    float s = eff_sigmoidf(z);
+/* d(swish(z))/dz = s + z*s*(1-s), s = sigmoid(z), with s = y / z taken from
+ * the forward's output y = z*s instead of a second sigmoid (one division
+ * against the exp polynomial and a division: the sigmoid bounds the fused
+ * pass, docs/PERFORMANCE.md). y / z is within ~1 ulp of the forward's s;
+ * for |z| < 2^-24, sigmoid(z) rounds to 0.5 and y / z could lose bits. */
+static inline float swish_grad(float z, float y) {
+    float s = fabsf(z) < 0x1p-24f ? 0.5f : y / z;
     return s * (1.0f + z * (1.0f - s));
 }
 
@@ -122,7 +126,7 @@ void batchnorm_forward_eval_cpu(float *restrict out, const float *restrict in, c
 
 void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *restrict dbeta,
                             double *restrict work, const float *restrict dout, const float *restrict in,
-                            const float *restrict mean, const float *restrict rstd,
+                            const float *restrict out, const float *restrict mean, const float *restrict rstd,
                             const float *restrict gamma, const float *restrict beta, int M, int C, int swish) {
     /* Pass 1: per-chunk sums of dz and dz*xhat, where dz = dout (times the
      * swish derivative when fused). With din given, dz is stored there so
@@ -138,9 +142,10 @@ void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *
             const float *restrict g = dout + (size_t)m * C;
             if (swish) {
                 float *restrict dz_out = din ? din + (size_t)m * C : NULL;
+                const float *restrict y = out + (size_t)m * C;
                 for (int c = 0; c < C; c++) {
                     float xh = (x[c] - mean[c]) * rstd[c];
-                    float dz = g[c] * swish_grad(xh * gamma[c] + beta[c]);
+                    float dz = g[c] * swish_grad(xh * gamma[c] + beta[c], y[c]);
                     if (dz_out) dz_out[c] = dz;
                     s[c] += dz;
                     sx[c] += (double)(dz * xh);

@@ -76,9 +76,11 @@ void batchnorm_apply_cpu(float *out, const float *in, const float *mean, const f
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, int M, int C, float eps,
                                 int swish);
+/* out: the train forward's output (used with swish: the swish derivative
+ * takes sigmoid(z) = out / z from it; may be NULL without swish). */
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, double *work, const float *dout, const float *in,
-                            const float *mean, const float *rstd, const float *gamma, const float *beta,
-                            int M, int C, int swish);
+                            const float *out, const float *mean, const float *rstd, const float *gamma,
+                            const float *beta, int M, int C, int swish);
 
 /* elementwise.c -- swish x*sigmoid(x), and the residual add y += x. */
 void swish_forward_cpu(float *out, const float *in, size_t n);

@@ -208,7 +208,7 @@ static void case_batchnorm(Ctx *c, int M, int C, int swish) {
     double *work = eff_calloc(2 * EFF_BN_CHUNKS * (size_t)C, sizeof(double), "work");
     batchnorm_forward_train_cpu(y, mean, rstd, rm, rv, work, x, g, b, M, C, 0.1f, 1e-5f, swish);
     batchnorm_forward_eval_cpu(ye, x, g, b, rm0, rv0, M, C, 1e-5f, swish);
-    batchnorm_backward_cpu(dx, dg, db, work, dy, x, mean, rstd, g, b, M, C, swish);
+    batchnorm_backward_cpu(dx, dg, db, work, dy, x, y, mean, rstd, g, b, M, C, swish);
     c->cases++;
     if (c->gpu) { /* fp32 math on rounded inputs: statistics and parameter gradients meet 1e-5 (not measured: no GPU
                    * here; a tree of fp32 partial sums over M <= 50000 rows is ~log2(M) ulps = 1e-6 off the CPU's
@@ -221,7 +221,7 @@ static void case_batchnorm(Ctx *c, int M, int C, int swish) {
         float *gm = dev(c, NULL, C), *gr = dev(c, NULL, C);
         c->gpu->batchnorm_forward_train(c->gpu, gy, gm, gr, grm, grv, NULL, gx, gg, gb, M, C, 0.1f, 1e-5f, swish);
         c->gpu->batchnorm_forward_eval(c->gpu, gye, gx, gg, gb, grm0, grv0, M, C, 1e-5f, swish);
-        c->gpu->batchnorm_backward(c->gpu, gdx, gdg, gdb, NULL, gdy, gx, gm, gr, gg, gb, M, C, swish);
+        c->gpu->batchnorm_backward(c->gpu, gdx, gdg, gdb, NULL, gdy, gx, gy, gm, gr, gg, gb, M, C, swish);
         checkA(c, name, "out", y, gy, n, c->tol);
         check(c, name, "mean", mean, gm, C, 1e-5);
         check(c, name, "rstd", rstd, gr, C, 1e-5);

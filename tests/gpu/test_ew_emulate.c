@@ -46,6 +46,8 @@ static void bn_case(EffRng *r, int M, int C, int swish, int prec, int path, unsi
     double *work = eff_malloc((size_t)2 * EFF_BN_CHUNKS * C * sizeof(double), "work");
     for (int c = 0; c < C; c++) rv[c] = 1.0f;
     batchnorm_forward_train_cpu(y, mean, rstd, rm, rv, work, x, g, b, M, C, 0.1f, 1e-5f, swish);
+    float *y_train = eff_malloc(n * 4, "y_train"); /* the CPU backward's swish derivative reads it */
+    memcpy(y_train, y, n * 4);
     const int shift = path == 2;
     Act ax = act_from(x, n, prec, shift), ady = act_from(dy, n, prec, shift), ao = act_from(NULL, n, prec, shift);
     char name[80];
@@ -69,7 +71,7 @@ static void bn_case(EffRng *r, int M, int C, int swish, int prec, int path, unsi
     if (!swish) batchnorm_forward_eval_cpu(y, x, g, b, rm, rv, M, C, 1e-5f, 0);
     T_CHECK(&ts, mismatches(&ao, ref, n, prec) == 0 && (swish || memcmp(y, ref, n * 4) == 0), "%s: eval", name);
 
-    batchnorm_backward_cpu(y, dg, db, work, dy, x, mean, rstd, g, b, M, C, swish); /* work[0, 2C): the sums */
+    batchnorm_backward_cpu(y, dg, db, work, dy, x, y_train, mean, rstd, g, b, M, C, swish); /* work[0, 2C): the sums */
     v = bn_back_apply_emulate(prec, path == 1, limit, ao.p, ady.p, ax.p, mean, rstd, g, b, work, M, C, swish);
     for (size_t i = 0; i < n && swish; i++) {
         const int c = (int)(i % C);
@@ -78,7 +80,7 @@ static void bn_case(EffRng *r, int M, int C, int swish, int prec, int path, unsi
         y[i] = g[c] * rstd[c] * (dz - invM * (float)work[c] - xh * invM * (float)work[C + c]);
     }
     T_CHECK(&ts, mismatches(&ao, y, n, prec) == 0 && v == want_width(C, prec, path), "%s: backward", name);
-    free(x), free(dy), free(g), free(b), free(y), free(ref), free(mean), free(rstd), free(rm), free(rv);
+    free(x), free(dy), free(g), free(b), free(y), free(y_train), free(ref), free(mean), free(rstd), free(rm), free(rv);
     free(dg), free(db), free(work), free(ax.base), free(ady.base), free(ao.base);
 }
 
