@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define DW_MAXK 7
+#define DW_R 4 /* output pixels per register block (dwconv_isa.h) */
 
 /* The weight gradient of one channel, in the tiles' order: the tail of C
  * past the last full vector, and K other than 3 and 5. */

@@ -58,6 +58,102 @@ static DW_ATTR void DW_NAME(dw_taps)(float *restrict out, const float *const *sr
     }
 }
 
+/* DW_R neighbouring output pixels of one row whose taps all lie inside the
+ * image, channels [c, c + DW_VW): each input column is loaded once and fed
+ * to every accumulator it reaches, each weight once per row of taps (the
+ * per-pixel path loads both for every tap). x points at input (ih0, iw0) of
+ * the first pixel, out at its output. K and S are constants once inlined;
+ * each output still adds its taps in (kh, kw) order. */
+static inline __attribute__((always_inline)) DW_ATTR void DW_NAME(dw_fwd_block)(
+    float *restrict out, const float *restrict x, const float *restrict w, int W, int C, const int K, const int S,
+    int c) {
+    VF a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    #pragma GCC unroll 7
+    for (int kh = 0; kh < K; kh++) {
+        const float *xr = x + (size_t)kh * W * C + c;
+        #pragma GCC unroll 7
+        for (int kw = 0; kw < K; kw++) {
+            VF wv, x0, x1, x2, x3;
+            VLOAD(wv, w + (size_t)(kh * K + kw) * C + c);
+            VLOAD(x0, xr + (size_t)kw * C);
+            VLOAD(x1, xr + (size_t)(S + kw) * C);
+            VLOAD(x2, xr + (size_t)(2 * S + kw) * C);
+            VLOAD(x3, xr + (size_t)(3 * S + kw) * C);
+            a0 = a0 + x0 * wv; a1 = a1 + x1 * wv; a2 = a2 + x2 * wv; a3 = a3 + x3 * wv;
+        }
+    }
+    VSTORE(out + c, a0); VSTORE(out + C + c, a1); VSTORE(out + 2 * (size_t)C + c, a2); VSTORE(out + 3 * (size_t)C + c, a3);
+}
+
+/* The input gradient of DW_R neighbouring input pixels of one row, stride 1,
+ * every tap inside the output: din[iw] = sum over (kh, kw) of
+ * dout[ih + pad - kh][iw + pad - kw] * w[kh][kw]. g points at dout
+ * (ih + pad - K + 1, iw0 + pad - K + 1): column j feeds pixel r through
+ * kw = r + K - 1 - j, so walking j downwards keeps (kh, kw) order. */
+static inline __attribute__((always_inline)) DW_ATTR void DW_NAME(dw_din_block)(
+    float *restrict din, const float *restrict g, const float *restrict w, int Wo, int C, const int K, int c) {
+    VF a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    #pragma GCC unroll 7
+    for (int kh = 0; kh < K; kh++) {
+        const float *gr = g + (size_t)(K - 1 - kh) * Wo * C + c; /* dout row ih + pad - kh */
+        #pragma GCC unroll 7
+        for (int kw = 0; kw < K; kw++) {
+            VF wv, g0, g1, g2, g3;
+            VLOAD(wv, w + (size_t)(kh * K + kw) * C + c);
+            VLOAD(g0, gr + (size_t)(K - 1 - kw) * C);
+            VLOAD(g1, gr + (size_t)(K - kw) * C);
+            VLOAD(g2, gr + (size_t)(K + 1 - kw) * C);
+            VLOAD(g3, gr + (size_t)(K + 2 - kw) * C);
+            a0 = a0 + g0 * wv; a1 = a1 + g1 * wv; a2 = a2 + g2 * wv; a3 = a3 + g3 * wv;
+        }
+    }
+    VSTORE(din + c, a0); VSTORE(din + C + c, a1); VSTORE(din + 2 * (size_t)C + c, a2); VSTORE(din + 3 * (size_t)C + c, a3);
+}
+
+/* The blocked forward over all full channel vectors, then the channel tail
+ * through the per-pixel taps, for K in {3, 5} and S in {1, 2}. */
+static DW_ATTR void DW_NAME(dw_fwd_block_all)(float *restrict out, const float *restrict x, const float *restrict w,
+                                              int W, int C, int K, int S) {
+    const int cv = C - C % DW_VW;
+    for (int c = 0; c < cv; c += DW_VW) {
+        if (K == 3 && S == 1) DW_NAME(dw_fwd_block)(out, x, w, W, C, 3, 1, c);
+        else if (K == 3) DW_NAME(dw_fwd_block)(out, x, w, W, C, 3, 2, c);
+        else if (S == 1) DW_NAME(dw_fwd_block)(out, x, w, W, C, 5, 1, c);
+        else DW_NAME(dw_fwd_block)(out, x, w, W, C, 5, 2, c);
+    }
+    if (cv == C) return;
+    const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
+    for (int r = 0; r < DW_R; r++) {
+        int nt = 0;
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                src[nt] = x + ((size_t)kh * W + (size_t)S * r + kw) * C + cv;
+                wt[nt++] = w + (size_t)(kh * K + kw) * C + cv;
+            }
+        DW_NAME(dw_taps)(out + (size_t)r * C + cv, src, wt, nt, C - cv);
+    }
+}
+
+static DW_ATTR void DW_NAME(dw_din_block_all)(float *restrict din, const float *restrict g, const float *restrict w,
+                                              int Wo, int C, int K) {
+    const int cv = C - C % DW_VW;
+    for (int c = 0; c < cv; c += DW_VW) {
+        if (K == 3) DW_NAME(dw_din_block)(din, g, w, Wo, C, 3, c);
+        else DW_NAME(dw_din_block)(din, g, w, Wo, C, 5, c);
+    }
+    if (cv == C) return;
+    const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
+    for (int r = 0; r < DW_R; r++) {
+        int nt = 0;
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                src[nt] = g + ((size_t)(K - 1 - kh) * Wo + (size_t)(r + K - 1 - kw)) * C + cv;
+                wt[nt++] = w + (size_t)(kh * K + kw) * C + cv;
+            }
+        DW_NAME(dw_taps)(din + (size_t)r * C + cv, src, wt, nt, C - cv);
+    }
+}
+
 /* BN statistics of one output pixel, as batchnorm_forward_train_cpu's
  * statistics pass adds them: s[c] += x, ss[c] += x*x in double. */
 static DW_ATTR void DW_NAME(dw_sums)(double *restrict s, double *restrict ss, const float *restrict x, int C) {
@@ -84,12 +180,22 @@ static DW_ATTR void DW_NAME(dw_forward)(float *restrict out, double *restrict wo
         double *s = work ? work + (size_t)2 * k * C : NULL, *ss = s ? s + C : NULL;
         if (s) memset(s, 0, sizeof(double) * 2 * (size_t)C);
         const int m0 = (int)((long)M * k / nch), m1 = (int)((long)M * (k + 1) / nch);
-        for (int m = m0; m < m1; m++) {
+        const int blocked = (K == 3 || K == 5) && (stride == 1 || stride == 2);
+        for (int m = m0; m < m1;) {
             const int n = m / (Ho * Wo), oh = m / Wo % Ho, ow = m % Wo;
-            const int nt = dw_forward_taps(src, wt, in, w, n, oh * stride - pad, ow * stride - pad, H, W, C, K);
+            const int ih0 = oh * stride - pad, iw0 = ow * stride - pad;
             float *op = out + (size_t)m * C;
-            DW_NAME(dw_taps)(op, src, wt, nt, C);
-            if (s) DW_NAME(dw_sums)(s, ss, op, C);
+            int np = 1;
+            if (blocked && m + DW_R <= m1 && ow + DW_R <= Wo && ih0 >= 0 && ih0 + K <= H && iw0 >= 0 &&
+                (ow + DW_R - 1) * stride - pad + K <= W) {
+                DW_NAME(dw_fwd_block_all)(op, in + ((size_t)(n * H + ih0) * W + iw0) * C, w, W, C, K, stride);
+                np = DW_R;
+            } else {
+                const int nt = dw_forward_taps(src, wt, in, w, n, ih0, iw0, H, W, C, K);
+                DW_NAME(dw_taps)(op, src, wt, nt, C);
+            }
+            for (int p = 0; p < np && s; p++) DW_NAME(dw_sums)(s, ss, op + (size_t)p * C, C);
+            m += np;
         }
     }
 }
@@ -105,7 +211,16 @@ static DW_ATTR void DW_NAME(dw_backward_input)(float *restrict din, const float 
     for (int n = 0; n < N; n++)
         for (int ih = 0; ih < H; ih++) {
             const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
-            for (int iw = 0; iw < W; iw++) {
+            /* rows whose taps all lie inside the output (stride 1): DW_R pixels at a time */
+            const int row_in = stride == 1 && (K == 3 || K == 5) && ih + pad - (K - 1) >= 0 && ih + pad < Ho;
+            for (int iw = 0; iw < W;) {
+                if (row_in && iw + pad - (K - 1) >= 0 && iw + DW_R - 1 + pad < Wo) {
+                    DW_NAME(dw_din_block_all)(din + ((size_t)(n * H + ih) * W + iw) * C,
+                                              dout + ((size_t)(n * Ho + ih + pad - (K - 1)) * Wo + iw + pad - (K - 1)) * C,
+                                              w, Wo, C, K);
+                    iw += DW_R;
+                    continue;
+                }
                 int nt = 0;
                 for (int kh = 0; kh < K; kh++) {
                     const int t = ih + pad - kh;
@@ -118,6 +233,7 @@ static DW_ATTR void DW_NAME(dw_backward_input)(float *restrict din, const float 
                     }
                 }
                 DW_NAME(dw_taps)(din + ((size_t)(n * H + ih) * W + iw) * C, src, wt, nt, C);
+                iw++;
             }
         }
 }
