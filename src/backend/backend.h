@@ -127,7 +127,7 @@ typedef struct EffBackend {
     void (*dwconv_forward_bnstats)(const struct EffBackend *be, EffAct *out, double *bn_work, const EffAct *in,
                                    const float *w, int N, int H, int W, int C, int K, int stride);
     void (*batchnorm_forward_train_sums)(const struct EffBackend *be, EffAct *out, float *pooled, float *mean,
-                                         float *rstd, float *running_mean, float *running_var, const double *bn_work,
+                                         float *rstd, float *running_mean, float *running_var, double *bn_work,
                                          const EffAct *in, const float *gamma, const float *beta, int N, int M, int C,
                                          float momentum, float eps, int swish);
     void (*se_forward_pooled)(const struct EffBackend *be, EffAct *out, const float *pooled, float *hidden,

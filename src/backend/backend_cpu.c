@@ -98,7 +98,7 @@ WRAP(void, sgd_step, P(float *p, const float *g, float *buf, size_t n, float lr,
      (p, g, buf, n, lr, momentum, wd, nesterov, first, s))
 WRAP(void, dwconv_forward_bnstats, P(EffAct *out, double *work, const EffAct *in, const float *w, int N, int H, int W, int C, int K, int stride),
      (out, work, in, w, N, H, W, C, K, stride))
-WRAP(void, batchnorm_forward_train_sums, P(EffAct *out, float *pooled, float *mean, float *rstd, float *rm, float *rv, const double *work, const EffAct *in, const float *g, const float *b, int N, int M, int C, float momentum, float eps, int swish),
+WRAP(void, batchnorm_forward_train_sums, P(EffAct *out, float *pooled, float *mean, float *rstd, float *rm, float *rv, double *work, const EffAct *in, const float *g, const float *b, int N, int M, int C, float momentum, float eps, int swish),
      (out, pooled, mean, rstd, rm, rv, work, in, g, b, N, M, C, momentum, eps, swish))
 WRAP(void, se_forward_pooled, P(EffAct *out, const float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
      (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))

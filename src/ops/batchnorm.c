@@ -9,6 +9,25 @@
 
 static inline int nchunks(int M) { return M < EFF_BN_CHUNKS ? M : EFF_BN_CHUNKS; }
 
+/* Add the nch chunks' two rows of C partial sums into chunk 0's, in chunk
+ * order for every channel (a chunk sum is never -0, so starting from chunk
+ * 0's value equals starting from 0). Channels in parallel blocks of 64, the
+ * chunks in the inner loop over contiguous channels: vectorised, and on
+ * every thread (the channel-outer serial loop it replaces was ~4% of the B0
+ * 32 step, with the other thread waiting). */
+static void reduce_chunks(double *restrict work, int nch, int C) {
+    enum { CB = 64 };
+    #pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += CB) {
+        const int cn = C - c0 < CB ? C - c0 : CB;
+        double *restrict s = work + c0, *restrict ss = work + C + c0;
+        for (int k = 1; k < nch; k++) {
+            const double *restrict ks = work + (size_t)2 * k * C + c0, *restrict kss = ks + C;
+            for (int c = 0; c < cn; c++) { s[c] += ks[c]; ss[c] += kss[c]; }
+        }
+    }
+}
+
 /* d(swish(z))/dz = s + z*s*(1-s), s = sigmoid(z), with s = y / z taken from
  * the forward's output y = z*s instead of a second sigmoid (one division
  * against the exp polynomial and a division: the sigmoid bounds the fused
@@ -82,15 +101,15 @@ static void bn_apply_pass(float *restrict out, float *restrict pooled, const flo
 
 void batchnorm_forward_train_sums_cpu(float *restrict out, float *restrict pooled, float *restrict mean,
                                       float *restrict rstd, float *restrict running_mean,
-                                      float *restrict running_var, const double *restrict work,
+                                      float *restrict running_var, double *restrict work,
                                       const float *restrict in, const float *restrict gamma,
                                       const float *restrict beta, int N, int M, int C, float momentum, float eps,
                                       int swish) {
     const int nch = nchunks(M);
     const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
+    reduce_chunks(work, nch, C);
     for (int c = 0; c < C; c++) {
-        double s = 0, ss = 0;
-        for (int k = 0; k < nch; k++) { s += work[(size_t)2 * k * C + c]; ss += work[(size_t)(2 * k + 1) * C + c]; }
+        const double s = work[c], ss = work[C + c];
         double mu = s / M, var = ss / M - mu * mu;
         if (var < 0) var = 0;
         mean[c] = (float)mu;
@@ -160,13 +179,10 @@ void batchnorm_backward_cpu(float *restrict din, float *restrict dgamma, float *
         }
     }
     /* Reduce the chunks into work's first row: [0,C) sum dz, [C,2C) sum dz*xhat. */
+    reduce_chunks(work, nch, C);
     for (int c = 0; c < C; c++) {
-        double s = 0, sx = 0;
-        for (int k = 0; k < nch; k++) { s += work[(size_t)2 * k * C + c]; sx += work[(size_t)(2 * k + 1) * C + c]; }
-        work[c] = s;
-        work[C + c] = sx;
-        dbeta[c] += (float)s;
-        dgamma[c] += (float)sx;
+        dbeta[c] += (float)work[c];
+        dgamma[c] += (float)work[C + c];
     }
     if (!din) return;
     const double *sum_dz = work, *sum_dzx = work + C;
