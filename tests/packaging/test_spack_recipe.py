@@ -24,6 +24,7 @@ def cmake_deps(src):
     text = open(f"{src}/CMakeLists.txt").read()
     names = set(re.findall(r"find_package\((\w+)", text))
     names |= {"iniparser"} if re.search(r"find_library\(INIPARSER_LIBRARY", text) else set()
+    names |= {"dnnl"} if re.search(r"find_library\(DNNL_LIBRARY", text) else set()
     unknown = names - CMAKE_TO_SPACK.keys()
     if unknown:
         sys.exit(f"FAIL: CMakeLists.txt finds {sorted(unknown)}: add them to package.py and to CMAKE_TO_SPACK here")
