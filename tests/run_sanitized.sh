@@ -30,7 +30,7 @@ tests=(
   data_sampler data_loader data_converter data_sampler_shards data_augment_torchvision
   train_config train_baddata train_kill train_eval train_nan train_resume train_signal
   ckpt_commands ckpt_badinput json_output
-  kernel_index bucket_layout recompute_1thread
+  kernel_index bucket_layout recompute_1thread dwconv_isa
 )
 known=$(ctest --test-dir "$build" -N)
 for t in "${tests[@]}"; do # a renamed test must not drop out of the pass silently

@@ -66,8 +66,8 @@ void batchnorm_forward_train_cpu(float *out, float *mean, float *rstd, float *ru
                                  int M, int C, float momentum, float eps, int swish);
 /* The train forward after its statistics pass: bn_work holds the per-chunk
  * sums (dwconv_forward_bnstats_cpu; chunk 0 receives the totals). With
- * pooled given, the output pass also
- * averages each image's HW = M / N rows into pooled [N][C] (the SE squeeze,
+ * pooled given, the output pass also averages each image's HW = M / N rows
+ * into pooled [N][C] (the SE squeeze,
  * exactly as gap_forward_cpu). Bit-identical to batchnorm_forward_train_cpu. */
 void batchnorm_forward_train_sums_cpu(float *out, float *pooled, float *mean, float *rstd, float *running_mean,
                                       float *running_var, double *bn_work, const float *in, const float *gamma,
