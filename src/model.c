@@ -513,7 +513,7 @@ static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout,
         TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
         dp = t1;
     }
-    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, b->out, b->p_mean, b->p_rstd,
+    TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, NULL, b->p_mean, b->p_rstd,
                                                  P + b->g2, P + b->b2, (int)Mo, b->cout, 0));
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     TIMED(m, EFF_PROF_SE, be->se_backward(be, t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,

@@ -110,8 +110,25 @@ static inline __attribute__((always_inline)) DW_ATTR void DW_NAME(dw_din_block)(
     VSTORE(din + c, a0); VSTORE(din + C + c, a1); VSTORE(din + 2 * (size_t)C + c, a2); VSTORE(din + 3 * (size_t)C + c, a3);
 }
 
-/* The blocked forward over all full channel vectors, then the channel tail
- * through the per-pixel taps, for K in {3, 5} and S in {1, 2}. */
+/* The channels [cv, C) past the last full vector of a DW_R-pixel block,
+ * through the per-pixel taps: tap (kh, kw) of pixel r reads base at row
+ * row0 + rs*kh and column cr*r + c0 + cs*kw, rows W floats*C apart. */
+static DW_ATTR void DW_NAME(dw_block_tail)(float *restrict out, const float *restrict base, const float *restrict w,
+                                           int W, int C, int cv, int K, int row0, int rs, int cr, int c0, int cs) {
+    const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
+    for (int r = 0; r < DW_R; r++) {
+        int nt = 0;
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                src[nt] = base + ((size_t)(row0 + rs * kh) * W + (size_t)(cr * r + c0 + cs * kw)) * C + cv;
+                wt[nt++] = w + (size_t)(kh * K + kw) * C + cv;
+            }
+        DW_NAME(dw_taps)(out + (size_t)r * C + cv, src, wt, nt, C - cv);
+    }
+}
+
+/* The blocked forward over all full channel vectors, then the channel tail,
+ * for K in {3, 5} and S in {1, 2}. */
 static DW_ATTR void DW_NAME(dw_fwd_block_all)(float *restrict out, const float *restrict x, const float *restrict w,
                                               int W, int C, int K, int S) {
     const int cv = C - C % DW_VW;
@@ -121,17 +138,7 @@ static DW_ATTR void DW_NAME(dw_fwd_block_all)(float *restrict out, const float *
         else if (S == 1) DW_NAME(dw_fwd_block)(out, x, w, W, C, 5, 1, c);
         else DW_NAME(dw_fwd_block)(out, x, w, W, C, 5, 2, c);
     }
-    if (cv == C) return;
-    const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
-    for (int r = 0; r < DW_R; r++) {
-        int nt = 0;
-        for (int kh = 0; kh < K; kh++)
-            for (int kw = 0; kw < K; kw++) {
-                src[nt] = x + ((size_t)kh * W + (size_t)S * r + kw) * C + cv;
-                wt[nt++] = w + (size_t)(kh * K + kw) * C + cv;
-            }
-        DW_NAME(dw_taps)(out + (size_t)r * C + cv, src, wt, nt, C - cv);
-    }
+    if (cv < C) DW_NAME(dw_block_tail)(out, x, w, W, C, cv, K, 0, 1, S, 0, 1); /* row kh, column S*r + kw */
 }
 
 static DW_ATTR void DW_NAME(dw_din_block_all)(float *restrict din, const float *restrict g, const float *restrict w,
@@ -141,17 +148,8 @@ static DW_ATTR void DW_NAME(dw_din_block_all)(float *restrict din, const float *
         if (K == 3) DW_NAME(dw_din_block)(din, g, w, Wo, C, 3, c);
         else DW_NAME(dw_din_block)(din, g, w, Wo, C, 5, c);
     }
-    if (cv == C) return;
-    const float *src[DW_MAXK * DW_MAXK], *wt[DW_MAXK * DW_MAXK];
-    for (int r = 0; r < DW_R; r++) {
-        int nt = 0;
-        for (int kh = 0; kh < K; kh++)
-            for (int kw = 0; kw < K; kw++) {
-                src[nt] = g + ((size_t)(K - 1 - kh) * Wo + (size_t)(r + K - 1 - kw)) * C + cv;
-                wt[nt++] = w + (size_t)(kh * K + kw) * C + cv;
-            }
-        DW_NAME(dw_taps)(din + (size_t)r * C + cv, src, wt, nt, C - cv);
-    }
+    if (cv < C) /* row K-1-kh, column r + K-1-kw */
+        DW_NAME(dw_block_tail)(din, g, w, Wo, C, cv, K, K - 1, -1, 1, K - 1, -1);
 }
 
 /* BN statistics of one output pixel, as batchnorm_forward_train_cpu's
