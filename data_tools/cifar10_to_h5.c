@@ -22,7 +22,7 @@
 
 #include "common.h"
 #include "h5io.h"
-#include "data/sha256.h"
+#include "sha256.h"
 #include "data/shard.h"
 
 #define REC_BYTES 3073

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "h5io.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -132,9 +133,30 @@ static void write_image(Writer *w, const unsigned char *buf, size_t n) {
     }
 }
 
-void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st, const char *optimizer_name,
-                         int resolution, const char *config_ini, const char *const *prov_keys,
-                         const char *const *prov_vals, int n_prov) {
+EFF_PRINTF(3, 4) static int set_err(char *err, size_t errlen, const char *fmt, ...);
+
+/* HDF5's file signature: where the superblock begins. */
+static const unsigned char h5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+/* The file is the user block, then HDF5's image (which starts with the
+ * superblock: H5Fget_file_image leaves the user block out). Fill file[0,
+ * EFF_CKPT_USERBLOCK) with the magic, the SHA-256 and the length of the image
+ * that follows it. */
+static void seal_image(Writer *w, unsigned char *file, size_t n) {
+    const size_t ub = EFF_CKPT_USERBLOCK;
+    if (n <= ub + sizeof h5_signature || memcmp(file + ub, h5_signature, sizeof h5_signature) != 0)
+        save_fail(w, "this is a bug in effnet; please report it", "the HDF5 image (%zu bytes) does not start with "
+                  "HDF5's signature", n - ub);
+    char hex[65];
+    eff_sha256_hex(file + ub, n - ub, hex);
+    memset(file, 0, ub);
+    const int k = snprintf((char *)file, ub, "%ssha256 %s\nbytes %zu\n", EFF_CKPT_MAGIC, hex, n - ub);
+    if (k <= 0 || (size_t)k >= ub) save_fail(w, "this is a bug in effnet; please report it", "user block overflow");
+}
+
+EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st,
+                                   const char *optimizer_name, int resolution, const char *config_ini,
+                                   const char *const *prov_keys, const char *const *prov_vals, int n_prov) {
     EFF_CHECK(path && path[0], "eff_checkpoint_save: empty checkpoint path\nHINT: set the output directory in the config");
     EFF_CHECK(m && st && optimizer_name, "eff_checkpoint_save('%s'): model, state and optimizer name are required", path);
     EFF_CHECK(strlen(optimizer_name) < sizeof st->optimizer,
@@ -178,14 +200,21 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
         (void)H5Pclose(fapl);
         save_fail(&w, NULL, "setting up the in-memory HDF5 file");
     }
-    w.file = H5Fcreate(w.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE); /* room for the checksum, before the superblock */
+    if (fcpl < 0 || H5Pset_userblock(fcpl, EFF_CKPT_USERBLOCK) < 0) {
+        if (fcpl >= 0) (void)H5Pclose(fcpl);
+        (void)H5Pclose(fapl);
+        save_fail(&w, NULL, "setting up the HDF5 user block");
+    }
+    w.file = H5Fcreate(w.tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w.file < 0) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
         (void)H5Pclose(fapl);
+        (void)H5Pclose(fcpl);
         save_fail(&w, NULL, "creating the in-memory HDF5 file: %s", detail);
     }
-    if (H5Pclose(fapl) < 0) save_fail(&w, NULL, "closing the file access property list");
+    if (H5Pclose(fapl) < 0 || H5Pclose(fcpl) < 0) save_fail(&w, NULL, "closing the file property lists");
 
     /* ---- root attributes: header, config, provenance */
     char created[32];
@@ -278,8 +307,9 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
         eff_h5_error_detail(detail, sizeof detail);
         save_fail(&w, NULL, "sizing the HDF5 file image: %s", detail);
     }
-    unsigned char *image = eff_malloc((size_t)isz, "checkpoint file image");
-    if (H5Fget_file_image(f, image, (size_t)isz) != isz) {
+    const size_t fsz = EFF_CKPT_USERBLOCK + (size_t)isz;
+    unsigned char *image = eff_malloc(fsz, "checkpoint file image");
+    if (H5Fget_file_image(f, image + EFF_CKPT_USERBLOCK, (size_t)isz) != isz) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
         eff_free(image);
@@ -291,12 +321,15 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
     }
     w.file = -1;
     eff_h5_quiet_end(&quiet);
+    seal_image(&w, image, fsz);
+    EffCkptWritten out = {.bytes = (long long)fsz};
+    eff_sha256_hex(image, fsz, out.sha256);
 
     /* ---- write, fsync, close, rename, fsync the directory */
     w.on_disk = 1;
     w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w.fd < 0) save_fail(&w, NULL, "creating the temporary file '%s': %s", w.tmp, strerror(errno));
-    write_image(&w, image, (size_t)isz); /* on failure the process exits: no need to free */
+    write_image(&w, image, fsz); /* on failure the process exits: no need to free */
     eff_free(image);
     if (fsync(w.fd) != 0) save_fail(&w, NULL, "fsync of '%s': %s", w.tmp, strerror(errno));
     int fd = w.fd;
@@ -322,6 +355,52 @@ void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainStat
                   "HINT: the rename may not survive a power loss; check the file system", path, dir, strerror(e));
     }
     EFF_CHECK(close(dfd) == 0, "closing directory '%s' failed: %s", dir, strerror(errno));
+    return out;
+}
+
+int eff_ckpt_verify(const char *path, char *err, size_t errlen) {
+    const char *hint = "HINT: the file was damaged on disk or in a copy; use another checkpoint (best.h5, or an "
+                       "earlier one)";
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, errlen, "checkpoint '%s' cannot be opened: %s\nHINT: check the path (ls -l '%s')", path,
+                strerror(errno), path);
+        return -1;
+    }
+    char ub[EFF_CKPT_USERBLOCK + 1];
+    const size_t got = fread(ub, 1, EFF_CKPT_USERBLOCK, f);
+    fclose(f);
+    ub[got] = '\0';
+    if (got >= sizeof h5_signature && memcmp(ub, h5_signature, sizeof h5_signature) == 0) return 0;
+    const size_t ml = strlen(EFF_CKPT_MAGIC);
+    if (got < ml || memcmp(ub, EFF_CKPT_MAGIC, ml) != 0) {
+        set_err(err, errlen, "checkpoint '%s' is not an HDF5 file: it does not start like an effnet checkpoint (no "
+                "checksum header, no HDF5 signature in its first %zu bytes)\nHINT: pass a checkpoint written by effnet "
+                "train; if this one was, it is damaged: use another (best.h5, or an earlier one)", path, got);
+        return -1;
+    }
+    char want[65] = "", hex[65];
+    long long bytes = -1, have = -1;
+    if (got < EFF_CKPT_USERBLOCK || sscanf(ub + ml, "sha256 %64[0-9a-f]\nbytes %lld\n", want, &bytes) != 2 ||
+        strlen(want) != 64 || bytes <= 0) {
+        set_err(err, errlen, "checkpoint '%s': its checksum header is damaged\n%s", path, hint);
+        return -1;
+    }
+    if (eff_sha256_file_from(path, EFF_CKPT_USERBLOCK, hex, &have) != 0) {
+        set_err(err, errlen, "checkpoint '%s' cannot be read: %s\n%s", path, strerror(errno), hint);
+        return -1;
+    }
+    if (have != bytes) {
+        set_err(err, errlen, "checkpoint '%s' is %s: %lld bytes after the header, %lld written\n%s", path,
+                have < bytes ? "truncated" : "longer than written", have, bytes, hint);
+        return -1;
+    }
+    if (strcmp(hex, want) != 0) {
+        set_err(err, errlen, "checkpoint '%s' is damaged: SHA-256 of its contents is %.16s..., %.16s... when "
+                "written\n%s", path, hex, want, hint);
+        return -1;
+    }
+    return 1;
 }
 
 /* ---- reading: the open file and its header ------------------------------------ */
@@ -421,7 +500,7 @@ static int root_attr_str(hid_t f, const char *attr, char *buf, size_t cap) {
 }
 
 /* Open path read-only with a precise diagnosis: missing, not HDF5, damaged. */
-static hid_t open_checkpoint(const char *path, long long *bytes, char *err, size_t errlen) {
+static hid_t open_checkpoint(const char *path, long long *bytes, int *checksum, char *err, size_t errlen) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         set_err(err, errlen, "checkpoint '%s' not found: %s\nHINT: check the path (ls -l '%s')", path, strerror(errno), path);
@@ -433,6 +512,8 @@ static hid_t open_checkpoint(const char *path, long long *bytes, char *err, size
         return -1;
     }
     *bytes = (long long)sb.st_size;
+    *checksum = eff_ckpt_verify(path, err, errlen); /* before HDF5 reads a byte */
+    if (*checksum < 0) return -1;
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
 #else
@@ -491,7 +572,7 @@ static int read_header(hid_t f, const char *path, EffCkptHeader *h, char *err, s
 EffCkptFile *eff_ckpt_open(const char *path, char *err, size_t errlen) {
     EffCkptFile *f = eff_calloc(1, sizeof *f, "checkpoint handle");
     eff_h5_quiet_begin(&f->quiet);
-    f->file = open_checkpoint(path, &f->header.bytes, err, errlen);
+    f->file = open_checkpoint(path, &f->header.bytes, &f->header.checksum, err, errlen);
     if (f->file >= 0 && read_header(f->file, path, &f->header, err, errlen)) {
         f->path = dup_str(path);
         return f;

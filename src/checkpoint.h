@@ -16,6 +16,28 @@
 #define EFF_CKPT_SCHEMA_VERSION 1
 #define EFF_CKPT_FORMAT "effnet-checkpoint"
 
+/* The file's first EFF_CKPT_USERBLOCK bytes are an HDF5 user block (HDF5 and
+ * h5py skip it) holding, as NUL-padded text, EFF_CKPT_MAGIC then the lines
+ * "sha256 <hex>" and "bytes <n>": the SHA-256 and length of the rest of the
+ * file. Readers check it before HDF5 reads a byte (eff_ckpt_verify), so a
+ * file damaged on disk is refused with a clear error instead of being parsed.
+ * Files without it (older effnet, h5py-written imports) still load. */
+#define EFF_CKPT_USERBLOCK 512
+#define EFF_CKPT_MAGIC "effnet-checkpoint-sha256 1\n"
+
+/* What eff_checkpoint_save wrote: the whole file's SHA-256 and size (what
+ * sha256sum and ls -l report), for the log. */
+typedef struct {
+    char sha256[65];
+    long long bytes;
+} EffCkptWritten;
+
+/* Check path's user block against the rest of the file. 1: verified; 0: the
+ * file has no effnet checksum (it starts with HDF5's own signature: older
+ * effnet, or written by another tool); -1: missing, unreadable, truncated or
+ * damaged, with err saying which and what to do. */
+int eff_ckpt_verify(const char *path, char *err, size_t errlen);
+
 typedef struct EffTrainState {
     int64_t epoch;          /* epoch in progress (1-based) when saved */
     int64_t step_in_epoch;  /* optimizer steps completed within that epoch (sampler position) */
@@ -52,15 +74,18 @@ typedef struct EffTrainState {
  * resolution, created, config (config_ini; NULL is stored as ""), hdf5_version,
  * and the n_prov provenance pairs (a key may not repeat a reserved name).
  *
+ * The file starts with a user block holding the SHA-256 of the rest
+ * (EFF_CKPT_USERBLOCK); returned is the SHA-256 of the whole file.
+ *
  * Atomic: the file is built in memory (HDF5 core driver; about twice the
  * file's size in host memory while saving), written to PATH.tmp.<pid> in the
  * same directory, fsynced, closed, renamed onto PATH, and the directory is
  * fsynced. On any HDF5 or I/O error, and for a NaN/Inf in any tensor, it
  * removes the temporary file, leaves PATH untouched, and exits through
  * EFF_FATAL with a message naming the file and what failed. */
-void eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st, const char *optimizer_name,
-                         int resolution, const char *config_ini, const char *const *prov_keys,
-                         const char *const *prov_vals, int n_prov);
+EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st,
+                                   const char *optimizer_name, int resolution, const char *config_ini,
+                                   const char *const *prov_keys, const char *const *prov_vals, int n_prov);
 
 /* ---- reading: one open/validate/key API for eff_checkpoint_peek,
  * eff_checkpoint_load and `effnet ckpt` ------------------------------------ */
@@ -72,6 +97,7 @@ typedef struct EffCkptHeader {
     int64_t schema_version; /* EFF_CKPT_SCHEMA_VERSION: another one does not open */
     int classes, resolution;
     long long bytes;        /* the file's size */
+    int checksum;           /* 1: its SHA-256 header was verified on open; 0: it has none (older, or h5py-written) */
 } EffCkptHeader;
 
 /* Open PATH read-only and check its header: format, schema version, model,

@@ -3,14 +3,17 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static eff_abort_hook_fn abort_hook; /* set once by main(); see common.h */
+static pthread_t hook_thread;        /* the thread that set it: the only one that may run it */
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Sanitized builds only (-DEFFNET_SANITIZE=ON): a fatal error exits with its
@@ -22,7 +25,10 @@ int __lsan_is_turned_off(void);
 int __lsan_is_turned_off(void) { return fatal_exit; }
 #endif
 
-void eff_set_abort_hook(eff_abort_hook_fn fn) { abort_hook = fn; }
+void eff_set_abort_hook(eff_abort_hook_fn fn) {
+    hook_thread = pthread_self();
+    abort_hook = fn;
+}
 
 void eff_fatal_at(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -33,6 +39,15 @@ void eff_fatal_at(const char *file, int line, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, " (%s:%d)\n", file, line);
     fflush(stderr);
+    if (abort_hook && !pthread_equal(pthread_self(), hook_thread)) {
+        /* A helper thread (OpenMP, a loader) may neither call MPI (FUNNELED)
+         * nor run exit()'s handlers -- Open MPI's, HDF5's, libgomp's --
+         * under the main thread's feet: end the process here. The launcher
+         * sees a failed rank and ends the job; the loaders hand their errors
+         * to the main thread instead (data/loader.c), so this is a backstop. */
+        fputs("effnet: error: (raised on a helper thread: this rank exits without MPI_Abort)\n", stderr);
+        _exit(1);
+    }
     if (abort_hook) abort_hook(1);
 #if defined(__SANITIZE_ADDRESS__)
     fatal_exit = 1;

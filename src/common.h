@@ -25,7 +25,10 @@ EFF_NORETURN void eff_fatal_at(const char *file, int line, const char *fmt, ...)
 #define EFF_CHECK(cond, ...) do { if (!(cond)) eff_fatal_at(__FILE__, __LINE__, __VA_ARGS__); } while (0)
 
 /* The process-wide hook run before exit on a fatal error (MPI_Abort under MPI).
- * Set once at start-up by main(); it is not per-step mutable state. */
+ * Set once at start-up by main(); it is not per-step mutable state. Only the
+ * thread that set it runs it: a fatal error on any other thread (an OpenMP
+ * worker, a loader thread) prints its message and ends the process with
+ * _exit(1), without MPI calls or exit handlers. */
 typedef void (*eff_abort_hook_fn)(int code);
 void eff_set_abort_hook(eff_abort_hook_fn fn);
 

@@ -38,6 +38,7 @@ static const Key keys[] = {
     {"train.max_batch", K_INT, N(max_batch), "0", 0, 65536, NULL, "largest micro-batch that fits in memory, for a resume on another rank count (0: the checkpoint's, or train.batch if larger)"},
     {"train.recompute", K_STR, S(recompute), "none", 0, 0, "none|bnswish", "activation recomputation: bnswish keeps only the BN inputs of the blocks' expand and depthwise BN+swish and rebuilds their outputs in backward (bit-identical gradients, less memory, one more pass over them)"},
     {"train.label_smoothing", K_REAL, N(label_smoothing), "0", 0, 0.99, NULL, "cross-entropy label smoothing"},
+    {"train.resume_fallback", K_STR, S(resume_fallback), "none", 0, 0, "none|best", "--resume when the checkpoint fails its checksum (damaged on disk): none stops with an error; best resumes from OUTPUT_DIR/best.h5 instead"},
     {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
     {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},
     {"train.backend", K_STR, S(backend), "auto", 0, 0, "auto|cpu|cuda", "compute backend (auto: cuda when this build has CUDA and every rank sees a GPU, else cpu)"},
@@ -69,6 +70,8 @@ static const Key keys[] = {
     {"output.keep_every", K_INT, N(keep_every), "0", 0, 100000, NULL, "also keep epoch-NNNN.h5 every K epochs (0: never)"},
     {"output.keep", K_INT, N(keep), "0", 0, 100000, NULL, "number of epoch-NNNN.h5 files to keep (0: all)"},
     {"output.trace", K_BOOL, N(trace), "false", 0, 1, NULL, "write a per-rank timeline, OUTPUT_DIR/trace-rankR.json (Chrome trace format; slurm/trace_merge.py joins the ranks)"},
+    {"output.lock", K_BOOL, N(lock), "true", 0, 1, NULL, "hold OUTPUT_DIR/effnet.lock for the run: a second job on the same directory is refused, naming the holder"},
+    {"output.lock_wait_s", K_REAL, N(lock_wait_s), "30", 0, 86400, NULL, "how long a job waits for the directory's lock (a requeue overlapping the old run's teardown) before it refuses to start"},
     {"output.comm_timing", K_BOOL, N(comm_timing), "false", 0, 1, NULL, "barrier before each all-reduce so the timing summary splits load-imbalance wait from transfer"},
     {"comm.timeout_s", K_REAL, N(comm_timeout), "300", 1, 1e6, NULL, "watchdog (MPI and NCCL): a collective waiting longer names the ranks that did not arrive and aborts the job (exit 4)"},
     {"comm.bucket_mb", K_REAL, N(bucket_mb), "4", 0.01, 4096, NULL, "gradient bucket size in MiB, NCCL and MPI (buckets start as backward finishes them)"},
@@ -76,6 +79,7 @@ static const Key keys[] = {
     {"debug.nan_at_step", K_INT, N(nan_at_step), "0", 0, 1e12, NULL, "test hook: make the loss NaN at this global step (0: off)"},
     {"debug.dump_indices", K_INT, N(dump_indices), "0", 0, 1, NULL, "write the global sample indices of every step to OUTPUT_DIR/indices-rankR.txt (tests of resume)"},
     {"debug.sleep_ms", K_INT, N(sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long per step (0: off)"},
+    {"debug.setup_sleep_ms", K_INT, N(setup_sleep_ms), "0", 0, 100000, NULL, "test hook: sleep this long in start-up, after the data is loaded (0: off); makes start-up signal tests deterministic"},
     {"debug.sleep_rank", K_INT, N(sleep_rank), "-1", -1, 1e6, NULL, "test hook: only this rank sleeps debug.sleep_ms (-1: every rank); makes a straggler"},
 };
 #undef S

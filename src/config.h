@@ -34,6 +34,7 @@ typedef struct EffConfig {
     double lr, weight_decay, beta1, beta2, eps, momentum;
     long nesterov;
     char shard[8];        /* auto | on | off: ZeRO-1 sharded optimizer state (MPI path) */
+    char resume_fallback[8]; /* none | best: resume from best.h5 when the checkpoint is damaged */
     /* [schedule] */
     char schedule[16];    /* constant | cosine */
     long warmup_steps;
@@ -53,6 +54,8 @@ typedef struct EffConfig {
     long keep_every;      /* epochs: also keep epoch-NNNN.h5 every K epochs (0: never) */
     long keep;            /* how many epoch-NNNN.h5 to keep (0: all) */
     long trace;           /* output.trace: per-rank Chrome trace JSON */
+    long lock;            /* output.lock: hold OUTPUT_DIR/effnet.lock (train/dirlock.h) */
+    double lock_wait_s;   /* output.lock_wait_s: wait this long for it before refusing */
     long comm_timing;     /* barrier before the all-reduce, to split wait from transfer time */
     /* [comm] */
     double comm_timeout;  /* MPI and NCCL stall watchdog, seconds */
@@ -63,6 +66,7 @@ typedef struct EffConfig {
     long dump_indices;    /* test hook: per-step global sample indices to OUTPUT_DIR/indices-rankR.txt */
     long sleep_ms;        /* test hook: sleep per step, to make signal tests deterministic */
     long sleep_rank;      /* test hook: the one rank that sleeps (-1: all) */
+    long setup_sleep_ms;  /* test hook: sleep in start-up, to make start-up signal tests deterministic */
 } EffConfig;
 
 void eff_config_defaults(EffConfig *c);

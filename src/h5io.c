@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 hid_t eff_h5_open_read(const char *path) {
@@ -259,13 +260,23 @@ done:
     return rc;
 }
 
+/* A fixed-length UTF-8 string of exactly the value's bytes (NUL-padded type,
+ * at least 1 byte): unlike a variable-length string it lives in the
+ * attribute's own message, not in HDF5's global heap, whose reader
+ * (H5HG_read in HDF5 1.10) crashes on some damaged files. */
 int eff_h5_attr_write_str(hid_t obj, const char *name, const char *value, char *err, size_t errlen) {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0) return wfail(err, errlen, "creating the string type of attribute '%s'", name);
     int rc = 0;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)
+    const size_t n = strlen(value);
+    char *buf = calloc(n + 1, 1);
+    if (!buf) rc = wfail(err, errlen, "out of memory for attribute '%s' (%zu bytes)", name, n);
+    else memcpy(buf, value, n);
+    if (rc == 0 && (H5Tset_size(t, n ? n : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0 ||
+                    H5Tset_cset(t, H5T_CSET_UTF8) < 0))
         rc = wfail(err, errlen, "setting up the string type of attribute '%s'", name);
-    if (rc == 0) rc = attr_write(obj, name, t, t, &value, err, errlen);
+    if (rc == 0) rc = attr_write(obj, name, t, t, buf, err, errlen);
+    free(buf);
     wclose(t, H5Tclose, "string type of attribute", name, &rc, err, errlen);
     return rc;
 }

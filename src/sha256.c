@@ -1,4 +1,5 @@
 /* sha256.c: SHA-256 through OpenSSL's EVP interface (libcrypto). */
+#define _POSIX_C_SOURCE 200809L /* fseeko */
 #include "sha256.h"
 #include "common.h"
 
@@ -23,16 +24,27 @@ void eff_sha256_hex(const void *data, size_t n, char out[65]) {
     eff_sha256_to_hex(d, out);
 }
 
-int eff_sha256_file(const char *path, char out[65]) {
+int eff_sha256_file(const char *path, char out[65]) { return eff_sha256_file_from(path, 0, out, NULL); }
+
+int eff_sha256_file_from(const char *path, long long offset, char out[65], long long *bytes) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
+    if (offset > 0 && fseeko(f, (off_t)offset, SEEK_SET) != 0) {
+        const int e = errno;
+        fclose(f);
+        errno = e;
+        return -1;
+    }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EFF_CHECK(ctx, "OpenSSL EVP_MD_CTX_new failed (out of memory?)");
     EFF_CHECK(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1, "OpenSSL SHA-256 init failed");
     unsigned char buf[1 << 16];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    long long total = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
         EFF_CHECK(EVP_DigestUpdate(ctx, buf, n) == 1, "OpenSSL SHA-256 update failed on '%s'", path);
+        total += (long long)n;
+    }
     int err = ferror(f);
     fclose(f);
     uint8_t d[32];
@@ -41,5 +53,6 @@ int eff_sha256_file(const char *path, char out[65]) {
     EVP_MD_CTX_free(ctx);
     if (err) { errno = EIO; return -1; }
     eff_sha256_to_hex(d, out);
+    if (bytes) *bytes = total;
     return 0;
 }

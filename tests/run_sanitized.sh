@@ -29,7 +29,7 @@ tests=(
   gradcheck overfit reference_b0 checkpoint checkpoint_pytorch
   data_sampler data_loader data_converter data_sampler_shards data_augment_torchvision
   train_config train_baddata train_kill train_eval train_nan train_resume train_signal
-  ckpt_commands ckpt_badinput json_output
+  ckpt_commands ckpt_badinput fuzz_readers json_output
   kernel_index bucket_layout recompute_1thread dwconv_isa
 )
 known=$(ctest --test-dir "$build" -N)

@@ -22,6 +22,7 @@
 #include "common.h"
 #include "h5io.h"
 #include "model.h"
+#include "sha256.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -129,6 +130,19 @@ static void write_all(const char *path, const void *data, size_t n) {
     FILE *f = eff_fopen(path, "wb");
     EFF_CHECK(fwrite(data, 1, n, f) == n, "write %s", path);
     eff_fclose(f, path);
+}
+
+/* A file as effnet wrote it before the checksum header (and as h5py writes
+ * one): the same HDF5 file without the user block. Edits through HDF5 below
+ * are made on such copies, so the layout checks behind the checksum are the
+ * ones tested; a sealed file edited the same way is refused as damaged. */
+static void strip_checksum(const char *path) {
+    size_t n;
+    char *buf = read_all(path, &n);
+    EFF_CHECK(n > EFF_CKPT_USERBLOCK && !memcmp(buf, EFF_CKPT_MAGIC, strlen(EFF_CKPT_MAGIC)), "%s has no checksum header",
+              path);
+    write_all(path, buf + EFF_CKPT_USERBLOCK, n - EFF_CKPT_USERBLOCK);
+    eff_free(buf);
 }
 
 /* Number of "*.tmp.*" entries left in dir. */
@@ -388,6 +402,7 @@ static int suite(void) {
         char old[1200];
         snprintf(old, sizeof old, "%s/old-noscaler.h5", dir);
         eff_checkpoint_save(old, m1, &st1, "adam", 32, config, keys, vals, 3);
+        strip_checksum(old);
         hid_t f = H5Fopen(old, H5F_ACC_RDWR, H5P_DEFAULT);
         T_CHECK(&ts, f >= 0, "reopening %s", old);
         T_CHECK(&ts, H5Adelete_by_name(f, "/train", "loss_scale", H5P_DEFAULT) >= 0 &&
@@ -421,6 +436,7 @@ static int suite(void) {
         eff_checkpoint_load(split, m3, 0, &s6, NULL);
         T_CHECK(&ts, memcmp(&s5, &s6, sizeof s5) == 0, "batch split: batch_per_rank %lld accum %lld global %lld",
                 (long long)s6.batch_per_rank, (long long)s6.accum, (long long)s6.global_batch);
+        strip_checksum(split);
         hid_t f = H5Fopen(split, H5F_ACC_RDWR, H5P_DEFAULT);
         T_CHECK(&ts, f >= 0, "reopening %s", split);
         T_CHECK(&ts, H5Adelete_by_name(f, "/train", "batch_per_rank", H5P_DEFAULT) >= 0 &&
@@ -448,7 +464,14 @@ static int suite(void) {
     st3.epoch = 8;
     st3.last_loss = NAN;
     st3.best_acc = -1;
-    eff_checkpoint_save(path, m1, &st3, "adam", 32, NULL, NULL, NULL, 0);
+    const EffCkptWritten wr = eff_checkpoint_save(path, m1, &st3, "adam", 32, NULL, NULL, NULL, 0);
+    {
+        char hex[65];
+        struct stat sb;
+        T_CHECK(&ts, eff_sha256_file(path, hex) == 0 && !strcmp(hex, wr.sha256) && stat(path, &sb) == 0 &&
+                         (long long)sb.st_size == wr.bytes, "save returns the file's SHA-256 and size (%s, %lld)",
+                wr.sha256, wr.bytes);
+    }
     eff_checkpoint_load(path, m2, 1, &st2, &cfg);
     T_CHECK(&ts, st2.epoch == 8 && isnan(st2.last_loss) && st2.best_acc == -1, "overwrite: epoch %lld loss %g",
             (long long)st2.epoch, st2.last_loss);
@@ -536,9 +559,44 @@ static int suite(void) {
                 "peek of a truncated file succeeded");
         unlink(p2);
     }
-    /* Edits of one copy, each undone (or the copy refreshed) before the next. */
+    /* The checksum header: a sealed file damaged anywhere is refused before HDF5 parses it. */
+    {
+        snprintf(p2, sizeof p2, "%s/sealed.h5", dir);
+        T_CHECK(&ts, eff_ckpt_verify(path, err, sizeof err) == 1, "a written checkpoint verifies: %s", err);
+        const size_t at[] = {orig_len / 3, EFF_CKPT_USERBLOCK + 8, orig_len - 1, 3, strlen(EFF_CKPT_MAGIC) + 9};
+        const char *why[] = {"is damaged", "is damaged", "is damaged", "does not start like an effnet checkpoint",
+                             "checksum header is damaged"};
+        for (int k = 0; k < 5; k++) {
+            write_all(p2, orig, orig_len);
+            char *copy = read_all(p2, &(size_t){0});
+            copy[at[k]] ^= 0x40; /* k = 4: a hex digit of the stored digest becomes a non-hex character */
+            write_all(p2, copy, orig_len);
+            eff_free(copy);
+            Job j = {JOB_LOAD, p2, m, 1, 0, NULL};
+            const char *must[] = {p2, why[k], "best.h5"};
+            char label[96];
+            snprintf(label, sizeof label, "load with byte %zu flipped (checksum)", at[k]);
+            expect_failure(&ts, label, &j, errfile, must, 3);
+        }
+        write_all(p2, orig, orig_len);
+        FILE *fa = eff_fopen(p2, "ab");
+        EFF_CHECK(fputs("x", fa) >= 0, "append");
+        eff_fclose(fa, p2);
+        Job j = {JOB_LOAD, p2, m, 1, 0, NULL};
+        const char *must[] = {p2, "longer than written"};
+        expect_failure(&ts, "load with a byte appended (checksum)", &j, errfile, must, 2);
+        write_all(p2, orig, orig_len);
+        strip_checksum(p2);
+        T_CHECK(&ts, eff_ckpt_verify(p2, err, sizeof err) == 0, "a file without the header: no checksum, no error");
+        eff_checkpoint_load(p2, m, 1, &st2, NULL); /* and it loads, as older files do */
+        T_CHECK(&ts, same_buffer(m1, m1->param, m, m->param, m1->ptab.total), "a file without the header loads");
+        unlink(p2);
+    }
+    /* Edits of one copy, each undone (or the copy refreshed) before the next: a
+     * file without the checksum header, so the checks behind it are tested. */
     snprintf(p2, sizeof p2, "%s/edited.h5", dir);
     write_all(p2, orig, orig_len);
+    strip_checksum(p2);
     {
         corrupt_dataset(p2, "/model/head.0.weight");
         Job j = {JOB_LOAD, p2, m, 1, 0, NULL};

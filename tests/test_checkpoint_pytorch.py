@@ -79,7 +79,8 @@ def main():
         model = effnet_ref.build(MODEL, CLASSES)
         params = dict(model.named_parameters())
         with h5py.File(ck, 'r') as f:
-            a = f.attrs
+            # string attributes are fixed-length UTF-8 (no global heap): h5py gives bytes
+            a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             check(a['format'] == 'effnet-checkpoint' and int(a['schema_version']) == 1,
                   f"header format={a['format']!r} schema_version={a['schema_version']}")
             check(a['model'] == MODEL and int(a['classes']) == CLASSES and int(a['resolution']) == RES,
@@ -93,7 +94,7 @@ def main():
                   and abs(float(t['lr']) - 1e-3) < 1e-15,  # exact in effect: the double 1e-3 round-trips through HDF5
                   f"/train attributes {dict(t)}")
             o = f['optimizer']
-            check(o.attrs['name'] == 'adam' and int(o.attrs['step']) == 5, f"/optimizer attrs {dict(o.attrs)}")
+            check(o.attrs['name'] == b'adam' and int(o.attrs['step']) == 5, f"/optimizer attrs {dict(o.attrs)}")
             for group in ('exp_avg', 'exp_avg_sq'):
                 shapes = {k: tuple(d.shape) for k, d in o[group].items()}
                 want = {k: tuple(p.shape) for k, p in params.items()}

@@ -17,6 +17,7 @@ as Python's bytes.decode("utf-8", "replace") of the original: every maximal
 invalid subpart is one U+FFFD, everything else is kept.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -114,8 +115,13 @@ def main():
             except ValueError as e:
                 check(False, f'metrics.jsonl line {i + 1}: {e}: {line[:200]!r}')
     types = [r.get('type') for r in rows]
-    check(types.count('train') == 2 and types.count('ranks') == 2 and types[-2:] == ['eval', 'summary'],
-          f'metrics.jsonl: {len(rows)} lines parse, rows {types}')
+    check(types.count('train') == 2 and types.count('ranks') == 2 and
+          types[-4:] == ['eval', 'checkpoint', 'checkpoint', 'summary'], f'metrics.jsonl: {len(rows)} lines parse, rows {types}')
+    for r in (r for r in rows if r.get('type') == 'checkpoint'):  # what was written, as sha256sum sees it
+        with open(out + b'/' + r['file'].encode(), 'rb') as f:
+            blob = f.read()
+        check(r['sha256'] == hashlib.sha256(blob).hexdigest() and r['bytes'] == len(blob) and r['step'] == 2,
+              f"metrics.jsonl checkpoint row {r['file']}: sha256 and size match the file")
     for n in sorted(os.listdir(out)):
         if n.startswith(b'trace-rank'):
             try:

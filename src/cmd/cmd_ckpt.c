@@ -297,6 +297,7 @@ static int do_info(const char *path, int json) {
         cJSON *o = eff_json_object();
         eff_json_str(o, "file", path);
         eff_json_int(o, "bytes", c.h->bytes);
+        eff_json_str(o, "checksum", c.h->checksum ? "verified" : "none");
         eff_json_str(o, "format", EFF_CKPT_FORMAT);
         eff_json_int(o, "schema_version", (long long)attr_num(schema, -1));
         eff_json_str(o, "model", c.h->model);
@@ -336,6 +337,8 @@ static int do_info(const char *path, int json) {
     } else {
         const EffCkptAttr *created = eff_ckpt_attr_find(&root, "created"), *h5v = eff_ckpt_attr_find(&root, "hdf5_version");
         printf("checkpoint   %s (%.1f MB)\n", path, (double)c.h->bytes / 1e6);
+        printf("checksum     %s\n", c.h->checksum ? "SHA-256 of the contents verified" : "none (an older effnet's file, "
+               "or one written by another tool)");
         printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(schema, -1));
         printf("model        %s, %d classes, resolution %d\n", c.h->model, c.h->classes, c.h->resolution);
         printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",

@@ -109,25 +109,61 @@ static int train_one(EffTrainer *T, const eff_batch *b) {
     return 1;
 }
 
+/* Open MPI 4.1's libnbc runs an in-place MPI_Iallreduce -- every all-reduce
+ * of the training loop, watched by comm/comm_mpi.c -- as a binomial tree
+ * (reduce to one rank, then broadcast) unless told otherwise: 2.9x the ring's
+ * time for B0's gradient on 4 nodes at 1 Gbit/s (docs/scaling.md, "Across
+ * nodes"). Ask for its ring through the MPI tool interface, after MPI_Init,
+ * unless the user chose an algorithm (then the variable is not 0, "ignore").
+ * Not by setenv before MPI_Init: Open MPI itself calls putenv while its
+ * progress and PMIx threads read the environment, and a setenv of ours makes
+ * that environment a heap block that putenv reallocates (issue 23). Other MPI
+ * libraries have no such variable: nothing changes. Returns what it did. */
+static const char *prefer_ring_iallreduce(void) {
+    int provided = 0, idx = -1, count = 0, value = 0;
+    if (MPI_T_init_thread(MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return "MPI_T unavailable: MPI's default";
+    const char *what = "not Open MPI's libnbc: MPI's default";
+    if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &idx) == MPI_SUCCESS) {
+        MPI_T_cvar_handle h;
+        MPI_CHECK(MPI_T_cvar_handle_alloc(idx, NULL, &h, &count));
+        MPI_CHECK(MPI_T_cvar_read(h, &value));
+        what = "libnbc algorithm chosen by the user (coll_libnbc_iallreduce_algorithm)";
+        if (value == 0) {
+            value = 1;
+            MPI_CHECK(MPI_T_cvar_write(h, &value));
+            MPI_CHECK(MPI_T_cvar_read(h, &value));
+            EFF_CHECK(value == 1, "setting coll_libnbc_iallreduce_algorithm = 1 through MPI_T did not hold (reads %d)",
+                      value);
+            what = "libnbc ring (coll_libnbc_iallreduce_algorithm = 1, set by effnet through MPI_T)";
+        }
+        MPI_CHECK(MPI_T_cvar_handle_free(&h));
+    }
+    MPI_CHECK(MPI_T_finalize());
+    return what;
+}
+
 int cmd_train(int argc, char **argv) {
-    /* Open MPI 4.1's libnbc runs an in-place MPI_Iallreduce -- every
-     * all-reduce of the training loop, watched by comm/comm_mpi.c -- as a
-     * binomial tree (reduce to one rank, then broadcast) unless told
-     * otherwise: 2.9x the ring's time for B0's gradient on 4 nodes at 1
-     * Gbit/s (docs/scaling.md, "Across nodes"). Ask for its ring unless the
-     * user set the parameter; other MPI libraries ignore the variable. */
-    EFF_CHECK(setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0) == 0, "setenv failed");
+    /* before MPI_Init and before any other thread: train/signals.h */
+    EffSignals *signals = eff_signals_start();
     int provided = 0;
     MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     eff_set_abort_hook(mpi_abort_hook);
     MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    /* the only thread that calls MPI is main (the loaders, libgomp and the signal thread never do) */
+    EFF_CHECK(provided >= MPI_THREAD_FUNNELED, "this MPI library provides thread level %d, below MPI_THREAD_FUNNELED "
+              "(%d), which effnet's loader and OpenMP threads need\nHINT: use an MPI built with thread support (Open "
+              "MPI: the default)", provided, MPI_THREAD_FUNNELED);
+    const char *iallreduce = prefer_ring_iallreduce();
     EffTrainer T;
     memset(&T, 0, sizeof T);
+    T.signals = signals;
+    T.iallreduce = iallreduce;
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &T.rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &T.world));
     const char *resume = NULL;
     if (parse_args(&T, argc, argv, &resume)) {
         MPI_Finalize();
+        eff_signals_stop(signals);
         return 0;
     }
     eff_trainer_setup(&T, resume);
@@ -145,5 +181,6 @@ int cmd_train(int argc, char **argv) {
     }
     eff_trainer_finish(&T);
     MPI_CHECK(MPI_Finalize());
+    eff_signals_stop(signals);
     return T.exit_code;
 }

@@ -48,7 +48,7 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
               "this MPI's tags allow (%d)\nHINT: raise comm.bucket_mb", bucket_mb, b->nbuckets, *tag_ub / TAGS);
     const size_t peers = (size_t)b->size - 1;
     b->state = eff_calloc((size_t)b->nbuckets, sizeof(int), "bucket states");
-    b->req = eff_malloc(sizeof(MPI_Request) * 2 * peers * (size_t)b->nbuckets + 1, "bucket requests");
+    b->req = eff_malloc(sizeof(MPI_Request) * 2 * peers * (size_t)b->nbuckets, "bucket requests");
     for (size_t i = 0; i < 2 * peers * (size_t)b->nbuckets; i++) b->req[i] = MPI_REQUEST_NULL;
     b->stage_at = eff_malloc(sizeof(size_t) * (size_t)b->nbuckets, "bucket staging offsets");
     size_t stage = 0;
@@ -64,6 +64,11 @@ EffMpiBuckets *eff_mpi_buckets_create(EffMpi *w, float *grad, size_t n, double b
 
 void eff_mpi_buckets_destroy(EffMpiBuckets *b) {
     if (!b) return;
+    /* every message done: the requests, the staging and the communicator are free to go */
+    for (int k = 0; k < b->nbuckets; k++)
+        EFF_CHECK(b->state[k] == ST_IDLE || b->state[k] == ST_DONE, "gradient bucket %d destroyed with its messages in "
+                  "flight (state %d; internal error: finish the step, or wait for the parameter all-gather, first)", k,
+                  b->state[k]);
     MPI_CHECK(MPI_Comm_free(&b->comm));
     eff_free(b->lo);
     eff_free(b->state);
@@ -168,13 +173,17 @@ void eff_mpi_buckets_progress(EffMpiBuckets *b) {
     for (int k = b->nbuckets - 1; k >= 0; k--) advance(b, k);
 }
 
+/* Start the reduction of bucket b->next, the highest not yet started. */
+static void start_next(EffMpiBuckets *b) {
+    EFF_CHECK(b->state[b->next] == ST_IDLE || b->state[b->next] == ST_DONE, "gradient bucket %d started while its "
+              "parameters were still being gathered (internal error: the forward must wait for them)", b->next);
+    start_reduce(b, b->next);
+    b->next--;
+}
+
 void eff_mpi_grad_ready(EffMpiBuckets *b, size_t first_final_offset) {
     eff_mpi_buckets_progress(b);
-    for (; b->next >= 0 && b->lo[b->next] >= first_final_offset; b->next--) {
-        EFF_CHECK(b->state[b->next] == ST_IDLE || b->state[b->next] == ST_DONE, "gradient bucket %d started while its parameters were still being "
-                  "gathered (internal error: the forward must wait for them)", b->next);
-        start_reduce(b, b->next);
-    }
+    while (b->next >= 0 && b->lo[b->next] >= first_final_offset) start_next(b);
 }
 
 static int all_done(void *arg) {
@@ -187,10 +196,10 @@ static int all_done(void *arg) {
 
 void eff_mpi_buckets_finish(EffMpiBuckets *b, EffMpiBucketStats *stats) {
     eff_mpi_buckets_progress(b);
-    for (; b->next >= 0; b->next--) start_reduce(b, b->next);
+    while (b->next >= 0) start_next(b);
     const double t0 = eff_time();
     b->in_finish = 1;
-    eff_mpi_poll(b->w, all_done, b, b->mode == EFF_BUCKETS_ALLREDUCE ? "gradient all-reduce (buckets)"
+    eff_mpi_poll_collective(b->w, all_done, b, b->mode == EFF_BUCKETS_ALLREDUCE ? "gradient all-reduce (buckets)"
                                                                       : "gradient reduce-scatter (buckets)");
     if (stats) *stats = (EffMpiBucketStats){b->nbuckets, b->done_in_backward, eff_time() - t0};
 }

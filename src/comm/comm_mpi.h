@@ -9,10 +9,13 @@
  * Past comm.timeout_s the waiting rank asks every other rank, on a side
  * communicator (a dup of the world), where it is. A rank that is itself
  * waiting in a collective answers at once with that collective's number and
- * name; a stopped, dead or unreachable rank cannot. After a short grace
- * period (the replies' round trip plus a margin) the waiting rank prints one
- * error naming the collective, the ranks and hosts that did not answer, and
- * any rank waiting in a different collective (a mismatch: a deadlock), then
+ * name (or, in a point-to-point wait such as ZeRO-1's parameter all-gather,
+ * the number of the last collective it entered); a stopped, dead or
+ * unreachable rank cannot. After a short grace period (the replies' round
+ * trip plus a margin) the waiting rank prints one error naming the
+ * collective, the ranks and hosts that did not answer, the ranks waiting
+ * with it, and any rank waiting in a different collective (a mismatch: a
+ * deadlock), then
  * calls MPI_Abort with EFF_EXIT_STALL so the job ends with a non-zero exit
  * that mpirun, srun and Slurm see. Hostnames are gathered once at creation,
  * so a silent rank's host is known without asking it.
@@ -43,7 +46,8 @@ int eff_mpi_rank(const EffMpi *w);
 MPI_Comm eff_mpi_comm(const EffMpi *w);
 int eff_mpi_size(const EffMpi *w);
 const char *eff_mpi_host(const EffMpi *w, int rank);
-/* Collectives started so far (the next one's number minus 1). */
+/* Collectives entered so far (the next one's number minus 1); the same on
+ * every rank at the same point of the program. */
 long long eff_mpi_seq(const EffMpi *w);
 /* The training step under way (>= 1), named in a stall report; 0: none. */
 void eff_mpi_set_step(EffMpi *w, long long step);
@@ -58,8 +62,12 @@ void eff_mpi_bcast(EffMpi *w, void *buf, size_t count, MPI_Datatype type, int ro
 void eff_mpi_allgather(EffMpi *w, const void *send, void *recv, size_t count, MPI_Datatype type, const char *what);
 void eff_mpi_barrier(EffMpi *w, const char *what);
 /* Poll done(arg) (which tests requests and advances their state) until it
- * returns non-zero, under the watchdog. */
+ * returns non-zero, under the watchdog. _collective: a wait that every rank
+ * makes, in the same order (it gets the next collective number); plain: a
+ * point-to-point wait that only some ranks make (not numbered, so the
+ * numbers stay comparable across ranks in a stall report). */
 void eff_mpi_poll(EffMpi *w, int (*done)(void *arg), void *arg, const char *what);
+void eff_mpi_poll_collective(EffMpi *w, int (*done)(void *arg), void *arg, const char *what);
 /* recv[displs[r] ..] on root = rank r's send[0 .. counts[r]) (float buffers). */
 void eff_mpi_gatherv(EffMpi *w, const float *send, int count, float *recv, const int *counts, const int *displs,
                      int root, const char *what);

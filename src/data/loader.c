@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,7 @@ struct eff_loader {
     int prod, cons, held;      /* next slot to fill, next to hand out, the one handed out (-1) */
     int64_t epoch, step;       /* next position to produce */
     int stop;
+    char error[512];           /* the prefetch thread's error, raised by the main thread in eff_loader_next */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -57,24 +59,37 @@ static void *augment_part(void *arg) {
     return NULL;
 }
 
-static void fill(eff_loader *L, eff_batch *b, int64_t epoch, int64_t step) {
+/* Fill batch b with (epoch, step); 0, or -1 with err set. Runs on the
+ * prefetch thread, which must not exit the process: errors go back to
+ * eff_loader_next on the main thread. */
+static int fill(eff_loader *L, eff_batch *b, int64_t epoch, int64_t step, char *err, size_t cap) {
+    if (epoch < 0 || step < 0 || step >= L->sampler.steps_per_epoch) {
+        snprintf(err, cap, "loader: position (epoch %lld, step %lld) is outside 0..%lld steps per epoch (internal "
+                 "error)", (long long)epoch, (long long)step, (long long)L->sampler.steps_per_epoch - 1);
+        return -1;
+    }
     b->epoch = epoch;
     b->step = step;
     b->n_valid = eff_sampler_batch(&L->sampler, epoch, step, b->index);
-    int T = L->cfg.threads;
+    int T = L->cfg.threads, started = 1, rc = 0;
     work w[64];
     pthread_t th[64];
     for (int t = 0; t < T; t++) w[t] = (work){L, b, t};
-    for (int t = 1; t < T; t++) {
-        int rc = pthread_create(&th[t], NULL, augment_part, &w[t]);
-        EFF_CHECK(rc == 0, "loader: cannot start augmentation thread %d of %d: %s\nHINT: lower the data-loader thread count", t, T, strerror(rc));
+    for (; started < T; started++) {
+        rc = pthread_create(&th[started], NULL, augment_part, &w[started]);
+        if (rc) break;
     }
-    augment_part(&w[0]);
-    for (int t = 1; t < T; t++) pthread_join(th[t], NULL);
+    if (!rc) augment_part(&w[0]);
+    for (int t = 1; t < started; t++) pthread_join(th[t], NULL);
+    if (rc)
+        snprintf(err, cap, "loader: cannot start augmentation thread %d of %d: %s\nHINT: lower data.loader_threads",
+                 started, T, strerror(rc));
+    return rc ? -1 : 0;
 }
 
 static void *producer(void *arg) {
     eff_loader *L = arg;
+    char err[sizeof L->error];
     pthread_mutex_lock(&L->mu);
     for (;;) {
         while (!L->stop && L->state[L->prod] != SLOT_FREE) pthread_cond_wait(&L->cv, &L->mu);
@@ -82,8 +97,13 @@ static void *producer(void *arg) {
         int s = L->prod;
         int64_t e = L->epoch, st = L->step;
         pthread_mutex_unlock(&L->mu);
-        fill(L, &L->slot[s], e, st);
+        const int rc = fill(L, &L->slot[s], e, st, err, sizeof err);
         pthread_mutex_lock(&L->mu);
+        if (rc) { /* the main thread raises it at its next eff_loader_next */
+            snprintf(L->error, sizeof L->error, "%s", err);
+            pthread_cond_broadcast(&L->cv);
+            break;
+        }
         L->state[s] = SLOT_READY;
         L->prod ^= 1;
         if (++L->step == L->sampler.steps_per_epoch) {
@@ -135,7 +155,13 @@ const eff_batch *eff_loader_next(eff_loader *L) {
         L->held = -1;
         pthread_cond_broadcast(&L->cv);
     }
-    while (L->state[L->cons] != SLOT_READY) pthread_cond_wait(&L->cv, &L->mu);
+    while (L->state[L->cons] != SLOT_READY && !L->error[0]) pthread_cond_wait(&L->cv, &L->mu);
+    if (L->state[L->cons] != SLOT_READY) {
+        char err[sizeof L->error];
+        snprintf(err, sizeof err, "%s", L->error);
+        pthread_mutex_unlock(&L->mu);
+        EFF_FATAL("%s", err);
+    }
     L->state[L->cons] = SLOT_HELD;
     L->held = L->cons;
     L->cons ^= 1;
@@ -153,7 +179,7 @@ int eff_loader_ready(eff_loader *L, double timeout_s) {
     until.tv_sec = (time_t)t;
     until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
     pthread_mutex_lock(&L->mu);
-    while (timeout_s > 0 && L->state[L->cons] != SLOT_READY)
+    while (timeout_s > 0 && L->state[L->cons] != SLOT_READY && !L->error[0])
         if (pthread_cond_timedwait(&L->cv, &L->mu, &until) == ETIMEDOUT) break;
     int ready = L->state[L->cons] == SLOT_READY;
     pthread_mutex_unlock(&L->mu);

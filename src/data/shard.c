@@ -13,7 +13,7 @@
 
 #include "common.h"
 #include "h5io.h"
-#include "data/sha256.h"
+#include "sha256.h"
 
 static int fail(char *err, size_t len, const char *fmt, ...) EFF_PRINTF(3, 4);
 static int fail(char *err, size_t len, const char *fmt, ...) {

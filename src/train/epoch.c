@@ -4,6 +4,7 @@
  * the watchdog (T->mpi). */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
+#include "train/dirlock.h"
 
 #include "common.h"
 #include "evaluate.h"
@@ -176,7 +177,7 @@ static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     eff_free(counts);
 }
 
-static void save(EffTrainer *T, const char *path) {
+static EffCkptWritten save(EffTrainer *T, const char *path) {
     const char *keys[] = {"effnet_version", "git_commit", "world_size", "mpi_library", "backend", "hosts"};
     char mpi_ver[MPI_MAX_LIBRARY_VERSION_STRING], world[16];
     int len = 0;
@@ -185,7 +186,7 @@ static void save(EffTrainer *T, const char *path) {
     if (nl) *nl = '\0';
     snprintf(world, sizeof world, "%d", T->world);
     const char *vals[] = {EFFNET_VERSION, EFFNET_GIT_COMMIT, world, mpi_ver, T->ctx.be->name, T->hosts};
-    eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
+    return eff_checkpoint_save(path, &T->ctx.model, &T->st, T->cfg.optimizer, T->R, T->config_ini, keys, vals, 6);
 }
 
 static void checkpoint(EffTrainer *T, const char *name);
@@ -208,21 +209,29 @@ static void checkpoint(EffTrainer *T, const char *name) {
     T->st.loss_scale = T->scaler.enabled ? T->scaler.scale : 0.0; /* fp16: the scaler resumes where it was */
     T->st.loss_scale_good_steps = T->scaler.enabled ? T->scaler.good_steps : 0;
     T->st.loss_scale_skipped = T->scaler.enabled ? T->scaler.skipped : 0;
+    EffCkptWritten wr;
     if (T->sharded) { /* the model's view of the full state, for the save only */
         float *shard_m = m->adam_m, *shard_v = m->adam_v;
         EffSeg *seg = m->opt_seg, all = {0, m->ptab.total};
         const int nseg = m->opt_nseg;
         const size_t n = m->opt_n;
         m->adam_m = full_m, m->adam_v = full_v, m->opt_seg = &all, m->opt_nseg = 1, m->opt_n = m->ptab.total;
-        save(T, path);
+        wr = save(T, path);
         m->adam_m = shard_m, m->adam_v = shard_v, m->opt_seg = seg, m->opt_nseg = nseg, m->opt_n = n;
         m->be->release(m->be, full_m);
         m->be->release(m->be, full_v);
     } else {
-        save(T, path);
+        wr = save(T, path);
     }
-    printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld)\n", path,
-           (long long)T->st.global_step, (long long)T->st.epoch, (long long)T->st.step_in_epoch);
+    printf("checkpoint: wrote %s (global step %lld, resumes at epoch %lld step %lld; %lld bytes, sha256 %s)\n", path,
+           (long long)T->st.global_step, (long long)T->st.epoch, (long long)T->st.step_in_epoch, wr.bytes, wr.sha256);
+    cJSON *row = eff_json_object(); /* what was written, for tools that check it later (tests/soak) */
+    eff_json_str(row, "type", "checkpoint");
+    eff_json_str(row, "file", name);
+    eff_json_int(row, "step", (long long)T->st.global_step);
+    eff_json_int(row, "bytes", wr.bytes);
+    eff_json_str(row, "sha256", wr.sha256);
+    eff_trainer_metrics(T, row);
     fflush(stdout);
 }
 
@@ -376,4 +385,5 @@ void eff_trainer_finish(EffTrainer *T) {
     if (T->metrics) eff_fclose(T->metrics, "metrics.jsonl");
     if (T->index_dump) eff_fclose(T->index_dump, "indices-rankR.txt");
     eff_trace_close(T->trace);
+    eff_dirlock_release(T->dir_lock);
 }

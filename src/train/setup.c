@@ -7,18 +7,20 @@
 
 #include "common.h"
 #include "data/sampler.h"
+#include "train/dirlock.h"
 #include "train/elastic.h"
 #ifdef EFFNET_HAVE_CUDA
 #include "augment_cuda.h"
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static uint64_t fnv1a(const void *p, size_t n) {
@@ -141,12 +143,31 @@ static void plan_split(EffTrainer *T, const char *path, const char *stored_ini) 
     c->accum = p.accum;
 }
 
+/* train.resume_fallback = best: a checkpoint that fails its checksum is
+ * replaced by OUTPUT_DIR/best.h5 (rank 0 decides, so every rank loads the
+ * same file). Without it, eff_checkpoint_load stops with the damage named. */
+static void fall_back_if_damaged(EffTrainer *T, char *path, size_t cap) {
+    const EffConfig *c = &T->cfg;
+    if (strcmp(c->resume_fallback, "best") != 0) return;
+    char err[1400] = "";
+    int bad = T->rank == 0 && eff_ckpt_verify(path, err, sizeof err) < 0;
+    eff_mpi_bcast(T->mpi, &bad, 1, MPI_INT, 0, "resume fallback broadcast");
+    if (!bad) return;
+    char best[1300];
+    snprintf(best, sizeof best, "%s/best.h5", c->output_dir);
+    EFF_CHECK(strcmp(best, path) != 0, "%s\nHINT: train.resume_fallback = best, but this is best.h5 itself", err);
+    eff_trainer_log(T, "resume: %s\nresume: train.resume_fallback = best: resuming from %s instead (an earlier "
+                    "state: the steps since it are trained again)\n", err, best);
+    snprintf(path, cap, "%s", best);
+}
+
 static void resume(EffTrainer *T, const char *resume_arg) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
     char path[1300], *stored = NULL;
     if (!resume_arg[0]) snprintf(path, sizeof path, "%s/last.h5", c->output_dir);
     else snprintf(path, sizeof path, "%s", resume_arg);
+    fall_back_if_damaged(T, path, sizeof path);
     eff_checkpoint_load(path, m, 1, &T->st, &stored);
     EFF_CHECK(!T->st.optimizer[0] || !strcmp(T->st.optimizer, c->optimizer), "checkpoint '%s' was written with "
               "optimizer '%s', config optim.name is '%s'\nHINT: resume with the same optimizer", path, T->st.optimizer,
@@ -331,19 +352,18 @@ static void open_loaders(EffTrainer *T) {
                     (long long)T->total_steps, (size_t)T->ctx.model.ptab.total);
 }
 
-/* The one piece of process-global state: a signal handler can only reach a
- * global. It is read once per step and agreed on by all ranks (step.c). */
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
-
-static void install_signals(EffTrainer *T) {
-    T->stop = &stop_signal;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    EFF_CHECK(sigaction(SIGTERM, &sa, NULL) == 0 && sigaction(SIGUSR1, &sa, NULL) == 0 && sigaction(SIGINT, &sa, NULL) == 0,
-              "installing signal handlers failed: %s", strerror(errno));
+/* A SIGTERM/SIGUSR1/SIGINT that arrived during start-up (train/signals.h
+ * keeps it): every rank learns of it here, and the job exits 75 before its
+ * first step, without writing, so the previous last.h5 stays as it was. */
+static void stop_if_signalled(EffTrainer *T) {
+    int sig = eff_signals_caught(T->signals);
+    eff_mpi_allreduce(T->mpi, &sig, 1, MPI_INT, MPI_MAX, "start-up signal all-reduce");
+    if (!sig) return;
+    eff_trainer_log(T, "signal received during start-up (%s on at least one rank): exiting %d before the first step; "
+                    "nothing written, so %s/last.h5 is as it was\n", eff_signal_name(sig), EFF_EXIT_REQUEUE,
+                    T->cfg.output_dir);
+    T->exit_code = EFF_EXIT_REQUEUE;
+    T->finished = 1;
 }
 
 /* output.trace: a bucket's all-reduce as an async span, start to completion. */
@@ -351,10 +371,60 @@ static void trace_bucket(void *arg, int bucket, int done) {
     eff_trace_async((EffTrace *)arg, "comm", "gradient bucket all-reduce", bucket, done ? 'e' : 'b');
 }
 
+/* With the directory lock held, a checkpoint's temporary file there
+ * (NAME.h5.tmp.PID, checkpoint.c) can only be left by a job that died while
+ * writing it: remove it, and say so. */
+static void remove_stale_temporaries(EffTrainer *T) {
+    const char *dir = T->cfg.output_dir;
+    DIR *d = opendir(dir);
+    EFF_CHECK(d, "cannot list output.dir '%s': %s", dir, strerror(errno));
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *t = strstr(e->d_name, ".h5.tmp.");
+        if (!t || strspn(t + 8, "0123456789") != strlen(t + 8) || !t[8]) continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            eff_trainer_log(T, "output: removed %s, a checkpoint a job did not finish writing (it died; the "
+                            "checkpoint it was replacing is intact)\n", path);
+        else
+            eff_trainer_log(T, "output: warning: cannot remove the unfinished checkpoint %s: %s\n", path,
+                            strerror(errno));
+    }
+    closedir(d);
+}
+
+/* Rank 0 takes OUTPUT_DIR/effnet.lock before anything is written there
+ * (train/dirlock.h); a job that cannot ends, naming the holder. */
+static void lock_output(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    T->dir_lock = -1;
+    int rc = 0;
+    char holder[1400] = "";
+    if (T->rank == 0 && c->lock) {
+        EFF_CHECK(eff_mkdir_p(c->output_dir) == 0, "cannot create output.dir '%s': %s", c->output_dir, strerror(errno));
+        rc = eff_dirlock_acquire(c->output_dir, 0, holder, sizeof holder);
+        if (rc == -1 && c->lock_wait_s > 0) {
+            eff_trainer_log(T, "output: %s; waiting up to %.0f s (output.lock_wait_s) for it to end\n", holder,
+                            c->lock_wait_s);
+            rc = eff_dirlock_acquire(c->output_dir, c->lock_wait_s, holder, sizeof holder);
+        }
+        EFF_CHECK(rc != -1, "output.dir '%s' is in use by another job: %s\nHINT: wait for that job to end, or give "
+                  "this one another output.dir; a lock left by a job that died is released with it, so it never "
+                  "blocks", c->output_dir, holder);
+        EFF_CHECK(rc != -3, "%s\nHINT: check that output.dir is writable", holder);
+        if (rc == -2) eff_trainer_log(T, "output: warning: %s; running without the directory lock (set output.lock = "
+                                      "false to silence this)\n", holder);
+        T->dir_lock = rc >= 0 ? rc : -1;
+        if (rc >= 0) remove_stale_temporaries(T);
+    }
+    eff_mpi_barrier(T->mpi, "output directory lock barrier");
+}
+
 void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     EffConfig *c = &T->cfg;
     T->mpi = eff_mpi_create(MPI_COMM_WORLD, c->comm_timeout);
     T->config_ini = eff_config_to_ini(c);
+    lock_output(T);
     /* Every rank must run the same config (nodes may see different files). */
     unsigned long long h = fnv1a(T->config_ini, strlen(T->config_ini)), h0 = h;
     eff_mpi_bcast(T->mpi, &h0, 1, MPI_UNSIGNED_LONG_LONG, 0, "config hash broadcast");
@@ -370,6 +440,10 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     eff_set_threads(T->ctx.threads);
     load_split(T, "train", &T->train, c->train_subset);
     load_split(T, "test", &T->test, c->test_subset);
+    if (c->setup_sleep_ms) {
+        eff_trainer_log(T, "setup: sleeping %ld ms (debug.setup_sleep_ms)\n", c->setup_sleep_ms);
+        nanosleep(&(struct timespec){c->setup_sleep_ms / 1000, (c->setup_sleep_ms % 1000) * 1000000L}, NULL);
+    }
     EFF_CHECK(T->train.num_classes == c->classes, "data has %d classes, model.classes is %ld", T->train.num_classes,
               c->classes);
     create_model(T, &spec, resume_arg); /* a resume that cannot keep the global batch fails here, before any write */
@@ -378,11 +452,12 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
                     "%s (%s), hosts %.300s\n", EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name, T->R, T->R, T->world, c->batch,
                     c->accum, (long)T->world * c->batch * c->accum, T->ctx.be->name,
                     eff_precision_name(T->ctx.be->precision), T->hosts);
+    if (T->world > 1 && !T->cuda) eff_trainer_log(T, "mpi: MPI_Iallreduce algorithm: %s\n", T->iallreduce);
     start_identical(T);
     if (T->trace && T->buckets) eff_mpi_buckets_on_event(T->buckets, trace_bucket, T->trace);
     if (T->world > 1)
         T->straggler_rows = eff_malloc(sizeof(double) * (EFF_PHASES + 3) * (size_t)T->world, "straggler report");
     open_loaders(T);
-    install_signals(T);
+    stop_if_signalled(T);
     T->window_t0 = eff_time();
 }

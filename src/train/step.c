@@ -191,7 +191,7 @@ static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
         eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
     }
     average_bn_stats(T);
-    double v[2] = {local_loss, *T->stop ? 1.0 : 0.0};
+    double v[2] = {local_loss, eff_signals_caught(T->signals) ? 1.0 : 0.0};
     eff_mpi_allreduce(T->mpi, v, 2, MPI_DOUBLE, MPI_SUM, "loss and stop-flag all-reduce");
     r->loss = v[0] / (double)(T->cfg.accum * T->world);
     r->stop_signal = v[1] > 0;

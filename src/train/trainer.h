@@ -29,9 +29,9 @@
 #include "data/loader.h"
 #include "data/shard.h"
 #include "jsonout.h"
+#include "train/signals.h"
 #include "train/trace.h"
 
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -95,7 +95,9 @@ typedef struct EffTrainer {
     EffTrace *trace;             /* output.trace: this rank's timeline, or NULL */
     float *bn_start, *bn_sum;    /* accum > 1 (host): the step's starting BN statistics; their sum over the
                                     micro-batches, followed by a staging copy (2 x the BN buffer) */
-    volatile sig_atomic_t *stop; /* set by the signal handler */
+    const char *iallreduce;      /* how MPI_Iallreduce's algorithm was chosen (cmd_train.c) */
+    EffSignals *signals;
+    int dir_lock;                /* rank 0: the descriptor holding OUTPUT_DIR/effnet.lock, or -1 */         /* SIGTERM/SIGUSR1/SIGINT, taken by a thread of their own (train/signals.h) */
     /* progress of this process */
     int64_t steps_run, window_steps, epoch_samples;
     double window_t0, window_loss, epoch_loss;

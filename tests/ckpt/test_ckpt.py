@@ -142,7 +142,7 @@ def case_commands(a):
     check(info['optimizer'] == {'name': 'adam', 'step': 6} and
           info['optimizer_tensors'] == {'exp_avg': 181, 'exp_avg_sq': 181},
           f"info: optimizer {info['optimizer']} {info['optimizer_tensors']}")
-    check(info['config'] == f.attrs['config'] and '[model]' in info['config'], 'info: config text verbatim')
+    check(info['config'] == f.attrs['config'].decode() and '[model]' in info['config'], 'info: config text verbatim')
     check(info['attributes'].get('world_size') == '2' and 'effnet_version' in info['attributes'],
           'info: provenance attributes')
     names = [x['name'] for x in info['tensors']]
@@ -252,24 +252,40 @@ def case_badinput(a):
             dst.write(src.read(size // 2))
         with open(p('text.h5'), 'w') as fh:
             fh.write('not hdf5\n')
-        shutil.copy(last, p('missing.h5'))
+        def legacy(name):  # a copy of last.h5 without the checksum header: an older effnet's, or h5py's
+            with open(last, 'rb') as src:
+                data = src.read()
+            assert data.startswith(b'effnet-checkpoint-sha256 1\n'), 'last.h5 has no checksum header'
+            with open(p(name), 'wb') as dst:
+                dst.write(data[512:])
+        # edited through h5py: without the header the layout checks behind it must catch each edit
+        legacy('missing.h5')
         with h5py.File(p('missing.h5'), 'r+') as f:
             del f['model/blocks.block_3.se.fc1.weight']
-        shutil.copy(last, p('extra.h5'))
+        legacy('extra.h5')
         with h5py.File(p('extra.h5'), 'r+') as f:
             f['model/blocks.block_99.foo.weight'] = np.zeros(3, np.float32)
-        shutil.copy(last, p('shape.h5'))
+        legacy('shape.h5')
         with h5py.File(p('shape.h5'), 'r+') as f:
             del f['model/stem.0.weight']
             f['model/stem.0.weight'] = np.zeros((32, 27, 1, 1), np.float32)
-        shutil.copy(last, p('flipped.h5'))
-        with h5py.File(last, 'r') as f:
-            off = f['model/head.0.weight'].id.get_chunk_info(0).byte_offset
-        with open(p('flipped.h5'), 'r+b') as fh:
-            fh.seek(off + 4096)
-            b = fh.read(1)
-            fh.seek(off + 4096)
-            fh.write(bytes([b[0] ^ 0x10]))
+        # the same edit of a file with the header: refused as damaged before HDF5 reads it
+        shutil.copy(last, p('edited.h5'))
+        with h5py.File(p('edited.h5'), 'r+') as f:
+            del f['model/blocks.block_3.se.fc1.weight']
+
+        def flip(name, src):  # one bit in the middle of head.0.weight's chunk
+            shutil.copy(src, p(name))
+            with h5py.File(src, 'r') as f:
+                off = f['model/head.0.weight'].id.get_chunk_info(0).byte_offset
+            with open(p(name), 'r+b') as fh:
+                fh.seek(off + 4096)
+                b = fh.read(1)
+                fh.seek(off + 4096)
+                fh.write(bytes([b[0] ^ 0x10]))
+        legacy('legacy.h5')
+        flip('flipped.h5', last)
+        flip('flipped-legacy.h5', p('legacy.h5'))
         # a B1 checkpoint in our format (ckpt_torch.py import of a fresh B1)
         import torch
         import effnet_ref
@@ -289,8 +305,11 @@ def case_badinput(a):
             (['diff', last, p('missing.h5')], 'missing.h5', "lacks tensor '/model/blocks.block_3.se.fc1.weight'"),
             (['stats', p('extra.h5')], 'extra.h5', "unexpected tensor '/model/blocks.block_99.foo.weight'"),
             (['info', p('shape.h5')], 'shape.h5', 'has shape [32, 27, 1, 1], but efficientnet-b0'),
-            (['stats', p('flipped.h5')], 'flipped.h5', "'/model/head.0.weight'"),
-            (['diff', p('flipped.h5'), last], 'flipped.h5', 'Fletcher32'),
+            (['stats', p('flipped-legacy.h5')], 'flipped-legacy.h5', "'/model/head.0.weight'"),
+            (['diff', p('flipped-legacy.h5'), last], 'flipped-legacy.h5', 'Fletcher32'),
+            (['stats', p('flipped.h5')], 'flipped.h5', 'is damaged: SHA-256'),
+            (['diff', last, p('flipped.h5')], 'flipped.h5', 'is damaged: SHA-256'),
+            (['info', p('edited.h5')], 'edited.h5', 'is damaged: SHA-256'),
             (['info', p('text.h5')], 'text.h5', 'not an HDF5 file'),
             (['info', p('nowhere.h5')], 'nowhere.h5', 'not found'),
             (['info', tmp], tmp, 'is a directory'),
@@ -308,7 +327,8 @@ def case_badinput(a):
         # a good B1 file works on its own; diff B1 with itself too
         check(run([a.effnet, 'ckpt', 'stats', p('b1.h5')], ok=False).returncode == 0, 'control: B1 file alone is fine')
         # ckpt_torch.py refuses the bad files with a message, no traceback
-        for n, phrase in (('truncated.h5', 'truncated'), ('missing.h5', 'blocks.block_3.se.fc1.weight')):
+        for n, phrase in (('truncated.h5', 'truncated'), ('missing.h5', 'blocks.block_3.se.fc1.weight'),
+                          ('flipped.h5', 'damaged')):
             r = run([sys.executable, a.ckpt_torch, 'export', p(n), p('x.pt')], ok=False)
             check(r.returncode == 1 and phrase in r.stderr and 'Traceback' not in r.stderr and not os.path.exists(p('x.pt')),
                   f'ckpt_torch.py export {n}: exit {r.returncode}, {r.stderr.strip().splitlines()[0][:120]}')
@@ -415,6 +435,10 @@ def case_pytorch(a):
         check(info['train'] is None and info['optimizer'] is None and info['resolution'] == 32
               and info['num_batches_tracked'] == {'count': 49, 'min': 11, 'max': 11} and info['config'] == '',
               'import: effnet ckpt info reads it (header + /model only, num_batches_tracked 11)')
+        check(info['checksum'] == 'verified', f"import: the file has effnet's checksum header ({info['checksum']})")
+        with h5py.File(h5, 'r') as f:  # fixed-length strings (no global heap), as effnet writes them
+            check(all(not h5py.check_string_dtype(f.attrs.get_id(k).dtype).length is None for k in
+                      ('format', 'model', 'config', 'source')), 'import: string attributes are fixed-length')
         with h5py.File(h5, 'r') as f:
             d = f['model/blocks.block_5.expand_conv.weight']
             check(d.dtype == np.dtype('<f4') and d.fletcher32 and d.chunks == d.shape

@@ -6,9 +6,16 @@
  * - The next batch is prepared in the background while the caller holds one.
  * - Evaluation mode: test pipeline, in order, every sample valid exactly once.
  * - Augmentation parameters: pure function of (seed, epoch, index), inside the
- *   configured ranges, all 24 ColorJitter orders about equally often. */
+ *   configured ranges, all 24 ColorJitter orders about equally often.
+ * - An error on the prefetch thread (an augmentation thread that cannot
+ *   start) is raised by the main thread in eff_loader_next, through the
+ *   abort hook (MPI_Abort in effnet train), never on the thread itself. */
+#define _GNU_SOURCE /* pthread_setattr_default_np */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,6 +237,53 @@ static void aug_params(void) {
     CHECK(!same_params(&a, &b), "another epoch gives other parameters");
 }
 
+/* The child's abort hook: it must run on the main thread, which set it. */
+static pthread_t main_thread;
+static void hook_on_main(int code) {
+    fprintf(stderr, "abort hook ran on the %s thread (code %d)\n",
+            pthread_equal(pthread_self(), main_thread) ? "main" : "WRONG", code);
+}
+
+/* A child process opens a 3-thread loader, then makes every new thread's
+ * stack impossible to map (pthread_create fails with EAGAIN): within a few
+ * batches the prefetch thread cannot start its helpers. */
+static void error_handoff(const eff_dataset *ds) {
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        main_thread = pthread_self();
+        eff_set_abort_hook(hook_on_main);
+        eff_loader_config c = {.rank = 0, .world = 1, .batch = 4, .train = 1, .seed = 3, .threads = 3};
+        eff_aug_config_default(&c.aug, 32);
+        eff_loader *L = eff_loader_open(ds, &c);
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setstacksize(&a, (size_t)1 << 46); /* 64 TiB: no mmap can give it */
+        pthread_setattr_default_np(&a);
+        for (int i = 0; i < 20; i++) (void)eff_loader_next(L);
+        _exit(0); /* not reached when the error is raised */
+    }
+    close(pipefd[1]);
+    char out[4096] = "";
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < sizeof out && (k = read(pipefd[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)k;
+    out[n] = '\0';
+    close(pipefd[0]);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "loader error: the child exits 1 (status 0x%x)", status);
+    CHECK(strstr(out, "cannot start augmentation thread") != NULL, "loader error: names the failed thread start");
+    CHECK(strstr(out, "abort hook ran on the main thread") != NULL, "loader error: raised on the main thread");
+    CHECK(strstr(out, "helper thread") == NULL, "loader error: not raised on the prefetch thread");
+    printf("loader error handed to the main thread:\n%s", out);
+}
+
 int main(void) {
     eff_dataset ds;
     synthetic(&ds, 100);
@@ -237,6 +291,7 @@ int main(void) {
     loader_runs(&ds, 32);
     loader_runs(&ds, 64);
     eval_mode(&ds);
+    error_handoff(&ds);
     eff_dataset_free(&ds);
     if (ts.failures) {
         fprintf(stderr, "%d of %d checks failed\n", ts.failures, ts.checks);

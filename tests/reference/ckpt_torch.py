@@ -21,6 +21,7 @@ See docs/checkpoint-tools.md.
 """
 import argparse
 import datetime
+import hashlib
 import os
 import sys
 
@@ -42,10 +43,48 @@ def _str(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+USERBLOCK, MAGIC = 512, b'effnet-checkpoint-sha256 1\n'
+
+
+def verify_checksum(path):
+    """The checksum header effnet writes (docs/checkpoint-format.md): the
+    SHA-256 and length of everything after the first 512 bytes. Files without
+    it (older effnet, h5py-written) pass unchecked."""
+    with open(path, 'rb') as fh:
+        head = fh.read(USERBLOCK)
+        if not head.startswith(MAGIC):
+            return
+        fields = dict(line.split(' ', 1) for line in head[len(MAGIC):].rstrip(b'\0').decode('ascii', 'replace').split('\n') if ' ' in line)
+        digest, n = hashlib.sha256(), 0
+        for chunk in iter(lambda: fh.read(1 << 20), b''):
+            digest.update(chunk)
+            n += len(chunk)
+    hint = "HINT: the file was damaged on disk or in a copy; use another checkpoint (best.h5, or an earlier one)"
+    if str(n) != fields.get('bytes') or digest.hexdigest() != fields.get('sha256'):
+        raise ToolError(f"checkpoint '{path}' is damaged or truncated: {n} bytes after the checksum header with "
+                        f"SHA-256 {digest.hexdigest()[:16]}..., written as {fields.get('bytes')} bytes with "
+                        f"{str(fields.get('sha256'))[:16]}...\n{hint}")
+
+
+def seal(path):
+    """Fill the user block (h5py leaves it zero) with effnet's checksum header."""
+    with open(path, 'r+b') as fh:
+        if fh.read(USERBLOCK) != bytes(USERBLOCK):
+            raise ToolError(f"'{path}': the HDF5 user block is not empty")
+        digest, n = hashlib.sha256(), 0
+        for chunk in iter(lambda: fh.read(1 << 20), b''):
+            digest.update(chunk)
+            n += len(chunk)
+        head = MAGIC + f'sha256 {digest.hexdigest()}\nbytes {n}\n'.encode()
+        fh.seek(0)
+        fh.write(head + bytes(USERBLOCK - len(head)))
+
+
 def read_checkpoint(path):
     """(model name, classes, resolution, state_dict of torch tensors)."""
     if not os.path.isfile(path):
         raise ToolError(f"checkpoint '{path}' not found (or not a file)")
+    verify_checksum(path)
     try:
         f = h5py.File(path, 'r')
     except OSError as e:
@@ -133,18 +172,22 @@ def cmd_import(args):
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ToolError(f"'{args.state}': tensor '{k}' has a NaN or Inf; effnet refuses such a model")
 
+    def text(f, name, value):  # as effnet writes strings: fixed-length UTF-8, no global heap
+        b = value.encode()
+        f.attrs.create(name, np.array(b, dtype=f'S{max(len(b), 1)}'), dtype=h5py.string_dtype('utf-8', max(len(b), 1)))
+
     def write(tmp):
-        with h5py.File(tmp, 'w', libver='earliest') as f:
-            f.attrs['format'] = FORMAT
+        with h5py.File(tmp, 'w', libver='earliest', userblock_size=USERBLOCK) as f:
+            text(f, 'format', FORMAT)
             f.attrs['schema_version'] = np.int64(SCHEMA)
-            f.attrs['model'] = args.model
+            text(f, 'model', args.model)
             f.attrs['classes'] = np.int64(classes)
             f.attrs['resolution'] = np.int64(res)
-            f.attrs['created'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-            f.attrs['config'] = ''
-            f.attrs['hdf5_version'] = str(h5py.version.hdf5_version)
-            f.attrs['source'] = f'pytorch state_dict {os.path.basename(args.state)} (ckpt_torch.py import)'
-            f.attrs['torch_version'] = str(torch.__version__)
+            text(f, 'created', datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
+            text(f, 'config', '')
+            text(f, 'hdf5_version', str(h5py.version.hdf5_version))
+            text(f, 'source', f'pytorch state_dict {os.path.basename(args.state)} (ckpt_torch.py import)')
+            text(f, 'torch_version', str(torch.__version__))
             g = f.create_group('model')
             for k, v in state.items():
                 if k.endswith('num_batches_tracked'):
@@ -154,6 +197,7 @@ def cmd_import(args):
                     # as effnet writes: float32, one chunk per tensor, Fletcher-32
                     g.create_dataset(k, data=a, dtype='<f4', chunks=a.shape if a.ndim else None,
                                      fletcher32=a.ndim > 0)
+        seal(tmp)
     atomic_write(args.out, write)
     print(f'import: {args.state} ({args.model}, {classes} classes, resolution {res}, {len(state)} tensors) -> {args.out}')
 

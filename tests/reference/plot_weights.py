@@ -80,7 +80,8 @@ def main(argv):
         fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
         if fmt != 'effnet-checkpoint' or 'model' not in f:
             fail(f"'{args.ckpt}' is not an effnet checkpoint (root attribute 'format' is {fmt or '(missing)'!r})")
-        model = str(f.attrs.get('model', '?'))
+        model = f.attrs.get('model', '?')
+        model = model.decode() if isinstance(model, bytes) else str(model)
         names = sorted((k for k in f['model'] if k.endswith('.weight') or k.endswith('.bias')), key=order_key)
         norms, project_out = {}, {}
         for k in names:

@@ -75,10 +75,39 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/effnet-mn-$case_.XXXXXX")
 cluster=$work/cluster
+# Evidence when a rank dies (issue 23): a core file instead of Open MPI's own
+# SIGSEGV handler (which prints only the signal frame), in the job's working
+# directory ($work, shared by the nodes) when the kernel's core_pattern is a
+# plain file name; on failure every core gets a backtrace of all its threads,
+# kept with the job logs in $evidence.
+ulimit -c unlimited 2> /dev/null || true
+export OMPI_MCA_opal_signal=${OMPI_MCA_opal_signal-}
+evidence=${EFFNET_EVIDENCE_DIR:-/var/tmp/effnet-evidence}/$case_-$(date +%Y%m%d-%H%M%S)-$$
+keep_evidence() {
+    local c found=0
+    while IFS= read -r c; do
+        { ! command -v file > /dev/null || file "$c" | grep -q "core file"; } || continue
+        mkdir -p "$evidence" && found=1
+        local exe
+        exe=$(file "$c" | sed -n "s/.*execfn: '\([^']*\)'.*/\1/p")
+        [ -x "$exe" ] || exe=$build/effnet
+        gdb -batch -ex 'info threads' -ex 'thread apply all bt 40' "$exe" "$c" > "$evidence/$(basename "$c").bt" 2>&1
+        mv "$c" "$evidence/"
+        echo "a rank dumped core: $evidence/$(basename "$c") (executable $exe); all threads' backtraces in $evidence/$(basename "$c").bt:"
+        grep -A12 "^Thread 1 " "$evidence/$(basename "$c").bt" | head -n 14
+    done < <(find "$work" -maxdepth 4 -name 'core*' -type f 2> /dev/null)
+    if [ $found = 1 ] || [ -n "${EFFNET_KEEP_WORK:-}" ]; then
+        mkdir -p "$evidence" && cp "$work"/*.out "$evidence/" 2> /dev/null
+        echo "evidence kept in $evidence"
+    elif grep -q '^|' /proc/sys/kernel/core_pattern 2> /dev/null; then
+        echo "(no core file here: kernel.core_pattern pipes cores to $(cut -c2- /proc/sys/kernel/core_pattern | cut -d' ' -f1))"
+    fi
+}
 cleanup() {
     local rc=$? stopped=0
     trap - EXIT INT TERM HUP
     trap '' PIPE
+    [ $rc -ne 0 ] && keep_evidence
     if [ $rc -ne 0 ] && [ -d "$cluster/log" ]; then
         for f in "$cluster/log/slurmctld.log" "$cluster"/log/slurmd-n*.log; do
             [ -s "$f" ] && { echo "----- $f (last 25 lines)"; tail -n 25 "$f"; }
@@ -122,6 +151,7 @@ check_finished() { # check_finished JOB RESTARTS SECONDS: COMPLETED, exit 0:0
     [ "$rs" = "$2" ] || { show_job "$jid"; fail "job $jid restarted $rs times, want $2"; }
     echo "job $jid: $st, exit $ec, $rs restarts, nodes $(field "$jid" NodeList), start $(field "$jid" StartTime | cut -dT -f2), end $(field "$jid" EndTime | cut -dT -f2)"
 }
+since() { "$py" -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$1"; } # seconds since date +%s.%N
 step_of() { "$py" -c "import h5py, sys; print(int(h5py.File(sys.argv[1], 'r')['train'].attrs['global_step']))" "$1"; }
 submit() { # submit NAME [SBATCH OPTIONS] -- [SCRIPT ARGS]: train-cpu.sbatch on 2 nodes x 1 task; prints the job ID
     local name=$1
@@ -289,8 +319,12 @@ preempt)
     wait_for 90 "job $jid to train" grep -qs '^Train Epoch' "$log" || { show_job "$jid"; fail "job $jid never trained"; }
     echo "job $jid: scancel --signal=USR1 --batch"
     scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1 --batch $jid"
+    t_sig=$(date +%s.%N)
+    wait_for 90 "the ranks to see the signal" grep -qs "^signal received" "$log" || { show_job "$jid"; fail "job $jid: no 'signal received'"; }
+    detect=$(since "$t_sig")
     wait_for 90 "the first run to exit 75" grep -qs "restart 0 exit 75" "$rdir/starts.log" \
         || { show_job "$jid"; fail "job $jid: the signalled run did not exit 75"; }
+    exit_s=$(since "$t_sig")
     step=$(step_of "$rdir/last.h5") || fail "reading global_step from last.h5"
     [ "$step" -gt 0 ] && [ "$step" -lt $steps ] || { show_job "$jid"; fail "checkpoint after the signal at global step $step, want 1..$((steps - 1))"; }
     echo "job $jid: checkpoint written at global step $step, state $(field "$jid" JobState) ($(field "$jid" Reason))"
@@ -316,6 +350,7 @@ for g in ("/model", "/optimizer"):
     print(f"{g}: {len(ka)} datasets bit-identical")
 assert a["train"].attrs["global_step"] == b["train"].attrs["global_step"]
 PY
+    echo "SOAK scenario=preempt detect_s=$detect exit_s=$exit_s lost=0"
     pass "scancel --signal=USR1 across nodes: ranks on n1 and n2 checkpointed at step $step and exited 75, job $jid requeued, resumed and finished bit-identical to job $ref" ;;
 mpirun)
     # the launcher fallback: mpirun inside a 2-node allocation starts its
@@ -345,14 +380,16 @@ nodedeath)
     wait_for 150 "job $jid to pass step 22" grep -qs '^Train Epoch: 2 \[32/' "$log" || { show_job "$jid"; fail "job $jid never got past its first checkpoint"; }
     [ "$(step_of "$rdir/last.h5")" = 20 ] || fail "no last.h5 at global step 20"
     bash "$lc" link "$cluster" n2 down || fail "taking n2's link down"
-    t_down=$(date +%s)
+    t_down=$(date +%s) t_cut=$(date +%s.%N)
     echo "job $jid: n2's link is down for good (comm.timeout_s = 10)"
     # the report: within 10 s timeout + 5 s grace (+ the step under way)
     wait_for 40 "the stall report" grep -qs "comm stall" "$log" || { show_job "$jid"; fail "no stall report 40 s after the cut"; }
-    dr=$(( $(date +%s) - t_down ))
+    dr=$(( $(date +%s) - t_down )) detect=$(since "$t_cut")
     # the job: plus Slurm's teardown of a step whose second node is unreachable (measured ~50 s)
     wait_for 90 "job $jid to end" job_done "$jid" || { show_job "$jid"; fail "job $jid still running 90 s after the report"; }
-    dt=$(( $(date +%s) - t_down ))
+    dt=$(( $(date +%s) - t_down )) exit_s=$(since "$t_cut")
+    lost=$("$py" "$src/tests/soak/check_lost.py" "$rdir" "$build/effnet") || { echo "$lost"; fail "checkpoint lost with n2"; }
+    echo "$lost"
     echo "job $jid: stall reported $dr s after the cut; job ended $(field "$jid" JobState) (exit $(field "$jid" ExitCode)) $dt s after it"
     grep -q "comm stall: .*training step" "$log" || { show_job "$jid"; fail "no stall report in the job log"; }
     grep -q "did not arrive .*: rank 1 (host n2)$" "$log" || { show_job "$jid"; fail "the report does not name rank 1 on n2"; }
@@ -368,6 +405,7 @@ nodedeath)
         || { show_job "$jid2"; fail "the resubmission did not keep the global batch"; }
     grep -q "resume: $rdir/last.h5 at epoch 2, step 0 of the epoch, global step 20" "$log2" || { show_job "$jid2"; fail "not resumed at step 20"; }
     [ "$(step_of "$work/runs/effnet-survivor-$jid2/last.h5")" = 40 ] || fail "the resubmission did not reach step 40"
+    echo "SOAK scenario=nodedeath detect_s=$detect exit_s=$exit_s lost=0"
     pass "n2 lost mid-run: job $jid reported the stall in $dr s naming rank 1 (host n2) and ended in $dt s; job $jid2 on n1 resumed at step 20 on 1 rank x accum 2 and finished" ;;
 flap)
     start_cluster
@@ -384,10 +422,16 @@ flap)
     sleep 5
     [ "$(field "$jid" JobState)" = RUNNING ] || { bash "$lc" link "$cluster" n2 up; show_job "$jid"; fail "job $jid is not running while n2's link is down"; }
     bash "$lc" link "$cluster" n2 up || fail "bringing n2's link up"
+    t_up=$(date +%s.%N)
     echo "n2's link was down for $(( $(date +%s) - t_down )) s while job $jid trained"
     # never hang: the job must end, either way, within a bound
     wait_for 120 "job $jid to end after the flap" job_done "$jid" || { show_job "$jid"; fail "job $jid hangs after a 5 s link flap"; }
-    st=$(field "$jid" JobState) ec=$(field "$jid" ExitCode)
+    st=$(field "$jid" JobState) ec=$(field "$jid" ExitCode) exit_s=$(since "$t_up")
+    if [ -f "$rdir/last.h5" ]; then
+        lost=$("$py" "$src/tests/soak/check_lost.py" "$rdir" "$build/effnet") || { echo "$lost"; fail "checkpoint lost in the flap"; }
+        echo "$lost"
+    fi
+    echo "SOAK scenario=flap detect_s=- exit_s=$exit_s lost=0 outcome=$st"
     if [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ]; then
         check_ranks "$jid" 0 0
         [ "$(step_of "$rdir/last.h5")" = $steps ] || fail "last.h5 not at global step $steps"
