@@ -41,7 +41,9 @@ static const char *const usage_text =
     "  diff   per tensor: ||B-A||/||A||; per layer: update-to-weight ratio ||W_B-W_A||/||W_A||\n"
     "         (and per optimizer step); A and B must hold the same model and classes\n\n"
     "options:\n"
-    "  --json         print one JSON object instead of tables\n";
+    "  --json         print one JSON object instead of tables\n\n"
+    "PyTorch state_dicts in and out: effnet-torch import STATE.pt OUT.h5 --model NAME | export CKPT.h5 OUT.pt\n"
+    "(installed beside effnet; data_tools/effnet-torch in the source tree; docs/checkpoint-tools.md)\n";
 
 /* A state_dict key of the model, with what the tables print about it. */
 typedef struct Key {

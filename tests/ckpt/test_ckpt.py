@@ -13,15 +13,16 @@ CASE:
   badinput  a truncated file, an HDF5 file that is not a checkpoint, a missing
             tensor, an extra tensor, a wrong shape, a flipped bit, not-HDF5, a
             missing file, B0 vs B1: non-zero exit (< 128: no signal), a message
-            naming the file; ckpt_torch.py refuses them too.
-  pytorch   effnet -> PyTorch (ckpt_torch.py export, load_state_dict strict):
+            naming the file; effnet-torch refuses them too.
+  pytorch   effnet -> PyTorch (effnet-torch export, load_state_dict strict):
             PyTorch's loss and correct count on the test split == `effnet eval`
             (rel err <= 2e-6), and its logits on a fixed batch == the C model's;
-            PyTorch -> effnet (ckpt_torch.py import): `effnet eval` == PyTorch's.
+            PyTorch -> effnet (effnet-torch import): `effnet eval` == PyTorch's.
   plots     plot_metrics.py / plot_weights.py write PNGs from the run's files
             (exit 77 = skipped if matplotlib is missing).
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -286,7 +287,7 @@ def case_badinput(a):
         legacy('legacy.h5')
         flip('flipped.h5', last)
         flip('flipped-legacy.h5', p('legacy.h5'))
-        # a B1 checkpoint in our format (ckpt_torch.py import of a fresh B1)
+        # a B1 checkpoint in our format (effnet-torch import of a fresh B1)
         import torch
         import effnet_ref
         torch.save(effnet_ref.build('efficientnet-b1', 10).state_dict(), p('b1.pt'))
@@ -326,16 +327,28 @@ def case_badinput(a):
                       f"{first[:150]}")
         # a good B1 file works on its own; diff B1 with itself too
         check(run([a.effnet, 'ckpt', 'stats', p('b1.h5')], ok=False).returncode == 0, 'control: B1 file alone is fine')
-        # ckpt_torch.py refuses the bad files with a message, no traceback
+        # effnet-torch refuses the bad files with a message, no traceback
         for n, phrase in (('truncated.h5', 'truncated'), ('missing.h5', 'blocks.block_3.se.fc1.weight'),
                           ('flipped.h5', 'damaged')):
             r = run([sys.executable, a.ckpt_torch, 'export', p(n), p('x.pt')], ok=False)
             check(r.returncode == 1 and phrase in r.stderr and 'Traceback' not in r.stderr and not os.path.exists(p('x.pt')),
-                  f'ckpt_torch.py export {n}: exit {r.returncode}, {r.stderr.strip().splitlines()[0][:120]}')
+                  f'effnet-torch export {n}: exit {r.returncode}, {r.stderr.strip().splitlines()[0][:120]}')
+        # a .pt whose unpickling would run code (here: create a file) is refused, and nothing runs
+        marker = p('code-ran')
+        evil = ("import os, sys, torch\n"
+                "class Evil:\n"
+                "    def __reduce__(self):\n"
+                f"        return (os.system, ('touch {marker}',))\n"
+                "torch.save({'classifier.1.weight': torch.zeros(10, 1280), 'x': Evil()}, sys.argv[1])\n")
+        run([sys.executable, '-c', evil, p('evil.pt')])
+        r = run([sys.executable, a.ckpt_torch, 'import', p('evil.pt'), p('e.h5'), '--model', 'efficientnet-b0'], ok=False)
+        check(r.returncode == 1 and 'holds more than tensors' in r.stderr and 'evil.pt' in r.stderr and
+              'Traceback' not in r.stderr and not os.path.exists(marker) and not os.path.exists(p('e.h5')),
+              f"effnet-torch import of a .pt that runs code: refused, nothing ran ({r.stderr.strip().splitlines()[0][:100]})")
         r = run([sys.executable, a.ckpt_torch, 'import', p('b1.pt'), p('x.h5'), '--model', 'efficientnet-b0'], ok=False)
         check(r.returncode == 1 and 'does not fit efficientnet-b0' in r.stderr and 'Traceback' not in r.stderr
               and not os.path.exists(p('x.h5')) and not any(x.startswith('x.h5.tmp') for x in os.listdir(tmp)),
-              'ckpt_torch.py import of B1 weights as B0: refused, nothing written')
+              'effnet-torch import of B1 weights as B0: refused, nothing written')
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
@@ -436,6 +449,10 @@ def case_pytorch(a):
               and info['num_batches_tracked'] == {'count': 49, 'min': 11, 'max': 11} and info['config'] == '',
               'import: effnet ckpt info reads it (header + /model only, num_batches_tracked 11)')
         check(info['checksum'] == 'verified', f"import: the file has effnet's checksum header ({info['checksum']})")
+        with open(sp, 'rb') as fh:
+            want_sha = hashlib.sha256(fh.read()).hexdigest()
+        check(info['attributes'].get('source_sha256') == want_sha and 'state.pt' in info['attributes'].get('source', ''),
+              f"import: provenance names the source file and its SHA-256 ({info['attributes'].get('source_sha256')})")
         with h5py.File(h5, 'r') as f:  # fixed-length strings (no global heap), as effnet writes them
             check(all(not h5py.check_string_dtype(f.attrs.get_id(k).dtype).length is None for k in
                       ('format', 'model', 'config', 'source')), 'import: string attributes are fixed-length')
@@ -528,7 +545,7 @@ def main():
     p.add_argument('--test-checkpoint', default='')
     a = p.parse_args()
     a.fixture = os.path.abspath(a.fixture)
-    a.ckpt_torch = os.path.join(a.src, 'tests/reference/ckpt_torch.py')
+    a.ckpt_torch = os.path.join(a.src, 'data_tools/effnet-torch')
     sys.path.insert(0, os.path.join(a.src, 'tests/reference'))
     if a.case != 'setup' and not os.path.isfile(f'{a.fixture}/run/last.h5'):
         print(f'FAIL: no fixture in {a.fixture}: run the ckpt_setup test first (ctest -R ckpt_ runs it)')

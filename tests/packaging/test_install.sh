@@ -12,7 +12,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" > "$work/install.log" 2>&1 || { cat "$work/install.log"; fail "cmake --install"; }
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
-for f in bin/effnet bin/cifar10-to-h5 share/effnet/configs/efficientnet-b0.ini share/effnet/configs/cpu-b0-32.ini share/effnet/slurm/trace_merge.py \
+for f in bin/effnet bin/cifar10-to-h5 bin/effnet-torch share/effnet/python/effnet_ref.py share/effnet/configs/efficientnet-b0.ini share/effnet/configs/cpu-b0-32.ini share/effnet/slurm/trace_merge.py \
          share/effnet/slurm/train-cpu.sbatch share/effnet/docs/training.md "share/modulefiles/effnet/$version.lua"; do
     [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
