@@ -1,6 +1,7 @@
 /* setup.c: everything before the first step of `effnet train` -- backend,
  * data, model, the resume (with its batch split), an identical start on
- * every rank, the communicators, the loaders, the signal handlers. */
+ * every rank, the communicators, the loaders, the directory lock, and a
+ * signal that arrived during start-up (train/signals.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
 #include "comm/buckets.h"
