@@ -884,6 +884,85 @@ static int64_t load_bn_batches(hid_t f, const char *path, const EffModel *m) {
     return nbt;
 }
 
+static void add_name(char *list, size_t cap, const char *name) {
+    const size_t n = strlen(list);
+    if (n + strlen(name) + 8 >= cap) {
+        if (n + 6 < cap && !strstr(list, ", ...")) strcat(list, ", ...");
+        return;
+    }
+    if (n) strcat(list, ", ");
+    strcat(list, name);
+}
+
+/* One table of init_from: load the views whose shape matches; the others must be the classifier's. */
+static void init_table(EffCkptFile *cf, const EffTable *t, float *dst, const EffModel *m, int strict, float *ours,
+                       float *torch_buf, EffInitReport *rep) {
+    char name[160];
+    for (int i = 0; i < t->count; i++) {
+        const EffView *v = &t->views[i];
+        snprintf(name, sizeof name, "/model/%s", v->name);
+        EFF_CHECK(eff_h5_exists(cf->file, name), "train.init_from: checkpoint '%s' has no tensor '%s' of %s\nHINT: "
+                  "initialise from a checkpoint of the same model and variant", cf->path, name, m->spec.name);
+        int64_t dims[8];
+        const int nd = eff_h5_dims(cf->file, cf->path, name, dims, 8);
+        int same = nd == v->ndim;
+        for (int d = 0; same && d < nd; d++) same = dims[d] == v->shape[d];
+        if (!same) {
+            EFF_CHECK(!strncmp(v->name, "classifier.", 11), "train.init_from: tensor '%s' in '%s' has another shape "
+                      "than %s's (not the classifier, whose class count may differ)\nHINT: initialise from a "
+                      "checkpoint of the same model and variant", name, cf->path, m->spec.name);
+            EFF_CHECK(!strict, "train.init_from: '%s' would be re-initialised (the checkpoint has %d classes, the "
+                      "model %d) and train.init_strict is on", name, rep->file_classes, m->classes);
+            rep->reinit++;
+            add_name(rep->reinit_names, sizeof rep->reinit_names, v->name);
+            continue;
+        }
+        eff_h5_read_f32(cf->file, cf->path, name, torch_buf, v->numel);
+        const long long bad = first_nonfinite(torch_buf, v->numel);
+        EFF_CHECK(bad < 0, "tensor '%s' in checkpoint '%s' has a non-finite value (index %lld)", name, cf->path, bad);
+        eff_view_from_torch(v, torch_buf, ours);
+        m->be->upload(m->be, dst + v->offset, ours, v->numel * sizeof(float));
+        rep->loaded++;
+    }
+}
+
+void eff_checkpoint_init_from(const char *path, EffModel *m, int strict, EffInitReport *rep) {
+    char err[1024];
+    memset(rep, 0, sizeof *rep);
+    EffCkptFile *cf = eff_ckpt_open(path, err, sizeof err);
+    if (!cf) EFF_FATAL("train.init_from: %s", err);
+    EffModelSpec spec;
+    EFF_CHECK(eff_ckpt_spec(cf, &spec) && !strcmp(spec.name, m->spec.name), "train.init_from: checkpoint '%s' holds "
+              "%s, but the model is %s\nHINT: set model.name to match, or convert the weights of %s", path,
+              cf->header.model, m->spec.name, m->spec.name);
+    rep->file_classes = cf->header.classes;
+    size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
+    if (mb > mx) mx = mb;
+    float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
+    init_table(cf, &m->ptab, m->param, m, strict, ours, torch_buf, rep);
+    init_table(cf, &m->btab, m->bufs, m, strict, ours, torch_buf, rep);
+    eff_free(ours);
+    eff_free(torch_buf);
+    EffCkptKeys ks; /* the file's tensors the model lacks: ignored */
+    eff_ckpt_keys(m, &ks);
+    H5G_info_t gi;
+    if (H5Gget_info_by_name(cf->file, "/model", &gi, H5P_DEFAULT) < 0) ckpt_fatal(cf, "cannot list group /model");
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char *name = link_name(cf, "/model", i);
+        if (!eff_ckpt_key_find(&ks, name)) {
+            EFF_CHECK(!strict, "train.init_from: checkpoint '%s' has tensor '/model/%s', which %s lacks, and "
+                      "train.init_strict is on", path, name, m->spec.name);
+            rep->ignored++;
+            add_name(rep->ignored_names, sizeof rep->ignored_names, name);
+        }
+        eff_free(name);
+    }
+    eff_ckpt_keys_free(&ks);
+    m->bn_batches = 0;
+    if (!eff_ckpt_close(cf, err, sizeof err)) EFF_FATAL("%s", err);
+}
+
 void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffTrainState *st, char **config_out) {
     EFF_CHECK(path && m, "eff_checkpoint_load: path and model are required");
     if (config_out) *config_out = NULL;

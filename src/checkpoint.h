@@ -87,6 +87,23 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
                                    const char *optimizer_name, int resolution, const char *config_ini,
                                    const char *const *prov_keys, const char *const *prov_vals, int n_prov);
 
+/* train.init_from: what eff_checkpoint_init_from did, tensor by tensor. */
+typedef struct {
+    int loaded;             /* tensors copied from the file */
+    int reinit, ignored;    /* kept as initialised (shape differs: the classifier), in the file but not the model */
+    char reinit_names[512], ignored_names[512]; /* comma-separated, cut short with ", ..." */
+    int file_classes;
+} EffInitReport;
+
+/* Weights only (fine-tuning): copy /model's parameters and BN buffers into m
+ * (created and initialised with the same model name, any class count), with
+ * no optimizer state or training position. A tensor whose shape differs is
+ * allowed only for the classifier (classifier.*), which then keeps its fresh
+ * initialisation; a tensor of the model missing from the file, or of another
+ * shape elsewhere, is an error; tensors of the file that the model lacks are
+ * ignored. strict: any re-initialised or ignored tensor is an error too. */
+void eff_checkpoint_init_from(const char *path, EffModel *m, int strict, EffInitReport *rep);
+
 /* ---- reading: one open/validate/key API for eff_checkpoint_peek,
  * eff_checkpoint_load and `effnet ckpt` ------------------------------------ */
 

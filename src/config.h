@@ -41,6 +41,9 @@ typedef struct EffConfig {
     double min_lr;
     /* [data] */
     char data_dir[1024];
+    char class_subset[256];  /* data.classes: "5,6,7" -> those classes, relabelled 0..k-1 */
+    char init_from[1024];    /* train.init_from: weights-only start (fine-tuning) */
+    long init_strict;        /* train.init_strict */
     long augment;
     long train_subset;    /* 0: the whole train split; else its first N samples */
     long test_subset;

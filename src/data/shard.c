@@ -375,3 +375,58 @@ void eff_dataset_load_or_die(const char *index_path, const char *split, int flag
     char err[2048];
     if (eff_dataset_load(index_path, split, flags, ds, err, sizeof err) != 0) EFF_FATAL("%s", err);
 }
+
+int eff_parse_class_list(const char *text, int *classes, int cap, char *err, size_t errlen) {
+    int k = 0;
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        const long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v >= EFF_SHARD_MAX_CLASSES || (*end && *end != ',')) {
+            snprintf(err, errlen, "data.classes = '%s': expected a comma-separated list of class numbers, like 5,6,7",
+                     text);
+            return 0;
+        }
+        if (k == cap) {
+            snprintf(err, errlen, "data.classes = '%s': more than %d classes", text, cap);
+            return 0;
+        }
+        for (int i = 0; i < k; i++)
+            if (classes[i] == (int)v) {
+                snprintf(err, errlen, "data.classes = '%s': class %ld is listed twice", text, v);
+                return 0;
+            }
+        classes[k++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!k) snprintf(err, errlen, "data.classes is empty");
+    return k;
+}
+
+int eff_dataset_select_classes(eff_dataset *ds, const int *classes, int k, char *err, size_t errlen) {
+    int map[EFF_SHARD_MAX_CLASSES];
+    for (int c = 0; c < EFF_SHARD_MAX_CLASSES; c++) map[c] = -1;
+    for (int i = 0; i < k; i++) {
+        if (classes[i] < 0 || classes[i] >= ds->num_classes) {
+            snprintf(err, errlen, "data.classes: class %d does not exist in the %s split (it has %d classes, 0..%d)",
+                     classes[i], ds->split, ds->num_classes, ds->num_classes - 1);
+            return -1;
+        }
+        map[classes[i]] = i;
+    }
+    const size_t img = (size_t)ds->height * ds->width * ds->channels;
+    int64_t n = 0;
+    for (int64_t j = 0; j < ds->n; j++) {
+        const int to = map[ds->labels[j]];
+        if (to < 0) continue;
+        if (n != j) memcpy(ds->images + (size_t)n * img, ds->images + (size_t)j * img, img);
+        ds->labels[n++] = (uint8_t)to;
+    }
+    char names[EFF_SHARD_MAX_CLASSES][EFF_SHARD_NAME_LEN];
+    for (int i = 0; i < k; i++) memcpy(names[i], ds->class_names[classes[i]], EFF_SHARD_NAME_LEN);
+    memcpy(ds->class_names, names, sizeof names[0] * (size_t)k);
+    ds->n = n;
+    ds->num_classes = k;
+    return 0;
+}

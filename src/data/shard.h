@@ -61,5 +61,11 @@ int eff_dataset_load(const char *index_path, const char *split, int flags, eff_d
 /* The same, exiting through EFF_FATAL on error. */
 void eff_dataset_load_or_die(const char *index_path, const char *split, int flags, eff_dataset *ds);
 void eff_dataset_free(eff_dataset *ds);
+/* Keep only the samples of the k classes listed (distinct, each < num_classes),
+ * in their order, relabelled 0..k-1 in the list's order; class names follow.
+ * Returns 0, or -1 with a message in err (nothing changed). */
+int eff_dataset_select_classes(eff_dataset *ds, const int *classes, int k, char *err, size_t errlen);
+/* Parse "5,6,7" into classes[] (at most cap); returns k >= 1, or 0 with a message. */
+int eff_parse_class_list(const char *text, int *classes, int cap, char *err, size_t errlen);
 
 #endif

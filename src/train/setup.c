@@ -87,6 +87,15 @@ static void load_split(EffTrainer *T, const char *split, eff_dataset *ds, long s
     snprintf(index, sizeof index, "%s/%s", T->cfg.data_dir, EFF_SHARD_INDEX_NAME);
     EFF_CHECK(eff_dataset_load(index, split, 0, ds, err, sizeof err) == 0, "data: %s\nHINT: convert CIFAR-10 with "
               "'cifar10-to-h5 --input DIR --output %s --shards N' or set data.dir", err, T->cfg.data_dir);
+    if (T->cfg.class_subset[0]) { /* data.classes: before the subset, so N samples of those classes */
+        int classes[EFF_SHARD_MAX_CLASSES];
+        const int k = eff_parse_class_list(T->cfg.class_subset, classes, EFF_SHARD_MAX_CLASSES, err, sizeof err);
+        EFF_CHECK(k > 0, "%s", err);
+        const int64_t before = ds->n;
+        EFF_CHECK(eff_dataset_select_classes(ds, classes, k, err, sizeof err) == 0, "%s", err);
+        eff_trainer_log(T, "data: %s split: classes %s only, relabelled 0..%d: %lld of %lld images\n", split,
+                        T->cfg.class_subset, k - 1, (long long)ds->n, (long long)before);
+    }
     if (subset > 0 && subset < ds->n) ds->n = subset;
 }
 
@@ -237,6 +246,20 @@ EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
     return seg;
 }
 
+/* train.init_from: the weights of a checkpoint, nothing else (fine-tuning). */
+static void init_from(EffTrainer *T) {
+    const EffConfig *c = &T->cfg;
+    EffInitReport r;
+    eff_checkpoint_init_from(c->init_from, &T->ctx.model, (int)c->init_strict, &r);
+    eff_trainer_log(T, "init: weights from %s: %d tensors loaded, %d re-initialised%s%s%s, %d ignored%s%s%s; optimizer "
+                    "state and position start afresh\n", c->init_from, r.loaded, r.reinit, r.reinit ? " (" : "",
+                    r.reinit_names, r.reinit ? ")" : "", r.ignored, r.ignored ? " (" : "", r.ignored_names,
+                    r.ignored ? ")" : "");
+    if (r.reinit)
+        eff_trainer_log(T, "init: the checkpoint has %d classes, the model %d: the classifier starts from its "
+                        "initialisation\n", r.file_classes, T->ctx.model.classes);
+}
+
 static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
@@ -245,6 +268,8 @@ static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *re
     m->label_smoothing = (float)c->label_smoothing;
     if (!resume_arg) setup_shard(T); /* a resume loads the full state first */
     eff_model_init_weights(m, T->ctx.seed);
+    if (c->init_from[0] && !resume_arg) init_from(T);
+    else if (c->init_from[0]) eff_trainer_log(T, "init: train.init_from is ignored: --resume continues the run\n");
     T->st = (EffTrainState){.epoch = 1, .step_in_epoch = 0, .global_step = 0, .best_epoch = 0, .best_acc = -1,
                             .last_acc = -1, .last_loss = NAN, .seed = T->ctx.seed, .lr = c->lr};
     if (resume_arg) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training tests with real mpirun on a tiny synthetic CIFAR-10.
 #   test_train.sh CASE BUILD_DIR SRC_DIR PYTHON
-# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | trace | straggler | nan | kill | config | baddata | eval | retention
+# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | finetune | trace | straggler | nan | kill | config | baddata | eval | retention
 set -uo pipefail
 case_=$1 build=$2 src=$3 py=$4
 effnet=$build/effnet
@@ -671,5 +671,35 @@ dirlock)
     grep -q "in use\|waiting up to" "$work/l4.log" && fail "the requeue waited for a dead job's lock"
     echo "SOAK scenario=dirlock detect_s=$dt exit_s=$dt lost=0"
     pass "a second job on the directory refused in $dt s naming host and PID $holder; the first finished; a SIGKILLed job's lock did not block the next" ;;
+finetune)
+    # data.classes and train.init_from (issue 25): train on classes 0-4 as a
+    # 5-class model; start a 10-class model from it with lr 0: every backbone
+    # parameter arrives unchanged, the classifier is re-initialised (logged),
+    # and init_strict refuses that; a resume ignores init_from
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set data.classes=0,1,2,3,4 --set model.classes=5 \
+        --set train.max_steps=3 --set output.dir="$work/f1" > "$work/f1.log" 2>&1 || { cat "$work/f1.log"; fail "5-class run"; }
+    grep -q "data: train split: classes 0,1,2,3,4 only, relabelled 0..4: 163 of 320 images" "$work/f1.log" \
+        || { cat "$work/f1.log"; fail "class subset not logged"; }
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.init_from="$work/f1/last.h5" --set optim.lr=0 \
+        --set train.max_steps=1 --set output.dir="$work/f2" > "$work/f2.log" 2>&1 || { cat "$work/f2.log"; fail "init_from run"; }
+    grep -q "init: weights from $work/f1/last.h5: 277 tensors loaded, 2 re-initialised (classifier.1.weight, classifier.1.bias), 0 ignored" \
+        "$work/f2.log" || { cat "$work/f2.log"; fail "init_from report"; }
+    "$py" - "$work/f1/last.h5" "$work/f2/last.h5" <<'PY' || fail "init_from did not copy the backbone"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["model"], h5py.File(sys.argv[2], "r")["model"]
+keys = [k for k in a if "running" not in k and "num_batches" not in k and not k.startswith("classifier")]
+diff = [k for k in keys if not np.array_equal(a[k][()], b[k][()])]
+assert not diff and len(keys) == 179, (len(keys), diff[:3])
+assert a["classifier.1.weight"].shape == (5, 1280) and b["classifier.1.weight"].shape == (10, 1280)
+print(f"init_from: {len(keys)} backbone parameters bit-identical after a step at lr 0; classifier 5 -> 10 classes")
+PY
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.init_from="$work/f1/last.h5" --set train.init_strict=true \
+        --set train.max_steps=1 --set output.dir="$work/f3" > "$work/f3.log" 2>&1 && fail "init_strict accepted a re-initialised classifier"
+    grep -q "would be re-initialised (the checkpoint has 5 classes, the model 10) and train.init_strict is on" "$work/f3.log" \
+        || { cat "$work/f3.log"; fail "init_strict message"; }
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.init_from="$work/f1/last.h5" --set train.max_steps=2 \
+        --set output.dir="$work/f2" --resume > "$work/f4.log" 2>&1 || { cat "$work/f4.log"; fail "resume with init_from set"; }
+    grep -q "init: train.init_from is ignored: --resume continues the run" "$work/f4.log" || fail "resume did not ignore init_from"
+    pass "data.classes relabels; init_from copies the backbone bit for bit, re-initialises the classifier, strict refuses; resume ignores it" ;;
 *) fail "unknown case $case_" ;;
 esac
