@@ -18,9 +18,10 @@ runtime=(build-essential cmake pkg-config
          libdnnl-dev openmpi-bin curl ca-certificates)
 # PyTorch/torchvision/h5py references and plots, HDF5 command-line tools,
 # a local Slurm (slurmctld/slurmd + munge, PMIx), patchelf for the GPU
-# bundle, Lmod for the module test
+# bundle, Lmod for the module test, ctags (tests/check_structure.py), strace (the
+# checkpoint-interrupt tests), gdb and file (backtraces of cores in the multi-node tests)
 testset=(hdf5-tools python3 python3-numpy python3-h5py python3-torch python3-torchvision python3-pil python3-matplotlib
-         slurm-wlm munge libpmix-dev patchelf lmod)
+         slurm-wlm munge libpmix-dev patchelf lmod universal-ctags strace gdb file)
 case "$set_name" in
   runtime) pkgs=("${runtime[@]}") ;;
   test) pkgs=("${runtime[@]}" "${testset[@]}") ;;

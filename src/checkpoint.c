@@ -154,9 +154,9 @@ static void seal_image(Writer *w, unsigned char *file, size_t n) {
     if (k <= 0 || (size_t)k >= ub) save_fail(w, "this is a bug in effnet; please report it", "user block overflow");
 }
 
-EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st,
-                                   const char *optimizer_name, int resolution, const char *config_ini,
-                                   const char *const *prov_keys, const char *const *prov_vals, int n_prov) {
+/* The arguments of eff_checkpoint_save, before anything is created. */
+static void check_save_args(const char *path, const EffModel *m, const EffTrainState *st, const char *optimizer_name,
+                            int resolution, const char *const *prov_keys, const char *const *prov_vals, int n_prov) {
     EFF_CHECK(path && path[0], "eff_checkpoint_save: empty checkpoint path\nHINT: set the output directory in the config");
     EFF_CHECK(m && st && optimizer_name, "eff_checkpoint_save('%s'): model, state and optimizer name are required", path);
     EFF_CHECK(strlen(optimizer_name) < sizeof st->optimizer,
@@ -175,18 +175,10 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
             EFF_CHECK(strcmp(prov_keys[i], prov_keys[j]) != 0, "eff_checkpoint_save('%s'): provenance key '%s' given twice",
                       path, prov_keys[i]);
     }
+}
 
-    Writer w;
-    memset(&w, 0, sizeof w);
-    w.path = path;
-    w.file = -1;
-    w.fd = -1;
-    int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
-    EFF_CHECK(n > 0 && (size_t)n < sizeof w.tmp, "checkpoint path '%s' is too long (%zu characters)", path, strlen(path));
-
-    EffH5Quiet quiet;
-    eff_h5_quiet_begin(&quiet); /* our messages quote HDF5's innermost error */
-
+/* The in-memory HDF5 file with its 512-byte user block (w->file). */
+static void create_in_memory(Writer *w, const EffModel *m) {
     /* In memory, grown in steps of about the expected file size (tensors
      * plus a margin for metadata). The file format is HDF5's earliest (the
      * default bounds), readable by every HDF5 >= 1.8 and h5py: the newer
@@ -195,27 +187,31 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
     size_t expect = 4 * (3 * m->ptab.total + m->btab.total) + 4096 * (size_t)(3 * m->ptab.count + 2 * m->btab.count);
     size_t step = (expect + ((size_t)1 << 20) + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) save_fail(&w, NULL, "creating an HDF5 file access property list");
+    if (fapl < 0) save_fail(w, NULL, "creating an HDF5 file access property list");
     if (H5Pset_fapl_core(fapl, step, 0) < 0) {
         (void)H5Pclose(fapl);
-        save_fail(&w, NULL, "setting up the in-memory HDF5 file");
+        save_fail(w, NULL, "setting up the in-memory HDF5 file");
     }
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE); /* room for the checksum, before the superblock */
     if (fcpl < 0 || H5Pset_userblock(fcpl, EFF_CKPT_USERBLOCK) < 0) {
         if (fcpl >= 0) (void)H5Pclose(fcpl);
         (void)H5Pclose(fapl);
-        save_fail(&w, NULL, "setting up the HDF5 user block");
+        save_fail(w, NULL, "setting up the HDF5 user block");
     }
-    w.file = H5Fcreate(w.tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    if (w.file < 0) {
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (w->file < 0) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
         (void)H5Pclose(fapl);
         (void)H5Pclose(fcpl);
-        save_fail(&w, NULL, "creating the in-memory HDF5 file: %s", detail);
+        save_fail(w, NULL, "creating the in-memory HDF5 file: %s", detail);
     }
-    if (H5Pclose(fapl) < 0 || H5Pclose(fcpl) < 0) save_fail(&w, NULL, "closing the file property lists");
+    if (H5Pclose(fapl) < 0 || H5Pclose(fcpl) < 0) save_fail(w, NULL, "closing the file property lists");
+}
 
+/* Root attributes: header, config, provenance. */
+static void write_root(Writer *w, const EffModel *m, int resolution, const char *config_ini,
+                       const char *const *prov_keys, const char *const *prov_vals, int n_prov) {
     /* ---- root attributes: header, config, provenance */
     char created[32];
     time_t now = time(NULL);
@@ -223,20 +219,24 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
     if (now == (time_t)-1 || !gmtime_r(&now, &tmv) || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv) == 0)
         snprintf(created, sizeof created, "unknown");
     unsigned maj = 0, min = 0, rel = 0;
-    if (H5get_libversion(&maj, &min, &rel) < 0) save_fail(&w, NULL, "querying the HDF5 library version");
+    if (H5get_libversion(&maj, &min, &rel) < 0) save_fail(w, NULL, "querying the HDF5 library version");
     char h5ver[48];
     snprintf(h5ver, sizeof h5ver, "%u.%u.%u", maj, min, rel);
-    const hid_t f = w.file;
-    W(&w, eff_h5_attr_write_str(f, "format", EFF_CKPT_FORMAT, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(f, "schema_version", EFF_CKPT_SCHEMA_VERSION, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_str(f, "model", m->spec.name, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(f, "classes", m->classes, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(f, "resolution", resolution, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_str(f, "created", created, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_str(f, "config", config_ini ? config_ini : "", w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_str(f, "hdf5_version", h5ver, w.err, sizeof w.err));
-    for (int i = 0; i < n_prov; i++) W(&w, eff_h5_attr_write_str(f, prov_keys[i], prov_vals[i], w.err, sizeof w.err));
+    const hid_t f = w->file;
+    W(w, eff_h5_attr_write_str(f, "format", EFF_CKPT_FORMAT, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(f, "schema_version", EFF_CKPT_SCHEMA_VERSION, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_str(f, "model", m->spec.name, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(f, "classes", m->classes, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(f, "resolution", resolution, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_str(f, "created", created, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_str(f, "config", config_ini ? config_ini : "", w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_str(f, "hdf5_version", h5ver, w->err, sizeof w->err));
+    for (int i = 0; i < n_prov; i++) W(w, eff_h5_attr_write_str(f, prov_keys[i], prov_vals[i], w->err, sizeof w->err));
+}
 
+/* /model, then /optimizer: parameters, BN buffers, the step counter, the moments. */
+static void write_tensors(Writer *w, const EffModel *m, const char *optimizer_name) {
+    const hid_t f = w->file;
     /* ---- /model: parameters, running statistics, num_batches_tracked */
     const EffBackend *be = m->be;
     be->synchronize(be);
@@ -244,54 +244,62 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
     if (mb > mx) mx = mb;
     float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
     float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
-    W(&w, eff_h5_create_group(f, "/model", w.err, sizeof w.err));
-    write_table(&w, "/model", &m->ptab, be, m->param, ours, torch_buf, "parameter");
-    write_table(&w, "/model", &m->btab, be, m->bufs, ours, torch_buf, "BN buffer");
+    W(w, eff_h5_create_group(f, "/model", w->err, sizeof w->err));
+    write_table(w, "/model", &m->ptab, be, m->param, ours, torch_buf, "parameter");
+    write_table(w, "/model", &m->btab, be, m->bufs, ours, torch_buf, "BN buffer");
     char name[160];
     for (int i = 0; i < m->btab.count; i++) {
         size_t pl = bn_prefix_len(m->btab.views[i].name);
         if (!pl) continue;
         snprintf(name, sizeof name, "/model/%.*s.num_batches_tracked", (int)pl, m->btab.views[i].name);
-        W(&w, eff_h5_write_i64_scalar(f, name, m->bn_batches, w.err, sizeof w.err));
+        W(w, eff_h5_write_i64_scalar(f, name, m->bn_batches, w->err, sizeof w->err));
     }
-
     /* ---- /optimizer: moments in PyTorch layout, keyed like /model */
-    W(&w, eff_h5_create_group(f, "/optimizer/exp_avg", w.err, sizeof w.err));
-    W(&w, eff_h5_create_group(f, "/optimizer/exp_avg_sq", w.err, sizeof w.err));
+    W(w, eff_h5_create_group(f, "/optimizer/exp_avg", w->err, sizeof w->err));
+    W(w, eff_h5_create_group(f, "/optimizer/exp_avg_sq", w->err, sizeof w->err));
     hid_t og = H5Gopen2(f, "/optimizer", H5P_DEFAULT);
-    if (og < 0) save_fail(&w, NULL, "opening group /optimizer");
-    W(&w, eff_h5_attr_write_str(og, "name", optimizer_name, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(og, "step", (int64_t)m->adam_t, w.err, sizeof w.err));
-    if (H5Gclose(og) < 0) save_fail(&w, NULL, "closing group /optimizer");
-    write_table(&w, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf, "optimizer exp_avg of");
-    write_table(&w, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf, "optimizer exp_avg_sq of");
+    if (og < 0) save_fail(w, NULL, "opening group /optimizer");
+    W(w, eff_h5_attr_write_str(og, "name", optimizer_name, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(og, "step", (int64_t)m->adam_t, w->err, sizeof w->err));
+    if (H5Gclose(og) < 0) save_fail(w, NULL, "closing group /optimizer");
+    write_table(w, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf, "optimizer exp_avg of");
+    write_table(w, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf, "optimizer exp_avg_sq of");
     eff_free(ours);
     eff_free(torch_buf);
+}
 
+/* /train: the training state as attributes. */
+static void write_train(Writer *w, const EffTrainState *st) {
+    const hid_t f = w->file;
     /* ---- /train: the training state as attributes */
-    W(&w, eff_h5_create_group(f, "/train", w.err, sizeof w.err));
+    W(w, eff_h5_create_group(f, "/train", w->err, sizeof w->err));
     hid_t tg = H5Gopen2(f, "/train", H5P_DEFAULT);
-    if (tg < 0) save_fail(&w, NULL, "opening group /train");
-    W(&w, eff_h5_attr_write_i64(tg, "epoch", st->epoch, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "step_in_epoch", st->step_in_epoch, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "global_step", st->global_step, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "best_epoch", st->best_epoch, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_f64(tg, "best_acc", st->best_acc, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_f64(tg, "last_acc", st->last_acc, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_f64(tg, "last_loss", st->last_loss, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_u64(tg, "seed", st->seed, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "world_size", st->world_size, w.err, sizeof w.err));
+    if (tg < 0) save_fail(w, NULL, "opening group /train");
+    W(w, eff_h5_attr_write_i64(tg, "epoch", st->epoch, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "step_in_epoch", st->step_in_epoch, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "global_step", st->global_step, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "best_epoch", st->best_epoch, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_f64(tg, "best_acc", st->best_acc, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_f64(tg, "last_acc", st->last_acc, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_f64(tg, "last_loss", st->last_loss, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_u64(tg, "seed", st->seed, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "world_size", st->world_size, w->err, sizeof w->err));
     if (st->global_batch > 0) { /* 0: not known to the caller (a tool, a test); the attributes are optional */
-        W(&w, eff_h5_attr_write_i64(tg, "batch_per_rank", st->batch_per_rank, w.err, sizeof w.err));
-        W(&w, eff_h5_attr_write_i64(tg, "accum", st->accum, w.err, sizeof w.err));
-        W(&w, eff_h5_attr_write_i64(tg, "global_batch", st->global_batch, w.err, sizeof w.err));
+        W(w, eff_h5_attr_write_i64(tg, "batch_per_rank", st->batch_per_rank, w->err, sizeof w->err));
+        W(w, eff_h5_attr_write_i64(tg, "accum", st->accum, w->err, sizeof w->err));
+        W(w, eff_h5_attr_write_i64(tg, "global_batch", st->global_batch, w->err, sizeof w->err));
     }
-    W(&w, eff_h5_attr_write_f64(tg, "lr", st->lr, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_f64(tg, "loss_scale", st->loss_scale, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "loss_scale_good_steps", st->loss_scale_good_steps, w.err, sizeof w.err));
-    W(&w, eff_h5_attr_write_i64(tg, "loss_scale_skipped", st->loss_scale_skipped, w.err, sizeof w.err));
-    if (H5Gclose(tg) < 0) save_fail(&w, NULL, "closing group /train");
+    W(w, eff_h5_attr_write_f64(tg, "lr", st->lr, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_f64(tg, "loss_scale", st->loss_scale, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "loss_scale_good_steps", st->loss_scale_good_steps, w->err, sizeof w->err));
+    W(w, eff_h5_attr_write_i64(tg, "loss_scale_skipped", st->loss_scale_skipped, w->err, sizeof w->err));
+    if (H5Gclose(tg) < 0) save_fail(w, NULL, "closing group /train");
+}
 
+/* Flush the in-memory file, take its image after EFF_CKPT_USERBLOCK bytes,
+ * close it, and seal the user block; returns the buffer (*size bytes). */
+static unsigned char *take_image(Writer *w, EffH5Quiet *quiet, size_t *size) {
+    const hid_t f = w->file;
     /* ---- the image. H5Fget_file_image does not flush everything by itself
      * in HDF5 1.10.8 (its image of an unflushed file does not open), hence
      * the H5Fflush first. The in-memory file is then closed, freeing its
@@ -299,13 +307,13 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
-        save_fail(&w, NULL, "flushing the in-memory HDF5 file: %s", detail);
+        save_fail(w, NULL, "flushing the in-memory HDF5 file: %s", detail);
     }
     ssize_t isz = H5Fget_file_image(f, NULL, 0);
     if (isz <= 0) {
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
-        save_fail(&w, NULL, "sizing the HDF5 file image: %s", detail);
+        save_fail(w, NULL, "sizing the HDF5 file image: %s", detail);
     }
     const size_t fsz = EFF_CKPT_USERBLOCK + (size_t)isz;
     unsigned char *image = eff_malloc(fsz, "checkpoint file image");
@@ -313,30 +321,35 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
         char detail[512];
         eff_h5_error_detail(detail, sizeof detail);
         eff_free(image);
-        save_fail(&w, NULL, "copying the HDF5 file image (%lld bytes): %s", (long long)isz, detail);
+        save_fail(w, NULL, "copying the HDF5 file image (%lld bytes): %s", (long long)isz, detail);
     }
     if (H5Fclose(f) < 0) {
         eff_free(image);
-        save_fail(&w, NULL, "closing the in-memory HDF5 file");
+        save_fail(w, NULL, "closing the in-memory HDF5 file");
     }
-    w.file = -1;
-    eff_h5_quiet_end(&quiet);
-    seal_image(&w, image, fsz);
-    EffCkptWritten out = {.bytes = (long long)fsz};
-    eff_sha256_hex(image, fsz, out.sha256);
+    w->file = -1;
+    eff_h5_quiet_end(quiet);
+    seal_image(w, image, fsz);
+    *size = fsz;
+    return image;
+}
 
+/* Write the file (image, freed once written) to PATH.tmp.<pid>, fsync, close,
+ * rename onto PATH, fsync the directory. */
+static void write_to_disk(Writer *w, unsigned char *image, size_t fsz) {
+    const char *path = w->path;
     /* ---- write, fsync, close, rename, fsync the directory */
-    w.on_disk = 1;
-    w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w.fd < 0) save_fail(&w, NULL, "creating the temporary file '%s': %s", w.tmp, strerror(errno));
-    write_image(&w, image, fsz); /* on failure the process exits: no need to free */
+    w->on_disk = 1;
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w->fd < 0) save_fail(w, NULL, "creating the temporary file '%s': %s", w->tmp, strerror(errno));
+    write_image(w, image, fsz); /* on failure the process exits: no need to free */
     eff_free(image);
-    if (fsync(w.fd) != 0) save_fail(&w, NULL, "fsync of '%s': %s", w.tmp, strerror(errno));
-    int fd = w.fd;
-    w.fd = -1;
-    if (close(fd) != 0) save_fail(&w, NULL, "closing '%s' (deferred write error): %s", w.tmp, strerror(errno));
-    if (rename(w.tmp, path) != 0) save_fail(&w, NULL, "renaming '%s' onto '%s': %s", w.tmp, path, strerror(errno));
-    w.on_disk = 0; /* nothing left to remove */
+    if (fsync(w->fd) != 0) save_fail(w, NULL, "fsync of '%s': %s", w->tmp, strerror(errno));
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) save_fail(w, NULL, "closing '%s' (deferred write error): %s", w->tmp, strerror(errno));
+    if (rename(w->tmp, path) != 0) save_fail(w, NULL, "renaming '%s' onto '%s': %s", w->tmp, path, strerror(errno));
+    w->on_disk = 0; /* nothing left to remove */
 
     char dir[PATH_MAX + 32];
     snprintf(dir, sizeof dir, "%s", path);
@@ -355,6 +368,30 @@ EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const Ef
                   "HINT: the rename may not survive a power loss; check the file system", path, dir, strerror(e));
     }
     EFF_CHECK(close(dfd) == 0, "closing directory '%s' failed: %s", dir, strerror(errno));
+}
+
+EffCkptWritten eff_checkpoint_save(const char *path, const EffModel *m, const EffTrainState *st,
+                                   const char *optimizer_name, int resolution, const char *config_ini,
+                                   const char *const *prov_keys, const char *const *prov_vals, int n_prov) {
+    check_save_args(path, m, st, optimizer_name, resolution, prov_keys, prov_vals, n_prov);
+    Writer w;
+    memset(&w, 0, sizeof w);
+    w.path = path;
+    w.file = -1;
+    w.fd = -1;
+    int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
+    EFF_CHECK(n > 0 && (size_t)n < sizeof w.tmp, "checkpoint path '%s' is too long (%zu characters)", path, strlen(path));
+    EffH5Quiet quiet;
+    eff_h5_quiet_begin(&quiet); /* our messages quote HDF5's innermost error */
+    create_in_memory(&w, m);
+    write_root(&w, m, resolution, config_ini, prov_keys, prov_vals, n_prov);
+    write_tensors(&w, m, optimizer_name);
+    write_train(&w, st);
+    size_t fsz = 0;
+    unsigned char *image = take_image(&w, &quiet, &fsz);
+    EffCkptWritten out = {.bytes = (long long)fsz};
+    eff_sha256_hex(image, fsz, out.sha256);
+    write_to_disk(&w, image, fsz);
     return out;
 }
 

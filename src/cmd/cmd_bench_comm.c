@@ -222,49 +222,240 @@ static void print_group_header(const Bench *b, int with_iters) {
     printf("\n");
 }
 
-int cmd_bench_comm(int argc, char **argv) {
+/* The command line of bench-comm. */
+typedef struct {
+    long min_bytes, max_bytes, factor, iters, warmup, max_time_ms, timeout_s;
+    const char *backend, *calls;
+    int json, inject, cuda;
+} Opts;
+
+/* Parse and check the options; returns 1 when --help was printed. */
+static int parse_opts(Opts *o, int argc, char **argv) {
     const char *min_s = "8", *max_s = "256M";
-    long min_bytes, max_bytes, factor = 2, iters = 20, warmup = 5, max_time_ms = 0, timeout_s = 300;
-    const char *backend = "cpu", *calls = "both";
-    int json = 0, inject = 0;
+    *o = (Opts){.factor = 2, .iters = 20, .warmup = 5, .max_time_ms = 0, .timeout_s = 300, .backend = "cpu",
+                .calls = "both"};
     /* --inject-error: a hidden test option, taken out before the strict parser sees argv */
     int ac = 0;
     char **av = eff_malloc(sizeof(char *) * ((size_t)argc + 1), "arguments");
     for (int a = 0; a < argc; a++) {
-        if (a >= 2 && !strcmp(argv[a], "--inject-error")) inject = 1;
+        if (a >= 2 && !strcmp(argv[a], "--inject-error")) o->inject = 1;
         else av[ac++] = argv[a];
     }
     av[ac] = NULL;
     CliOpt opts[] = {
         {"--min-bytes", CLI_STR, &min_s, 0, 0, "smallest message in bytes, K/M/G suffixes allowed (a multiple of 4: floats)"},
         {"--max-bytes", CLI_STR, &max_s, 0, 0, "largest message in bytes"},
-        {"--step-factor", CLI_INT, &factor, 2, 1024, "each size is the previous one times this"},
-        {"--iters", CLI_INT, &iters, 1, 1000000, "timed calls per size"},
-        {"--warmup", CLI_INT, &warmup, 0, 1000000, "untimed calls per size first"},
-        {"--max-time-ms", CLI_INT, &max_time_ms, 0, 100000000, "0: off; else fewer timed calls where --iters would take longer (from the warm-up's time; needs --warmup >= 1)"},
-        {"--calls", CLI_STR, &calls, 0, 0, "MPI: allreduce (MPI_Allreduce) | iallreduce (the trainer's MPI_Iallreduce under the watchdog) | both"},
-        {"--backend", CLI_STR, &backend, 0, 0, "cpu (MPI) | cuda (NCCL, one GPU per rank)"},
-        {"--timeout-s", CLI_INT, &timeout_s, 1, 86400, "a collective taking longer ends the run (exit 4), naming the rank"},
-        {"--json", CLI_BOOL, &json, 0, 0, "print one JSON document instead of the table"},
+        {"--step-factor", CLI_INT, &o->factor, 2, 1024, "each size is the previous one times this"},
+        {"--iters", CLI_INT, &o->iters, 1, 1000000, "timed calls per size"},
+        {"--warmup", CLI_INT, &o->warmup, 0, 1000000, "untimed calls per size first"},
+        {"--max-time-ms", CLI_INT, &o->max_time_ms, 0, 100000000, "0: off; else fewer timed calls where --iters would take longer (from the warm-up's time; needs --warmup >= 1)"},
+        {"--calls", CLI_STR, &o->calls, 0, 0, "MPI: allreduce (MPI_Allreduce) | iallreduce (the trainer's MPI_Iallreduce under the watchdog) | both"},
+        {"--backend", CLI_STR, &o->backend, 0, 0, "cpu (MPI) | cuda (NCCL, one GPU per rank)"},
+        {"--timeout-s", CLI_INT, &o->timeout_s, 1, 86400, "a collective taking longer ends the run (exit 4), naming the rank"},
+        {"--json", CLI_BOOL, &o->json, 0, 0, "print one JSON document instead of the table"},
     };
     const int help = cli_parse("bench-comm", "[--min-bytes B] [--max-bytes B] [--step-factor F] [--iters N] "
                                "[--warmup N] [--calls allreduce|iallreduce|both] [--backend cpu|cuda] [--json]   "
                                "(one process per rank: mpirun/srun)", opts, (int)(sizeof opts / sizeof opts[0]), ac, av, 2);
     eff_free(av);
-    if (help) return 0;
-    min_bytes = parse_bytes(min_s);
-    max_bytes = parse_bytes(max_s);
-    EFF_CHECK(min_bytes >= 4 && max_bytes >= 4, "--min-bytes '%s' / --max-bytes '%s': want a size of at least 4 bytes, "
-              "e.g. 8, 64K, 256M", min_s, max_s);
-    EFF_CHECK(min_bytes % 4 == 0, "--min-bytes %ld is not a multiple of 4 (the benchmark sums floats)", min_bytes);
-    EFF_CHECK(min_bytes <= max_bytes, "--min-bytes %ld > --max-bytes %ld", min_bytes, max_bytes);
-    EFF_CHECK(max_bytes / 4 <= 2147483647L, "--max-bytes %ld: more than 2^31-1 floats (MPI's int count)", max_bytes);
-    EFF_CHECK(!max_time_ms || warmup >= 1, "--max-time-ms needs --warmup >= 1 (the warm-up's time sets the calls)");
-    const int cuda = !strcmp(backend, "cuda");
-    EFF_CHECK(cuda || !strcmp(backend, "cpu"), "--backend '%s' unknown\nHINT: use cpu (MPI) or cuda (NCCL)", backend);
-    EFF_CHECK(!strcmp(calls, "both") || !strcmp(calls, "allreduce") || !strcmp(calls, "iallreduce"),
-              "--calls '%s' unknown\nHINT: use allreduce, iallreduce or both", calls);
+    if (help) return 1;
+    o->min_bytes = parse_bytes(min_s);
+    o->max_bytes = parse_bytes(max_s);
+    EFF_CHECK(o->min_bytes >= 4 && o->max_bytes >= 4, "--min-bytes '%s' / --max-bytes '%s': want a size of at least 4 "
+              "bytes, e.g. 8, 64K, 256M", min_s, max_s);
+    EFF_CHECK(o->min_bytes % 4 == 0, "--min-bytes %ld is not a multiple of 4 (the benchmark sums floats)", o->min_bytes);
+    EFF_CHECK(o->min_bytes <= o->max_bytes, "--min-bytes %ld > --max-bytes %ld", o->min_bytes, o->max_bytes);
+    EFF_CHECK(o->max_bytes / 4 <= 2147483647L, "--max-bytes %ld: more than 2^31-1 floats (MPI's int count)", o->max_bytes);
+    EFF_CHECK(!o->max_time_ms || o->warmup >= 1, "--max-time-ms needs --warmup >= 1 (the warm-up's time sets the calls)");
+    o->cuda = !strcmp(o->backend, "cuda");
+    EFF_CHECK(o->cuda || !strcmp(o->backend, "cpu"), "--backend '%s' unknown\nHINT: use cpu (MPI) or cuda (NCCL)",
+              o->backend);
+    EFF_CHECK(!strcmp(o->calls, "both") || !strcmp(o->calls, "allreduce") || !strcmp(o->calls, "iallreduce"),
+              "--calls '%s' unknown\nHINT: use allreduce, iallreduce or both", o->calls);
+    return 0;
+}
 
+/* MPI: the buffers and the calls to time. */
+static void setup_mpi(Bench *b, const Opts *o, size_t max_count) {
+    const int want_a = strcmp(o->calls, "iallreduce") != 0, want_i = strcmp(o->calls, "allreduce") != 0;
+    b->send = eff_alloc_aligned(max_count * sizeof(float), "send buffer");
+    b->recv = eff_alloc_aligned(max_count * sizeof(float), "receive buffer");
+    fill_input(b, b->send, max_count, 0);
+    fill_input(b, b->recv, max_count, 0);
+    if (want_a) {
+        b->call_name[b->ncalls] = "MPI_Allreduce out-of-place";
+        b->in_place[b->ncalls] = 0, b->blocking[b->ncalls] = 1;
+        b->ncalls++;
+    }
+    if (want_i) {
+        b->call_name[b->ncalls] = "MPI_Iallreduce in-place + watchdog";
+        b->in_place[b->ncalls] = 1, b->blocking[b->ncalls] = 0;
+        b->ncalls++;
+    }
+    b->run = mpi_run, b->sync = mpi_sync, b->fill = mpi_fill, b->check = mpi_check;
+}
+
+#ifdef EFFNET_HAVE_CUDA
+/* NCCL: the device, the communicator, the buffers; 0 when some rank has no GPU (skip). */
+static int setup_nccl(Bench *b, const Opts *o, size_t max_count, char *nccl_version, size_t cap) {
+    int have = eff_cuda_device_count() > 0, all = 0;
+    MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (!all) {
+        if (!have) {
+            char host[64] = "?";
+            gethostname(host, sizeof host - 1);
+            fprintf(stderr, "bench-comm: no usable CUDA device on rank %d (host %s): the NCCL benchmark is skipped "
+                    "(run it on GPU nodes, one rank per GPU; --backend cpu measures MPI)\n", b->rank, host);
+        }
+        return 0;
+    }
+    const int dev = eff_comm_select_device(MPI_COMM_WORLD, !o->json);
+    CUDA_OK(cudaSetDevice(dev));
+    eff_comm_nccl_version(nccl_version, cap);
+    ncclUniqueId id;
+    if (b->rank == 0) NCCL_OK(ncclGetUniqueId(&id));
+    MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
+    NCCL_OK(ncclCommInitRank(&b->nccl, b->n, id, b->rank));
+    CUDA_OK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    CUDA_OK(cudaMalloc((void **)&b->dsend, max_count * sizeof(float)));
+    CUDA_OK(cudaMalloc((void **)&b->drecv, max_count * sizeof(float)));
+    b->send = eff_alloc_aligned(max_count * sizeof(float), "host staging buffer");
+    b->recv = eff_alloc_aligned(max_count * sizeof(float), "host check buffer");
+    b->ncalls = 2;
+    b->call_name[0] = "ncclAllReduce out-of-place";
+    b->call_name[1] = "ncclAllReduce in-place";
+    b->in_place[0] = 0, b->in_place[1] = 1;
+    b->blocking[0] = b->blocking[1] = 1;
+    b->run = nccl_run, b->sync = nccl_sync, b->fill = nccl_fill, b->check = nccl_check;
+    /* the timed inputs: the check's pattern (in place the sums grow by n per call, harmlessly) */
+    nccl_fill(b, 0, max_count, 0);
+    CUDA_OK(cudaMemcpy(b->drecv, b->dsend, max_count * sizeof(float), cudaMemcpyDeviceToDevice));
+    return 1;
+}
+#endif
+
+/* The table's preamble: ranks and hosts, the library, the settings, the environment. */
+static void print_preamble(const Bench *b, const Opts *o, const char *library, double bus_factor) {
+    printf("# effnet bench-comm: all-reduce (float, sum), %d rank(s) on hosts", b->n);
+    const char *prev = "";
+    for (int r = 0; r < b->n; r++) /* runs of equal names once: "n1 n2" or "localhost" */
+        if (strcmp(eff_mpi_host(b->mpi, r), prev)) { printf(" %s", eff_mpi_host(b->mpi, r)); prev = eff_mpi_host(b->mpi, r); }
+    printf("\n# backend %s: %s %s\n", o->cuda ? "cuda" : "cpu", o->cuda ? "NCCL" : "MPI,", library);
+    printf("# sizes %ld B .. %ld B (x%ld), warm-up %ld, iters %ld%s; time: mean per call over the timed calls, max "
+           "over ranks; algbw = size/time; busbw = algbw x 2(n-1)/n = algbw x %.3f\n", o->min_bytes, o->max_bytes,
+           o->factor, o->warmup, o->iters, o->max_time_ms ? " (fewer past --max-time-ms per size)" : "", bus_factor);
+    for (char **e = environ; *e; e++)
+        if (is_comm_setting(*e)) printf("# environment: %s\n", *e);
+    printf("# #wrong: elements of one more, checked call that differ from the exact sum, summed over ranks%s\n#\n",
+           o->inject ? " (--inject-error: one input element corrupted per checked call)" : "");
+    print_group_header(b, o->max_time_ms > 0);
+    fflush(stdout);
+}
+
+/* One message size, one call: warm-up, the timed calls, the checked call. */
+static Row measure(Bench *b, const Opts *o, int c, size_t bytes, int k, double bus_factor) {
+    const size_t count = bytes / 4;
+    double dl = (double)o->timeout_s * (double)(o->warmup + o->iters + 1);
+    const unsigned deadline = b->blocking[c] ? (unsigned)(dl < 1e7 ? dl : 1e7) : 0;
+    guard(deadline, b->call_name[c], bytes, b->rank);
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    double t0 = MPI_Wtime();
+    for (long w = 0; w < o->warmup; w++) b->run(b, c, count);
+    b->sync(b);
+    double tw = o->warmup ? (MPI_Wtime() - t0) / (double)o->warmup : 0, twmax = 0;
+    long it = o->iters;
+    if (o->max_time_ms > 0) { /* every rank must run the same number of calls: agree on the slowest */
+        MPI_CHECK(MPI_Allreduce(&tw, &twmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+        const double fit = 1e-3 * (double)o->max_time_ms / (twmax > 0 ? twmax : 1e-9);
+        if (fit < (double)it) it = fit < 1 ? 1 : (long)fit;
+    }
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    t0 = MPI_Wtime();
+    for (long i = 0; i < it; i++) b->run(b, c, count);
+    b->sync(b);
+    double t = (MPI_Wtime() - t0) / (double)it, tmax = 0;
+    /* the checked call */
+    b->fill(b, c, count, k);
+    b->run(b, c, count);
+    b->sync(b);
+    guard(0, "", 0, 0);
+    long long wrong = b->check(b, c, count, k), wsum = 0;
+    MPI_CHECK(MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allreduce(&wrong, &wsum, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));
+    /* later sizes time the pattern again (the check overwrote it with sums in place) */
+    if (!o->cuda && b->in_place[c]) fill_input(b, b->recv, count, 0);
+    Row row = {.bytes = bytes, .count = count, .call = c, .iters = (int)it, .time_us = 1e6 * tmax,
+               .algbw = (double)bytes / tmax / 1e9, .wrong = wsum};
+    row.busbw = row.algbw * bus_factor;
+    return row;
+}
+
+static void print_size_row(const Bench *b, const Opts *o, const Row *rows, size_t bytes) {
+    printf(" %11zu %11zu %6s %6s", bytes, bytes / 4, "float", "sum");
+    for (int c = 0; c < b->ncalls; c++) {
+        printf("  %10.2f %7.3f %7.3f %7lld", rows[c].time_us, rows[c].algbw, rows[c].busbw, rows[c].wrong);
+        if (o->max_time_ms > 0) printf("  %5d", rows[c].iters);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+/* The whole sweep as one JSON document (rank 0). */
+static void write_json(const Bench *b, const Opts *o, const char *library, double bus_factor, const Row *rows,
+                       int nrows, long long wrong_total, double avg_busbw) {
+    cJSON *j = eff_json_object();
+    eff_json_str(j, "benchmark", "bench-comm");
+    eff_json_str(j, "collective", "all_reduce");
+    eff_json_str(j, "backend", o->cuda ? "cuda" : "cpu");
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING + 16];
+    snprintf(lib, sizeof lib, "%s%s", o->cuda ? "NCCL " : "", library);
+    eff_json_str(j, "library", lib);
+    eff_json_int(j, "ranks", b->n);
+    cJSON *hosts = eff_json_add_array(j, "hosts");
+    for (int r = 0; r < b->n; r++) eff_json_str(hosts, NULL, eff_mpi_host(b->mpi, r));
+    eff_json_str(j, "type", "float");
+    eff_json_str(j, "redop", "sum");
+    eff_json_int(j, "min_bytes", o->min_bytes);
+    eff_json_int(j, "max_bytes", o->max_bytes);
+    eff_json_int(j, "step_factor", o->factor);
+    eff_json_int(j, "warmup", o->warmup);
+    eff_json_int(j, "iters", o->iters);
+    eff_json_int(j, "max_time_ms", o->max_time_ms);
+    eff_json_num(j, "busbw_factor", bus_factor, NULL);
+    eff_json_str(j, "time", "mean per call over the timed calls, max over ranks");
+    eff_json_bool(j, "inject_error", o->inject);
+    cJSON *calls = eff_json_add_array(j, "calls");
+    for (int c = 0; c < b->ncalls; c++) eff_json_str(calls, NULL, b->call_name[c]);
+    cJSON *env = eff_json_add_object(j, "environment");
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!is_comm_setting(*e) || !eq) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
+        eff_json_str(env, name, eq + 1);
+    }
+    cJSON *results = eff_json_add_array(j, "results");
+    for (int i = 0; i < nrows; i++) {
+        const Row *r = &rows[i];
+        cJSON *x = eff_json_add_object(results, NULL);
+        eff_json_uint(x, "bytes", r->bytes);
+        eff_json_uint(x, "count", r->count);
+        eff_json_str(x, "call", b->call_name[r->call]);
+        eff_json_bool(x, "in_place", b->in_place[r->call]);
+        eff_json_int(x, "iters", r->iters);
+        eff_json_num(x, "time_us", r->time_us, NULL);
+        eff_json_num(x, "algbw_gbs", r->algbw, NULL);
+        eff_json_num(x, "busbw_gbs", r->busbw, NULL);
+        eff_json_int(x, "wrong", r->wrong);
+    }
+    eff_json_int(j, "wrong_total", wrong_total);
+    eff_json_num(j, "avg_busbw_gbs", avg_busbw, NULL);
+    eff_json_write(j, stdout, "standard output");
+}
+
+int cmd_bench_comm(int argc, char **argv) {
+    Opts o;
+    if (parse_opts(&o, argc, argv)) return 0;
     int provided = 0;
     MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     eff_set_abort_hook(abort_hook);
@@ -274,209 +465,60 @@ int cmd_bench_comm(int argc, char **argv) {
     memset(&b, 0, sizeof b);
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &b.rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &b.n));
-    b.inject = inject;
-    b.mpi = eff_mpi_create(MPI_COMM_WORLD, (double)timeout_s);
+    b.inject = o.inject;
+    b.mpi = eff_mpi_create(MPI_COMM_WORLD, (double)o.timeout_s);
     for (int j = 0; j < PATTERN; j++) {
         long s = 0;
         for (int r = 0; r < b.n; r++) s += (j + 3 * r) % PATTERN;
         b.expect[j] = (float)s;
     }
-    const size_t max_count = (size_t)max_bytes / 4;
+    const size_t max_count = (size_t)o.max_bytes / 4;
     char lib[MPI_MAX_LIBRARY_VERSION_STRING] = "", nccl_version[32] = "";
     int liblen = 0;
     MPI_Get_library_version(lib, &liblen);
     lib[strcspn(lib, "\n,")] = 0;
-
-    if (cuda) {
+    if (o.cuda) {
 #ifndef EFFNET_HAVE_CUDA
         EFF_FATAL("--backend cuda: this effnet was built without CUDA/NCCL\nHINT: reconfigure with -DEFFNET_CUDA=ON "
                   "where nvcc, cuDNN and NCCL are installed, or use --backend cpu");
 #else
-        int have = eff_cuda_device_count() > 0, all = 0;
-        MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
-        if (!all) {
-            if (!have) {
-                char host[64] = "?";
-                gethostname(host, sizeof host - 1);
-                fprintf(stderr, "bench-comm: no usable CUDA device on rank %d (host %s): the NCCL benchmark is skipped "
-                        "(run it on GPU nodes, one rank per GPU; --backend cpu measures MPI)\n", b.rank, host);
-            }
+        if (!setup_nccl(&b, &o, max_count, nccl_version, sizeof nccl_version)) {
             eff_mpi_destroy(b.mpi);
             MPI_Finalize();
             return EXIT_SKIP;
         }
-        const int dev = eff_comm_select_device(MPI_COMM_WORLD, !json);
-        CUDA_OK(cudaSetDevice(dev));
-        eff_comm_nccl_version(nccl_version, sizeof nccl_version);
-        ncclUniqueId id;
-        if (b.rank == 0) NCCL_OK(ncclGetUniqueId(&id));
-        MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
-        NCCL_OK(ncclCommInitRank(&b.nccl, b.n, id, b.rank));
-        CUDA_OK(cudaStreamCreateWithFlags(&b.stream, cudaStreamNonBlocking));
-        CUDA_OK(cudaMalloc((void **)&b.dsend, max_count * sizeof(float)));
-        CUDA_OK(cudaMalloc((void **)&b.drecv, max_count * sizeof(float)));
-        b.send = eff_alloc_aligned(max_count * sizeof(float), "host staging buffer");
-        b.recv = eff_alloc_aligned(max_count * sizeof(float), "host check buffer");
-        b.ncalls = 2;
-        b.call_name[0] = "ncclAllReduce out-of-place";
-        b.call_name[1] = "ncclAllReduce in-place";
-        b.in_place[0] = 0, b.in_place[1] = 1;
-        b.blocking[0] = b.blocking[1] = 1;
-        b.run = nccl_run, b.sync = nccl_sync, b.fill = nccl_fill, b.check = nccl_check;
-        /* the timed inputs: the check's pattern (in place the sums grow by n per call, harmlessly) */
-        nccl_fill(&b, 0, max_count, 0);
-        CUDA_OK(cudaMemcpy(b.drecv, b.dsend, max_count * sizeof(float), cudaMemcpyDeviceToDevice));
 #endif
     } else {
-        const int want_a = strcmp(calls, "iallreduce") != 0, want_i = strcmp(calls, "allreduce") != 0;
-        b.send = eff_alloc_aligned(max_count * sizeof(float), "send buffer");
-        b.recv = eff_alloc_aligned(max_count * sizeof(float), "receive buffer");
-        fill_input(&b, b.send, max_count, 0);
-        fill_input(&b, b.recv, max_count, 0);
-        if (want_a) {
-            b.call_name[b.ncalls] = "MPI_Allreduce out-of-place";
-            b.in_place[b.ncalls] = 0, b.blocking[b.ncalls] = 1;
-            b.ncalls++;
-        }
-        if (want_i) {
-            b.call_name[b.ncalls] = "MPI_Iallreduce in-place + watchdog";
-            b.in_place[b.ncalls] = 1, b.blocking[b.ncalls] = 0;
-            b.ncalls++;
-        }
-        b.run = mpi_run, b.sync = mpi_sync, b.fill = mpi_fill, b.check = mpi_check;
+        setup_mpi(&b, &o, max_count);
     }
+    char library[sizeof lib + 8];
+    snprintf(library, sizeof library, "%s", o.cuda ? nccl_version : lib);
     const double bus_factor = b.n > 1 ? 2.0 * (b.n - 1) / b.n : 0.0;
     int nsizes = 0;
-    for (size_t s = (size_t)min_bytes; s <= (size_t)max_bytes; s *= (size_t)factor) nsizes++;
+    for (size_t s = (size_t)o.min_bytes; s <= (size_t)o.max_bytes; s *= (size_t)o.factor) nsizes++;
     Row *rows = eff_calloc((size_t)nsizes * (size_t)b.ncalls, sizeof(Row), "result rows");
-    if (b.rank == 0 && !json) {
-        printf("# effnet bench-comm: all-reduce (float, sum), %d rank(s) on hosts", b.n);
-        const char *prev = "";
-        for (int r = 0; r < b.n; r++) /* runs of equal names once: "n1 n2" or "localhost" */
-            if (strcmp(eff_mpi_host(b.mpi, r), prev)) { printf(" %s", eff_mpi_host(b.mpi, r)); prev = eff_mpi_host(b.mpi, r); }
-        printf("\n# backend %s: %s %s\n", cuda ? "cuda" : "cpu", cuda ? "NCCL" : "MPI,", cuda ? nccl_version : lib);
-        printf("# sizes %ld B .. %ld B (x%ld), warm-up %ld, iters %ld%s; time: mean per call over the timed calls, max "
-               "over ranks; algbw = size/time; busbw = algbw x 2(n-1)/n = algbw x %.3f\n", min_bytes, max_bytes, factor,
-               warmup, iters, max_time_ms ? " (fewer past --max-time-ms per size)" : "", bus_factor);
-        for (char **e = environ; *e; e++)
-            if (is_comm_setting(*e)) printf("# environment: %s\n", *e);
-        printf("# #wrong: elements of one more, checked call that differ from the exact sum, summed over ranks%s\n#\n",
-               inject ? " (--inject-error: one input element corrupted per checked call)" : "");
-        print_group_header(&b, max_time_ms > 0);
-        fflush(stdout);
-    }
-    int k = 0;
+    if (b.rank == 0 && !o.json) print_preamble(&b, &o, library, bus_factor);
     long long wrong_total = 0;
     double busbw_sum = 0;
-    for (size_t bytes = (size_t)min_bytes; bytes <= (size_t)max_bytes; bytes *= (size_t)factor, k++) {
-        const size_t count = bytes / 4;
+    int k = 0;
+    for (size_t bytes = (size_t)o.min_bytes; bytes <= (size_t)o.max_bytes; bytes *= (size_t)o.factor, k++) {
+        Row *row = &rows[(size_t)k * b.ncalls];
         for (int c = 0; c < b.ncalls; c++) {
-            Row *row = &rows[(size_t)k * b.ncalls + c];
-            double dl = (double)timeout_s * (double)(warmup + iters + 1);
-            const unsigned deadline = b.blocking[c] ? (unsigned)(dl < 1e7 ? dl : 1e7) : 0;
-            guard(deadline, b.call_name[c], bytes, b.rank);
-            MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-            double t0 = MPI_Wtime();
-            for (long w = 0; w < warmup; w++) b.run(&b, c, count);
-            b.sync(&b);
-            double tw = warmup ? (MPI_Wtime() - t0) / (double)warmup : 0, twmax = 0;
-            long it = iters;
-            if (max_time_ms > 0) { /* every rank must run the same number of calls: agree on the slowest */
-                MPI_CHECK(MPI_Allreduce(&tw, &twmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-                const double fit = 1e-3 * (double)max_time_ms / (twmax > 0 ? twmax : 1e-9);
-                if (fit < (double)it) it = fit < 1 ? 1 : (long)fit;
-            }
-            MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-            t0 = MPI_Wtime();
-            for (long i = 0; i < it; i++) b.run(&b, c, count);
-            b.sync(&b);
-            double t = (MPI_Wtime() - t0) / (double)it, tmax = 0;
-            /* the checked call */
-            b.fill(&b, c, count, k);
-            b.run(&b, c, count);
-            b.sync(&b);
-            guard(0, "", 0, 0);
-            long long wrong = b.check(&b, c, count, k), wsum = 0;
-            MPI_CHECK(MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-            MPI_CHECK(MPI_Allreduce(&wrong, &wsum, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));
-            /* later sizes time the pattern again (the check overwrote it with sums in place) */
-            if (!cuda && b.in_place[c]) fill_input(&b, b.recv, count, 0);
-            *row = (Row){.bytes = bytes, .count = count, .call = c, .iters = (int)it, .time_us = 1e6 * tmax,
-                         .algbw = (double)bytes / tmax / 1e9, .wrong = wsum};
-            row->busbw = row->algbw * bus_factor;
-            wrong_total += wsum;
-            busbw_sum += row->busbw;
+            row[c] = measure(&b, &o, c, bytes, k, bus_factor);
+            wrong_total += row[c].wrong;
+            busbw_sum += row[c].busbw;
         }
-        if (b.rank == 0 && !json) {
-            printf(" %11zu %11zu %6s %6s", bytes, count, "float", "sum");
-            for (int c = 0; c < b.ncalls; c++) {
-                const Row *row = &rows[(size_t)k * b.ncalls + c];
-                printf("  %10.2f %7.3f %7.3f %7lld", row->time_us, row->algbw, row->busbw, row->wrong);
-                if (max_time_ms > 0) printf("  %5d", row->iters);
-            }
-            printf("\n");
-            fflush(stdout);
-        }
+        if (b.rank == 0 && !o.json) print_size_row(&b, &o, row, bytes);
     }
     const double avg_busbw = busbw_sum / ((double)nsizes * b.ncalls);
-    if (b.rank == 0 && !json) {
+    if (b.rank == 0 && !o.json) {
         printf("# Out of bounds values : %lld %s\n", wrong_total, wrong_total ? "FAILED" : "OK");
         printf("# Avg bus bandwidth    : %.4f GB/s (mean over sizes and calls)\n#\n", avg_busbw);
     }
-    if (b.rank == 0 && json) {
-        cJSON *o = eff_json_object();
-        eff_json_str(o, "benchmark", "bench-comm");
-        eff_json_str(o, "collective", "all_reduce");
-        eff_json_str(o, "backend", cuda ? "cuda" : "cpu");
-        char library[sizeof lib + 8];
-        snprintf(library, sizeof library, "%s%s", cuda ? "NCCL " : "", cuda ? nccl_version : lib);
-        eff_json_str(o, "library", library);
-        eff_json_int(o, "ranks", b.n);
-        cJSON *hosts = eff_json_add_array(o, "hosts");
-        for (int r = 0; r < b.n; r++) eff_json_str(hosts, NULL, eff_mpi_host(b.mpi, r));
-        eff_json_str(o, "type", "float");
-        eff_json_str(o, "redop", "sum");
-        eff_json_int(o, "min_bytes", min_bytes);
-        eff_json_int(o, "max_bytes", max_bytes);
-        eff_json_int(o, "step_factor", factor);
-        eff_json_int(o, "warmup", warmup);
-        eff_json_int(o, "iters", iters);
-        eff_json_int(o, "max_time_ms", max_time_ms);
-        eff_json_num(o, "busbw_factor", bus_factor, NULL);
-        eff_json_str(o, "time", "mean per call over the timed calls, max over ranks");
-        eff_json_bool(o, "inject_error", inject);
-        cJSON *calls = eff_json_add_array(o, "calls");
-        for (int c = 0; c < b.ncalls; c++) eff_json_str(calls, NULL, b.call_name[c]);
-        cJSON *env = eff_json_add_object(o, "environment");
-        for (char **e = environ; *e; e++) {
-            if (!is_comm_setting(*e)) continue;
-            const char *eq = strchr(*e, '=');
-            if (!eq) continue;
-            char name[256];
-            snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
-            eff_json_str(env, name, eq + 1);
-        }
-        cJSON *results = eff_json_add_array(o, "results");
-        for (int i = 0; i < nsizes * b.ncalls; i++) {
-            const Row *r = &rows[i];
-            cJSON *x = eff_json_add_object(results, NULL);
-            eff_json_uint(x, "bytes", r->bytes);
-            eff_json_uint(x, "count", r->count);
-            eff_json_str(x, "call", b.call_name[r->call]);
-            eff_json_bool(x, "in_place", b.in_place[r->call]);
-            eff_json_int(x, "iters", r->iters);
-            eff_json_num(x, "time_us", r->time_us, NULL);
-            eff_json_num(x, "algbw_gbs", r->algbw, NULL);
-            eff_json_num(x, "busbw_gbs", r->busbw, NULL);
-            eff_json_int(x, "wrong", r->wrong);
-        }
-        eff_json_int(o, "wrong_total", wrong_total);
-        eff_json_num(o, "avg_busbw_gbs", avg_busbw, NULL);
-        eff_json_write(o, stdout, "standard output");
-    }
+    if (b.rank == 0 && o.json) write_json(&b, &o, library, bus_factor, rows, nsizes * b.ncalls, wrong_total, avg_busbw);
     fflush(stdout);
 #ifdef EFFNET_HAVE_CUDA
-    if (cuda) {
+    if (o.cuda) {
         ncclCommDestroy(b.nccl);
         cudaFree(b.dsend);
         cudaFree(b.drecv);

@@ -265,141 +265,185 @@ static int64_t read_i64_scalar(const Ckpt *c, const Key *k) {
     return x;
 }
 
-static int do_info(const char *path, int json) {
+/* What `ckpt info` reports, gathered once for both outputs. */
+typedef struct {
     Ckpt c;
-    ckpt_open(&c, path);
-    ckpt_check(&c);
     EffCkptAttrs root, train, opt;
-    eff_ckpt_attrs(c.f, "/", &root);
-    int has_train = eff_ckpt_attrs(c.f, "/train", &train);
-    int has_opt = eff_ckpt_attrs(c.f, "/optimizer", &opt);
-    long long n_exp_avg = eff_ckpt_group_size(c.f, "/optimizer/exp_avg"), n_exp_avg_sq = eff_ckpt_group_size(c.f, "/optimizer/exp_avg_sq");
-    size_t params = 0, buffers = 0;
-    int nparam = 0, nbuf = 0, nnbt = 0;
-    int64_t nbt_min = INT64_MAX, nbt_max = INT64_MIN;
-    for (int k = 0; k < c.nkeys; k++) {
-        const Key *key = &c.keys[k];
+    int has_train, has_opt;
+    long long n_exp_avg, n_exp_avg_sq;
+    size_t params, buffers;
+    int nparam, nbuf, nnbt;
+    int64_t nbt_min, nbt_max;
+    const char *config;
+    const EffCkptAttr *schema;
+} Info;
+
+static void info_gather(Info *in, const char *path) {
+    memset(in, 0, sizeof *in);
+    ckpt_open(&in->c, path);
+    ckpt_check(&in->c);
+    eff_ckpt_attrs(in->c.f, "/", &in->root);
+    in->has_train = eff_ckpt_attrs(in->c.f, "/train", &in->train);
+    in->has_opt = eff_ckpt_attrs(in->c.f, "/optimizer", &in->opt);
+    in->n_exp_avg = eff_ckpt_group_size(in->c.f, "/optimizer/exp_avg");
+    in->n_exp_avg_sq = eff_ckpt_group_size(in->c.f, "/optimizer/exp_avg_sq");
+    in->nbt_min = INT64_MAX;
+    in->nbt_max = INT64_MIN;
+    for (int k = 0; k < in->c.nkeys; k++) {
+        const Key *key = &in->c.keys[k];
         if (key->sd->is_int) {
-            int64_t v = read_i64_scalar(&c, key);
-            nnbt++;
-            if (v < nbt_min) nbt_min = v;
-            if (v > nbt_max) nbt_max = v;
+            const int64_t v = read_i64_scalar(&in->c, key);
+            in->nnbt++;
+            if (v < in->nbt_min) in->nbt_min = v;
+            if (v > in->nbt_max) in->nbt_max = v;
         } else if (key->sd->is_param) {
-            params += key->sd->numel;
-            nparam++;
+            in->params += key->sd->numel;
+            in->nparam++;
         } else {
-            buffers += key->sd->numel;
-            nbuf++;
+            in->buffers += key->sd->numel;
+            in->nbuf++;
         }
     }
-    const EffCkptAttr *cfg = eff_ckpt_attr_find(&root, "config");
-    const char *config = cfg && cfg->s ? cfg->s : "";
-    const EffCkptAttr *schema = eff_ckpt_attr_find(&root, "schema_version");
-    if (json) {
-        cJSON *o = eff_json_object();
-        eff_json_str(o, "file", path);
-        eff_json_int(o, "bytes", c.h->bytes);
-        eff_json_str(o, "checksum", c.h->checksum ? "verified" : "none");
-        eff_json_str(o, "format", EFF_CKPT_FORMAT);
-        eff_json_int(o, "schema_version", (long long)attr_num(schema, -1));
-        eff_json_str(o, "model", c.h->model);
-        eff_json_int(o, "classes", c.h->classes);
-        eff_json_int(o, "resolution", c.h->resolution);
-        json_attrs(o, "attributes", &root, "config");
-        eff_json_str(o, "config", config);
-        if (has_train) json_attrs(o, "train", &train, NULL);
-        else eff_json_null(o, "train");
-        if (has_opt) {
-            json_attrs(o, "optimizer", &opt, NULL);
-            cJSON *ot = eff_json_add_object(o, "optimizer_tensors");
-            eff_json_int(ot, "exp_avg", n_exp_avg);
-            eff_json_int(ot, "exp_avg_sq", n_exp_avg_sq);
-        } else {
-            eff_json_null(o, "optimizer");
-        }
-        eff_json_uint(o, "params", params);
-        eff_json_int(o, "param_tensors", nparam);
-        eff_json_uint(o, "buffers", buffers);
-        eff_json_int(o, "buffer_tensors", nbuf);
-        cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
-        eff_json_int(nbt, "count", nnbt);
-        eff_json_int(nbt, "min", (long long)nbt_min);
-        eff_json_int(nbt, "max", (long long)nbt_max);
-        cJSON *ts = eff_json_add_array(o, "tensors");
-        for (int k = 0; k < c.nkeys; k++) {
-            const Key *key = &c.keys[k];
-            cJSON *t = eff_json_add_object(ts, NULL);
-            eff_json_str(t, "name", key->sd->name);
-            json_shape(t, key->sd);
-            eff_json_str(t, "dtype", key->dtype);
-            eff_json_uint(t, "numel", key->sd->numel);
-            eff_json_str(t, "kind", key->sd->is_param ? "parameter" : "buffer");
-        }
-        eff_json_write(o, stdout, "standard output");
+    const EffCkptAttr *cfg = eff_ckpt_attr_find(&in->root, "config");
+    in->config = cfg && cfg->s ? cfg->s : "";
+    in->schema = eff_ckpt_attr_find(&in->root, "schema_version");
+}
+
+static void info_free(Info *in) {
+    eff_ckpt_attrs_free(&in->root);
+    eff_ckpt_attrs_free(&in->train);
+    eff_ckpt_attrs_free(&in->opt);
+    ckpt_close(&in->c);
+}
+
+static void info_json(const Info *in, const char *path) {
+    const Ckpt *c = &in->c;
+    cJSON *o = eff_json_object();
+    eff_json_str(o, "file", path);
+    eff_json_int(o, "bytes", c->h->bytes);
+    eff_json_str(o, "checksum", c->h->checksum ? "verified" : "none");
+    eff_json_str(o, "format", EFF_CKPT_FORMAT);
+    eff_json_int(o, "schema_version", (long long)attr_num(in->schema, -1));
+    eff_json_str(o, "model", c->h->model);
+    eff_json_int(o, "classes", c->h->classes);
+    eff_json_int(o, "resolution", c->h->resolution);
+    json_attrs(o, "attributes", &in->root, "config");
+    eff_json_str(o, "config", in->config);
+    if (in->has_train) json_attrs(o, "train", &in->train, NULL);
+    else eff_json_null(o, "train");
+    if (in->has_opt) {
+        json_attrs(o, "optimizer", &in->opt, NULL);
+        cJSON *ot = eff_json_add_object(o, "optimizer_tensors");
+        eff_json_int(ot, "exp_avg", in->n_exp_avg);
+        eff_json_int(ot, "exp_avg_sq", in->n_exp_avg_sq);
     } else {
-        const EffCkptAttr *created = eff_ckpt_attr_find(&root, "created"), *h5v = eff_ckpt_attr_find(&root, "hdf5_version");
-        printf("checkpoint   %s (%.1f MB)\n", path, (double)c.h->bytes / 1e6);
-        printf("checksum     %s\n", c.h->checksum ? "SHA-256 of the contents verified" : "none (an older effnet's file, "
-               "or one written by another tool)");
-        printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(schema, -1));
-        printf("model        %s, %d classes, resolution %d\n", c.h->model, c.h->classes, c.h->resolution);
-        printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",
-               h5v && h5v->s ? h5v->s : "(unknown)");
-        if (has_train) {
-            printf("training     epoch %.0f, step in epoch %.0f, global step %.0f, world size %.0f, seed %.0f, lr %g\n",
-                   attr_num(eff_ckpt_attr_find(&train, "epoch"), NAN), attr_num(eff_ckpt_attr_find(&train, "step_in_epoch"), NAN),
-                   attr_num(eff_ckpt_attr_find(&train, "global_step"), NAN), attr_num(eff_ckpt_attr_find(&train, "world_size"), NAN),
-                   attr_num(eff_ckpt_attr_find(&train, "seed"), NAN), attr_num(eff_ckpt_attr_find(&train, "lr"), NAN));
-            double last = attr_num(eff_ckpt_attr_find(&train, "last_acc"), -1), best = attr_num(eff_ckpt_attr_find(&train, "best_acc"), -1);
-            printf("accuracy     ");
-            if (last >= 0) printf("last %.2f%% (test loss %.4f)", last, attr_num(eff_ckpt_attr_find(&train, "last_loss"), NAN));
-            else printf("last: none yet");
-            if (best >= 0) printf(", best %.2f%% at epoch %.0f\n", best, attr_num(eff_ckpt_attr_find(&train, "best_epoch"), NAN));
-            else printf(", best: none yet\n");
-        } else {
-            printf("training     (no /train: not resumable, e.g. imported from PyTorch)\n");
-        }
-        if (has_opt) {
-            const EffCkptAttr *on = eff_ckpt_attr_find(&opt, "name");
-            printf("optimizer    %s, step %.0f (exp_avg %lld, exp_avg_sq %lld tensors)\n", on && on->s ? on->s : "?",
-                   attr_num(eff_ckpt_attr_find(&opt, "step"), NAN), n_exp_avg, n_exp_avg_sq);
-        } else {
-            printf("optimizer    (none)\n");
-        }
-        int any = 0;
-        for (int i = 0; i < root.n; i++) {
-            if (eff_ckpt_header_attr(root.a[i].name)) continue;
-            printf("%-12s %s = ", any ? "" : "provenance", root.a[i].name);
-            print_attr_text(&root.a[i]);
-            putchar('\n');
-            any = 1;
-        }
-        if (!any) printf("provenance   (none)\n");
-        printf("parameters   %zu in %d tensors; BN buffers %zu in %d tensors; num_batches_tracked ", params, nparam,
-               buffers, nbuf);
-        if (nbt_min == nbt_max) printf("%lld (all %d BNs)\n", (long long)nbt_min, nnbt);
-        else printf("%lld .. %lld (%d BNs)\n", (long long)nbt_min, (long long)nbt_max, nnbt);
-        printf("\nconfig:%s\n", config[0] ? "" : " (none stored)");
-        const char *p = config;
-        while (*p) {
-            const char *nl = strchr(p, '\n');
-            int len = nl ? (int)(nl - p) : (int)strlen(p);
-            printf("  %.*s\n", len, p);
-            p += len + (nl ? 1 : 0);
-        }
-        printf("\ntensors (/model, state_dict order):\n");
-        printf("  %-46s %-20s %-8s %10s\n", "name", "shape", "dtype", "numel");
-        for (int k = 0; k < c.nkeys; k++) {
-            const Key *key = &c.keys[k];
-            char shp[64];
-            eff_h5_fmt_dims(shp, sizeof shp, key->sd->ndim, key->sd->shape);
-            printf("  %-46s %-20s %-8s %10zu\n", key->sd->name, shp, key->dtype, key->sd->numel);
-        }
+        eff_json_null(o, "optimizer");
     }
-    eff_ckpt_attrs_free(&root);
-    eff_ckpt_attrs_free(&train);
-    eff_ckpt_attrs_free(&opt);
-    ckpt_close(&c);
+    eff_json_uint(o, "params", in->params);
+    eff_json_int(o, "param_tensors", in->nparam);
+    eff_json_uint(o, "buffers", in->buffers);
+    eff_json_int(o, "buffer_tensors", in->nbuf);
+    cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
+    eff_json_int(nbt, "count", in->nnbt);
+    eff_json_int(nbt, "min", (long long)in->nbt_min);
+    eff_json_int(nbt, "max", (long long)in->nbt_max);
+    cJSON *ts = eff_json_add_array(o, "tensors");
+    for (int k = 0; k < c->nkeys; k++) {
+        const Key *key = &c->keys[k];
+        cJSON *t = eff_json_add_object(ts, NULL);
+        eff_json_str(t, "name", key->sd->name);
+        json_shape(t, key->sd);
+        eff_json_str(t, "dtype", key->dtype);
+        eff_json_uint(t, "numel", key->sd->numel);
+        eff_json_str(t, "kind", key->sd->is_param ? "parameter" : "buffer");
+    }
+    eff_json_write(o, stdout, "standard output");
+}
+
+/* The header lines of the table: file, checksum, format, model, creation. */
+static void info_text_header(const Info *in, const char *path) {
+    const Ckpt *c = &in->c;
+    const EffCkptAttr *created = eff_ckpt_attr_find(&in->root, "created"),
+                      *h5v = eff_ckpt_attr_find(&in->root, "hdf5_version");
+    printf("checkpoint   %s (%.1f MB)\n", path, (double)c->h->bytes / 1e6);
+    printf("checksum     %s\n", c->h->checksum ? "SHA-256 of the contents verified" : "none (an older effnet's file, "
+           "or one written by another tool)");
+    printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(in->schema, -1));
+    printf("model        %s, %d classes, resolution %d\n", c->h->model, c->h->classes, c->h->resolution);
+    printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",
+           h5v && h5v->s ? h5v->s : "(unknown)");
+}
+
+/* The training state and optimizer lines. */
+static void info_text_state(const Info *in) {
+    const EffCkptAttrs *train = &in->train;
+    if (in->has_train) {
+        printf("training     epoch %.0f, step in epoch %.0f, global step %.0f, world size %.0f, seed %.0f, lr %g\n",
+               attr_num(eff_ckpt_attr_find(train, "epoch"), NAN), attr_num(eff_ckpt_attr_find(train, "step_in_epoch"), NAN),
+               attr_num(eff_ckpt_attr_find(train, "global_step"), NAN), attr_num(eff_ckpt_attr_find(train, "world_size"), NAN),
+               attr_num(eff_ckpt_attr_find(train, "seed"), NAN), attr_num(eff_ckpt_attr_find(train, "lr"), NAN));
+        double last = attr_num(eff_ckpt_attr_find(train, "last_acc"), -1), best = attr_num(eff_ckpt_attr_find(train, "best_acc"), -1);
+        printf("accuracy     ");
+        if (last >= 0) printf("last %.2f%% (test loss %.4f)", last, attr_num(eff_ckpt_attr_find(train, "last_loss"), NAN));
+        else printf("last: none yet");
+        if (best >= 0) printf(", best %.2f%% at epoch %.0f\n", best, attr_num(eff_ckpt_attr_find(train, "best_epoch"), NAN));
+        else printf(", best: none yet\n");
+    } else {
+        printf("training     (no /train: not resumable, e.g. imported from PyTorch)\n");
+    }
+    if (in->has_opt) {
+        const EffCkptAttr *on = eff_ckpt_attr_find(&in->opt, "name");
+        printf("optimizer    %s, step %.0f (exp_avg %lld, exp_avg_sq %lld tensors)\n", on && on->s ? on->s : "?",
+               attr_num(eff_ckpt_attr_find(&in->opt, "step"), NAN), in->n_exp_avg, in->n_exp_avg_sq);
+    } else {
+        printf("optimizer    (none)\n");
+    }
+}
+
+/* Provenance, counts, the config text and the tensor table. */
+static void info_text_body(const Info *in) {
+    const Ckpt *c = &in->c;
+    int any = 0;
+    for (int i = 0; i < in->root.n; i++) {
+        if (eff_ckpt_header_attr(in->root.a[i].name)) continue;
+        printf("%-12s %s = ", any ? "" : "provenance", in->root.a[i].name);
+        print_attr_text(&in->root.a[i]);
+        putchar('\n');
+        any = 1;
+    }
+    if (!any) printf("provenance   (none)\n");
+    printf("parameters   %zu in %d tensors; BN buffers %zu in %d tensors; num_batches_tracked ", in->params, in->nparam,
+           in->buffers, in->nbuf);
+    if (in->nbt_min == in->nbt_max) printf("%lld (all %d BNs)\n", (long long)in->nbt_min, in->nnbt);
+    else printf("%lld .. %lld (%d BNs)\n", (long long)in->nbt_min, (long long)in->nbt_max, in->nnbt);
+    printf("\nconfig:%s\n", in->config[0] ? "" : " (none stored)");
+    for (const char *p = in->config; *p;) {
+        const char *nl = strchr(p, '\n');
+        const int len = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("  %.*s\n", len, p);
+        p += len + (nl ? 1 : 0);
+    }
+    printf("\ntensors (/model, state_dict order):\n");
+    printf("  %-46s %-20s %-8s %10s\n", "name", "shape", "dtype", "numel");
+    for (int k = 0; k < c->nkeys; k++) {
+        const Key *key = &c->keys[k];
+        char shp[64];
+        eff_h5_fmt_dims(shp, sizeof shp, key->sd->ndim, key->sd->shape);
+        printf("  %-46s %-20s %-8s %10zu\n", key->sd->name, shp, key->dtype, key->sd->numel);
+    }
+}
+
+static int do_info(const char *path, int json) {
+    Info in;
+    info_gather(&in, path);
+    if (json) {
+        info_json(&in, path);
+    } else {
+        info_text_header(&in, path);
+        info_text_state(&in);
+        info_text_body(&in);
+    }
+    info_free(&in);
     return 0;
 }
 
@@ -532,148 +576,172 @@ typedef struct Layer {
     double a2, d2; /* sum of squares of A's weights and of B-A */
 } Layer;
 
-static int do_diff(const char *pa, const char *pb, int json) {
+/* Everything `ckpt diff` computes: per tensor, per layer, and overall. */
+typedef struct {
     Ckpt A, B;
-    ckpt_open(&A, pa);
-    ckpt_open(&B, pb);
-    const EffCkptHeader *ha = A.h, *hb = B.h;
+    const char *pa, *pb;
+    long long sa, sb, dsteps;
+    TensorDiff *td;
+    Layer *layers;
+    int nl;
+    double all_a2, all_d2;
+    size_t all_n;
+    int64_t nbt_a, nbt_b;
+} Diff;
+
+/* Open both files; the same model, classes, tensor names and shapes. */
+static void diff_open(Diff *d, const char *pa, const char *pb) {
+    memset(d, 0, sizeof *d);
+    d->pa = pa;
+    d->pb = pb;
+    ckpt_open(&d->A, pa);
+    ckpt_open(&d->B, pb);
+    const EffCkptHeader *ha = d->A.h, *hb = d->B.h;
     EFF_CHECK(!strcmp(ha->model, hb->model) && ha->classes == hb->classes, "cannot diff checkpoints of different models: "
               "'%s' holds %s with %d classes, '%s' holds %s with %d classes\nHINT: diff compares two checkpoints of the "
               "same model and number of classes (e.g. two checkpoints of one run)", pa, ha->model, ha->classes, pb,
               hb->model, hb->classes);
-    ckpt_check(&A);
-    ckpt_check(&B);
+    ckpt_check(&d->A);
+    ckpt_check(&d->B);
     /* Both files passed validation against the same model, so their keys and
      * shapes agree; check anyway, naming both files. */
-    EFF_CHECK(A.nkeys == B.nkeys, "'%s' and '%s' have different tensor counts (%d, %d)", pa, pb, A.nkeys, B.nkeys);
-    for (int k = 0; k < A.nkeys; k++) {
-        const EffCkptKey *x = A.keys[k].sd, *y = B.keys[k].sd;
+    EFF_CHECK(d->A.nkeys == d->B.nkeys, "'%s' and '%s' have different tensor counts (%d, %d)", pa, pb, d->A.nkeys,
+              d->B.nkeys);
+    for (int k = 0; k < d->A.nkeys; k++) {
+        const EffCkptKey *x = d->A.keys[k].sd, *y = d->B.keys[k].sd;
         int same = !strcmp(x->name, y->name) && x->ndim == y->ndim;
-        for (int d = 0; same && d < x->ndim; d++) same = x->shape[d] == y->shape[d];
+        for (int i = 0; same && i < x->ndim; i++) same = x->shape[i] == y->shape[i];
         EFF_CHECK(same, "tensor '%s' has a different shape in '%s' and '%s'\nHINT: diff compares checkpoints of the same "
                   "model", x->name, pa, pb);
     }
-    const long long sa = global_step(&A), sb = global_step(&B);
-    const long long dsteps = sa >= 0 && sb >= 0 ? llabs(sb - sa) : -1;
-    Layer *layers = eff_calloc((size_t)A.nkeys, sizeof *layers, "layer table");
-    int nl = 0;
-    double all_a2 = 0, all_d2 = 0;
-    size_t all_n = 0;
-    int64_t nbt_a = -1, nbt_b = -1;
-    /* Read every tensor pair first, print afterwards (no partial output on a read error). */
-    TensorDiff *td = eff_calloc((size_t)A.nkeys, sizeof *td, "tensor differences");
-    for (int k = 0; k < A.nkeys; k++) {
-        const Key *key = &A.keys[k];
-        double *x = eff_ckpt_read(A.f, key->sd), *y = eff_ckpt_read(B.f, key->sd);
-        if (key->sd->is_int) {
-            if (nbt_a < 0) {
-                nbt_a = (int64_t)x[0];
-                nbt_b = (int64_t)y[0];
-            }
-        } else {
-            TensorDiff *t = &td[k];
-            for (size_t i = 0; i < key->sd->numel; i++) {
-                double d = y[i] - x[i];
-                t->a2 += x[i] * x[i];
-                t->b2 += y[i] * y[i];
-                t->d2 += d * d;
-                if (fabs(d) > t->dmax) t->dmax = fabs(d);
-            }
-            if (key->sd->is_param) {
-                all_a2 += t->a2;
-                all_d2 += t->d2;
-                all_n += key->sd->numel;
-                int l = nl - 1;
-                if (l < 0 || strcmp(layers[l].name, key->layer) != 0) {
-                    l = nl++;
-                    layers[l].name = key->layer;
-                }
-                layers[l].numel += key->sd->numel;
-                layers[l].a2 += t->a2;
-                layers[l].d2 += t->d2;
-            }
+    d->sa = global_step(&d->A);
+    d->sb = global_step(&d->B);
+    d->dsteps = d->sa >= 0 && d->sb >= 0 ? llabs(d->sb - d->sa) : -1;
+    d->nbt_a = d->nbt_b = -1;
+}
+
+/* One tensor pair: its sums, added to its layer's and the overall ones. */
+static void diff_tensor(Diff *d, int k) {
+    const Key *key = &d->A.keys[k];
+    double *x = eff_ckpt_read(d->A.f, key->sd), *y = eff_ckpt_read(d->B.f, key->sd);
+    if (key->sd->is_int) {
+        if (d->nbt_a < 0) {
+            d->nbt_a = (int64_t)x[0];
+            d->nbt_b = (int64_t)y[0];
         }
-        eff_free(x);
-        eff_free(y);
-    }
-    cJSON *o = NULL, *ts = NULL;
-    if (json) {
-        o = eff_json_object();
-        eff_json_str(o, "a", pa);
-        eff_json_str(o, "b", pb);
-        eff_json_str(o, "model", A.h->model);
-        eff_json_int(o, "classes", A.h->classes);
-        json_int_or_null(o, "global_step_a", sa);
-        json_int_or_null(o, "global_step_b", sb);
-        ts = eff_json_add_array(o, "tensors");
     } else {
-        printf("A: %s (%s, global step ", pa, A.h->model);
-        if (sa >= 0) printf("%lld)\n", sa); else printf("unknown)\n");
-        printf("B: %s (%s, global step ", pb, B.h->model);
-        if (sb >= 0) printf("%lld)\n", sb); else printf("unknown)\n");
-        printf("\nper tensor: rel change = ||B-A|| / ||A||\n");
-        printf("%-46s %9s %12s %12s %12s %12s %12s\n", "tensor", "numel", "||A||", "||B||", "||B-A||", "rel change",
-               "max|B-A|");
+        TensorDiff *t = &d->td[k];
+        for (size_t i = 0; i < key->sd->numel; i++) {
+            const double v = y[i] - x[i];
+            t->a2 += x[i] * x[i];
+            t->b2 += y[i] * y[i];
+            t->d2 += v * v;
+            if (fabs(v) > t->dmax) t->dmax = fabs(v);
+        }
+        if (key->sd->is_param) {
+            d->all_a2 += t->a2;
+            d->all_d2 += t->d2;
+            d->all_n += key->sd->numel;
+            int l = d->nl - 1;
+            if (l < 0 || strcmp(d->layers[l].name, key->layer) != 0) {
+                l = d->nl++;
+                d->layers[l].name = key->layer;
+            }
+            d->layers[l].numel += key->sd->numel;
+            d->layers[l].a2 += t->a2;
+            d->layers[l].d2 += t->d2;
+        }
     }
-    for (int k = 0; k < A.nkeys; k++) {
-        const Key *key = &A.keys[k];
+    eff_free(x);
+    eff_free(y);
+}
+
+static void diff_json(const Diff *d) {
+    cJSON *o = eff_json_object();
+    eff_json_str(o, "a", d->pa);
+    eff_json_str(o, "b", d->pb);
+    eff_json_str(o, "model", d->A.h->model);
+    eff_json_int(o, "classes", d->A.h->classes);
+    json_int_or_null(o, "global_step_a", d->sa);
+    json_int_or_null(o, "global_step_b", d->sb);
+    cJSON *ts = eff_json_add_array(o, "tensors");
+    for (int k = 0; k < d->A.nkeys; k++) {
+        const Key *key = &d->A.keys[k];
         if (key->sd->is_int) continue;
-        const TensorDiff *t = &td[k];
-        const double rel = ratio(sqrt(t->d2), sqrt(t->a2));
-        if (json) {
-            cJSON *r = eff_json_add_object(ts, NULL);
-            eff_json_str(r, "name", key->sd->name);
-            eff_json_str(r, "kind", key->sd->is_param ? "parameter" : "buffer");
-            eff_json_num(r, "norm_a", sqrt(t->a2), NUM_FMT);
-            eff_json_num(r, "norm_b", sqrt(t->b2), NUM_FMT);
-            eff_json_num(r, "norm_diff", sqrt(t->d2), NUM_FMT);
-            eff_json_num(r, "rel_change", rel, NUM_FMT);
-            eff_json_num(r, "max_abs_diff", t->dmax, NUM_FMT);
-        } else {
-            printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g\n", key->sd->name, key->sd->numel, sqrt(t->a2), sqrt(t->b2),
-                   sqrt(t->d2), rel, t->dmax);
-        }
+        const TensorDiff *t = &d->td[k];
+        cJSON *r = eff_json_add_object(ts, NULL);
+        eff_json_str(r, "name", key->sd->name);
+        eff_json_str(r, "kind", key->sd->is_param ? "parameter" : "buffer");
+        eff_json_num(r, "norm_a", sqrt(t->a2), NUM_FMT);
+        eff_json_num(r, "norm_b", sqrt(t->b2), NUM_FMT);
+        eff_json_num(r, "norm_diff", sqrt(t->d2), NUM_FMT);
+        eff_json_num(r, "rel_change", ratio(sqrt(t->d2), sqrt(t->a2)), NUM_FMT);
+        eff_json_num(r, "max_abs_diff", t->dmax, NUM_FMT);
     }
-    eff_free(td);
-    const double all_rel = ratio(sqrt(all_d2), sqrt(all_a2));
-    if (json) {
-        cJSON *ls = eff_json_add_array(o, "layers");
-        for (int l = 0; l < nl; l++) {
-            const double u = ratio(sqrt(layers[l].d2), sqrt(layers[l].a2));
-            cJSON *r = eff_json_add_object(ls, NULL);
-            eff_json_str(r, "layer", layers[l].name);
-            eff_json_uint(r, "params", layers[l].numel);
-            eff_json_num(r, "norm_a", sqrt(layers[l].a2), NUM_FMT);
-            eff_json_num(r, "norm_update", sqrt(layers[l].d2), NUM_FMT);
-            eff_json_num(r, "update_to_weight", u, NUM_FMT);
-            if (dsteps > 0) eff_json_num(r, "update_to_weight_per_step", u / (double)dsteps, NUM_FMT);
-            else eff_json_null(r, "update_to_weight_per_step");
-        }
-        eff_json_uint(o, "params", all_n);
-        eff_json_num(o, "rel_change_params", all_rel, NUM_FMT);
-        json_int_or_null(o, "steps_apart", dsteps);
-        cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
-        eff_json_int(nbt, "a", (long long)nbt_a);
-        eff_json_int(nbt, "b", (long long)nbt_b);
-        eff_json_write(o, stdout, "standard output");
-    } else {
-        printf("\nper layer (parameters): update/weight = ||W_B-W_A|| / ||W_A||");
-        if (dsteps > 0) printf(", per step = that / %lld steps", dsteps);
-        printf("\n%-40s %9s %12s %12s %14s %12s\n", "layer", "params", "||W_A||", "||W_B-W_A||", "update/weight", "per step");
-        for (int l = 0; l < nl; l++) {
-            const double u = ratio(sqrt(layers[l].d2), sqrt(layers[l].a2));
-            printf("%-40s %9zu %12.5g %12.5g %14.5g ", layers[l].name, layers[l].numel, sqrt(layers[l].a2),
-                   sqrt(layers[l].d2), u);
-            if (dsteps > 0) printf("%12.5g\n", u / (double)dsteps);
-            else printf("%12s\n", "-");
-        }
-        printf("\nall %zu parameters: ||B-A|| / ||A|| = %.6g", all_n, all_rel);
-        if (dsteps >= 0) printf(" (%lld optimizer steps apart)", dsteps);
-        printf("; num_batches_tracked %lld -> %lld\n", (long long)nbt_a, (long long)nbt_b);
+    cJSON *ls = eff_json_add_array(o, "layers");
+    for (int l = 0; l < d->nl; l++) {
+        const double u = ratio(sqrt(d->layers[l].d2), sqrt(d->layers[l].a2));
+        cJSON *r = eff_json_add_object(ls, NULL);
+        eff_json_str(r, "layer", d->layers[l].name);
+        eff_json_uint(r, "params", d->layers[l].numel);
+        eff_json_num(r, "norm_a", sqrt(d->layers[l].a2), NUM_FMT);
+        eff_json_num(r, "norm_update", sqrt(d->layers[l].d2), NUM_FMT);
+        eff_json_num(r, "update_to_weight", u, NUM_FMT);
+        if (d->dsteps > 0) eff_json_num(r, "update_to_weight_per_step", u / (double)d->dsteps, NUM_FMT);
+        else eff_json_null(r, "update_to_weight_per_step");
     }
-    eff_free(layers);
-    ckpt_close(&B); /* the reverse order: each restores HDF5's error printing as it found it */
-    ckpt_close(&A);
+    eff_json_uint(o, "params", d->all_n);
+    eff_json_num(o, "rel_change_params", ratio(sqrt(d->all_d2), sqrt(d->all_a2)), NUM_FMT);
+    json_int_or_null(o, "steps_apart", d->dsteps);
+    cJSON *nbt = eff_json_add_object(o, "num_batches_tracked");
+    eff_json_int(nbt, "a", (long long)d->nbt_a);
+    eff_json_int(nbt, "b", (long long)d->nbt_b);
+    eff_json_write(o, stdout, "standard output");
+}
+
+static void diff_text(const Diff *d) {
+    printf("A: %s (%s, global step ", d->pa, d->A.h->model);
+    if (d->sa >= 0) printf("%lld)\n", d->sa); else printf("unknown)\n");
+    printf("B: %s (%s, global step ", d->pb, d->B.h->model);
+    if (d->sb >= 0) printf("%lld)\n", d->sb); else printf("unknown)\n");
+    printf("\nper tensor: rel change = ||B-A|| / ||A||\n");
+    printf("%-46s %9s %12s %12s %12s %12s %12s\n", "tensor", "numel", "||A||", "||B||", "||B-A||", "rel change",
+           "max|B-A|");
+    for (int k = 0; k < d->A.nkeys; k++) {
+        const Key *key = &d->A.keys[k];
+        if (key->sd->is_int) continue;
+        const TensorDiff *t = &d->td[k];
+        printf("%-46s %9zu %12.5g %12.5g %12.5g %12.5g %12.5g\n", key->sd->name, key->sd->numel, sqrt(t->a2),
+               sqrt(t->b2), sqrt(t->d2), ratio(sqrt(t->d2), sqrt(t->a2)), t->dmax);
+    }
+    printf("\nper layer (parameters): update/weight = ||W_B-W_A|| / ||W_A||");
+    if (d->dsteps > 0) printf(", per step = that / %lld steps", d->dsteps);
+    printf("\n%-40s %9s %12s %12s %14s %12s\n", "layer", "params", "||W_A||", "||W_B-W_A||", "update/weight", "per step");
+    for (int l = 0; l < d->nl; l++) {
+        const double u = ratio(sqrt(d->layers[l].d2), sqrt(d->layers[l].a2));
+        printf("%-40s %9zu %12.5g %12.5g %14.5g ", d->layers[l].name, d->layers[l].numel, sqrt(d->layers[l].a2),
+               sqrt(d->layers[l].d2), u);
+        if (d->dsteps > 0) printf("%12.5g\n", u / (double)d->dsteps);
+        else printf("%12s\n", "-");
+    }
+    printf("\nall %zu parameters: ||B-A|| / ||A|| = %.6g", d->all_n, ratio(sqrt(d->all_d2), sqrt(d->all_a2)));
+    if (d->dsteps >= 0) printf(" (%lld optimizer steps apart)", d->dsteps);
+    printf("; num_batches_tracked %lld -> %lld\n", (long long)d->nbt_a, (long long)d->nbt_b);
+}
+
+static int do_diff(const char *pa, const char *pb, int json) {
+    Diff d;
+    diff_open(&d, pa, pb);
+    d.layers = eff_calloc((size_t)d.A.nkeys, sizeof *d.layers, "layer table");
+    d.td = eff_calloc((size_t)d.A.nkeys, sizeof *d.td, "tensor differences");
+    /* Read every tensor pair first, print afterwards (no partial output on a read error). */
+    for (int k = 0; k < d.A.nkeys; k++) diff_tensor(&d, k);
+    if (json) diff_json(&d);
+    else diff_text(&d);
+    eff_free(d.td);
+    eff_free(d.layers);
+    ckpt_close(&d.B); /* the reverse order: each restores HDF5's error printing as it found it */
+    ckpt_close(&d.A);
     return 0;
 }
 

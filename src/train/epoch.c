@@ -19,24 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) {
-    if (T->rank != 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    fflush(stdout);
-}
 
-void eff_trainer_metrics(EffTrainer *T, cJSON *row) {
-    if (T->rank != 0) {
-        cJSON_Delete(row);
-        return;
-    }
-    char what[1200];
-    snprintf(what, sizeof what, "%s/metrics.jsonl", T->cfg.output_dir);
-    eff_json_write(row, T->metrics, what);
-}
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;

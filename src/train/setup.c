@@ -24,29 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t fnv1a(const void *p, size_t n) {
-    const unsigned char *b = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
 
-/* Every rank must hold bit-identical parameters; checked at start-up and
- * before every checkpoint. */
-void eff_trainer_check_identical(EffTrainer *T, const char *when) {
-    eff_trainer_params_sync(T);
-    EffModel *m = &T->ctx.model;
-    size_t bytes = m->ptab.total * sizeof(float);
-    float *host = eff_malloc(bytes, "parameter copy");
-    m->be->download(m->be, host, m->param, bytes);
-    unsigned long long h = fnv1a(host, bytes), *all = eff_malloc(sizeof(unsigned long long) * (size_t)T->world, "hashes");
-    eff_free(host);
-    eff_mpi_allgather(T->mpi, &h, all, 1, MPI_UNSIGNED_LONG_LONG, "parameter hash all-gather");
-    for (int r = 1; r < T->world; r++)
-        EFF_CHECK(all[r] == all[0], "%s: parameters on rank %d differ from rank 0 (hash %016llx vs %016llx)", when, r, all[r], all[0]);
-    if (T->world > 1) eff_trainer_log(T, "%s: parameters identical on all %d ranks (hash %016llx)\n", when, T->world, all[0]);
-    eff_free(all);
-}
 
 /* MPI_Bcast from rank 0 of a backend buffer (staged through the host, so it
  * works for device memory without a CUDA-aware MPI). */
@@ -237,14 +215,6 @@ static void setup_shard(EffTrainer *T) {
                     T->cuda ? "after the step (NCCL)" : "during the next forward");
 }
 
-EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
-    int nb = 0;
-    size_t *lo = eff_bucket_bounds(T->ctx.model.ptab.total, T->cfg.bucket_mb, &nb);
-    EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)nb, "optimizer ranges");
-    *nseg = eff_bucket_owned(lo, nb, rank, T->world, seg);
-    eff_free(lo);
-    return seg;
-}
 
 /* train.init_from: the weights of a checkpoint, nothing else (fine-tuning). */
 static void init_from(EffTrainer *T) {
@@ -452,7 +422,7 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     T->config_ini = eff_config_to_ini(c);
     lock_output(T);
     /* Every rank must run the same config (nodes may see different files). */
-    unsigned long long h = fnv1a(T->config_ini, strlen(T->config_ini)), h0 = h;
+    unsigned long long h = eff_fnv1a(T->config_ini, strlen(T->config_ini)), h0 = h;
     eff_mpi_bcast(T->mpi, &h0, 1, MPI_UNSIGNED_LONG_LONG, 0, "config hash broadcast");
     EFF_CHECK(h == h0, "rank %d: config differs from rank 0's\nHINT: give every rank the same --config file and --set "
               "options", T->rank);

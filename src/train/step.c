@@ -32,13 +32,6 @@ static void on_params_needed(void *arg, size_t end) {
     T->params_wait_s += eff_time() - t0;
 }
 
-void eff_trainer_params_sync(EffTrainer *T) {
-    if (!T->params_pending) return;
-    eff_trace_begin(T->trace, "parameter all-gather");
-    eff_mpi_buckets_allgather_wait(T->buckets, SIZE_MAX, "parameter all-gather");
-    eff_trace_end(T->trace, "parameter all-gather");
-    T->params_pending = 0;
-}
 
 static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
 static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }

@@ -1,6 +1,8 @@
 /* trainer.h: the training loop of `effnet train`, in the steps a reader
  * expects (src/cmd/cmd_train.c calls them in this order):
  *
+ *   trainer.c the shared pieces (the log, metrics rows, the parameter hash
+ *             check, ZeRO-1's ranges and parameter all-gather)
  *   setup.c   eff_trainer_setup    backend, data, model; the resume with its
  *                                  batch split (elastic: train/elastic.h);
  *                                  identical start on every rank; loaders
@@ -107,19 +109,24 @@ typedef struct EffTrainer {
     int exit_code, finished;
 } EffTrainer;
 
-/* rank 0 only: a log line to stdout (flushed); row (a jsonout.h object) as one
- * line of metrics.jsonl. eff_trainer_metrics deletes row on every rank. */
+/* trainer.c -- shared by every stage below. rank 0 only: a log line to stdout
+ * (flushed); row (a jsonout.h object) as one line of metrics.jsonl.
+ * eff_trainer_metrics deletes row on every rank. */
 void eff_trainer_log(const EffTrainer *T, const char *fmt, ...) EFF_PRINTF(2, 3);
 void eff_trainer_metrics(EffTrainer *T, cJSON *row);
 
-/* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
-void eff_trainer_setup(EffTrainer *T, const char *resume);
+/* Every rank holds bit-identical parameters (a hash all-gather; "when" names
+ * the occasion in the log and the error). */
 void eff_trainer_check_identical(EffTrainer *T, const char *when);
 /* ZeRO-1: the parameter ranges rank `rank` owns (eff_free the result). */
 EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg);
 /* ZeRO-1: finish the parameter all-gather of the last step, if in flight.
  * Everything that reads the parameters outside a step calls it first. */
 void eff_trainer_params_sync(EffTrainer *T);
+/* FNV-1a 64 of n bytes (config and parameter hashes). */
+uint64_t eff_fnv1a(const void *p, size_t n);
+/* setup.c. resume: NULL for a fresh run, "" for OUTPUT_DIR/last.h5, else a path. */
+void eff_trainer_setup(EffTrainer *T, const char *resume);
 /* step.c */
 EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b);
 /* epoch.c */
