@@ -4,6 +4,7 @@
  * the watchdog (T->mpi). */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
+#include "comm/exchange.h"
 #include "train/dirlock.h"
 
 #include "common.h"
@@ -305,11 +306,11 @@ static void timing_summary(EffTrainer *T) {
     eff_trainer_log(T, "memory: peak RSS %.1f MiB on rank 0 (it writes the checkpoints), %.1f MiB the most of the "
                     "others; optimizer state %.1f MiB per rank (%s)\n", rss[0], rss[1],
                     2.0 * (double)m->opt_n * sizeof(float) / 1048576.0, T->sharded ? "sharded" : "replicated");
-    if (T->buckets && T->cfg.overlap)
+    if (T->xchg->counts_overlap)
         eff_trainer_log(T, "timing: gradient %s overlapped with backward: %.1f of %.1f buckets per step done "
                         "before backward ended; %.1f ms exposed (waiting after backward, inside the all-reduce "
                         "figure)\n", T->sharded ? "reduce-scatter" : "all-reduce", (double)t->buckets_in_backward / n, (double)t->buckets / n, 1e3 * t->exposed / n);
-    if (m->use_graph && T->comm)
+    if (m->use_graph && T->xchg->ops->graph_hooks)
         eff_trainer_log(T, "timing: CUDA graph: the gradient all-reduce runs inside each replay and is counted in "
                         "compute; the all-reduce figure is the BN statistics and loss reductions only\n");
     cJSON *row = eff_json_object();
@@ -333,7 +334,7 @@ static void timing_summary(EffTrainer *T) {
     eff_json_num(row, "allreduce_bytes_per_step", bytes, "%.0f");
     eff_json_bool(row, "comm_timing", c->comm_timing);
     eff_json_bool(row, "cuda_graph", m->use_graph);
-    eff_json_bool(row, "overlap", T->buckets != NULL && T->cfg.overlap);
+    eff_json_bool(row, "overlap", T->xchg->counts_overlap);
     eff_json_num(row, "buckets", (double)t->buckets / n, "%.1f");
     eff_json_num(row, "buckets_done_in_backward", (double)t->buckets_in_backward / n, "%.1f");
     eff_json_num(row, "exposed_allreduce_ms", 1e3 * t->exposed / n, "%.3f");
@@ -356,8 +357,7 @@ void eff_trainer_finish(EffTrainer *T) {
     eff_dataset_free(&T->train);
     eff_dataset_free(&T->test);
     eff_model_destroy(&T->ctx.model);
-    eff_comm_destroy(T->comm);
-    eff_mpi_buckets_destroy(T->buckets);
+    eff_exchange_destroy(T->xchg);
     eff_backend_cuda_destroy(T->cuda);
     eff_mpi_destroy(T->mpi);
     eff_free(T->config_ini);

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
 #include "comm/buckets.h"
+#include "comm/exchange.h"
 
 #include "common.h"
 #include "data/sampler.h"
@@ -178,17 +179,18 @@ static void resume(EffTrainer *T, const char *resume_arg) {
     }
 }
 
-/* The MPI path's gradient reduction (CPU backend, world > 1): the bucketed
- * exchange of buckets_mpi.c whenever comm.overlap or the sharded optimizer
- * asks for it, else one MPI all-reduce after backward (step.c). */
-static void setup_buckets(EffTrainer *T) {
+/* The MPI transport (comm/exchange.h) on the CPU backend, or on one GPU: the
+ * bucketed exchange of buckets_mpi.c whenever comm.overlap or the sharded
+ * optimizer asks for it, else one MPI all-reduce after backward, or nothing
+ * on one rank. With CUDA on several ranks NCCL is set up in start_identical. */
+static void setup_mpi_exchange(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
-    if (T->cuda || T->world == 1 || (!c->overlap && !T->sharded)) return;
-    T->buckets = eff_mpi_buckets_create(T->mpi, m->grad, m->ptab.total, c->bucket_mb,
-                                        T->sharded ? EFF_BUCKETS_REDUCE_SCATTER : EFF_BUCKETS_ALLREDUCE);
+    if (T->cuda && T->world > 1) return;
+    T->xchg = eff_exchange_mpi(T->mpi, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, (int)c->overlap, T->sharded);
+    if (!T->xchg->nbuckets) return;
     eff_trainer_log(T, "comm: MPI %s in %d buckets of ~%.1f MiB, %s; watchdog %.0f s\n",
-                    T->sharded ? "reduce-scatter" : "all-reduce", eff_mpi_buckets_count(T->buckets), c->bucket_mb,
+                    T->sharded ? "reduce-scatter" : "all-reduce", T->xchg->nbuckets, c->bucket_mb,
                     c->overlap ? "started as backward finishes them (comm.overlap = 1)" : "after backward (comm.overlap = 0)",
                     c->comm_timeout);
 }
@@ -203,7 +205,7 @@ static void setup_shard(EffTrainer *T) {
     /* auto: on over MPI; over NCCL only when asked (optim.shard = on): that
      * path is compiled but has not yet run on a GPU */
     T->sharded = T->world > 1 && (!strcmp(c->shard, "on") || (!strcmp(c->shard, "auto") && !T->cuda));
-    setup_buckets(T);
+    setup_mpi_exchange(T);
     /* (called before the optimizer state is first written: a fresh run never touches the full state's pages) */
     if (!T->sharded) return;
     int nseg = 0;
@@ -279,11 +281,11 @@ static void start_identical(EffTrainer *T) {
     bcast_floats(T, m->bufs, m->btab.total, "BN statistics broadcast");
     eff_trainer_check_identical(T, "start");
     if (T->cuda && T->world > 1) {
-        T->comm = eff_comm_create(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout,
-                                  T->sharded);
+        T->xchg = eff_exchange_nccl(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout,
+                                    T->sharded);
         eff_trainer_log(T, "comm: NCCL %s (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
-                        "watchdog %.0f s\n", T->sharded ? "reduce-scatter" : "all-reduce", eff_comm_buckets(T->comm), c->bucket_mb,
-                        c->comm_timeout);
+                        "watchdog %.0f s\n", T->sharded ? "reduce-scatter" : "all-reduce", T->xchg->nbuckets,
+                        c->bucket_mb, c->comm_timeout);
     }
     if (c->accum > 1) {
         T->bn_start = eff_malloc(m->btab.total * sizeof(float), "BN statistics at the step's start");
@@ -450,7 +452,7 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
                     eff_precision_name(T->ctx.be->precision), T->hosts);
     if (T->world > 1 && !T->cuda) eff_trainer_log(T, "mpi: MPI_Iallreduce algorithm: %s\n", T->iallreduce);
     start_identical(T);
-    if (T->trace && T->buckets) eff_mpi_buckets_on_event(T->buckets, trace_bucket, T->trace);
+    if (T->trace && T->xchg->ops->on_event) T->xchg->ops->on_event(T->xchg, trace_bucket, T->trace);
     if (T->world > 1)
         T->straggler_rows = eff_malloc(sizeof(double) * (EFF_PHASES + 3) * (size_t)T->world, "straggler report");
     open_loaders(T);

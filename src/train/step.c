@@ -5,6 +5,7 @@
  * and the gradients are averaged so every rank takes the identical step. */
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
+#include "comm/exchange.h"
 
 #include "common.h"
 #include "rng.h"
@@ -18,24 +19,25 @@
 #include <string.h>
 #include <time.h>
 
-static void on_grad_ready(void *arg, size_t first) { eff_comm_grad_ready((EffComm *)arg, first); }
-static void on_mpi_grad_ready(void *arg, size_t first) { eff_mpi_grad_ready((EffMpiBuckets *)arg, first); }
-static void on_mpi_progress(void *arg) { eff_mpi_buckets_progress((EffMpiBuckets *)arg); }
+/* The model's hooks into the gradient exchange (comm/exchange.h). */
+static void on_grad_ready(void *arg, size_t first) {
+    EffExchange *x = arg;
+    x->ops->grad_ready(x, first);
+}
+static void on_progress(void *arg) {
+    EffExchange *x = arg;
+    x->ops->progress(x);
+}
 /* ZeRO-1: the forward about to read the parameters below `end` waits for them. */
 static void on_params_needed(void *arg, size_t end) {
     EffTrainer *T = arg;
-    if (!eff_mpi_buckets_params_pending(T->buckets, end)) return;
+    if (!eff_exchange_params_pending(T->xchg, end)) return;
     const double t0 = eff_time();
     eff_trace_begin(T->trace, "parameter all-gather");
-    eff_mpi_buckets_allgather_wait(T->buckets, end, "parameter all-gather");
+    T->xchg->ops->wait_params(T->xchg, end, "parameter all-gather");
     eff_trace_end(T->trace, "parameter all-gather");
     T->params_wait_s += eff_time() - t0;
 }
-
-
-static void on_step_tail(void *arg) { eff_comm_finish((EffComm *)arg); }
-static void on_step_wait(void *arg) { eff_comm_wait((EffComm *)arg); }
-static void on_step_discard(void *arg) { eff_comm_restart((EffComm *)arg); }
 
 /* accum > 1: every micro-batch updates the running statistics from the
  * step's starting values, and the step's result is their mean (then averaged
@@ -71,21 +73,7 @@ static void bn_micro_end(EffTrainer *T, int a) {
  * uninterrupted run has. */
 static void average_bn_stats(EffTrainer *T) {
     EffModel *m = &T->ctx.model;
-    const size_t n = m->btab.total;
-    const long accum = T->cfg.accum;
-    if (T->world == 1 && accum == 1) return;
-    if (T->comm) {
-        if (accum > 1) m->be->scale_inplace(m->be, m->bufs, n, 1.0f / (float)accum);
-        eff_comm_allreduce_avg(T->comm, m->bufs, n);
-        return;
-    }
-    float *host = eff_malloc(n * sizeof(float), "BN statistics");
-    m->be->download(m->be, host, m->bufs, n * sizeof(float));
-    if (T->world > 1) eff_mpi_allreduce(T->mpi, host, n, MPI_FLOAT, MPI_SUM, "BN statistics all-reduce");
-    const float parts = (float)(T->world * accum);
-    for (size_t i = 0; i < n; i++) host[i] /= parts;
-    m->be->upload(m->be, m->bufs, host, n * sizeof(float));
-    eff_free(host);
+    eff_exchange_average(T->xchg, m->bufs, m->btab.total, (int)T->cfg.accum);
 }
 
 /* debug.dump_indices: one line per micro-batch, "epoch step k i1 i2 ...", k
@@ -110,12 +98,12 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
     const int B = (int)c->batch;
     if (T->index_dump) dump_indices(T, b);
     if (!m->use_graph) eff_model_zero_grad(m); /* a (graph) train step zeroes its own */
+    EffExchange *x = T->xchg;
     /* NCCL averages (ncclAvg); MPI sums, so its ranks pre-divide by the world size */
-    const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (T->comm ? 1 : T->world);
-    if (T->comm) eff_comm_begin(T->comm, (long)T->st.global_step + 1);
-    if (T->buckets) eff_mpi_buckets_begin(T->buckets);
-    const EffStepHooks hooks = {
-        .tail = on_step_tail, .wait = on_step_wait, .discard = on_step_discard, .arg = T->comm};
+    const double loss_scale = eff_scaler_scale(&T->scaler), divisor = (double)c->accum * (x->averages ? 1 : T->world);
+    eff_exchange_begin(x, (long)T->st.global_step + 1);
+    const EffStepHooks *hooks = x->ops->graph_hooks ? x->ops->graph_hooks(x) : NULL;
+    int params_pending = eff_exchange_params_pending(x, SIZE_MAX); /* the last step's ZeRO-1 all-gather */
     const int64_t bn_batches = m->bn_batches;
     double local_loss = 0;
     for (int a = 0; a < c->accum; a++) {
@@ -132,26 +120,26 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
             eff_model_set_input(m, b->x + (size_t)a * B * img, b->y + (size_t)a * B);
         }
         /* on the last micro-batch, buckets start as soon as backward finishes them */
-        const int last = a == c->accum - 1, mpi_overlap = last && T->buckets && c->overlap;
-        m->grad_ready = last && T->comm ? on_grad_ready : mpi_overlap ? on_mpi_grad_ready : NULL;
-        m->grad_ready_arg = T->comm ? (void *)T->comm : (void *)T->buckets;
-        m->progress = mpi_overlap || T->params_pending ? on_mpi_progress : NULL;
-        m->params_needed = T->params_pending ? on_params_needed : NULL; /* the last step's all-gather */
+        const int last = a == c->accum - 1, overlap = last && x->overlapped;
+        m->grad_ready = overlap ? on_grad_ready : NULL;
+        m->grad_ready_arg = x;
+        m->progress = x->ops->progress && (overlap || params_pending) ? on_progress : NULL;
+        m->params_needed = params_pending ? on_params_needed : NULL;
         m->params_needed_arg = T;
         bn_micro_begin(T, a);
         float loss;
         if (m->use_graph) { /* accum is 1: zero, forward, backward and all-reduce as one replayed step */
             eff_trace_begin(T->trace, "forward+backward (CUDA graph)");
-            loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), T->comm ? &hooks : NULL);
+            loss = eff_model_train_step(m, key, (float)(loss_scale / divisor), hooks);
             eff_trace_end(T->trace, "forward+backward (CUDA graph)");
         } else {
             eff_trace_begin(T->trace, "forward");
             loss = eff_model_forward_resident(m, 1, 1, key);
             eff_trace_end(T->trace, "forward");
-            if (T->params_pending) { /* the forward's head waited for the last bucket */
+            if (params_pending) { /* the forward's head waited for the last bucket */
                 m->params_needed = NULL;
-                T->params_pending = 0;
-                if (!mpi_overlap) m->progress = NULL;
+                params_pending = eff_exchange_params_pending(x, SIZE_MAX);
+                if (!overlap) m->progress = NULL;
             }
             eff_trace_begin(T->trace, "backward");
             eff_model_backward(m, (float)(loss_scale / divisor));
@@ -170,19 +158,11 @@ static double micro_batches(EffTrainer *T, const eff_batch *b) {
 
 /* Gradients, BN statistics, then the loss and the stop flag (one small all-reduce). */
 static void reduce(EffTrainer *T, double local_loss, EffStepResult *r) {
-    EffModel *m = &T->ctx.model;
-    if (T->comm) {
-        if (!m->use_graph) eff_comm_finish(T->comm); /* else the step's tail did */
-        eff_comm_wait(T->comm);
-    } else if (T->buckets) { /* overlapped, or ZeRO-1's reduce-scatter */
-        EffMpiBucketStats s;
-        eff_mpi_buckets_finish(T->buckets, &s);
-        r->buckets = s.buckets;
-        r->buckets_in_backward = s.done_in_backward;
-        r->exposed_s = s.exposed_s;
-    } else if (T->world > 1) { /* with one rank the sum is the identity: skip the 28 MB copy Open MPI makes */
-        eff_mpi_allreduce(T->mpi, m->grad, m->ptab.total, MPI_FLOAT, MPI_SUM, "gradient all-reduce");
-    }
+    EffExchangeStats s;
+    eff_exchange_finish(T->xchg, T->ctx.model.use_graph, &s);
+    r->buckets = s.buckets;
+    r->buckets_in_backward = s.done_in_backward;
+    r->exposed_s = s.exposed_s;
     average_bn_stats(T);
     double v[2] = {local_loss, eff_signals_caught(T->signals) ? 1.0 : 0.0};
     eff_mpi_allreduce(T->mpi, v, 2, MPI_DOUBLE, MPI_SUM, "loss and stop-flag all-reduce");
@@ -256,12 +236,9 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
         if (!isfinite(r.loss) || !isfinite(r.gnorm2)) { r.nonfinite = 1; eff_trace_end(T->trace, "optimizer"); return r; }
     }
     eff_trace_end(T->trace, "optimizer");
-    if (T->sharded && T->comm) { /* every rank's updated pieces to every rank; the next forward waits on the stream */
-        eff_comm_allgather_params(T->comm, m->param);
-    } else if (T->sharded) { /* the same over MPI, during the next forward (on_params_needed) */
-        eff_mpi_buckets_allgather_start(T->buckets, m->param);
-        T->params_pending = 1;
-    }
+    /* ZeRO-1: every rank's updated pieces to every rank; the next forward waits
+     * for them (NCCL: on the stream; MPI: on_params_needed) */
+    if (T->sharded) T->xchg->ops->gather_params(T->xchg, m->param);
     const double t_gather = T->params_wait_s; /* this step's forward waited for the last step's */
     T->params_wait_s = 0;
     T->win_phase[EFF_PH_COMPUTE] += t1 - t0 - t_gather;

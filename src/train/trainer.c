@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
 #include "comm/buckets.h"
+#include "comm/exchange.h"
 
 #include "common.h"
 
@@ -67,9 +68,8 @@ EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
 }
 
 void eff_trainer_params_sync(EffTrainer *T) {
-    if (!T->params_pending) return;
+    if (!T->xchg || !eff_exchange_params_pending(T->xchg, SIZE_MAX)) return;
     eff_trace_begin(T->trace, "parameter all-gather");
-    eff_mpi_buckets_allgather_wait(T->buckets, SIZE_MAX, "parameter all-gather");
+    T->xchg->ops->wait_params(T->xchg, SIZE_MAX, "parameter all-gather");
     eff_trace_end(T->trace, "parameter all-gather");
-    T->params_pending = 0;
 }

@@ -15,7 +15,8 @@
  *             eff_trainer_finish    the timing summary; free everything
  *
  * Every MPI collective goes through T->mpi (comm/comm_mpi.h), the stall
- * watchdog; NCCL's through T->comm (comm/comm_nccl.h). Exit codes: 0 done;
+ * watchdog; the gradients move through T->xchg (comm/exchange.h), MPI or NCCL
+ * behind one interface. Exit codes: 0 done;
  * 1 error (any rank: MPI_Abort ends all); 3 non-finite loss or gradient;
  * 4 a collective stalled past comm.timeout_s; 75 checkpointed after
  * SIGTERM/SIGUSR1/SIGINT, please requeue. */
@@ -75,11 +76,9 @@ typedef struct {
 typedef struct EffTrainer {
     EffContext ctx;
     EffBackend *cuda;            /* the CUDA backend instance, when selected */
-    EffComm *comm;               /* NCCL gradient all-reduce (CUDA backend, world > 1) */
     EffMpi *mpi;                 /* every MPI collective, under the stall watchdog */
-    EffMpiBuckets *buckets;      /* CPU backend, world > 1, comm.overlap or sharded: the bucketed gradient reduction */
+    struct EffExchange *xchg;    /* the gradient exchange (comm/exchange.h): MPI, or NCCL with CUDA on several ranks */
     int sharded;                 /* optim.shard: ZeRO-1, this rank updates piece `rank` of every bucket */
-    int params_pending;          /* sharded: the parameter all-gather is in flight (it overlaps the next forward) */
     double params_wait_s;        /* sharded: the step's forward waited this long for it */
     EffLossScaler scaler;
     struct EffGpuAugment *gaug;  /* data.gpu_augment: the train split resident on the GPU */
