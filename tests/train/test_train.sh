@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training tests with real mpirun on a tiny synthetic CIFAR-10.
 #   test_train.sh CASE BUILD_DIR SRC_DIR PYTHON
-# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | finetune | trace | straggler | nan | kill | config | baddata | eval | retention
+# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | signal_mask | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | finetune | trace | straggler | nan | kill | config | baddata | eval | retention
 set -uo pipefail
 case_=$1 build=$2 src=$3 py=$4
 effnet=$build/effnet
@@ -370,6 +370,48 @@ signal_startup)
     [ "$(sha256sum < "$work/ss/last.h5")" = "$before" ] || fail "last.h5 changed"
     echo "SOAK scenario=startup detect_s=- exit_s=$dt lost=0"
     pass "SIGUSR1 on one rank during start-up: every rank exited 75 before the first step, last.h5 untouched" ;;
+signal_mask)
+    # The invariant behind the preemption-crash fix (src/train/signals.h): in
+    # a running rank, SIGTERM/SIGUSR1/SIGINT are blocked in every thread but
+    # the one named eff-signals, and no other signal has a handler except the
+    # synchronous fault signals (a fault's frame lands on the faulting thread,
+    # which is then dying) and glibc's internal 32/33.
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=200 --set train.threads=2 \
+        --set debug.sleep_ms=200 --set output.dir="$work/sm" > "$work/sm.log" 2>&1 &
+    mpid=$!
+    for _ in $(seq 300); do grep -q "^Train Epoch" "$work/sm.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "^Train Epoch" "$work/sm.log" || { kill $mpid; cat "$work/sm.log"; fail "never reached a step"; }
+    pids=$(pgrep -f "^$effnet train.*$work/sm")
+    "$py" - $pids <<'PY'; rc=$?
+import os, signal, sys
+def mask(path, key):
+    for line in open(path):
+        if line.startswith(key + ":"): return int(line.split()[1], 16)
+bit = lambda s: 1 << (s - 1)
+preempt = bit(signal.SIGTERM) | bit(signal.SIGUSR1) | bit(signal.SIGINT)
+faults = sum(bit(s) for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT,
+                              signal.SIGTRAP, signal.SIGSYS)) | bit(32) | bit(33)
+bad = 0
+assert len(sys.argv) == 3, f"want 2 rank processes, found {sys.argv[1:]}"
+for pid in sys.argv[1:]:
+    tasks = sorted(os.listdir(f"/proc/{pid}/task"))
+    open_threads, caught = [], mask(f"/proc/{pid}/status", "SigCgt")
+    for t in tasks:
+        comm = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+        if mask(f"/proc/{pid}/task/{t}/status", "SigBlk") & preempt != preempt: open_threads.append(comm)
+    names = [s.name for s in signal.Signals if caught & bit(s) and s.value < 32]
+    print(f"rank pid {pid}: {len(tasks)} threads; preemption signals open in {open_threads}; handlers for {names}")
+    if open_threads != ["eff-signals"]:
+        print(f"FAIL: pid {pid}: want the signals open only in eff-signals"); bad = 1
+    if caught & ~faults & ~preempt:
+        print(f"FAIL: pid {pid}: asynchronous handlers (SigCgt {caught:#x})"); bad = 1
+    if caught & preempt:
+        print(f"FAIL: pid {pid}: a handler for a preemption signal (SigCgt {caught:#x})"); bad = 1
+sys.exit(bad)
+PY
+    kill -TERM $pids 2>/dev/null; wait $mpid
+    [ $rc -eq 0 ] || fail "signal masks"
+    pass "preemption signals reach only the eff-signals thread; no asynchronous handlers in a running rank" ;;
 trace)
     # output.trace: per-rank Chrome trace files that slurm/trace_merge.py --check
     # validates (phases, B/E balance and nesting, async b/e per bucket,
