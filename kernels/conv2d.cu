@@ -110,7 +110,8 @@ const char *precision_name(int precision) { return precision == 1 ? "bf16" : pre
 /* The algorithm for one direction (eff_conv_pick); *bytes gets its
  * workspace. Falling back to a nondeterministic one is reported in one
  * line, naming the algorithm chosen. */
-int choose(const EffCuda *cu, const EffConvPlan *p, const EffAlgoCand *c, int n, const char *what, size_t *bytes) {
+int choose(const EffCuda *cu, const EffConvPlan *p, const EffAlgoCand *c, int n, const char *what, size_t *bytes,
+           int *deterministic) {
     const int *s = p->shape;
     char shape[160];
     snprintf(shape, sizeof shape, "%s NHWC N=%d %dx%d Cin=%d -> Cout=%d, K=%d stride %d pad %d",
@@ -128,6 +129,7 @@ int choose(const EffCuda *cu, const EffConvPlan *p, const EffAlgoCand *c, int n,
                 "one, algorithm %d (%zu bytes of workspace): this op may differ run to run in the last bits\n",
                 what, shape, c[i].algo, c[i].workspace);
     *bytes = c[i].workspace;
+    *deterministic = c[i].deterministic;
     return c[i].algo;
 }
 
@@ -152,8 +154,8 @@ void make_descriptors(EffCuda *cu, EffConvPlan *p) {
 void choose_bwd_data(EffCuda *cu, EffConvPlan *p) {
     EffAlgoCand c[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     const int n = bwd_data_candidates(cu, p, c);
-    p->bwd_data =
-        (cudnnConvolutionBwdDataAlgo_t)choose(cu, p, c, n, "cudnnConvolutionBackwardData", &p->bwd_data_bytes);
+    p->bwd_data = (cudnnConvolutionBwdDataAlgo_t)choose(cu, p, c, n, "cudnnConvolutionBackwardData",
+                                                        &p->bwd_data_bytes, &p->bwd_data_det);
     p->have_bwd_data = 1;
 }
 
@@ -182,16 +184,43 @@ EffConvPlan *plan_for(EffCuda *cu, int N, int H, int W, int Cin, int Cout, int K
         make_descriptors(cu, p);
         EffAlgoCand c[CUDNN_CONVOLUTION_FWD_ALGO_COUNT + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         int n = fwd_candidates(cu, p, c);
-        p->fwd = (cudnnConvolutionFwdAlgo_t)choose(cu, p, c, n, "cudnnConvolutionForward", &p->fwd_bytes);
+        p->fwd = (cudnnConvolutionFwdAlgo_t)choose(cu, p, c, n, "cudnnConvolutionForward", &p->fwd_bytes,
+                                                   &p->fwd_det);
         n = bwd_filter_candidates(cu, p, c);
         p->bwd_filter = (cudnnConvolutionBwdFilterAlgo_t)choose(cu, p, c, n, "cudnnConvolutionBackwardFilter",
-                                                                &p->bwd_filter_bytes);
+                                                                &p->bwd_filter_bytes, &p->bwd_filter_det);
     }
     if (want_bwd_data && !p->have_bwd_data) choose_bwd_data(cu, p);
     return p;
 }
 
 } // namespace
+
+/* One line per cached plan: the shape and each direction's algorithm with its
+ * determinism; the count of nondeterministic choices (eff_conv_algo_flags). */
+extern "C" int eff_cuda_conv_algo_report(const EffCuda *cu, char *buf, size_t n, int *flags) {
+    int nondet = 0, k = 0;
+    *flags = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0; i < cu->nplans; i++) {
+        const EffConvPlan *p = &cu->plans[i];
+        const int *s = p->shape;
+        *flags |= (p->fwd_det ? 0 : EFF_CONV_NONDET_FWD) | (p->bwd_filter_det ? 0 : EFF_CONV_NONDET_BWD_FILTER) |
+                  (p->have_bwd_data && !p->bwd_data_det ? EFF_CONV_NONDET_BWD_DATA : 0);
+        nondet += !p->fwd_det + !p->bwd_filter_det + (p->have_bwd_data && !p->bwd_data_det);
+        char data[64] = "not chosen";
+        if (p->have_bwd_data)
+            snprintf(data, sizeof data, "%d (%s)", (int)p->bwd_data, p->bwd_data_det ? "deterministic" : "NONDETERMINISTIC");
+        if ((size_t)k + 1 >= n) continue; /* buf full: still count the flags */
+        const int w = snprintf(buf + k, n - (size_t)k,
+                               "%s%s N=%d %dx%d Cin=%d Cout=%d K=%d s%d: forward algo %d (%s), backward-filter algo %d "
+                               "(%s), backward-data %s", i ? "\n" : "", precision_name(cu->precision), s[0], s[1], s[2],
+                               s[3], s[4], s[5], s[6], (int)p->fwd, p->fwd_det ? "deterministic" : "NONDETERMINISTIC",
+                               (int)p->bwd_filter, p->bwd_filter_det ? "deterministic" : "NONDETERMINISTIC", data);
+        if (w > 0) k = (size_t)k + (size_t)w < n ? k + w : (int)n - 1;
+    }
+    return nondet;
+}
 
 extern "C" void eff_cuda_conv_plans_free(EffCuda *cu) {
     for (int i = 0; i < cu->nplans; i++) {

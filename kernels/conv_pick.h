@@ -39,4 +39,23 @@ static inline int eff_conv_pick(const EffAlgoCand *c, int n, int deterministic, 
     return fastest;
 }
 
+/* Which directions of the stem conv run a nondeterministic algorithm
+ * (bits of eff_cuda_conv_algorithms' *flags). */
+enum { EFF_CONV_NONDET_FWD = 1, EFF_CONV_NONDET_BWD_FILTER = 2, EFF_CONV_NONDET_BWD_DATA = 4 };
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+struct EffBackend;
+/* For a CUDA backend (backend_cuda.c): the stem conv algorithms its cached
+ * plans chose so far, one line per plan into buf, naming each direction's
+ * algorithm and whether cuDNN reports it deterministic; *flags gets the
+ * EFF_CONV_NONDET_* bits. Returns the number of nondeterministic choices:
+ * where it is not 0, results of that direction may differ run to run in the
+ * last bits (test_cuda_graph then compares the stem with a bound). */
+int eff_cuda_conv_algorithms(const struct EffBackend *be, char *buf, size_t n, int *flags);
+#ifdef __cplusplus
+}
+#endif
+
 #endif

@@ -40,6 +40,7 @@ typedef struct EffConvPlan {
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     int have_bwd_data; /* bwd_data is chosen on the first call that asks for din (the model never does) */
+    int fwd_det, bwd_filter_det, bwd_data_det; /* the chosen algorithm is deterministic (cuDNN's own report) */
     size_t fwd_bytes, bwd_filter_bytes, bwd_data_bytes; /* from cudnnGet*WorkspaceSize */
 } EffConvPlan;
 #define EFF_CONV_PLANS 8
@@ -125,6 +126,11 @@ void eff_cuda_gemm_rm_ex(EffCuda *cu, int transA, int transB, int M, int N, int 
 
 /* conv2d.cu (cuDNN); eff_cuda_conv_plans_free releases the cached plans */
 void eff_cuda_conv_plans_free(EffCuda *cu);
+/* The algorithms the cached plans chose, one line per plan into buf (shape,
+ * each direction's algorithm, deterministic or not); *flags gets the
+ * EFF_CONV_NONDET_* bits (conv_pick.h) of every plan; returns how many
+ * chosen algorithms are nondeterministic. */
+int eff_cuda_conv_algo_report(const EffCuda *cu, char *buf, size_t n, int *flags);
 void conv2d_forward_cuda(EffCuda *cu, void *out, const float *in, const float *w, int N, int H, int W, int Cin,
                          int Cout, int K, int stride, int pad);
 void conv2d_backward_cuda(EffCuda *cu, float *din, float *dw, const void *dout, const float *in, const float *w,

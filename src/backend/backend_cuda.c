@@ -7,6 +7,7 @@
  * through pinned memory and a stream synchronisation. */
 #include "backend/backend.h"
 #include "common.h"
+#include "conv_pick.h"
 #include "cuda_ops.h"
 #include "half.h"
 
@@ -507,6 +508,10 @@ EffBackend *eff_backend_cuda_create(int device, EffPrecision precision, int dete
 }
 
 void *eff_cuda_stream(const EffBackend *be) { return (void *)CU(be)->stream; }
+
+int eff_cuda_conv_algorithms(const EffBackend *be, char *buf, size_t n, int *flags) {
+    return eff_cuda_conv_algo_report(CU(be), buf, n, flags);
+}
 
 void eff_backend_cuda_destroy(EffBackend *be) {
     if (!be) return;

@@ -13,29 +13,176 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Per op family: the achieved GFLOP/s and GB/s (compulsory bytes) and the
- * fraction of the roofline bound, compute or memory (src/roofline.h). */
-static void print_roofline(const EffModel *m, int adam, long steps, double peak_gflops, double peak_gbs) {
+/* The roofline of a profiled run: per op family, the achieved GFLOP/s and GB/s
+ * from its FLOPs and compulsory bytes (src/roofline.h) and the fraction of
+ * each peak and of its bound. Peaks: measured on the CPU (sgemm, copy), the
+ * device's datasheet figures on CUDA (eff_gpu_peaks), or --peak-gflops /
+ * --peak-gbs. */
+typedef struct {
+    double gflops, gbs;
+    const char *what; /* where the peaks come from */
+} BenchPeaks;
+
+static void roofline_rows(const EffModel *m, int adam, long steps, const BenchPeaks *pk, EffRoofRow *rows) {
     EffStepCost c;
     eff_step_cost(m, adam, &c);
-    printf("roofline (per step; bytes: each tensor read or written once; roofs: sgemm %.1f GFLOP/s, copy %.1f GB/s):\n",
-           peak_gflops, peak_gbs);
-    printf("  %-16s %9s %9s %9s %9s %8s %7s  %s\n", "op family", "ms", "GFLOP", "MB", "GFLOP/s", "GB/s", "flop/B",
-           "of its bound");
+    for (int i = 0; i < EFF_PROF_COUNT; i++)
+        eff_roofline_row(c.flops[i], c.bytes[i], m->prof[i] / steps, pk->gflops, pk->gbs, &rows[i]);
+}
+
+static void print_roofline(const EffModel *m, int adam, long steps, const BenchPeaks *pk) {
+    EffRoofRow r[EFF_PROF_COUNT];
+    roofline_rows(m, adam, steps, pk, r);
+    printf("roofline (per step; bytes: each tensor read or written once, activations %zu bytes; roofs: %.1f GFLOP/s, "
+           "%.1f GB/s: %s):\n", m->be->act_size, pk->gflops, pk->gbs, pk->what);
+    printf("  %-16s %9s %9s %9s %9s %8s %7s %7s %7s  %s\n", "op family", "ms", "GFLOP", "MB", "GFLOP/s", "GB/s",
+           "flop/B", "%FLOP", "%GB/s", "of its bound");
+    for (int i = 0; i < EFF_PROF_COUNT; i++)
+        printf("  %-16s %9.2f %9.3f %9.1f %9.1f %8.1f %7.1f %6.1f%% %6.1f%%  %5.1f%% (%s)\n", eff_prof_names[i], r[i].ms,
+               r[i].gflop, r[i].mb, r[i].gflops, r[i].gbs, r[i].intensity, 100 * r[i].frac_flops, 100 * r[i].frac_gbs,
+               100 * r[i].frac_bound, r[i].memory_bound ? "memory" : "compute");
+}
+
+static void json_roofline(cJSON *o, const EffModel *m, int adam, long steps, const BenchPeaks *pk) {
+    EffRoofRow r[EFF_PROF_COUNT];
+    roofline_rows(m, adam, steps, pk, r);
+    cJSON *pp = eff_json_add_object(o, "peaks");
+    eff_json_num(pp, "gflops", pk->gflops, "%.1f");
+    eff_json_num(pp, "gbs", pk->gbs, "%.1f");
+    eff_json_str(pp, "source", pk->what);
+    eff_json_int(pp, "act_bytes", (long long)m->be->act_size);
+    cJSON *a = eff_json_add_array(o, "roofline");
     for (int i = 0; i < EFF_PROF_COUNT; i++) {
-        const double t = m->prof[i] / steps, ai = c.flops[i] / c.bytes[i];
-        const double bound = ai * peak_gbs < peak_gflops ? ai * peak_gbs : peak_gflops; /* GFLOP/s */
-        const double achieved = t > 0 ? c.flops[i] / t / 1e9 : 0;
-        printf("  %-16s %9.2f %9.3f %9.1f %9.1f %8.1f %7.1f  %5.1f%% (%s)\n", eff_prof_names[i], 1e3 * t, c.flops[i] / 1e9,
-               c.bytes[i] / 1e6, achieved, t > 0 ? c.bytes[i] / t / 1e9 : 0, ai, 100 * achieved / bound,
-               ai * peak_gbs < peak_gflops ? "memory" : "compute");
+        cJSON *e = eff_json_add_object(a, NULL);
+        eff_json_str(e, "family", eff_prof_names[i]);
+        eff_json_num(e, "ms", r[i].ms, "%.4f");
+        eff_json_num(e, "gflop", r[i].gflop, "%.6f");
+        eff_json_num(e, "mb", r[i].mb, "%.4f");
+        eff_json_num(e, "gflops", r[i].gflops, "%.3f");
+        eff_json_num(e, "gbs", r[i].gbs, "%.3f");
+        eff_json_num(e, "frac_flops", r[i].frac_flops, "%.5f");
+        eff_json_num(e, "frac_gbs", r[i].frac_gbs, "%.5f");
+        eff_json_num(e, "frac_bound", r[i].frac_bound, "%.5f");
+        eff_json_str(e, "bound", r[i].memory_bound ? "memory" : "compute");
     }
+}
+
+/* The peaks of a --profile run: the overrides, else measured (CPU) or the
+ * device's datasheet figures (CUDA). */
+static void bench_peaks(int cuda, const char *gpu_name, int precision, long over_gflops, long over_gbs, BenchPeaks *pk) {
+    static char what[160];
+    int known = 1; /* an unknown device's roofs say so in pk->what */
+    if (cuda) {
+        eff_gpu_peaks(gpu_name, precision, &pk->gflops, &pk->gbs, &pk->what, &known);
+    } else {
+        pk->gflops = over_gflops > 0 ? 0 : eff_peak_sgemm_gflops(0.3);
+        pk->gbs = over_gbs > 0 ? 0 : eff_peak_copy_gbs(0.3);
+        pk->what = "measured here: sgemm, copy";
+    }
+    if (over_gflops > 0) pk->gflops = (double)over_gflops;
+    if (over_gbs > 0) pk->gbs = (double)over_gbs;
+    if (over_gflops > 0 && over_gbs > 0) snprintf(what, sizeof what, "--peak-gflops, --peak-gbs");
+    else if (over_gflops > 0) snprintf(what, sizeof what, "--peak-gflops; GB/s: %s", pk->what);
+    else if (over_gbs > 0) snprintf(what, sizeof what, "--peak-gbs; GFLOP/s: %s", pk->what);
+    if (over_gflops > 0 || over_gbs > 0) pk->what = what;
+}
+
+/* What a run measured, for the report. */
+typedef struct {
+    const EffModelSpec *spec;
+    const char *backend, *gpu;
+    long resolution, batch, threads, steps;
+    double dt, rss, gpu_peak, gpu_used;
+    float loss;
+    int cuda, profile, adam;
+    BenchPeaks peaks;
+} BenchResult;
+
+static void report_json(const EffModel *m, const BenchResult *r) {
+    cJSON *o = eff_json_object();
+    eff_json_str(o, "framework", "effnet");
+    eff_json_str(o, "backend", m->be->name);
+    eff_json_str(o, "model", r->spec->name);
+    eff_json_int(o, "resolution", r->resolution);
+    eff_json_int(o, "batch", r->batch);
+    eff_json_int(o, "threads", r->threads);
+    eff_json_int(o, "steps", r->steps);
+    eff_json_num(o, "img_per_s", (double)r->batch * r->steps / r->dt, "%.3f");
+    eff_json_num(o, "step_ms", 1e3 * r->dt / r->steps, "%.3f");
+    eff_json_num(o, "peak_rss_mb", r->rss, "%.1f");
+    eff_json_num(o, "final_loss", r->loss, "%.6f");
+    eff_json_str(o, "precision", eff_precision_name(m->be->precision));
+    eff_json_bool(o, "cuda_graph", m->use_graph);
+    if (r->cuda) {
+        eff_json_str(o, "device", r->gpu);
+        eff_json_num(o, "peak_gpu_mem_mb", r->gpu_peak, "%.1f");
+        eff_json_num(o, "gpu_mem_used_mb", r->gpu_used, "%.1f");
+    }
+    if (r->profile) {
+        cJSON *p = eff_json_add_object(o, "profile_ms_per_step");
+        for (int i = 0; i < EFF_PROF_COUNT; i++) eff_json_num(p, eff_prof_names[i], 1e3 * m->prof[i] / r->steps, "%.3f");
+        json_roofline(o, m, r->adam, r->steps, &r->peaks);
+    }
+    eff_json_write(o, stdout, "standard output");
+}
+
+static void report_text(const EffModel *m, const BenchResult *r) {
+    printf("bench: %.2f img/s, %.1f ms/step, peak RSS %.1f MiB, activations %.1f MiB, final loss %.4f\n",
+           (double)r->batch * r->steps / r->dt, 1e3 * r->dt / r->steps, r->rss, eff_model_act_bytes(m) / 1048576.0,
+           r->loss);
+    if (r->cuda)
+        printf("bench: peak GPU memory %.1f MiB allocated by effnet, %.1f MiB in use on the device\n", r->gpu_peak,
+               r->gpu_used);
+    if (!r->profile) return;
+    double tot = 0;
+    for (int i = 0; i < EFF_PROF_COUNT; i++) tot += m->prof[i];
+    printf("per-op breakdown (ms/step, %% of step%s):\n", r->cuda ? "; CUDA: eager, the stream synchronised around each op" : "");
+    for (int i = 0; i < EFF_PROF_COUNT; i++)
+        printf("  %-16s %9.2f  %5.1f%%\n", eff_prof_names[i], 1e3 * m->prof[i] / r->steps, 100.0 * m->prof[i] / r->dt);
+    printf("  %-16s %9.2f  %5.1f%%\n", "(other)", 1e3 * (r->dt - tot) / r->steps, 100.0 * (r->dt - tot) / r->dt);
+    print_roofline(m, r->adam, r->steps, &r->peaks);
+}
+
+/* Warm-up and timed steps with the default optimizer; the seconds of the timed ones. */
+static double run_steps(EffModel *m, const EffContext *ctx, long warmup, long steps, int profile, float *loss) {
+    EffConfig defaults; /* the optimizer `effnet train` runs by default (the seed's Adam, lr 1e-3, weight decay 1e-4) */
+    eff_config_defaults(&defaults);
+    const EffOptimizer opt = {.name = defaults.optimizer, .lr = (float)defaults.lr, .beta1 = (float)defaults.beta1,
+                              .beta2 = (float)defaults.beta2, .eps = (float)defaults.eps,
+                              .weight_decay = (float)defaults.weight_decay, .momentum = (float)defaults.momentum,
+                              .nesterov = (int)defaults.nesterov};
+    double t0 = 0.0;
+    for (long s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            ctx->be->synchronize(ctx->be);
+            memset(m->prof, 0, sizeof m->prof);
+            m->profile = profile;
+            t0 = eff_time();
+        }
+        *loss = eff_model_train_step(m, eff_key3(ctx->seed, (uint64_t)s, 0), 1.0f, NULL);
+        eff_model_optimizer_step(m, &opt);
+    }
+    ctx->be->synchronize(ctx->be);
+    return eff_time() - t0;
+}
+
+static void set_synthetic_input(EffModel *m, long batch, long resolution, long classes, uint64_t seed) {
+    const size_t nx = (size_t)batch * resolution * resolution * 3;
+    float *x = eff_malloc(nx * sizeof(float), "synthetic images");
+    int32_t *y = eff_malloc((size_t)batch * sizeof(int32_t), "synthetic labels");
+    EffRng rng;
+    eff_rng_seed(&rng, seed + 1);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)eff_rng_normal(&rng);
+    for (long i = 0; i < batch; i++) y[i] = (int32_t)(eff_rng_next(&rng) % (uint64_t)classes);
+    eff_model_set_input(m, x, y); /* resident, as with GPU augmentation or a loader's filled batch */
+    eff_free(x);
+    eff_free(y);
 }
 
 int cmd_bench(int argc, char **argv) {
     const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
     long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
-    long device = 0;
+    long device = 0, peak_gflops = 0, peak_gbs = 0;
     int json = 0, profile = 0, deterministic = 0, eager = 0, recompute = 0;
     CliOpt opts[] = {
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
@@ -46,7 +193,9 @@ int cmd_bench(int argc, char **argv) {
         {"--warmup", CLI_INT, &warmup, 0, 1000000, "untimed steps first"},
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--seed", CLI_INT, &seed, 0, 2147483647L, "weights and data seed"},
-        {"--profile", CLI_BOOL, &profile, 0, 0, "print a per-op time breakdown"},
+        {"--profile", CLI_BOOL, &profile, 0, 0, "per op family: ms, GFLOP/s, GB/s against the roofs (CUDA: eager)"},
+        {"--peak-gflops", CLI_INT, &peak_gflops, 1, 1000000000L, "--profile's compute roof, GFLOP/s (default: measured / datasheet)"},
+        {"--peak-gbs", CLI_INT, &peak_gbs, 1, 100000000L, "--profile's memory roof, GB/s (default: measured / datasheet)"},
         {"--recompute", CLI_BOOL, &recompute, 0, 0, "rebuild the blocks' BN+swish outputs in backward (train.recompute = bnswish)"},
         {"--backend", CLI_STR, &backend, 0, 0, "cpu | cuda | auto"},
         {"--precision", CLI_STR, &precision, 0, 0, "CUDA math: fp32 | bf16 | fp16"},
@@ -60,7 +209,6 @@ int cmd_bench(int argc, char **argv) {
         return 0;
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
-
     const int prec = eff_precision_parse(precision);
     EFF_CHECK(prec >= 0, "--precision '%s' unknown\nHINT: use fp32, bf16 or fp16", precision);
     EFF_CHECK(!strcmp(backend, "cpu") || !strcmp(backend, "cuda") || !strcmp(backend, "auto"),
@@ -80,98 +228,32 @@ int cmd_bench(int argc, char **argv) {
                "eager launches)\n", warmup);
         warmup = 2;
     }
-
-    const size_t nx = (size_t)batch * resolution * resolution * 3;
-    float *x = eff_malloc(nx * sizeof(float), "synthetic images");
-    int32_t *y = eff_malloc((size_t)batch * sizeof(int32_t), "synthetic labels");
-    EffRng rng;
-    eff_rng_seed(&rng, ctx.seed + 1);
-    for (size_t i = 0; i < nx; i++) x[i] = (float)eff_rng_normal(&rng);
-    for (long i = 0; i < batch; i++) y[i] = (int32_t)(eff_rng_next(&rng) % (uint64_t)classes);
-    eff_model_set_input(m, x, y); /* resident, as with GPU augmentation or a loader's filled batch */
-
+    set_synthetic_input(m, batch, resolution, classes, ctx.seed);
     if (!json)
         printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s%s)\n", spec.name,
                resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision),
                m->use_graph ? ", CUDA graph" : "");
-    double peak_gflops = 0, peak_gbs = 0; /* the roofline's roofs, this machine, these threads */
-    if (profile && !cuda) {
-        peak_gflops = eff_peak_sgemm_gflops(0.3);
-        peak_gbs = eff_peak_copy_gbs(0.3);
-        if (!json) printf("bench: machine peaks with %ld threads: sgemm %.1f GFLOP/s, copy %.1f GB/s (depthwise: %s)\n",
-                          threads, peak_gflops, peak_gbs, dwconv_isa_name(dwconv_isa_best()));
-    }
     char gpu[300] = "";
     if (cuda) {
         eff_cuda_describe((int)device, gpu, sizeof gpu);
         if (!json) printf("bench: device %ld: %s\n", device, gpu);
     }
-    /* the optimizer `effnet train` runs by default (the seed's Adam, lr 1e-3, weight decay 1e-4) */
+    BenchResult r = {.spec = &spec, .gpu = gpu, .resolution = resolution, .batch = batch, .threads = threads,
+                     .steps = steps, .cuda = cuda, .profile = profile};
+    if (profile) {
+        bench_peaks(cuda, gpu, ctx.be->precision, peak_gflops, peak_gbs, &r.peaks);
+        if (!json) printf("bench: roofs for --profile: %.1f GFLOP/s, %.1f GB/s (%s; depthwise on the CPU: %s)\n",
+                          r.peaks.gflops, r.peaks.gbs, r.peaks.what, dwconv_isa_name(dwconv_isa_best()));
+    }
     EffConfig defaults;
     eff_config_defaults(&defaults);
-    const EffOptimizer opt = {.name = defaults.optimizer, .lr = (float)defaults.lr, .beta1 = (float)defaults.beta1,
-                              .beta2 = (float)defaults.beta2, .eps = (float)defaults.eps,
-                              .weight_decay = (float)defaults.weight_decay, .momentum = (float)defaults.momentum,
-                              .nesterov = (int)defaults.nesterov};
-    float loss = 0.0f;
-    double t0 = 0.0;
-    for (long s = 0; s < warmup + steps; s++) {
-        if (s == warmup) {
-            ctx.be->synchronize(ctx.be);
-            memset(m->prof, 0, sizeof m->prof);
-            m->profile = profile;
-            t0 = eff_time();
-        }
-        loss = eff_model_train_step(m, eff_key3(ctx.seed, (uint64_t)s, 0), 1.0f, NULL);
-        eff_model_optimizer_step(m, &opt);
-    }
-    ctx.be->synchronize(ctx.be);
-    const double dt = eff_time() - t0;
-    const double ips = (double)batch * steps / dt, rss = eff_peak_rss_mb();
-    double gpu_peak = 0, gpu_used = 0;
-    if (cuda) eff_cuda_memory(ctx.be, &gpu_peak, &gpu_used);
-    EFF_CHECK(loss == loss, "bench: loss is NaN after %ld steps", warmup + steps);
-    if (json) {
-        cJSON *o = eff_json_object();
-        eff_json_str(o, "framework", "effnet");
-        eff_json_str(o, "backend", ctx.be->name);
-        eff_json_str(o, "model", spec.name);
-        eff_json_int(o, "resolution", resolution);
-        eff_json_int(o, "batch", batch);
-        eff_json_int(o, "threads", threads);
-        eff_json_int(o, "steps", steps);
-        eff_json_num(o, "img_per_s", ips, "%.3f");
-        eff_json_num(o, "step_ms", 1e3 * dt / steps, "%.3f");
-        eff_json_num(o, "peak_rss_mb", rss, "%.1f");
-        eff_json_num(o, "final_loss", loss, "%.6f");
-        eff_json_str(o, "precision", eff_precision_name(ctx.be->precision));
-        eff_json_bool(o, "cuda_graph", m->use_graph);
-        if (cuda) {
-            eff_json_str(o, "device", gpu);
-            eff_json_num(o, "peak_gpu_mem_mb", gpu_peak, "%.1f");
-            eff_json_num(o, "gpu_mem_used_mb", gpu_used, "%.1f");
-        }
-        if (profile) {
-            cJSON *p = eff_json_add_object(o, "profile_ms_per_step");
-            for (int i = 0; i < EFF_PROF_COUNT; i++) eff_json_num(p, eff_prof_names[i], 1e3 * m->prof[i] / steps, "%.3f");
-        }
-        eff_json_write(o, stdout, "standard output");
-    } else {
-        printf("bench: %.2f img/s, %.1f ms/step, peak RSS %.1f MiB, activations %.1f MiB, final loss %.4f\n", ips,
-               1e3 * dt / steps, rss, eff_model_act_bytes(m) / 1048576.0, loss);
-        if (cuda) printf("bench: peak GPU memory %.1f MiB allocated by effnet, %.1f MiB in use on the device\n", gpu_peak, gpu_used);
-        if (profile) {
-            double tot = 0;
-            for (int i = 0; i < EFF_PROF_COUNT; i++) tot += m->prof[i];
-            printf("per-op breakdown (ms/step, %% of step):\n");
-            for (int i = 0; i < EFF_PROF_COUNT; i++)
-                printf("  %-16s %9.2f  %5.1f%%\n", eff_prof_names[i], 1e3 * m->prof[i] / steps, 100.0 * m->prof[i] / dt);
-            printf("  %-16s %9.2f  %5.1f%%\n", "(other)", 1e3 * (dt - tot) / steps, 100.0 * (dt - tot) / dt);
-            if (!cuda) print_roofline(m, !strcmp(opt.name, "adam") || !strcmp(opt.name, "adamw"), steps, peak_gflops, peak_gbs);
-        }
-    }
-    eff_free(x);
-    eff_free(y);
+    r.adam = !strcmp(defaults.optimizer, "adam") || !strcmp(defaults.optimizer, "adamw");
+    r.dt = run_steps(m, &ctx, warmup, steps, profile, &r.loss);
+    r.rss = eff_peak_rss_mb();
+    if (cuda) eff_cuda_memory(ctx.be, &r.gpu_peak, &r.gpu_used);
+    EFF_CHECK(r.loss == r.loss, "bench: loss is NaN after %ld steps", warmup + steps);
+    if (json) report_json(m, &r);
+    else report_text(m, &r);
     eff_model_destroy(m);
     eff_backend_cuda_destroy(cuda_be);
     return 0;

@@ -19,6 +19,15 @@ the CPU) and error (null, or the exception as a string -- a failing mode,
 e.g. torch.compile missing or raising, is reported, not raised). Exit status:
 0 when every mode ran, 3 when some mode reported an error, 2 on bad arguments.
 
+--profile-steps N: after the timed steps, N more under torch.profiler; the
+JSON line gets 'profile': the kernel time per step (CPU time on the CPU) of
+each of effnet's op families (the slots of `effnet bench --profile`: stem
+conv, 1x1 conv, depthwise, batchnorm+swish, squeeze-excite, dropout/add,
+head/loss, optimizer) and '(other)' for what no family claims. Forward ops
+belong to the family of the innermost module they run in (forward hooks open
+a profiler range per module); a backward op belongs to the family of the
+forward op that made its autograd node (the profiler's sequence numbers).
+
 --batches 64,48,32: the largest batch that fits, in one process (one CUDA
 start-up): each batch in turn, largest first, until one runs; an out-of-memory
 error or a try longer than --try-timeout seconds moves on to the next. The
@@ -37,6 +46,7 @@ import traceback
 
 import torch
 import torch.nn as nn
+from torch.autograd.profiler import record_function
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'reference'))
@@ -58,6 +68,121 @@ def short_error(exc):
     if len(msg) > 600:
         msg = msg[:600] + '...'
     return msg + where
+
+
+# effnet's op families (src/model.c eff_prof_names), in its order
+FAMILIES = ['stem conv', '1x1 conv', 'depthwise', 'batchnorm+swish', 'squeeze-excite', 'dropout/add',
+            'head/loss', 'optimizer']
+RANGE = 'effnet-family:'
+
+
+def module_families(model):
+    """{module: family} for the modules whose forward makes up each family.
+    Ranges nest: an op belongs to the innermost one (a block's own range
+    holds only its residual add)."""
+    fam = {model.stem[0]: 'stem conv', model.stem[1]: 'batchnorm+swish', model.stem[2]: 'batchnorm+swish',
+           model.head[0]: '1x1 conv', model.head[1]: 'batchnorm+swish', model.head[2]: 'batchnorm+swish',
+           model.avgpool: 'head/loss', model.classifier: 'head/loss'}
+    for blk in model.blocks:
+        fam[blk] = 'dropout/add'
+        fam[blk.swish] = 'batchnorm+swish'
+        fam[blk.depthwise_conv] = 'depthwise'
+        fam[blk.depthwise_bn] = 'batchnorm+swish'
+        fam[blk.se] = 'squeeze-excite'
+        fam[blk.project_conv] = '1x1 conv'
+        fam[blk.project_bn] = 'batchnorm+swish'
+        fam[blk.dropout] = 'dropout/add'
+        if blk.expand_ratio > 1:
+            fam[blk.expand_conv] = '1x1 conv'
+            fam[blk.expand_bn] = 'batchnorm+swish'
+    return fam
+
+
+def add_family_ranges(model):
+    """Forward hooks: a profiler range named RANGE + family around each of
+    module_families' modules. Returns the hook handles."""
+    handles, open_ranges = [], {}
+
+    def pre(mod, inputs, name):
+        r = record_function(RANGE + name)
+        r.__enter__()
+        open_ranges.setdefault(id(mod), []).append(r)
+
+    def post(mod, inputs, output):
+        open_ranges[id(mod)].pop().__exit__(None, None, None)
+
+    for mod, name in module_families(model).items():
+        handles.append(mod.register_forward_pre_hook(lambda m, i, n=name: pre(m, i, n)))
+        handles.append(mod.register_forward_hook(post))
+    return handles
+
+
+def event_cost_us(e, device):
+    """The event's own time: its kernels' time on a GPU (profiler ranges'
+    GPU annotations left out), its self CPU time on the CPU."""
+    if device.type != 'cuda':
+        return e.self_cpu_time_total
+    if not hasattr(e, 'kernels'):  # a torch without the kernel list: its own device time
+        return getattr(e, 'self_device_time_total', getattr(e, 'self_cuda_time_total', 0))
+    return sum(k.duration for k in e.kernels if not k.name.startswith(RANGE))
+
+
+def family_of(e, fwd):
+    """The family of an event: the innermost family range above it; for a
+    backward op, the family of the forward op with its node's sequence number."""
+    a = e
+    while a is not None:
+        if a.name.startswith(RANGE):
+            return a.name[len(RANGE):]
+        if a.name.startswith('autograd::engine::evaluate_function'):
+            return fwd.get(a.sequence_nr)
+        a = a.cpu_parent
+    return None
+
+
+def attribute(events, device):
+    """{family: microseconds} over the profiled events, '(other)' for the rest;
+    and the names of the largest unattributed ops."""
+    cpu = [e for e in events if str(getattr(e, 'device_type', 'CPU')).endswith('CPU')]
+    fwd = {}
+    for e in cpu:
+        if e.sequence_nr is not None and e.sequence_nr >= 0 and not e.name.startswith('autograd::engine'):
+            f = family_of(e, {})
+            if f is not None:
+                fwd.setdefault(e.sequence_nr, f)
+    totals, other = {f: 0.0 for f in FAMILIES + ['(other)']}, {}
+    for e in cpu:
+        us = event_cost_us(e, device)
+        if not us:
+            continue
+        f = family_of(e, fwd)
+        if f not in totals:
+            f = '(other)'
+            other[e.name] = other.get(e.name, 0.0) + us
+        totals[f] += us
+    top = sorted(other.items(), key=lambda kv: -kv[1])[:5]
+    return totals, [[n, round(us, 1)] for n, us in top]
+
+
+def profile_steps(step, model, a, device):
+    """a.profile_steps steps under torch.profiler: ms per step per family."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    handles = add_family_ranges(model)
+    try:
+        with profile(activities=acts) as prof:
+            for _ in range(a.profile_steps):
+                step()
+            sync(device)
+    finally:
+        for h in handles:
+            h.remove()
+    totals, top_other = attribute(prof.events(), device)
+    n = a.profile_steps
+    return {'steps': n, 'time': 'CUDA kernel time' if device.type == 'cuda' else 'CPU self time',
+            'ms_per_step': {f: round(us / 1e3 / n, 4) for f, us in totals.items()},
+            'total_ms_per_step': round(sum(totals.values()) / 1e3 / n, 4),
+            'top_other_us': top_other}
 
 
 def run_mode(mode, a, device):
@@ -96,18 +221,23 @@ def run_mode(mode, a, device):
             fwd = torch.compile(model, mode=a.compile_mode)
 
         def step():
-            opt.zero_grad(set_to_none=True)
+            with record_function(RANGE + 'optimizer'):
+                opt.zero_grad(set_to_none=True)
             amp = (torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None
                    else contextlib.nullcontext())
             with amp:
-                loss = criterion(fwd(x), y)
+                out = fwd(x)
+                with record_function(RANGE + 'head/loss'):
+                    loss = criterion(out, y)
             if scaler is not None:
                 scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+                with record_function(RANGE + 'optimizer'):
+                    scaler.step(opt)
+                    scaler.update()
             else:
                 loss.backward()
-                opt.step()
+                with record_function(RANGE + 'optimizer'):
+                    opt.step()
             return loss
 
         t0 = time.perf_counter()
@@ -129,6 +259,11 @@ def run_mode(mode, a, device):
         res['final_loss'] = round(float(loss.detach().float().item()), 6)
         if res['final_loss'] != res['final_loss']:
             res['error'] = 'loss is NaN'
+        if a.profile_steps > 0 and mode == 'eager':
+            try:
+                res['profile'] = profile_steps(step, model, a, device)
+            except Exception as exc:  # the timing stands; the profile reports its own error
+                res['profile'] = {'error': short_error(exc)}
     except Exception as exc:  # reported, not raised: the caller compares modes
         res['error'] = short_error(exc)
     if device.type == 'cuda':
@@ -202,6 +337,8 @@ def main():
     ap.add_argument('--batches', default='',
                     help='comma list, largest first: report the largest that runs (overrides --batch)')
     ap.add_argument('--try-timeout', type=float, default=0, help='seconds per --batches try (0: none)')
+    ap.add_argument('--profile-steps', type=int, default=0,
+                    help='eager mode: this many more steps under torch.profiler, kernel time per op family')
     a = ap.parse_args()
     modes = [m for m in a.modes.split(',') if m]
     bad = [m for m in modes if m not in ('eager', 'compile')]

@@ -6,10 +6,18 @@
 # cuBLAS, cuDNN, NCCL, glibc; PyTorch for the comparison columns. Writes
 #   OUTDIR/env_check.md   one table: what is needed, what was found, status, the fix
 #   OUTDIR/env_check.env  shell assignments for device_check.sh (HAVE_GPU, PY,
-#                         LD_ADD, GPU_NAME, GPU_MEM_MIB, ENV_FAILS)
+#                         TORCH_CUDA, LD_ADD, GPU_NAME, GPU_MEM_MIB, ENV_FAILS)
 #   OUTDIR/env.txt        versions in full (appended)
 # Exit 0: everything needed is there (or, with --rehearse, only the GPU is
-# missing); 3: a mismatch -- the table says what and how to fix it.
+# missing); 3: a mismatch -- the table says what and how to fix it. Warnings
+# (an older cuDNN of the same major version, an older NCCL, no PyTorch) do not
+# stop the check. PyTorch is always looked for, so that device_check.sh can
+# still run its half on a mismatch (TORCH_CUDA=1: torch sees a GPU).
+#
+# A bundle must be portable (made from an EFFNET_NATIVE=OFF build): one built
+# with -march=native for the build machine may die of SIGILL on another CPU.
+# make_bundle.sh --allow-native makes one for rehearsing on the build machine
+# only; outside --rehearse its "portable build" row is a FAIL.
 #
 # CUDA libraries the loader cannot find are looked for in /usr/local/cuda*, the
 # system and PyTorch's nvidia/*/lib wheels; their directories go to LD_ADD.
@@ -37,6 +45,7 @@ vge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$2" ]; } # vge
 cudav() { [ "${1:-0}" -gt 0 ] 2>/dev/null && echo "$(($1 / 1000)).$(($1 % 1000 / 10))" || echo "none"; }
 
 MAN=$BUNDLE/BUNDLE_MANIFEST.txt
+[ -f "$MAN" ] || MAN=$BUNDLE/../BUNDLE_MANIFEST.txt # a bundle's bin/ given instead
 SONAMES=$(grep -v '^#' "$BUNDLE/lib/CUDA_SONAMES.txt" 2>/dev/null | cut -f1 | sort -u | paste -sd' ')
 CUDA_BUILT=$(sed -n 's/^CUDA: *nvcc \([0-9]*\.[0-9]*\).*/\1/p' "$MAN" 2>/dev/null)
 CUDA_MAJOR=${CUDA_BUILT%%.*}
@@ -48,6 +57,16 @@ have_glibc=${ENV_CHECK_GLIBC:-$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{pri
 if [ -z "$need_glibc" ]; then row glibc "?" "${have_glibc:-?}" warn "no BUNDLE_MANIFEST.txt 'needs:' line"
 elif [ -n "$have_glibc" ] && vge "$have_glibc" "$need_glibc"; then row glibc ">= $need_glibc" "$have_glibc" ok
 else row glibc ">= $need_glibc" "${have_glibc:-unknown}" FAIL "an OS image with glibc >= $need_glibc (Ubuntu 22.04+, RHEL 9+), or make the bundle on an older-glibc machine"
+fi
+
+# ---- a portable bundle (EFFNET_NATIVE=OFF) -----------------------------------------
+native=$(sed -n 's/^EFFNET_NATIVE: *\([A-Za-z0-9]*\).*/\1/p' "$MAN" 2>/dev/null)
+if [ -f "$MAN" ]; then
+    case $native in
+        OFF) row "portable build" "EFFNET_NATIVE=OFF" OFF ok ;;
+        *) if [ "$REHEARSE" = 1 ]; then row "portable build" "EFFNET_NATIVE=OFF" "${native:-?} (made with --allow-native)" warn "rehearsal on the build machine only"
+           else row "portable build" "EFFNET_NATIVE=OFF" "${native:-?}" FAIL "make the bundle from a -DEFFNET_NATIVE=OFF build (docs/gpu-check.md): -march=native code may die of SIGILL on this CPU"; fi ;;
+    esac
 fi
 
 # ---- driver and GPU (nvidia-smi, else /proc) -------------------------------------
@@ -81,18 +100,17 @@ elif [ "$REHEARSE" = 1 ]; then row GPU one none skip "rehearsal: no GPU expected
 else row GPU one none FAIL "a GPU visible to this container (nvidia-smi -L lists none)"; fi
 
 # ---- PyTorch (for its library wheels and the comparison) --------------------------
-PY=''
-[ "$FAILS" = 0 ] || PYTHON_SKIP=1  # already a mismatch: stop without the seconds of importing torch
-for p in ${PYTHON_SKIP:+/nonexistent} ${PYTHON_SKIP:-${PYTHON:-} python3 python /usr/bin/python3 /usr/local/bin/python3 /opt/conda/bin/python3}; do
+PY='' TORCH_CUDA=0
+for p in ${PYTHON:-} python3 python /usr/bin/python3 /usr/local/bin/python3 /opt/conda/bin/python3; do
     command -v "$p" > /dev/null || continue
     if v=$(timeout 60 "$p" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.is_available())' 2>/dev/null); then
         PY=$(command -v "$p"); echo "== python $PY: python torch cuda cudnn available: $v" >> "$ENVF"; break
     fi
 done
-if [ -n "${PYTHON_SKIP:-}" ]; then row PyTorch "any, with CUDA" "not looked at (a mismatch above)" skip
-elif [ -z "$PY" ]; then row PyTorch "any, with CUDA" none warn "no PyTorch columns; set PYTHON=/path/to/python with torch"
+if [ -z "$PY" ]; then row PyTorch "any, with CUDA" none warn "no PyTorch columns; set PYTHON=/path/to/python with torch"
 else
     set -- $v
+    [ "$5" = True ] && TORCH_CUDA=1
     if [ "$5" = True ] || [ -z "$DRIVER" ]; then row PyTorch "any, with CUDA" "torch $2 (CUDA $3, cuDNN $4), python $1" "$([ "$5" = True ] && echo ok || echo skip)"
     else row PyTorch "any, with CUDA" "torch $2 (CUDA $3), no GPU usable" warn "no PyTorch columns: torch.cuda.is_available() is False"; fi
 fi
@@ -161,8 +179,10 @@ if [ "$FAILS" = 0 ] || [ -n "${ENV_CHECK_PROBE:-}" ]; then
     else row "driver / runtime" "runtime $(cudav "$rt")" "driver CUDA $(cudav "$drv"), $(kv devices) device(s): $(kv device0)" ok; fi
     c=$(kv cudnn) cb=$(kv cudnn_built)
     if [ -n "$c" ] && [ -n "$cb" ] && [ "$c" -gt 0 ] 2>/dev/null; then
-        if [ $((c / 10000)) = $((cb / 10000)) ] && [ "$c" -ge "$cb" ]; then row "cuDNN version" ">= $cb (built)" "$c" ok
-        else row "cuDNN version" ">= $cb, major $((cb / 10000))" "$c" FAIL "cuDNN $((cb / 10000)).x >= the build's (pip nvidia-cudnn-cu${CUDA_MAJOR:-?})"; fi
+        if [ $((c / 10000)) != $((cb / 10000)) ]; then
+            row "cuDNN version" ">= $cb, major $((cb / 10000))" "$c" FAIL "cuDNN $((cb / 10000)).x >= the build's (pip nvidia-cudnn-cu${CUDA_MAJOR:-?})"
+        elif [ "$c" -ge "$cb" ]; then row "cuDNN version" ">= $cb (built)" "$c" ok
+        else row "cuDNN version" ">= $cb (built)" "$c" warn "older than the build's, same major: the check goes on; if cuDNN calls fail, a newer nvidia-cudnn-cu${CUDA_MAJOR:-?}"; fi
     fi
     n=$(kv nccl) nb=$(kv nccl_built)
     if [ -n "$n" ] && [ -n "$nb" ] && [ "$n" -gt 0 ] 2>/dev/null; then
@@ -181,8 +201,8 @@ secs=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     printf '%s\n' "${ROWS[@]}"
 } > "$MD"
 {
-    printf 'HAVE_GPU=%q\nPY=%q\nLD_ADD=%q\nGPU_NAME=%q\nGPU_MEM_MIB=%q\nENV_FAILS=%q\nENV_SECS=%q\n' \
-        "$HAVE_GPU" "$PY" "$LD_ADD" "$GPU_NAME" "${GPU_MEM_MIB:-0}" "$FAILS" "$secs"
+    printf 'HAVE_GPU=%q\nPY=%q\nTORCH_CUDA=%q\nLD_ADD=%q\nGPU_NAME=%q\nGPU_MEM_MIB=%q\nENV_FAILS=%q\nENV_SECS=%q\n' \
+        "$HAVE_GPU" "$PY" "$TORCH_CUDA" "$LD_ADD" "$GPU_NAME" "${GPU_MEM_MIB:-0}" "$FAILS" "$secs"
 } > "$SH"
 cat "$MD"
 [ "$FAILS" = 0 ] || exit 3

@@ -25,6 +25,10 @@
  * MPI_Init/MPI_Finalize (test_nccl, test_nccl_poll --device) can run once per
  * process: a worker that already ran one hands the next to a fresh worker.
  *
+ * Each test's log starts with "gpu_runner: NAME: OMP_NUM_THREADS=N", the
+ * value in effect once the spec's environment is applied (device_check.sh
+ * drops the spec's own OMP_NUM_THREADS, so the CPU halves use the node's).
+ *
  * Results: one line per test "name<TAB>status<TAB>rc<TAB>seconds<TAB>note" to
  * FILE (appended) and stdout; status pass (0), skip (77), fail, timeout, not-run.
  * Exit status 0 when nothing failed or timed out, else 1; 2 on bad usage. */
@@ -166,6 +170,8 @@ static EFF_NORETURN void worker(int from, int fd) {
         int lf = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (lf >= 0) { dup2(lf, 1); dup2(lf, 2); close(lf); }
         for (int k = 0; k < t->nenv; k++) putenv(t->env[k]);
+        const char *omp = getenv("OMP_NUM_THREADS"); /* the CPU halves' threads, as this test sees them */
+        printf("gpu_runner: %s: OMP_NUM_THREADS=%s\n", t->name, omp ? omp : "(unset)");
         say(fd, "start %d %d\n", i, 0);
         optind = 1;
         int rc = t->prog->fn(t->argc, t->argv);
@@ -324,11 +330,17 @@ static int selftest(void) {
     /* workers: the first; after the fatal exit, the crash and the hang; the second MPI test */
     if (WORKERS != 5) { printf("FAIL selftest: %d workers, want 5\n", WORKERS); bad = 1; }
     if (now() - t0 > 10) { printf("FAIL selftest: took %.1fs (the hang's cap is 2 s)\n", now() - t0); bad = 1; }
-    char log[4200], line[256] = "";
+    char log[4200], text[2048] = "";
     snprintf(log, sizeof log, "%s/d_fatal.log", dir);
     FILE *lf = fopen(log, "r");
-    if (!lf || !fgets(line, sizeof line, lf) || !strstr(line, "a fatal error inside a test")) {
-        printf("FAIL selftest: %s does not hold the fatal message (%s)\n", log, line); bad = 1;
+    const size_t got = lf ? fread(text, 1, sizeof text - 1, lf) : 0;
+    text[got] = 0;
+    if (!strstr(text, "a fatal error inside a test")) {
+        printf("FAIL selftest: %s does not hold the fatal message (%s)\n", log, text); bad = 1;
+    }
+    /* the spec's environment is applied, and each log names the thread count in effect */
+    if (!strstr(text, "gpu_runner: d_fatal: OMP_NUM_THREADS=1\n")) {
+        printf("FAIL selftest: %s does not name OMP_NUM_THREADS=1 (%s)\n", log, text); bad = 1;
     }
     if (lf) fclose(lf);
     printf("%s: gpu_runner supervisor self-test (%d tests, %d workers, %.1fs)\n", bad ? "FAIL" : "PASS", NT, WORKERS, now() - t0);

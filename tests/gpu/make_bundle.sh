@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make_bundle.sh BUILD_DIR OUT_DIR [--tar] [--selftest]
+# make_bundle.sh BUILD_DIR OUT_DIR [--tar] [--selftest] [--allow-native]
 # make_bundle.sh --list-tests BUILD_DIR
 #
 # Packs the effnet binary and every executable under BUILD_DIR/tests/gpu/ into
@@ -32,6 +32,12 @@
 # marks that requirement weak and adds libeffnet_arc4random.so (getrandom), so
 # the bundle runs on glibc >= 2.34 (Ubuntu 22.04, RHEL 9) and not only >= 2.36.
 #
+# The build must be portable: configured with -DEFFNET_NATIVE=OFF (the
+# default ON means -march=native: code for THIS CPU, which may die of SIGILL
+# on the device machine's). A native build is refused, except with
+#   --allow-native  for a bundle rehearsed on this machine only (the
+#               rehearsal test); its manifest says so and env_check.sh fails
+#               it outside --rehearse.
 #   --tar       also write OUT_DIR.tar.gz (what to carry to the device machine)
 #   --list-tests  only print the build's GPU tests (see list_tests below)
 #   --selftest  afterwards run the bundle in a chroot that holds only glibc,
@@ -47,10 +53,11 @@ note() { echo "make_bundle: $*"; }
 WARNINGS=()
 
 usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-BUILD='' OUT='' TAR=0 SELFTEST=0 LIST=0
+BUILD='' OUT='' TAR=0 SELFTEST=0 LIST=0 ALLOW_NATIVE=0
 for a in "$@"; do
     case $a in
         --tar) TAR=1 ;;
+        --allow-native) ALLOW_NATIVE=1 ;;
         --list-tests) LIST=1 ;;
         --selftest) SELFTEST=1 ;;
         -h|--help) usage ;;
@@ -110,6 +117,11 @@ done
 [ -d "$BUILD" ] || die "build directory '$BUILD' does not exist"
 BUILD=$(cd "$BUILD" && pwd)
 [ -x "$BUILD/effnet" ] || die "$BUILD/effnet not found or not executable (build first: cmake --build $BUILD)"
+NATIVE=$(awk -F= '/^EFFNET_NATIVE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)
+if [ "$NATIVE" != OFF ]; then
+    [ "$ALLOW_NATIVE" = 1 ] || die "$BUILD was configured with EFFNET_NATIVE=${NATIVE:-unknown (no CMakeCache.txt entry)}: -march=native code for THIS CPU may die of SIGILL on the device machine. Configure a portable build: cmake -S $SRC -B build-gpu -DEFFNET_CUDA=ON -DEFFNET_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release (docs/gpu-check.md); --allow-native only to rehearse on this machine"
+    warn "EFFNET_NATIVE=${NATIVE:-unknown}, bundled with --allow-native: NOT PORTABLE, for a rehearsal on this machine only"
+fi
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
@@ -456,19 +468,15 @@ chmod +x "$OUT/bin/bundle-run"
     for so in "${!CUDA_NEED[@]}"; do printf '%s\t%s\t%s\n' "$so" "${CUDA_NEED[$so]}" "${CUDA_BY[$so]# }"; done | sort
 } > "$OUT/lib/CUDA_SONAMES.txt"
 CUDA_LIST=$(printf '%s\n' "${!CUDA_NEED[@]}" | sort | paste -sd' ')
-NATIVE=$(awk -F= '/^EFFNET_NATIVE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)
 CFLAGS_REL=$(awk -F= '/^CMAKE_C_FLAGS_RELEASE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)
 CUDA_ARCH=$(awk -F= '/^CMAKE_CUDA_ARCHITECTURES:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null)
 NVCC_VER=$(sed -n 's/^set(CMAKE_CUDA_COMPILER_VERSION "\(.*\)")/nvcc \1/p' "$BUILD"/CMakeFiles/*/CMakeCUDACompiler.cmake 2>/dev/null | head -1)
-if [ "${NATIVE:-}" = ON ]; then
-    warn "$BUILD was configured with EFFNET_NATIVE=ON (-march=native for THIS CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)); the target CPU may lack some of its instructions (SIGILL). Prefer -DEFFNET_NATIVE=OFF for bundles."
-fi
 {
     echo "effnet GPU bundle"
     echo "made:        $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n) ($(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}"), glibc $(getconf GNU_LIBC_VERSION | awk '{print $2}'))"
     echo "build dir:   $BUILD"
     echo "git:         $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null)$(git -C "$SRC" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
-    echo "EFFNET_NATIVE: ${NATIVE:-?}   C flags (Release): ${CFLAGS_REL:-?}"
+    echo "EFFNET_NATIVE: ${NATIVE:-?}$([ "$NATIVE" != OFF ] && echo " (--allow-native: NOT PORTABLE, -march=native for $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); rehearsal on this machine only)")   C flags (Release): ${CFLAGS_REL:-?}"
     echo "CUDA:        ${NVCC_VER:-no CUDA compiler}, architectures ${CUDA_ARCH:-?}; a CUDA 13 runtime needs an NVIDIA driver >= 580"
     echo "Open MPI:    $OMPI_VERSION (singleton via OMPI_MCA_ess_singleton_isolated=1, see bin/bundle-env.sh)"
     echo "needs:       glibc >= ${GLIBC_REQ:-?}$([ -n "$GLIBCXX_REQ" ] && echo ", libstdc++ with GLIBCXX_$GLIBCXX_REQ"), x86-64"
