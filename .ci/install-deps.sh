@@ -12,10 +12,12 @@ set_name=${1:-test}
 # build toolchain, MPI, HDF5, BLAS, oneDNN (the CPU convolutions' GEMM,
 # src/ops/gemm.c), iniparser, OpenSSL (libcrypto: SHA-256 of data files),
 # cJSON (--json output, metrics.jsonl); curl and ca-certificates
-# for data_tools/fetch_cifar10.sh
+# for data_tools/fetch_cifar10.sh; libjpeg-turbo (libjpeg-dev pulls
+# libjpeg62-turbo-dev on Debian, libjpeg-turbo8-dev on Ubuntu), libpng and
+# libexif for data_tools/images-to-h5
 runtime=(build-essential cmake pkg-config
          libopenblas-dev libopenblas-openmp-dev libssl-dev libiniparser-dev libcjson-dev libhdf5-dev libopenmpi-dev
-         libdnnl-dev openmpi-bin curl ca-certificates)
+         libdnnl-dev openmpi-bin curl ca-certificates libjpeg-dev libpng-dev libexif-dev)
 # PyTorch/torchvision/h5py references and plots, HDF5 command-line tools,
 # a local Slurm (slurmctld/slurmd + munge, PMIx), patchelf for the GPU
 # bundle, Lmod for the module test, ctags (tests/check_structure.py), strace (the

@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
     if (index) {
         eff_dataset ds;
         eff_dataset_load_or_die(index, "train", 0, &ds);
-        EFF_CHECK(ds.height == H && ds.width == W, "bench expects 32x32 images");
+        EFF_CHECK(!ds.offsets && ds.height == H && ds.width == W && ds.n >= pool, "bench expects at least %d 32x32 "
+                  "images (CIFAR-10 shards)", pool);
         memcpy(imgs, ds.images, (size_t)pool * H * W * 3);
         eff_dataset_free(&ds);
     } else {

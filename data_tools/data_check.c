@@ -35,13 +35,19 @@ int main(int argc, char **argv) {
         eff_dataset ds;
         double t0 = eff_time();
         eff_dataset_load_or_die(index, splits[s], flags, &ds);
-        long long count[EFF_SHARD_MAX_CLASSES] = {0};
+        long long *count = eff_calloc((size_t)ds.num_classes, sizeof *count, "class counts");
         for (int64_t i = 0; i < ds.n; i++) count[ds.labels[i]]++;
-        printf("%s: %lld images %dx%dx%d in %d shard(s), loaded in %.2f s\n", splits[s], (long long)ds.n, ds.height,
-               ds.width, ds.channels, ds.n_shards, eff_time() - t0);
+        if (ds.offsets)
+            printf("%s: %lld images of their own sizes (ragged, %lld pixel bytes) in %d shard(s), %s, loaded in "
+                   "%.2f s\n", splits[s], (long long)ds.n, (long long)ds.offsets[ds.n], ds.n_shards, ds.dataset,
+                   eff_time() - t0);
+        else
+            printf("%s: %lld images %dx%dx%d in %d shard(s), loaded in %.2f s\n", splits[s], (long long)ds.n, ds.height,
+                   ds.width, ds.channels, ds.n_shards, eff_time() - t0);
         printf("  train mean %.6f %.6f %.6f  std %.6f %.6f %.6f\n", ds.mean[0], ds.mean[1], ds.mean[2], ds.std[0],
                ds.std[1], ds.std[2]);
         for (int c = 0; c < ds.num_classes; c++) printf("  class %d %-12s %lld\n", c, ds.class_names[c], count[c]);
+        eff_free(count);
         eff_dataset_free(&ds);
     }
     return 0;

@@ -456,6 +456,8 @@ static void rotation_params(double angle, int h, int w, AugImg *ai) {
 
 static void check_config(const eff_aug_config *cfg, int in_h, int in_w) {
     EFF_CHECK(cfg->size >= 1 && cfg->size <= 4096, "GPU augmentation: resolution %d is outside 1..4096", cfg->size);
+    EFF_CHECK(cfg->pipeline == EFF_PIPE_SEED, "GPU augmentation: only the seed's pipeline runs on the GPU (the ImageNet "
+              "one runs in the CPU loader)\nHINT: set data.gpu_augment = auto");
     EFF_CHECK(cfg->pad >= 0 && cfg->pad <= 1024, "GPU augmentation: crop padding %d is outside 0..1024", cfg->pad);
     EFF_CHECK(in_h >= 1 && in_w >= 1 && in_h <= 65536 && in_w <= 65536,
               "GPU augmentation: input size %dx%d is outside 1..65536", in_h, in_w);
@@ -514,7 +516,7 @@ extern "C" void eff_gpu_aug_reference_host(const eff_aug_config *cfg, const uint
                                            const eff_aug_params *p, int train, float *out, uint8_t *u8) {
     check_config(cfg, in_h, in_w);
     eff_resize_plan rp;
-    eff_resize_plan_init(&rp, in_h, in_w, cfg->size, cfg->size);
+    eff_resize_plan_init(&rp, in_h, in_w, cfg->size, cfg->size, cfg->filter);
     AugGeom g = geom_from_plan(cfg, &rp);
     float lut[3 * 256];
     make_lut(cfg, lut);
@@ -570,7 +572,7 @@ extern "C" EffGpuAugment *eff_gpu_aug_create(const eff_aug_config *cfg, const ui
     CUDA_CHECK(cudaGetDevice(&a->device));
     int S = cfg->size;
     eff_resize_plan rp;
-    eff_resize_plan_init(&rp, in_h, in_w, S, S);
+    eff_resize_plan_init(&rp, in_h, in_w, S, S, cfg->filter);
     size_t nb = 2 * (size_t)(S + S), nwx = (size_t)S * rp.kx, nwy = (size_t)S * rp.ky;
     float lut[3 * 256];
     make_lut(cfg, lut);

@@ -29,7 +29,7 @@ typedef struct Key {
 static const Key keys[] = {
     {"model.name", K_STR, S(model), "efficientnet-b0", 0, 0, "efficientnet-b0|efficientnet-b1|efficientnet-b2|efficientnet-b3|efficientnet-b4|efficientnet-b5|efficientnet-b6|efficientnet-b7", "model"},
     {"model.resolution", K_INT, N(resolution), "0", 0, 2048, NULL, "input resolution (0: the model's own, e.g. 224 for B0)"},
-    {"model.classes", K_INT, N(classes), "10", 2, 16, NULL, "number of classes (CIFAR-10: 10)"},
+    {"model.classes", K_INT, N(classes), "0", 0, 65536, NULL, "number of classes (0: the data's, after data.classes; CIFAR-10: 10)"},
     {"model.dropout", K_REAL, N(dropout), "-1", -1, 0.95, NULL, "dropout rate (-1: the model's own); block rates scale with it"},
     {"train.epochs", K_INT, N(epochs), "40", 1, 100000, NULL, "epochs"},
     {"train.max_steps", K_INT, N(max_steps), "0", 0, 1e12, NULL, "stop after this many optimizer steps in total (0: no limit)"},
@@ -65,6 +65,11 @@ static const Key keys[] = {
     {"data.train_subset", K_INT, N(train_subset), "0", 0, 1e9, NULL, "use only the first N train samples (0: all)"},
     {"data.test_subset", K_INT, N(test_subset), "0", 0, 1e9, NULL, "evaluate only the first N test samples (0: all)"},
     {"data.loader_threads", K_INT, N(loader_threads), "1", 1, 64, NULL, "augmentation threads per rank (besides the prefetch thread)"},
+    {"data.pipeline", K_STR, S(pipeline), "auto", 0, 0, "auto|cifar|imagenet", "augmentation: cifar is the seed's (resize, flip, rotation, pad + crop, colour jitter); imagenet is torchvision's recipe (RandomResizedCrop + flip; evaluation resizes the shorter side to data.eval_resize and centre-crops); auto: cifar for CIFAR-10 shards, imagenet for images-to-h5 shards"},
+    {"data.normalize", K_STR, S(normalize), "auto", 0, 0, "auto|seed|dataset|imagenet", "Normalize mean and std: seed (the seed's CIFAR-10 constants), dataset (the shards' train_mean/train_std), imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225, for ImageNet weights); auto: seed for CIFAR-10 shards, dataset for images-to-h5 shards"},
+    {"data.interpolation", K_STR, S(interpolation), "bilinear", 0, 0, "bilinear|bicubic", "filter of every resize in the loader (PIL's, as torchvision's InterpolationMode; torchvision's EfficientNet weights were evaluated with bicubic)"},
+    {"data.eval_resize", K_INT, N(eval_resize), "0", 0, 65536, NULL, "imagenet pipeline: evaluation resizes the shorter side to this, then centre-crops model.resolution (0: resolution / 0.875, 256 for 224)"},
+    {"data.crop_scale_min", K_REAL, N(crop_scale_min), "0.08", 0.01, 1, NULL, "imagenet pipeline: RandomResizedCrop's smallest area fraction (scale = (min, 1))"},
     {"data.gpu_augment", K_STR, S(gpu_augment), "auto", 0, 0, "auto|on|off", "CUDA backend: keep the uint8 train set on the GPU and augment there (auto: on with the CUDA backend)"},
     {"output.dir", K_STR, S(output_dir), "runs/default", 0, 0, NULL, "directory for the log, metrics.jsonl and checkpoints"},
     {"output.log_interval", K_INT, N(log_interval), "100", 1, 1e9, NULL, "log every N optimizer steps"},
@@ -278,6 +283,44 @@ void eff_config_help(FILE *f) {
         if (k->choices) fprintf(f, " [%s]", k->choices);
         fprintf(f, "\n");
     }
+}
+
+/* " key = value " -> key, value (both trimmed, in place); 0 if no '='. */
+static int split_assignment(char *line, char **key, char **value) {
+    char *eq = strchr(line, '=');
+    if (!eq) return 0;
+    *eq = '\0';
+    *key = line;
+    *value = eq + 1;
+    for (char **p = key; p; p = p == key ? value : NULL) {
+        while (**p == ' ' || **p == '\t') (*p)++;
+        char *e = *p + strlen(*p);
+        while (e > *p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = '\0';
+    }
+    return 1;
+}
+
+int eff_config_from_ini_text(EffConfig *c, const char *text, int *unknown, char *err, size_t n) {
+    char section[64] = "", line[2048];
+    *unknown = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        const size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), p);
+        p += len + (nl != NULL);
+        char *key, *value, name[160];
+        if (line[0] == '[') {
+            char *close = strchr(line, ']');
+            if (close) snprintf(section, sizeof section, "%.*s", (int)(close - line - 1), line + 1);
+            continue;
+        }
+        if (line[0] == ';' || line[0] == '#' || !split_assignment(line, &key, &value)) continue;
+        snprintf(name, sizeof name, "%s.%s", section, key);
+        const Key *k = find_key(name);
+        if (!k) { (*unknown)++; continue; }
+        if (!set_value(c, k, value, "the checkpoint's config", err, n)) return 0;
+    }
+    return 1;
 }
 
 char *eff_config_to_ini(const EffConfig *c) {

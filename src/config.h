@@ -49,6 +49,11 @@ typedef struct EffConfig {
     long test_subset;
     long loader_threads;
     char gpu_augment[8];  /* auto | on | off: augmentation on the GPU, data resident there */
+    char pipeline[16];    /* auto | cifar | imagenet (train/data_pipeline.h) */
+    char normalize[16];   /* auto | seed | dataset | imagenet */
+    char interpolation[16]; /* bilinear | bicubic */
+    long eval_resize;     /* imagenet pipeline: shorter side before the centre crop (0: resolution / 0.875) */
+    double crop_scale_min; /* imagenet pipeline: RandomResizedCrop's smallest area fraction */
     /* [output] */
     char output_dir[1024];
     long log_interval;    /* optimizer steps */
@@ -87,5 +92,9 @@ int eff_config_validate(const EffConfig *c, char *err, size_t errlen);
 void eff_config_help(FILE *f);
 /* Every key as canonical INI text (malloc'd); loading it gives the same config. */
 char *eff_config_to_ini(const EffConfig *c);
+/* Set the keys of such a text (a checkpoint's "config" attribute) on c.
+ * Keys this version does not know are skipped and counted in *unknown (a
+ * checkpoint of another version). 1, or 0 with a message in err. */
+int eff_config_from_ini_text(EffConfig *c, const char *text, int *unknown, char *err, size_t errlen);
 
 #endif

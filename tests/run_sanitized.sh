@@ -27,7 +27,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=(
   backend_table model_counts amp_loss_scaler half_conversions half_vs_pytorch dropout
   gradcheck overfit reference_b0 checkpoint checkpoint_pytorch
-  data_sampler data_loader data_converter data_sampler_shards data_augment_torchvision
+  data_sampler data_loader data_converter data_sampler_shards data_augment_torchvision data_images_generated
   train_config train_baddata train_kill train_eval train_nan train_resume train_signal
   ckpt_commands ckpt_badinput fuzz_readers json_output
   kernel_index bucket_layout recompute_1thread dwconv_isa

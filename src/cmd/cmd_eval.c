@@ -7,9 +7,39 @@
 #include "data/shard.h"
 #include "evaluate.h"
 #include "jsonout.h"
+#include "train/data_pipeline.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* The data settings the checkpoint was trained with (its "config"
+ * attribute), or the defaults for a file without one (an import). */
+static void training_config(const char *ckpt, const char *text, EffConfig *cfg) {
+    char err[1024];
+    int unknown = 0;
+    eff_config_defaults(cfg);
+    if (!text || !text[0]) return;
+    if (!eff_config_from_ini_text(cfg, text, &unknown, err, sizeof err)) {
+        fprintf(stderr, "effnet eval: warning: %s: %s; evaluating with the default data settings\n", ckpt, err);
+        eff_config_defaults(cfg);
+    }
+}
+
+/* The test split as the training run saw it: data.classes, the pipeline and
+ * normalisation of its config, at resolution R. */
+static eff_loader *open_test(const EffConfig *cfg, const char *data, int classes, int R, long batch, long subset,
+                             eff_dataset *test) {
+    char index[1100], err[1024], what[512];
+    snprintf(index, sizeof index, "%s/%s", data, EFF_SHARD_INDEX_NAME);
+    EFF_CHECK(eff_dataset_load(index, "test", 0, test, err, sizeof err) == 0, "data: %s", err);
+    eff_data_select(cfg, test, what, sizeof what);
+    EFF_CHECK(test->num_classes == classes, "data has %d classes%s, the checkpoint's model %d", test->num_classes,
+              cfg->class_subset[0] ? " (after the checkpoint's data.classes)" : "", classes);
+    if (subset > 0 && subset < test->n) test->n = subset;
+    eff_loader_config lc = {.rank = 0, .world = 1, .batch = (int)batch, .train = 0, .threads = 1};
+    eff_data_aug_config(cfg, test, R, &lc.aug, what, sizeof what);
+    return eff_loader_open(test, &lc);
+}
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
@@ -35,17 +65,14 @@ int cmd_eval(int argc, char **argv) {
     EffContext ctx = {.be = eff_backend_cpu(), .threads = (int)threads};
     EffModel *m = &ctx.model;
     eff_model_create(m, ctx.be, &spec, classes);
-    eff_checkpoint_load(ckpt, m, 0, NULL, NULL);
-    char index[1100];
-    snprintf(index, sizeof index, "%s/%s", data, EFF_SHARD_INDEX_NAME);
+    char *config_text = NULL;
+    eff_checkpoint_load(ckpt, m, 0, NULL, &config_text);
+    EffConfig cfg;
+    training_config(ckpt, config_text, &cfg);
+    eff_free(config_text);
     eff_dataset test;
-    EFF_CHECK(eff_dataset_load(index, "test", 0, &test, err, sizeof err) == 0, "data: %s", err);
-    EFF_CHECK(test.num_classes == classes, "data has %d classes, the checkpoint's model %d", test.num_classes, classes);
-    if (subset > 0 && subset < test.n) test.n = subset;
+    eff_loader *L = open_test(&cfg, data, classes, R, batch, subset, &test);
     eff_model_alloc_acts(m, (int)batch, R);
-    eff_loader_config lc = {.rank = 0, .world = 1, .batch = (int)batch, .train = 0, .threads = 1};
-    eff_aug_config_default(&lc.aug, R);
-    eff_loader *L = eff_loader_open(&test, &lc);
     EffEvalSums s = {0, 0, 0};
     double t0 = eff_time();
     eff_evaluate(m, L, eff_loader_steps_per_epoch(L), &s);

@@ -18,6 +18,9 @@
 
 void eff_aug_config_default(eff_aug_config *c, int size) {
     static const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
+    memset(c, 0, sizeof *c);
+    c->pipeline = EFF_PIPE_SEED;
+    c->filter = EFF_FILTER_BILINEAR;
     c->size = size;
     c->pad = 4;
     c->degrees = 15.0;
@@ -28,6 +31,11 @@ void eff_aug_config_default(eff_aug_config *c, int size) {
     c->hue = 0.1;
     memcpy(c->mean, mean, sizeof mean);
     memcpy(c->std, std, sizeof std);
+    c->scale_min = 0.08; /* used by the ImageNet pipeline only */
+    c->scale_max = 1.0;
+    c->ratio_min = 3.0 / 4.0;
+    c->ratio_max = 4.0 / 3.0;
+    c->eval_resize = (int)floor(size / 0.875 + 0.5);
 }
 
 static double uniform_in(eff_rng_stream *st, double lo, double hi) { return lo + (hi - lo) * eff_rng_uniform(st); }
@@ -49,125 +57,6 @@ void eff_aug_draw(const eff_aug_config *c, uint64_t seed, uint64_t epoch, uint64
     p->contrast = uniform_in(&st, c->contrast < 1 ? 1 - c->contrast : 0, 1 + c->contrast);
     p->saturation = uniform_in(&st, c->saturation < 1 ? 1 - c->saturation : 0, 1 + c->saturation);
     p->hue = uniform_in(&st, -c->hue, c->hue);
-}
-
-/* ---- resize: Pillow libImaging/Resample.c ------------------------------------ */
-
-#define PRECISION_BITS (32 - 8 - 2)
-
-static double bilinear_filter(double x) {
-    if (x < 0.0) x = -x;
-    if (x < 1.0) return 1.0 - x;
-    return 0.0;
-}
-
-/* precompute_coeffs + normalize_coeffs_8bpc for the box (0, in_size). */
-static int axis_coeffs(int in_size, int out_size, int **bounds_out, int32_t **kk_out) {
-    float in0 = 0.0f, in1 = (float)in_size;
-    double scale, filterscale;
-    filterscale = scale = (double)(in1 - in0) / out_size;
-    if (filterscale < 1.0) filterscale = 1.0;
-    double support = 1.0 * filterscale;
-    int ksize = (int)ceil(support) * 2 + 1;
-    int *bounds = eff_malloc((size_t)out_size * 2 * sizeof(int), "resize bounds");
-    int32_t *kk = eff_malloc((size_t)out_size * ksize * sizeof(int32_t), "resize weights");
-    double *k = eff_malloc((size_t)ksize * sizeof(double), "resize weights");
-    for (int xx = 0; xx < out_size; xx++) {
-        double center = in0 + (xx + 0.5) * scale;
-        double ww = 0.0, ss = 1.0 / filterscale;
-        int xmin = (int)(center - support + 0.5);
-        if (xmin < 0) xmin = 0;
-        int xmax = (int)(center + support + 0.5);
-        if (xmax > in_size) xmax = in_size;
-        xmax -= xmin;
-        int x;
-        for (x = 0; x < xmax; x++) {
-            double w = bilinear_filter((x + xmin - center + 0.5) * ss);
-            k[x] = w;
-            ww += w;
-        }
-        for (x = 0; x < xmax; x++)
-            if (ww != 0.0) k[x] /= ww;
-        for (; x < ksize; x++) k[x] = 0;
-        for (x = 0; x < ksize; x++)
-            kk[xx * ksize + x] = k[x] < 0 ? (int32_t)(-0.5 + k[x] * (1 << PRECISION_BITS))
-                                          : (int32_t)(0.5 + k[x] * (1 << PRECISION_BITS));
-        bounds[2 * xx] = xmin;
-        bounds[2 * xx + 1] = xmax;
-    }
-    eff_free(k);
-    *bounds_out = bounds;
-    *kk_out = kk;
-    return ksize;
-}
-
-static inline uint8_t clip8(int in) {
-    if (in >= (1 << PRECISION_BITS << 8)) return 255;
-    if (in <= 0) return 0;
-    return (uint8_t)(in >> PRECISION_BITS);
-}
-
-void eff_resize_plan_init(eff_resize_plan *p, int in_h, int in_w, int out_h, int out_w) {
-    EFF_CHECK(in_h > 0 && in_w > 0 && out_h > 0 && out_w > 0, "resize %dx%d -> %dx%d: sizes must be positive", in_h,
-              in_w, out_h, out_w);
-    memset(p, 0, sizeof *p);
-    p->in_h = in_h; p->in_w = in_w; p->out_h = out_h; p->out_w = out_w;
-    p->kx = axis_coeffs(in_w, out_w, &p->bx, &p->wx);
-    p->ky = axis_coeffs(in_h, out_h, &p->by, &p->wy);
-    /* ImagingResampleInner: the horizontal pass covers only the rows the vertical pass reads. */
-    p->row0 = p->by[0];
-    p->rows = p->by[2 * out_h - 2] + p->by[2 * out_h - 1] - p->row0;
-    p->tmp = eff_malloc((size_t)p->rows * out_w * 3, "resize rows");
-}
-
-void eff_resize_plan_free(eff_resize_plan *p) {
-    eff_free(p->bx); eff_free(p->by); eff_free(p->wx); eff_free(p->wy); eff_free(p->tmp);
-    memset(p, 0, sizeof *p);
-}
-
-void eff_resize_apply(eff_resize_plan *p, const uint8_t *src, uint8_t *dst) {
-    int need_h = p->in_w != p->out_w, need_v = p->in_h != p->out_h;
-    if (!need_h && !need_v) {
-        memcpy(dst, src, (size_t)p->in_h * p->in_w * 3);
-        return;
-    }
-    const uint8_t *vin = src;
-    int vin_row0 = 0;
-    if (need_h) {
-        uint8_t *out = need_v ? p->tmp : dst;
-        int rows = need_v ? p->rows : p->in_h, row0 = need_v ? p->row0 : 0;
-        for (int yy = 0; yy < rows; yy++) {
-            const uint8_t *in = src + (size_t)(yy + row0) * p->in_w * 3;
-            uint8_t *o = out + (size_t)yy * p->out_w * 3;
-            for (int xx = 0; xx < p->out_w; xx++) {
-                int xmin = p->bx[2 * xx], xmax = p->bx[2 * xx + 1];
-                const int32_t *k = p->wx + (size_t)xx * p->kx;
-                int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                const uint8_t *q = in + (size_t)xmin * 3;
-                for (int x = 0; x < xmax; x++) {
-                    s0 += q[3 * x] * k[x];
-                    s1 += q[3 * x + 1] * k[x];
-                    s2 += q[3 * x + 2] * k[x];
-                }
-                o[3 * xx] = clip8(s0); o[3 * xx + 1] = clip8(s1); o[3 * xx + 2] = clip8(s2);
-            }
-        }
-        if (!need_v) return;
-        vin = p->tmp;
-        vin_row0 = p->row0;
-    }
-    size_t stride = (size_t)p->out_w * 3;
-    for (int yy = 0; yy < p->out_h; yy++) {
-        int ymin = p->by[2 * yy] - vin_row0, ymax = p->by[2 * yy + 1];
-        const int32_t *k = p->wy + (size_t)yy * p->ky;
-        uint8_t *o = dst + (size_t)yy * stride;
-        const uint8_t *base = vin + (size_t)ymin * stride;
-        for (size_t xc = 0; xc < stride; xc++) {
-            int s = 1 << (PRECISION_BITS - 1);
-            for (int y = 0; y < ymax; y++) s += base[(size_t)y * stride + xc] * k[y];
-            o[xc] = clip8(s);
-        }
-    }
 }
 
 /* ---- flip, rotate, pad+crop ------------------------------------------------- */
@@ -418,7 +307,7 @@ void eff_augmenter_init(eff_augmenter *A, const eff_aug_config *cfg, int in_h, i
     A->in_h = in_h;
     A->in_w = in_w;
     int S = cfg->size;
-    eff_resize_plan_init(&A->resize, in_h, in_w, S, S);
+    if (cfg->pipeline == EFF_PIPE_SEED) eff_resize_plan_init(&A->resize, in_h, in_w, S, S, cfg->filter);
     A->a = eff_malloc((size_t)S * S * 3, "augmentation image");
     A->b = eff_malloc((size_t)S * S * 3, "augmentation image");
     for (int c = 0; c < 3; c++)
@@ -432,10 +321,11 @@ void eff_augmenter_free(eff_augmenter *A) {
     eff_resize_plan_free(&A->resize);
     eff_free(A->a);
     eff_free(A->b);
-    A->a = A->b = NULL;
+    eff_free(A->big);
+    A->a = A->b = A->big = NULL;
 }
 
-static void normalize(const eff_augmenter *A, const uint8_t *img, float *out) {
+void eff_augment_normalize(const eff_augmenter *A, const uint8_t *img, float *out) {
     int n = A->cfg.size * A->cfg.size;
     for (int i = 0; i < n; i++) {
         out[3 * i] = A->lut[0][img[3 * i]];
@@ -459,11 +349,11 @@ void eff_augment_train(eff_augmenter *A, const uint8_t *src, const eff_aug_param
         }
     }
     if (u8) memcpy(u8, A->a, (size_t)npix * 3);
-    normalize(A, A->a, out);
+    eff_augment_normalize(A, A->a, out);
 }
 
 void eff_augment_test(eff_augmenter *A, const uint8_t *src, float *out, uint8_t *u8) {
     eff_resize_apply(&A->resize, src, A->a);
     if (u8) memcpy(u8, A->a, (size_t)A->cfg.size * A->cfg.size * 3);
-    normalize(A, A->a, out);
+    eff_augment_normalize(A, A->a, out);
 }

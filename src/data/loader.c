@@ -36,25 +36,36 @@ typedef struct {
     int t;
 } work;
 
+/* Sample g into dst (S x S x 3 floats) through the configured pipeline. */
+static void augment_one(const eff_loader *L, eff_augmenter *A, int64_t epoch, int64_t g, float *dst) {
+    int h, w;
+    const uint8_t *src = eff_dataset_image(L->ds, g, &h, &w);
+    const int train = L->cfg.train && !L->cfg.no_augment;
+    if (L->cfg.aug.pipeline == EFF_PIPE_IMAGENET) {
+        if (!train) {
+            eff_augment_center(A, src, h, w, dst, NULL);
+            return;
+        }
+        eff_rrc_params p;
+        eff_rrc_draw(&L->cfg.aug, L->cfg.seed, (uint64_t)epoch, (uint64_t)g, h, w, &p);
+        eff_augment_rrc(A, src, h, w, &p, dst, NULL);
+    } else if (train) {
+        eff_aug_params p;
+        eff_aug_draw(&L->cfg.aug, L->cfg.seed, (uint64_t)epoch, (uint64_t)g, &p);
+        eff_augment_train(A, src, &p, dst, NULL);
+    } else {
+        eff_augment_test(A, src, dst, NULL);
+    }
+}
+
 static void *augment_part(void *arg) {
     work *w = arg;
     eff_loader *L = w->L;
-    const eff_dataset *ds = L->ds;
-    size_t in_px = (size_t)ds->height * ds->width * ds->channels;
     size_t out_px = (size_t)L->cfg.aug.size * L->cfg.aug.size * 3;
     for (int k = w->t; k < w->b->n; k += L->cfg.threads) {
         int64_t g = w->b->index[k];
-        w->b->y[k] = ds->labels[g];
-        if (L->cfg.indices_only) continue;
-        const uint8_t *src = ds->images + (size_t)g * in_px;
-        float *dst = w->b->x + (size_t)k * out_px;
-        if (L->cfg.train && !L->cfg.no_augment) {
-            eff_aug_params p;
-            eff_aug_draw(&L->cfg.aug, L->cfg.seed, (uint64_t)w->b->epoch, (uint64_t)g, &p);
-            eff_augment_train(&L->aug[w->t], src, &p, dst, NULL);
-        } else {
-            eff_augment_test(&L->aug[w->t], src, dst, NULL);
-        }
+        w->b->y[k] = L->ds->labels[g];
+        if (!L->cfg.indices_only) augment_one(L, &L->aug[w->t], w->b->epoch, g, w->b->x + (size_t)k * out_px);
     }
     return NULL;
 }
@@ -120,6 +131,8 @@ eff_loader *eff_loader_open(const eff_dataset *ds, const eff_loader_config *cfg)
     EFF_CHECK(ds && ds->n > 0 && ds->images, "loader: the data set is not loaded");
     EFF_CHECK(ds->channels == 3, "loader: images have %d channels, expected 3", ds->channels);
     EFF_CHECK(cfg->threads >= 1 && cfg->threads <= 64, "loader: %d threads is outside 1..64", cfg->threads);
+    EFF_CHECK(cfg->aug.pipeline == EFF_PIPE_IMAGENET || !ds->offsets, "loader: the seed's pipeline needs images of "
+              "one size; this data set's are ragged\nHINT: use the imagenet pipeline (data.pipeline)");
     eff_loader *L = eff_calloc(1, sizeof *L, "loader");
     L->ds = ds;
     L->cfg = *cfg;

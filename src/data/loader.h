@@ -25,7 +25,7 @@ typedef struct {
     int no_augment;         /* train == 1 but the test pipeline (resize + normalize) */
     int indices_only;       /* fill only index and y (x stays NULL): the caller augments
                                the images itself, e.g. on the GPU (kernels/augment_cuda.h) */
-    eff_aug_config aug;     /* eff_aug_config_default(&aug, S) for the seed's pipeline */
+    eff_aug_config aug;     /* the pipeline: train/data_pipeline.h builds it from the config */
 } eff_loader_config;
 
 typedef struct {

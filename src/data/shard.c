@@ -45,6 +45,129 @@ static int is_hex64(const char *s) {
     return 1;
 }
 
+/* The keys only image-folder indexes have: dataset NAME, layout fixed|ragged,
+ * classes FILE SHA256, skipped FILE N. 0, or -1 when malformed. */
+static int images_key(eff_shard_index *idx, const char *key, const char *line, char *s1, char *s2) {
+    if (idx->kind != EFF_DATA_IMAGES) return -1;
+    if (!strcmp(key, "dataset")) return sscanf(line, "%*s %63s", idx->dataset) == 1 ? 0 : -1;
+    if (!strcmp(key, "layout")) {
+        if (sscanf(line, "%*s %63s", s1) != 1 || (strcmp(s1, "fixed") && strcmp(s1, "ragged"))) return -1;
+        idx->ragged = !strcmp(s1, "ragged");
+        return 0;
+    }
+    if (!strcmp(key, "classes")) {
+        if (sscanf(line, "%*s %63s %79s", s1, s2) != 2 || strchr(s1, '/') || !is_hex64(s2)) return -1;
+        snprintf(idx->classes_file, sizeof idx->classes_file, "%s", s1);
+        snprintf(idx->classes_sha256, sizeof idx->classes_sha256, "%s", s2);
+        return 0;
+    }
+    return 0; /* skipped FILE N: the converter's report, nothing to load */
+}
+
+typedef struct {
+    const char *path;
+    int lineno, have_format, have_version, cap;
+} index_parse;
+
+/* A "shard SPLIT INDEX COUNT FIRST N BYTES FILE SHA256" line, appended. */
+static int shard_line(eff_shard_index *idx, index_parse *ps, const char *line, char *err, size_t errlen) {
+    eff_shard_entry en;
+    char s2[80], s3[80];
+    long long a, b, c, d, e;
+    memset(&en, 0, sizeof en);
+    if (sscanf(line, "%*s %7s %lld %lld %lld %lld %lld %79s %79s", en.split, &a, &b, &c, &d, &e, s2, s3) != 8 ||
+        eff_split_id(en.split) < 0 || a < 0 || b < 1 || a >= b || b > EFF_SHARD_MAX_SHARDS || c < 0 || d < 1 ||
+        e < 1 || strlen(s2) >= sizeof en.file || strchr(s2, '/') || !is_hex64(s3))
+        return fail(err, errlen, "%s:%d: bad shard line '%s'\nHINT: expected 'shard SPLIT INDEX COUNT FIRST N BYTES FILE "
+                    "SHA256'", ps->path, ps->lineno, line);
+    en.index = (int)a; en.count = (int)b; en.first = c; en.n = d; en.bytes = e;
+    snprintf(en.file, sizeof en.file, "%.63s", s2);
+    snprintf(en.sha256, sizeof en.sha256, "%.64s", s3);
+    if (idx->n_entries == ps->cap) {
+        ps->cap = ps->cap ? 2 * ps->cap : 16;
+        if (ps->cap > 2 * EFF_SHARD_MAX_SHARDS) return fail(err, errlen, "%s: too many shard lines", ps->path);
+        eff_shard_entry *ne = realloc(idx->entries, (size_t)ps->cap * sizeof *ne);
+        if (!ne) return fail(err, errlen, "out of memory reading '%s'", ps->path);
+        idx->entries = ne;
+    }
+    idx->entries[idx->n_entries++] = en;
+    return 0;
+}
+
+/* "format", "schema_version" and the size keys. */
+static int header_line(eff_shard_index *idx, index_parse *ps, const char *key, const char *line, char *err,
+                       size_t errlen) {
+    char s1[64];
+    int v;
+    if (!strcmp(key, "format")) {
+        if (sscanf(line, "%*s %63s", s1) != 1 || (strcmp(s1, EFF_SHARD_FORMAT) && strcmp(s1, EFF_IMAGES_FORMAT)))
+            return fail(err, errlen, "%s:%d: format is '%s', expected '%s' or '%s'\nHINT: this is not a shard index "
+                        "written by cifar10-to-h5 or images-to-h5", ps->path, ps->lineno, line, EFF_SHARD_FORMAT,
+                        EFF_IMAGES_FORMAT);
+        idx->kind = strcmp(s1, EFF_SHARD_FORMAT) ? EFF_DATA_IMAGES : EFF_DATA_CIFAR10;
+        ps->have_format = 1;
+        return 0;
+    }
+    if (!strcmp(key, "schema_version")) {
+        const int want = idx->kind == EFF_DATA_IMAGES ? EFF_IMAGES_SCHEMA_VERSION : EFF_SHARD_SCHEMA_VERSION;
+        if (!ps->have_format || sscanf(line, "%*s %d", &v) != 1 || v != want)
+            return fail(err, errlen, "%s:%d: schema version '%s', this build reads version %d (after the format "
+                        "line)\nHINT: reconvert the data with this build's converter", ps->path, ps->lineno, line + 15,
+                        want);
+        ps->have_version = 1;
+        return 0;
+    }
+    const int cifar = idx->kind == EFF_DATA_CIFAR10, lo = !cifar && strcmp(key, "channels") ? 0 : 1;
+    if (sscanf(line, "%*s %d", &v) != 1 || v < lo || v > (cifar ? 4096 : 1 << 20) ||
+        (!strcmp(key, "num_classes") && v > (cifar ? EFF_SHARD_MAX_CLASSES : EFF_DATA_MAX_CLASSES)) ||
+        (!strcmp(key, "channels") && v != 3))
+        return fail(err, errlen, "%s:%d: bad value in '%s'", ps->path, ps->lineno, line);
+    if (!strcmp(key, "height")) idx->height = v;
+    else if (!strcmp(key, "width")) idx->width = v;
+    else if (!strcmp(key, "channels")) idx->channels = v;
+    else idx->num_classes = v;
+    return 0;
+}
+
+/* One non-comment line of the index. */
+static int index_line(eff_shard_index *idx, index_parse *ps, const char *line, char *err, size_t errlen) {
+    char key[32], s1[64], s2[80];
+    long long a, b;
+    if (sscanf(line, "%31s", key) != 1) return 0;
+    if (!strcmp(key, "format") || !strcmp(key, "schema_version") || !strcmp(key, "height") || !strcmp(key, "width") ||
+        !strcmp(key, "channels") || !strcmp(key, "num_classes"))
+        return header_line(idx, ps, key, line, err, errlen);
+    if (!strcmp(key, "dataset") || !strcmp(key, "layout") || !strcmp(key, "classes") || !strcmp(key, "skipped")) {
+        if (images_key(idx, key, line, s1, s2) != 0)
+            return fail(err, errlen, "%s:%d: bad line '%s' (or a key of image-folder shards in another index)",
+                        ps->path, ps->lineno, line);
+        return 0;
+    }
+    if (!strcmp(key, "split")) {
+        int sid;
+        if (sscanf(line, "%*s %63s %lld %lld", s1, &a, &b) != 3 || (sid = eff_split_id(s1)) < 0 || a < 0 || b < 1 ||
+            b > EFF_SHARD_MAX_SHARDS)
+            return fail(err, errlen, "%s:%d: bad split line '%s'", ps->path, ps->lineno, line);
+        idx->split_n[sid] = a;
+        idx->split_shards[sid] = (int)b;
+        return 0;
+    }
+    if (!strcmp(key, "shard")) return shard_line(idx, ps, line, err, errlen);
+    return fail(err, errlen, "%s:%d: unknown key '%s'", ps->path, ps->lineno, key);
+}
+
+/* Every key the index must have. */
+static int index_complete(const eff_shard_index *idx, const index_parse *ps, char *err, size_t errlen) {
+    if (!ps->have_format || !ps->have_version)
+        return fail(err, errlen, "'%s' has no 'format %s' and 'schema_version' lines\nHINT: this is not a shard index "
+                    "written by cifar10-to-h5", ps->path, EFF_SHARD_FORMAT);
+    if ((!idx->ragged && (!idx->height || !idx->width)) || !idx->channels || !idx->num_classes)
+        return fail(err, errlen, "'%s' lacks one of height, width, channels, num_classes", ps->path);
+    if (idx->kind == EFF_DATA_IMAGES && (!idx->classes_file[0] || !idx->dataset[0]))
+        return fail(err, errlen, "'%s' lacks its 'dataset' or 'classes' line", ps->path);
+    return 0;
+}
+
 int eff_shard_index_read(const char *path, eff_shard_index *idx, char *err, size_t errlen) {
     memset(idx, 0, sizeof *idx);
     if (strlen(path) >= sizeof idx->path)
@@ -59,87 +182,21 @@ int eff_shard_index_read(const char *path, eff_shard_index *idx, char *err, size
         return fail(err, errlen, "cannot open shard index '%s': %s\nHINT: pass the index.txt that cifar10-to-h5 wrote into its --output directory",
                     path, strerror(errno));
     char line[512];
-    int lineno = 0, have_format = 0, have_version = 0, cap = 0;
+    index_parse ps = {path, 0, 0, 0, 0};
     int rc = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
+    while (!rc && fgets(line, sizeof line, f)) {
+        ps.lineno++;
         size_t L = strlen(line);
         if (L && line[L - 1] != '\n' && !feof(f)) {
-            rc = fail(err, errlen, "%s:%d: line too long", path, lineno);
+            rc = fail(err, errlen, "%s:%d: line too long", path, ps.lineno);
             break;
         }
         while (L && (line[L - 1] == '\n' || line[L - 1] == '\r')) line[--L] = '\0';
-        if (!L || line[0] == '#') continue;
-        char key[32], s1[64], s2[80], s3[80];
-        long long a, b, c, d, e;
-        int v;
-        if (sscanf(line, "%31s", key) != 1) continue;
-        if (strcmp(key, "format") == 0) {
-            if (sscanf(line, "%*s %63s", s1) != 1 || strcmp(s1, EFF_SHARD_FORMAT) != 0) {
-                rc = fail(err, errlen, "%s:%d: format is '%s', expected '%s'\nHINT: this is not a shard index written by cifar10-to-h5",
-                          path, lineno, line, EFF_SHARD_FORMAT);
-                break;
-            }
-            have_format = 1;
-        } else if (strcmp(key, "schema_version") == 0) {
-            if (sscanf(line, "%*s %d", &v) != 1 || v != EFF_SHARD_SCHEMA_VERSION) {
-                rc = fail(err, errlen, "%s:%d: schema version '%s', this build reads version %d\nHINT: reconvert the data with this build's cifar10-to-h5",
-                          path, lineno, line + 15, EFF_SHARD_SCHEMA_VERSION);
-                break;
-            }
-            have_version = 1;
-        } else if (!strcmp(key, "height") || !strcmp(key, "width") || !strcmp(key, "channels") || !strcmp(key, "num_classes")) {
-            if (sscanf(line, "%*s %d", &v) != 1 || v < 1 || v > 4096 ||
-                (!strcmp(key, "num_classes") && v > EFF_SHARD_MAX_CLASSES) || (!strcmp(key, "channels") && v != 3)) {
-                rc = fail(err, errlen, "%s:%d: bad value in '%s'", path, lineno, line);
-                break;
-            }
-            if (!strcmp(key, "height")) idx->height = v;
-            else if (!strcmp(key, "width")) idx->width = v;
-            else if (!strcmp(key, "channels")) idx->channels = v;
-            else idx->num_classes = v;
-        } else if (strcmp(key, "split") == 0) {
-            int sid;
-            if (sscanf(line, "%*s %63s %lld %lld", s1, &a, &b) != 3 || (sid = eff_split_id(s1)) < 0 || a < 0 ||
-                b < 1 || b > EFF_SHARD_MAX_SHARDS) {
-                rc = fail(err, errlen, "%s:%d: bad split line '%s'", path, lineno, line);
-                break;
-            }
-            idx->split_n[sid] = a;
-            idx->split_shards[sid] = (int)b;
-        } else if (strcmp(key, "shard") == 0) {
-            eff_shard_entry en;
-            memset(&en, 0, sizeof en);
-            if (sscanf(line, "%*s %7s %lld %lld %lld %lld %lld %79s %79s", en.split, &a, &b, &c, &d, &e, s2, s3) != 8 ||
-                eff_split_id(en.split) < 0 || a < 0 || b < 1 || a >= b || b > EFF_SHARD_MAX_SHARDS || c < 0 || d < 1 ||
-                e < 1 || strlen(s2) >= sizeof en.file || strchr(s2, '/') || !is_hex64(s3)) {
-                rc = fail(err, errlen, "%s:%d: bad shard line '%s'\nHINT: expected 'shard SPLIT INDEX COUNT FIRST N BYTES FILE SHA256'",
-                          path, lineno, line);
-                break;
-            }
-            en.index = (int)a; en.count = (int)b; en.first = c; en.n = d; en.bytes = e;
-            snprintf(en.file, sizeof en.file, "%.63s", s2);
-            snprintf(en.sha256, sizeof en.sha256, "%.64s", s3);
-            if (idx->n_entries == cap) {
-                cap = cap ? 2 * cap : 16;
-                if (cap > 2 * EFF_SHARD_MAX_SHARDS) { rc = fail(err, errlen, "%s: too many shard lines", path); break; }
-                eff_shard_entry *ne = realloc(idx->entries, (size_t)cap * sizeof *ne);
-                if (!ne) { rc = fail(err, errlen, "out of memory reading '%s'", path); break; }
-                idx->entries = ne;
-            }
-            idx->entries[idx->n_entries++] = en;
-        } else {
-            rc = fail(err, errlen, "%s:%d: unknown key '%s'", path, lineno, key);
-            break;
-        }
+        if (L && line[0] != '#') rc = index_line(idx, &ps, line, err, errlen);
     }
     if (!rc && ferror(f)) rc = fail(err, errlen, "reading shard index '%s' failed: %s", path, strerror(errno));
     fclose(f);
-    if (!rc && (!have_format || !have_version))
-        rc = fail(err, errlen, "'%s' has no 'format %s' and 'schema_version' lines\nHINT: this is not a shard index written by cifar10-to-h5",
-                  path, EFF_SHARD_FORMAT);
-    if (!rc && (!idx->height || !idx->width || !idx->channels || !idx->num_classes))
-        rc = fail(err, errlen, "'%s' lacks one of height, width, channels, num_classes", path);
+    if (!rc) rc = index_complete(idx, &ps, err, errlen);
     if (rc) eff_shard_index_free(idx);
     return rc;
 }
@@ -176,6 +233,16 @@ static int attr_numeric(hid_t obj, const char *name, hid_t memtype, void *out, h
     if (sp >= 0) H5Sclose(sp);
     H5Aclose(a);
     return rc;
+}
+
+static int attr_string_array(hid_t obj, const char *name, int n, char names[][EFF_SHARD_NAME_LEN]);
+
+/* CIFAR-10's class names (fixed EFF_SHARD_NAME_LEN strings) into ds's table. */
+static int read_class_names(hid_t f, int n, eff_dataset *ds) {
+    char names[EFF_SHARD_MAX_CLASSES][EFF_SHARD_NAME_LEN];
+    if (n < 1 || n > EFF_SHARD_MAX_CLASSES || attr_string_array(f, "class_names", n, names) != 0) return -1;
+    for (int i = 0; i < n; i++) memcpy(ds->class_names[i], names[i], EFF_SHARD_NAME_LEN); /* NUL-terminated by attr_string_array */
+    return 0;
 }
 
 static int attr_string_array(hid_t obj, const char *name, int n, char names[][EFF_SHARD_NAME_LEN]) {
@@ -219,50 +286,82 @@ static int check_u8_dataset(hid_t ds, int rank, const hsize_t *dims) {
 void eff_dataset_free(eff_dataset *ds) {
     free(ds->images);
     free(ds->labels);
-    ds->images = ds->labels = NULL;
+    free(ds->offsets);
+    free(ds->sizes);
+    free(ds->class_names);
+    ds->images = NULL;
+    ds->labels = NULL;
+    ds->offsets = NULL;
+    ds->sizes = NULL;
+    ds->class_names = NULL;
     ds->n = 0;
 }
 
-static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int first_shard, int flags,
-                      eff_dataset *ds, char *err, size_t errlen) {
-    char path[4200], h5msg[512], s[64];
-    snprintf(path, sizeof path, "%s/%s", idx->dir, en->file);
+hid_t eff_shard_open(const eff_shard_index *idx, const eff_shard_entry *en, int flags, char *path, size_t cap,
+                     char *err, size_t errlen) {
+    char h5msg[512], s[64];
+    const char *tool = idx->kind == EFF_DATA_IMAGES ? "images-to-h5" : "cifar10-to-h5";
+    const char *format = idx->kind == EFF_DATA_IMAGES ? EFF_IMAGES_FORMAT : EFF_SHARD_FORMAT;
+    const int version = idx->kind == EFF_DATA_IMAGES ? EFF_IMAGES_SCHEMA_VERSION : EFF_SHARD_SCHEMA_VERSION;
+    snprintf(path, cap, "%s/%s", idx->dir, en->file);
     struct stat st;
     if (stat(path, &st) != 0)
-        return fail(err, errlen, "shard '%s' listed in '%s' cannot be read: %s\nHINT: the shard directory is incomplete; reconvert with cifar10-to-h5",
-                    path, idx->path, strerror(errno));
+        return fail(err, errlen, "shard '%s' listed in '%s' cannot be read: %s\nHINT: the shard directory is incomplete; "
+                    "reconvert with %s", path, idx->path, strerror(errno), tool);
     if ((long long)st.st_size != (long long)en->bytes)
-        return fail(err, errlen, "shard '%s' is %lld bytes but the index says %lld: truncated or replaced\nHINT: reconvert with cifar10-to-h5",
-                    path, (long long)st.st_size, (long long)en->bytes);
+        return fail(err, errlen, "shard '%s' is %lld bytes but the index says %lld: truncated or replaced\nHINT: "
+                    "reconvert with %s", path, (long long)st.st_size, (long long)en->bytes, tool);
     if (flags & EFF_LOAD_VERIFY_SHA256) {
         char hex[65];
         if (eff_sha256_file(path, hex) != 0)
             return fail(err, errlen, "cannot read shard '%s': %s", path, strerror(errno));
         if (strcmp(hex, en->sha256) != 0)
-            return fail(err, errlen, "shard '%s' has SHA-256 %s but the index says %s: the file is corrupt\nHINT: reconvert with cifar10-to-h5",
-                        path, hex, en->sha256);
+            return fail(err, errlen, "shard '%s' has SHA-256 %s but the index says %s: the file is corrupt\nHINT: "
+                        "reconvert with %s", path, hex, en->sha256, tool);
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         eff_h5_error_detail(h5msg, sizeof h5msg);
-        return fail(err, errlen, "cannot open HDF5 shard '%s': %s\nHINT: reconvert with cifar10-to-h5", path, h5msg);
+        return fail(err, errlen, "cannot open HDF5 shard '%s': %s\nHINT: reconvert with %s", path, h5msg, tool);
     }
-    int rc = 0, iv[4];
+    int rc = 0, iv[3];
     long long first = -1;
-    if (attr_string(f, "format", s, sizeof s) != 0 || strcmp(s, EFF_SHARD_FORMAT) != 0) {
-        rc = fail(err, errlen, "shard '%s' has no attribute format='%s'", path, EFF_SHARD_FORMAT);
-    } else if (attr_numeric(f, "schema_version", H5T_NATIVE_INT, &iv[0], 1) != 0 || iv[0] != EFF_SHARD_SCHEMA_VERSION) {
-        rc = fail(err, errlen, "shard '%s' has schema version %d, this build reads %d\nHINT: reconvert with this build's cifar10-to-h5",
-                  path, iv[0], EFF_SHARD_SCHEMA_VERSION);
+    if (attr_string(f, "format", s, sizeof s) != 0 || strcmp(s, format) != 0) {
+        rc = fail(err, errlen, "shard '%s' has no attribute format='%s'", path, format);
+    } else if (attr_numeric(f, "schema_version", H5T_NATIVE_INT, &iv[0], 1) != 0 || iv[0] != version) {
+        rc = fail(err, errlen, "shard '%s' has schema version %d, this build reads %d\nHINT: reconvert with this "
+                  "build's %s", path, iv[0], version, tool);
     } else if (attr_string(f, "split", s, sizeof s) != 0 || strcmp(s, en->split) != 0 ||
                attr_numeric(f, "shard_index", H5T_NATIVE_INT, &iv[1], 1) != 0 || iv[1] != en->index ||
                attr_numeric(f, "shard_count", H5T_NATIVE_INT, &iv[2], 1) != 0 || iv[2] != en->count ||
                attr_numeric(f, "first_index", H5T_NATIVE_LLONG, &first, 1) != 0 || first != en->first) {
-        rc = fail(err, errlen, "shard '%s' attributes (split, shard_index, shard_count, first_index) disagree with '%s' (%s %d/%d from %lld)",
-                  path, idx->path, en->split, en->index, en->count, (long long)en->first);
-    } else if (first_shard &&
+        rc = fail(err, errlen, "shard '%s' attributes (split, shard_index, shard_count, first_index) disagree with "
+                  "'%s' (%s %d/%d from %lld)", path, idx->path, en->split, en->index, en->count, (long long)en->first);
+    }
+    if (rc) {
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+int eff_shard_attr_numeric(hid_t obj, const char *name, hid_t memtype, void *out, long long expect_n) {
+    return attr_numeric(obj, name, memtype, out, (hssize_t)expect_n);
+}
+
+int eff_shard_attr_string(hid_t obj, const char *name, char *out, size_t outlen) {
+    return attr_string(obj, name, out, outlen);
+}
+
+static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int first_shard, int flags,
+                      eff_dataset *ds, char *err, size_t errlen) {
+    char path[4200], h5msg[512];
+    hid_t f = eff_shard_open(idx, en, flags, path, sizeof path, err, errlen);
+    if (f < 0) return -1;
+    int rc = 0, iv[4];
+    if (first_shard &&
                (attr_numeric(f, "num_classes", H5T_NATIVE_INT, &iv[3], 1) != 0 || iv[3] != idx->num_classes ||
-                attr_string_array(f, "class_names", iv[3], ds->class_names) != 0 ||
+                read_class_names(f, iv[3], ds) != 0 ||
                 attr_numeric(f, "train_mean", H5T_NATIVE_DOUBLE, ds->mean, 3) != 0 ||
                 attr_numeric(f, "train_std", H5T_NATIVE_DOUBLE, ds->std, 3) != 0)) {
         rc = fail(err, errlen, "shard '%s' lacks valid num_classes/class_names/train_mean/train_std attributes", path);
@@ -283,8 +382,8 @@ static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int
                 rc = fail(err, errlen, "shard '%s': 'labels' is not uint8 [%lld]", path, (long long)en->n);
         } else {
             size_t per = k == 0 ? (size_t)idx->height * idx->width * idx->channels : 1;
-            uint8_t *dst = (k == 0 ? ds->images : ds->labels) + (size_t)en->first * per;
-            if (H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
+            void *dst = k == 0 ? (void *)(ds->images + (size_t)en->first * per) : (void *)(ds->labels + en->first);
+            if (H5Dread(d, k == 0 ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
                 eff_h5_error_detail(h5msg, sizeof h5msg);
                 rc = fail(err, errlen, "reading '%s' from shard '%s' failed: %s\nHINT: the file is corrupt (a chunk fails its Fletcher-32 checksum) or unreadable; reconvert with cifar10-to-h5",
                           names[k], path, h5msg);
@@ -295,7 +394,7 @@ static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int
     if (rc == 0) {
         for (int64_t i = 0; i < en->n; i++) {
             int lab = ds->labels[en->first + i];
-            if (lab >= idx->num_classes) {
+            if (lab < 0 || lab >= idx->num_classes) {
                 rc = fail(err, errlen, "shard '%s' sample %lld has label %d, outside 0-%d", path, (long long)i, lab,
                           idx->num_classes - 1);
                 break;
@@ -306,65 +405,89 @@ static int load_shard(const eff_shard_index *idx, const eff_shard_entry *en, int
     return rc;
 }
 
-int eff_dataset_load(const char *index_path, const char *split, int flags, eff_dataset *ds, char *err, size_t errlen) {
-    memset(ds, 0, sizeof *ds);
-    int sid = eff_split_id(split);
-    if (sid < 0) return fail(err, errlen, "unknown split '%s'\nHINT: use 'train' or 'test'", split);
-    eff_shard_index idx;
-    if (eff_shard_index_read(index_path, &idx, err, errlen) != 0) return -1;
-
-    int nsh = idx.split_shards[sid], rc = 0;
-    int64_t n = idx.split_n[sid];
-    const eff_shard_entry **order = NULL;
+/* The split's shards in order, checked to tile samples 0..n-1 exactly; NULL with err set. */
+static const eff_shard_entry **order_shards(const eff_shard_index *idx, const char *split, int sid, char *err,
+                                            size_t errlen) {
+    const int nsh = idx->split_shards[sid];
+    const int64_t n = idx->split_n[sid];
     if (nsh < 1 || n < 1) {
-        rc = fail(err, errlen, "'%s' lists no '%s' split", index_path, split);
-        goto done;
+        fail(err, errlen, "'%s' lists no '%s' split", idx->path, split);
+        return NULL;
     }
-    order = calloc((size_t)nsh, sizeof *order);
-    if (!order) { rc = fail(err, errlen, "out of memory"); goto done; }
-    for (int i = 0; i < idx.n_entries; i++) {
-        const eff_shard_entry *en = &idx.entries[i];
+    const eff_shard_entry **order = calloc((size_t)nsh, sizeof *order);
+    if (!order) {
+        fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < idx->n_entries; i++) {
+        const eff_shard_entry *en = &idx->entries[i];
         if (strcmp(en->split, split) != 0) continue;
         if (en->count != nsh || en->index >= nsh || order[en->index]) {
-            rc = fail(err, errlen, "'%s': shard line for %s %d/%d conflicts with 'split %s %lld %d'", index_path, split,
-                      en->index, en->count, split, (long long)n, nsh);
-            goto done;
+            fail(err, errlen, "'%s': shard line for %s %d/%d conflicts with 'split %s %lld %d'", idx->path, split,
+                 en->index, en->count, split, (long long)n, nsh);
+            free(order);
+            return NULL;
         }
         order[en->index] = en;
     }
     int64_t next = 0;
     for (int i = 0; i < nsh; i++) {
         if (!order[i] || order[i]->first != next) {
-            rc = fail(err, errlen, "'%s': the %s shards do not tile samples 0..%lld (shard %d %s)", index_path, split,
-                      (long long)n - 1, i, order[i] ? "starts at the wrong sample" : "is missing");
-            goto done;
+            fail(err, errlen, "'%s': the %s shards do not tile samples 0..%lld (shard %d %s)", idx->path, split,
+                 (long long)n - 1, i, order[i] ? "starts at the wrong sample" : "is missing");
+            free(order);
+            return NULL;
         }
         next += order[i]->n;
     }
     if (next != n) {
-        rc = fail(err, errlen, "'%s': the %s shards hold %lld samples, the split line says %lld", index_path, split,
-                  (long long)next, (long long)n);
-        goto done;
+        fail(err, errlen, "'%s': the %s shards hold %lld samples, the split line says %lld", idx->path, split,
+             (long long)next, (long long)n);
+        free(order);
+        return NULL;
     }
-    size_t per = (size_t)idx.height * idx.width * idx.channels;
-    snprintf(ds->split, sizeof ds->split, "%s", split);
-    ds->n = n;
-    ds->height = idx.height; ds->width = idx.width; ds->channels = idx.channels;
-    ds->num_classes = idx.num_classes;
-    ds->n_shards = nsh;
+    return order;
+}
+
+/* CIFAR-10 shards: fixed 32x32, uint8 labels, class names in the shards. */
+static int load_cifar(const eff_shard_index *idx, const eff_shard_entry **order, int nsh, int64_t n, int flags,
+                      eff_dataset *ds, char *err, size_t errlen) {
+    const size_t per = (size_t)idx->height * idx->width * idx->channels;
+    ds->height = idx->height; ds->width = idx->width; ds->channels = idx->channels;
+    ds->kind = EFF_DATA_CIFAR10;
+    snprintf(ds->dataset, sizeof ds->dataset, "cifar10");
     ds->images = malloc((size_t)n * per);
-    ds->labels = malloc((size_t)n);
-    if (!ds->images || !ds->labels) {
-        rc = fail(err, errlen, "out of memory loading %lld images of split '%s' (%zu bytes)", (long long)n, split, (size_t)n * per);
-        goto done;
+    ds->labels = malloc((size_t)n * sizeof *ds->labels);
+    ds->class_names = calloc((size_t)idx->num_classes, sizeof *ds->class_names);
+    if (!ds->images || !ds->labels || !ds->class_names)
+        return fail(err, errlen, "out of memory loading %lld images of split '%s' (%zu bytes)", (long long)n, ds->split,
+                    (size_t)n * per);
+    int rc = 0;
+    for (int i = 0; i < nsh && rc == 0; i++) rc = load_shard(idx, order[i], i == 0, flags, ds, err, errlen);
+    return rc;
+}
+
+int eff_dataset_load(const char *index_path, const char *split, int flags, eff_dataset *ds, char *err, size_t errlen) {
+    memset(ds, 0, sizeof *ds);
+    int sid = eff_split_id(split);
+    if (sid < 0) return fail(err, errlen, "unknown split '%s'\nHINT: use 'train' or 'test'", split);
+    eff_shard_index idx;
+    if (eff_shard_index_read(index_path, &idx, err, errlen) != 0) return -1;
+    int rc = -1;
+    const eff_shard_entry **order = order_shards(&idx, split, sid, err, errlen);
+    if (order) {
+        snprintf(ds->split, sizeof ds->split, "%s", split);
+        ds->n = idx.split_n[sid];
+        ds->num_classes = idx.num_classes;
+        ds->n_shards = idx.split_shards[sid];
+        H5E_auto2_t old_fn;
+        void *old_data;
+        H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages say it better; restored below */
+        rc = idx.kind == EFF_DATA_IMAGES ? eff_images_load_shards(&idx, order, flags, ds, err, errlen)
+                                         : load_cifar(&idx, order, ds->n_shards, ds->n, flags, ds, err, errlen);
+        H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
     }
-    H5E_auto2_t old_fn;
-    void *old_data;
-    H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages say it better; restored below */
-    for (int i = 0; i < nsh && rc == 0; i++) rc = load_shard(&idx, order[i], i == 0, flags, ds, err, errlen);
-    H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
-done:
     free(order);
     eff_shard_index_free(&idx);
     if (rc) eff_dataset_free(ds);
@@ -383,7 +506,7 @@ int eff_parse_class_list(const char *text, int *classes, int cap, char *err, siz
         char *end = NULL;
         errno = 0;
         const long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v >= EFF_SHARD_MAX_CLASSES || (*end && *end != ',')) {
+        if (end == p || errno || v < 0 || v >= EFF_DATA_MAX_CLASSES || (*end && *end != ',')) {
             snprintf(err, errlen, "data.classes = '%s': expected a comma-separated list of class numbers, like 5,6,7",
                      text);
             return 0;
@@ -404,29 +527,54 @@ int eff_parse_class_list(const char *text, int *classes, int cap, char *err, siz
     return k;
 }
 
+/* Keep the samples of image i whose map[label] >= 0, relabelled; fixed and ragged layouts alike. */
+static void keep_samples(eff_dataset *ds, const int *map) {
+    const size_t img = (size_t)ds->height * ds->width * ds->channels;
+    int64_t n = 0, at = 0;
+    for (int64_t j = 0; j < ds->n; j++) {
+        const int to = map[ds->labels[j]];
+        if (to < 0) continue;
+        if (ds->offsets) { /* ragged: move the pixels down, keep the offsets and sizes in step */
+            const int64_t len = ds->offsets[j + 1] - ds->offsets[j];
+            memmove(ds->images + at, ds->images + ds->offsets[j], (size_t)len);
+            ds->offsets[n] = at;
+            at += len;
+            ds->sizes[2 * n] = ds->sizes[2 * j];
+            ds->sizes[2 * n + 1] = ds->sizes[2 * j + 1];
+        } else if (n != j) {
+            memcpy(ds->images + (size_t)n * img, ds->images + (size_t)j * img, img);
+        }
+        ds->labels[n++] = to;
+    }
+    if (ds->offsets) ds->offsets[n] = at;
+    ds->n = n;
+}
+
 int eff_dataset_select_classes(eff_dataset *ds, const int *classes, int k, char *err, size_t errlen) {
-    int map[EFF_SHARD_MAX_CLASSES];
-    for (int c = 0; c < EFF_SHARD_MAX_CLASSES; c++) map[c] = -1;
+    int *map = malloc(sizeof(int) * (size_t)ds->num_classes);
+    char (*names)[EFF_CLASS_NAME_LEN] = calloc((size_t)k, sizeof *names);
+    if (!map || !names) {
+        free(map);
+        free(names);
+        snprintf(err, errlen, "out of memory selecting %d classes", k);
+        return -1;
+    }
+    for (int c = 0; c < ds->num_classes; c++) map[c] = -1;
     for (int i = 0; i < k; i++) {
         if (classes[i] < 0 || classes[i] >= ds->num_classes) {
             snprintf(err, errlen, "data.classes: class %d does not exist in the %s split (it has %d classes, 0..%d)",
                      classes[i], ds->split, ds->num_classes, ds->num_classes - 1);
+            free(map);
+            free(names);
             return -1;
         }
         map[classes[i]] = i;
+        memcpy(names[i], ds->class_names[classes[i]], EFF_CLASS_NAME_LEN);
     }
-    const size_t img = (size_t)ds->height * ds->width * ds->channels;
-    int64_t n = 0;
-    for (int64_t j = 0; j < ds->n; j++) {
-        const int to = map[ds->labels[j]];
-        if (to < 0) continue;
-        if (n != j) memcpy(ds->images + (size_t)n * img, ds->images + (size_t)j * img, img);
-        ds->labels[n++] = (uint8_t)to;
-    }
-    char names[EFF_SHARD_MAX_CLASSES][EFF_SHARD_NAME_LEN];
-    for (int i = 0; i < k; i++) memcpy(names[i], ds->class_names[classes[i]], EFF_SHARD_NAME_LEN);
-    memcpy(ds->class_names, names, sizeof names[0] * (size_t)k);
-    ds->n = n;
+    keep_samples(ds, map);
+    free(map);
+    free(ds->class_names);
+    ds->class_names = names;
     ds->num_classes = k;
     return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "data/sampler.h"
+#include "train/data_pipeline.h"
 #include "train/dirlock.h"
 #include "train/elastic.h"
 #ifdef EFFNET_HAVE_CUDA
@@ -66,16 +67,19 @@ static void load_split(EffTrainer *T, const char *split, eff_dataset *ds, long s
     snprintf(index, sizeof index, "%s/%s", T->cfg.data_dir, EFF_SHARD_INDEX_NAME);
     EFF_CHECK(eff_dataset_load(index, split, 0, ds, err, sizeof err) == 0, "data: %s\nHINT: convert CIFAR-10 with "
               "'cifar10-to-h5 --input DIR --output %s --shards N' or set data.dir", err, T->cfg.data_dir);
-    if (T->cfg.class_subset[0]) { /* data.classes: before the subset, so N samples of those classes */
-        int classes[EFF_SHARD_MAX_CLASSES];
-        const int k = eff_parse_class_list(T->cfg.class_subset, classes, EFF_SHARD_MAX_CLASSES, err, sizeof err);
-        EFF_CHECK(k > 0, "%s", err);
-        const int64_t before = ds->n;
-        EFF_CHECK(eff_dataset_select_classes(ds, classes, k, err, sizeof err) == 0, "%s", err);
-        eff_trainer_log(T, "data: %s split: classes %s only, relabelled 0..%d: %lld of %lld images\n", split,
-                        T->cfg.class_subset, k - 1, (long long)ds->n, (long long)before);
-    }
+    char what[512]; /* data.classes: before the subset, so N samples of those classes */
+    eff_data_select(&T->cfg, ds, what, sizeof what);
+    if (what[0]) eff_trainer_log(T, "data: %s\n", what);
     if (subset > 0 && subset < ds->n) ds->n = subset;
+}
+
+/* model.classes = 0: say where the count comes from, with the first names. */
+static void log_classes(EffTrainer *T) {
+    char names[256] = "";
+    for (int k = 0; k < T->train.num_classes && strlen(names) < 200; k++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%.40s", k ? ", " : "", T->train.class_names[k]);
+    eff_trainer_log(T, "data: %d classes from the shards (model.classes = 0): %s%s\n", T->train.num_classes, names,
+                    strlen(names) >= 200 ? ", ..." : "");
 }
 
 /* Every rank's hostname, comma-separated in rank order (checkpoint provenance). */
@@ -308,6 +312,13 @@ static void choose_step_mode(EffTrainer *T, eff_loader_config *lc) {
     EFF_CHECK(T->cuda || strcmp(c->gpu_augment, "on") != 0, "data.gpu_augment = on needs the CUDA backend (this run "
               "uses %s)\nHINT: set data.gpu_augment = auto", T->ctx.be->name);
     if (!T->cuda || !strcmp(c->gpu_augment, "off")) return;
+    EFF_CHECK(lc->aug.pipeline == EFF_PIPE_SEED || strcmp(c->gpu_augment, "on") != 0, "data.gpu_augment = on: only "
+              "the cifar pipeline runs on the GPU\nHINT: set data.gpu_augment = auto (the imagenet pipeline then runs "
+              "in the CPU loader)");
+    if (lc->aug.pipeline != EFF_PIPE_SEED) {
+        eff_trainer_log(T, "data: augmented in the CPU loader (the imagenet pipeline has no GPU version)\n");
+        return;
+    }
 #ifdef EFFNET_HAVE_CUDA
     /* the loader's sampler and labels; the kernel draws the same (seed, epoch, index) parameters */
     lc->indices_only = 1;
@@ -331,7 +342,9 @@ static void open_loaders(EffTrainer *T) {
     eff_loader_config lc = {.rank = T->rank, .world = T->world, .batch = (int)(c->batch * c->accum), .train = 1,
                             .seed = T->ctx.seed, .start_epoch = T->st.epoch - 1, .start_step = T->st.step_in_epoch,
                             .threads = (int)c->loader_threads, .no_augment = !c->augment};
-    eff_aug_config_default(&lc.aug, T->R);
+    char what[512];
+    eff_data_aug_config(c, &T->train, T->R, &lc.aug, what, sizeof what);
+    eff_trainer_log(T, "data: pipeline %s\n", what);
     choose_step_mode(T, &lc);
     T->tl = eff_loader_open(&T->train, &lc);
     T->steps_per_epoch = eff_loader_steps_per_epoch(T->tl);
@@ -442,8 +455,10 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
         eff_trainer_log(T, "setup: sleeping %ld ms (debug.setup_sleep_ms)\n", c->setup_sleep_ms);
         nanosleep(&(struct timespec){c->setup_sleep_ms / 1000, (c->setup_sleep_ms % 1000) * 1000000L}, NULL);
     }
-    EFF_CHECK(T->train.num_classes == c->classes, "data has %d classes, model.classes is %ld", T->train.num_classes,
-              c->classes);
+    if (!c->classes) log_classes(T);
+    T->cfg.classes = eff_data_classes(c, &T->train);
+    EFF_CHECK(T->test.num_classes == T->train.num_classes, "data: the test split has %d classes, the train split %d\n"
+              "HINT: convert both splits together", T->test.num_classes, T->train.num_classes);
     create_model(T, &spec, resume_arg); /* a resume that cannot keep the global batch fails here, before any write */
     open_output(T, resume_arg != NULL);
     eff_trainer_log(T, "effnet %s (%s): %s at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, backend "

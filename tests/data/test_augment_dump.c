@@ -3,12 +3,14 @@
  * comparison in test_augment_torchvision.py.
  *
  *   test_augment_dump OP N H W IN OUT [params]
- *     resize OH OW | hflip | rotate ANGLE | padcrop PAD TOP LEFT OH OW |
+ *     resize OH OW [FILTER] | hflip | rotate ANGLE | padcrop PAD TOP LEFT OH OW |
  *     brightness F | contrast F | saturation F | hue F |
- *     train S SEED EPOCH INDEX0 | test S
+ *     train S SEED EPOCH INDEX0 | test S |
+ *     imagenet_train S SEED EPOCH INDEX0 FILTER | imagenet_test S RESIZE FILTER
  * IN holds N x H x W x 3 bytes; OUT gets the uint8 results. For train and test
  * OUT.f32 also gets the float32 NHWC output, and train prints one line of drawn
- * parameters per image (index flip angle top left order[4] b c s h). */
+ * parameters per image (index flip angle top left order[4] b c s h);
+ * imagenet_train prints (index top left h w flip). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +41,12 @@ int main(int argc, char **argv) {
     eff_fclose(f, in_path);
 
     int OH = H, OW = W;
-    if (!strcmp(op, "resize")) { EFF_CHECK(np == 2, "resize OH OW"); OH = (int)num(P[0]); OW = (int)num(P[1]); }
+    if (!strcmp(op, "resize")) { EFF_CHECK(np == 2 || np == 3, "resize OH OW [box|bilinear|bicubic]"); OH = (int)num(P[0]); OW = (int)num(P[1]); }
     if (!strcmp(op, "padcrop")) { EFF_CHECK(np == 5, "padcrop PAD TOP LEFT OH OW"); OH = (int)num(P[3]); OW = (int)num(P[4]); }
-    if (!strcmp(op, "train") || !strcmp(op, "test")) { EFF_CHECK(np >= 1, "S"); OH = OW = (int)num(P[0]); }
+    if (!strcmp(op, "train") || !strcmp(op, "test") || !strncmp(op, "imagenet_", 9)) {
+        EFF_CHECK(np >= 1, "S");
+        OH = OW = (int)num(P[0]);
+    }
     size_t out_sz = (size_t)OH * OW * 3;
     uint8_t *out = eff_malloc((size_t)N * out_sz, "output");
     float *fout = eff_malloc((size_t)N * out_sz * sizeof(float), "float output");
@@ -51,10 +56,25 @@ int main(int argc, char **argv) {
     eff_augmenter A;
     int have_aug = 0;
     eff_aug_config cfg;
-    if (!strcmp(op, "resize")) { eff_resize_plan_init(&plan, H, W, OH, OW); have_plan = 1; }
+    if (!strcmp(op, "resize")) {
+        const int filter = np == 3 ? eff_filter_parse(P[2]) : EFF_FILTER_BILINEAR;
+        EFF_CHECK(filter >= 0, "unknown filter '%s'", P[2]);
+        eff_resize_plan_init(&plan, H, W, OH, OW, filter);
+        have_plan = 1;
+    }
     if (!strcmp(op, "train") || !strcmp(op, "test")) {
         eff_aug_config_default(&cfg, OH);
         eff_augmenter_init(&A, &cfg, H, W);
+        have_aug = 1;
+    }
+    if (!strncmp(op, "imagenet_", 9)) {
+        EFF_CHECK(np == (op[9] == 't' && op[10] == 'r' ? 5 : 3), "imagenet_train S SEED EPOCH INDEX0 FILTER | "
+                  "imagenet_test S RESIZE FILTER");
+        eff_aug_config_imagenet(&cfg, OH);
+        cfg.filter = eff_filter_parse(P[np - 1]);
+        EFF_CHECK(cfg.filter >= 0, "unknown filter '%s'", P[np - 1]);
+        if (np == 3) cfg.eval_resize = (int)num(P[1]);
+        eff_augmenter_init(&A, &cfg, 0, 0);
         have_aug = 1;
     }
     for (int i = 0; i < N; i++) {
@@ -89,6 +109,14 @@ int main(int argc, char **argv) {
                    p.saturation, p.hue);
         } else if (!strcmp(op, "test")) {
             eff_augment_test(&A, s, fout + (size_t)i * out_sz, o);
+        } else if (!strcmp(op, "imagenet_train")) {
+            uint64_t seed = (uint64_t)num(P[1]), epoch = (uint64_t)num(P[2]), idx = (uint64_t)num(P[3]) + (uint64_t)i;
+            eff_rrc_params p;
+            eff_rrc_draw(&cfg, seed, epoch, idx, H, W, &p);
+            eff_augment_rrc(&A, s, H, W, &p, fout + (size_t)i * out_sz, o);
+            printf("%llu %d %d %d %d %d\n", (unsigned long long)idx, p.top, p.left, p.h, p.w, p.flip);
+        } else if (!strcmp(op, "imagenet_test")) {
+            eff_augment_center(&A, s, H, W, fout + (size_t)i * out_sz, o);
         } else {
             EFF_FATAL("unknown op '%s'", op);
         }

@@ -1,6 +1,9 @@
 #!/usr/bin/python3
-"""Compare src/data/augment.c with torchvision 0.14 (PIL path), op by op and
-for the whole train and test pipelines.
+"""Compare src/data/augment.c, augment_imagenet.c and resample.c with
+torchvision 0.14 (PIL path), op by op and for the whole train and test
+pipelines: the seed's (CIFAR-10) and the ImageNet recipe's
+(RandomResizedCrop + flip; Resize + CenterCrop), with the box, bilinear and
+bicubic filters.
 
 Each op gets the same explicit parameters on both sides: test_augment_dump
 runs the C op, torchvision.transforms.functional runs the reference. The
@@ -38,6 +41,9 @@ TOL = 0  # uint8 levels, exact: the C code mirrors Pillow exactly (the issue all
 FLOAT_TOL = 1e-6
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MODES = {"box": InterpolationMode.BOX, "bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 DUMP = sys.argv[1]
 QUICK = "--quick" in sys.argv
@@ -104,6 +110,64 @@ def compare(name, got, want):
 
 def reference_batch(imgs, fn):
     return np.stack([np.asarray(fn(pil(im))) for im in imgs])
+
+
+def imagenet_checks(rng, tmp):
+    """The other filters, and the ImageNet recipe with the parameters the C side drew."""
+    small, wide = make_images(rng, 4, 37, 53), make_images(rng, 4, 96, 72)
+    for filt in ("box", "bicubic"):
+        for (imgs, oh, ow) in [(small, 224, 224), (small, 20, 9), (small, 37, 100), (wide, 32, 32), (wide, 150, 61)]:
+            got = run_c("resize", imgs, [oh, ow, filt], (oh, ow, 3), tmp)
+            want = reference_batch(imgs, lambda p: F.resize(p, [oh, ow], MODES[filt]))
+            compare(f"resize-{filt} {imgs.shape[1]}x{imgs.shape[2]}->{oh}x{ow}", got, want)
+    for imgs, S, filt, epoch in [(small, 32, "bilinear", 0), (wide, 24, "bicubic", 5), (wide, 64, "bilinear", 1),
+                                 (make_images(rng, 8, 12, 40), 16, "bilinear", 2)]:
+        u8, f32, text = run_c("imagenet_train", imgs, [S, 3, epoch, 100, filt], (S, S, 3), tmp, extra_out=True)
+        want_u8, want_f = [], []
+        for img, line in zip(imgs, text.split("\n")):
+            _, top, left, h, w, flip = (int(v) for v in line.split())
+            if not (0 <= top and 0 <= left and 1 <= h and 1 <= w and top + h <= img.shape[0] and left + w <= img.shape[1]):
+                failures.append(f"imagenet_train: crop {h}x{w} at ({top},{left}) outside {img.shape}")
+                continue
+            p = F.resized_crop(pil(img), top, left, h, w, [S, S], MODES[filt])
+            p = F.hflip(p) if flip else p
+            want_u8.append(np.asarray(p))
+            want_f.append(F.normalize(F.to_tensor(p), IMAGENET_MEAN, IMAGENET_STD).permute(1, 2, 0).numpy())
+        tag = f"imagenet-train {imgs.shape[1]}x{imgs.shape[2]}->{S} {filt}"
+        compare(tag + " (uint8)", u8, np.stack(want_u8))
+        fd = float(np.abs(f32 - np.stack(want_f)).max())
+        report.append((f"{tag} (float, max abs {fd:.2e})", 0, 0, f32.size))
+        if fd > FLOAT_TOL:
+            failures.append(f"{tag}: float output differs by {fd}")
+    for imgs, S, R, filt in [(wide, 64, 73, "bilinear"), (small, 32, 37, "bicubic"), (wide, 24, 24, "bilinear")]:
+        u8 = run_c("imagenet_test", imgs, [S, R, filt], (S, S, 3), tmp)
+        want = reference_batch(imgs, lambda p: F.center_crop(F.resize(p, R, MODES[filt]), S))
+        compare(f"imagenet-test {imgs.shape[1]}x{imgs.shape[2]} resize {R} crop {S} {filt}", u8, want)
+    draw_checks(tmp)
+
+
+def draw_checks(tmp):
+    """RandomResizedCrop's parameters over many images: in bounds, scale and
+    ratio in range, the fallback's centre crop on extreme shapes, flips near
+    half, and the same draw for the same (seed, epoch, index)."""
+    for h, w, n in [(64, 48, 400), (4, 200, 50)]:
+        imgs = np.zeros((n, h, w, 3), np.uint8)
+        a = run_c("imagenet_train", imgs, [8, 9, 1, 0, "bilinear"], (8, 8, 3), tmp, extra_out=True)[2]
+        b = run_c("imagenet_train", imgs, [8, 9, 1, 0, "bilinear"], (8, 8, 3), tmp, extra_out=True)[2]
+        if a != b:
+            failures.append("imagenet_train: two draws of the same (seed, epoch, index) differ")
+        rows = [tuple(int(v) for v in line.split()) for line in a.split("\n") if line]
+        flips = sum(r[5] for r in rows) / len(rows)
+        bad = [r for r in rows if r[1] + r[3] > h or r[2] + r[4] > w]
+        # rounding of h and w moves the crop's area and ratio slightly outside the drawn range: 2 px of slack
+        far = [r for r in rows if not (0.08 * h * w * 0.8 <= r[3] * r[4] and 3 / 4 * 0.8 <= r[4] / r[3] <= 4 / 3 * 1.25)]
+        report.append((f"rrc-draws {h}x{w}: {len(rows)} draws, flips {flips:.2f}, {len(far)} outside scale/ratio", 0, 0, 0))
+        if bad:
+            failures.append(f"rrc draws {h}x{w}: {len(bad)} crops outside the image, e.g. {bad[0]}")
+        if h == 64 and (far or not 0.4 < flips < 0.6):  # 400 fair coins: 0.5 +- 0.1 is 4 standard deviations
+            failures.append(f"rrc draws 64x48: {len(far)} crops outside scale/ratio, flip rate {flips:.2f}")
+        if h == 4 and any(r[3] != 4 or r[4] != 5 or r[1] != 0 or r[2] != (w - 5) // 2 for r in rows if r[3] * r[4] > 0.9 * 4 * 5):
+            failures.append("rrc draws 4x200: the fallback is not the centre crop clamped to ratio 4/3 (4x5)")
 
 
 def main():
@@ -212,6 +276,8 @@ def main():
             report.append((f"test pipeline S={S} (float, max abs {fd:.2e})", 0, 0, f32.size))
             if fd > FLOAT_TOL:
                 failures.append(f"test pipeline S={S}: float output differs by {fd}")
+
+        imagenet_checks(rng, tmp)
 
     worst = {}
     for name, mx, nd, size in report:

@@ -35,13 +35,13 @@ static void synthetic(eff_dataset *ds, int64_t n) {
     ds->channels = 3;
     ds->num_classes = 10;
     ds->images = eff_malloc((size_t)n * 3072, "images");
-    ds->labels = eff_malloc((size_t)n, "labels");
+    ds->labels = eff_malloc((size_t)n * sizeof *ds->labels, "labels");
     uint64_t x = 1;
     for (size_t i = 0; i < (size_t)n * 3072; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ds->images[i] = (uint8_t)((i / 3 % 32) * 6 + (x >> 59));
     }
-    for (int64_t i = 0; i < n; i++) ds->labels[i] = (uint8_t)(i % 10);
+    for (int64_t i = 0; i < n; i++) ds->labels[i] = (int32_t)(i % 10);
 }
 
 /* What batch (epoch, step) of rank/world must hold, computed without the loader. */

@@ -150,7 +150,7 @@ static void shard_independence(char **paths) {
     for (int i = 0; i < 3; i++) CHECK(ds[i].n_shards == i + 1, "'%s' has %d shards, want %d", paths[i], ds[i].n_shards, i + 1);
     for (int i = 1; i < 3; i++) {
         CHECK(ds[i].n == ds[0].n && memcmp(ds[i].images, ds[0].images, (size_t)ds[0].n * 3072) == 0 &&
-                  memcmp(ds[i].labels, ds[0].labels, (size_t)ds[0].n) == 0,
+                  memcmp(ds[i].labels, ds[0].labels, (size_t)ds[0].n * sizeof *ds[0].labels) == 0,
               "%d shards load different data than 1 shard", i + 1);
     }
     const int W = 3, B = 8;
@@ -167,7 +167,7 @@ static void shard_independence(char **paths) {
                     eff_sampler_batch(&s[i], e, t, idx);
                     for (int k = 0; k < B; k++) {
                         memcpy(dst + k * 3073, ds[i].images + idx[k] * 3072, 3072);
-                        dst[k * 3073 + 3072] = ds[i].labels[idx[k]];
+                        dst[k * 3073 + 3072] = (uint8_t)ds[i].labels[idx[k]];
                     }
                     if (i) {
                         CHECK(memcmp(a, b, (size_t)B * 3073) == 0, "rank %d epoch %d step %lld: %d shards differ", r, e,

@@ -16,6 +16,7 @@ CMAKE_TO_SPACK = {
     "BLAS": "blas", "OpenMP": None, "HDF5": "hdf5", "MPI": "mpi", "Threads": None,
     "OpenSSL": "openssl", "CUDAToolkit": "cuda", "CUDNN": "cudnn", "NCCL": "nccl",
     "iniparser": "iniparser", "cJSON": "cjson", "dnnl": "onednn",
+    "JPEG": "libjpeg-turbo", "PNG": "libpng", "libexif": "libexif",
 }
 CUDA_ONLY = {"cuda", "cudnn", "nccl"}
 
@@ -25,6 +26,7 @@ def cmake_deps(src):
     names = set(re.findall(r"find_package\((\w+)", text))
     names |= {"iniparser"} if re.search(r"find_library\(INIPARSER_LIBRARY", text) else set()
     names |= {"dnnl"} if re.search(r"find_library\(DNNL_LIBRARY", text) else set()
+    names |= {"libexif"} if re.search(r"find_library\(LIBEXIF_LIBRARY", text) else set()
     unknown = names - CMAKE_TO_SPACK.keys()
     if unknown:
         sys.exit(f"FAIL: CMakeLists.txt finds {sorted(unknown)}: add them to package.py and to CMAKE_TO_SPACK here")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training tests with real mpirun on a tiny synthetic CIFAR-10.
 #   test_train.sh CASE BUILD_DIR SRC_DIR PYTHON
-# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | signal_mask | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | finetune | trace | straggler | nan | kill | config | baddata | eval | retention
+# CASE: equivalence | overlap | shard | resume | elastic | elastic_refuse | stall | signal | signal_startup | signal_mask | ckpt_sigterm | ckpt_sigkill | damaged | dirlock | finetune | images | trace | straggler | nan | kill | config | baddata | eval | retention
 set -uo pipefail
 case_=$1 build=$2 src=$3 py=$4
 effnet=$build/effnet
@@ -744,5 +744,47 @@ PY
         --set output.dir="$work/f2" --resume > "$work/f4.log" 2>&1 || { cat "$work/f4.log"; fail "resume with init_from set"; }
     grep -q "init: train.init_from is ignored: --resume continues the run" "$work/f4.log" || fail "resume did not ignore init_from"
     pass "data.classes relabels; init_from copies the backbone bit for bit, re-initialises the classifier, strict refuses; resume ignores it" ;;
+images)
+    # Issue 26: a folder of JPEG/PNG images of mixed sizes -> images-to-h5
+    # (ragged) -> 2 ranks at 64x64 with torchvision's ImageNet recipe, the
+    # class count and normalisation taken from the shards; then `effnet eval`
+    # of the checkpoint (which reads the run's data settings from it) gives
+    # the trainer's own last evaluation.
+    "$py" - "$work/img" <<'PY' || fail "making the image tree"
+import os, sys
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(5)
+for split, n in (("train", 24), ("val", 8)):
+    for c, name in enumerate(("ant", "bee", "cricket")):
+        d = os.path.join(sys.argv[1], split, name)
+        os.makedirs(d)
+        for i in range(n):
+            h, w = (int(v) for v in rng.integers(40, 100, 2))
+            yy, xx = np.mgrid[0:h, 0:w]
+            base = np.stack([(xx * (c + 1) * 3) % 256, (yy * (3 - c) * 5) % 256, np.full((h, w), 80 * c)], -1)
+            img = np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(os.path.join(d, f"{i:03d}." + ("png" if i % 3 == 0 else "jpg")))
+PY
+    "$build/data_tools/images-to-h5" --input "$work/img" --output "$work/imgh5" --shards 2 --quiet \
+        > "$work/conv.log" 2>&1 || { cat "$work/conv.log"; fail "images-to-h5"; }
+    "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set data.dir="$work/imgh5" --set model.resolution=64 \
+        --set model.classes=0 --set train.max_steps=6 --set output.dir="$work/im" > "$work/im.log" 2>&1 \
+        || { cat "$work/im.log"; fail "training on converted images"; }
+    grep -q "^data: pipeline imagenet (RandomResizedCrop 64, scale 0.08-1, flip; eval: resize 73, centre crop 64), bilinear, normalize dataset" \
+        "$work/im.log" || { cat "$work/im.log"; fail "pipeline line"; }
+    grep -q "data: 72 train / 24 test images" "$work/im.log" || { cat "$work/im.log"; fail "image counts"; }
+    json=$("$effnet" eval --checkpoint "$work/im/last.h5" --data "$work/imgh5" --json --batch 8) || fail "eval"
+    "$py" - "$json" "$(grep '^Test set' "$work/im.log" | tail -n 1)" "$work/im/last.h5" <<'PY' || fail "eval of the checkpoint"
+import json, re, sys, h5py
+d, line = json.loads(sys.argv[1]), sys.argv[2]
+m = re.search(r"Average loss: ([0-9.]+), Accuracy: (\d+)/(\d+)", line)
+assert m and int(m.group(2)) == d["correct"] and int(m.group(3)) == d["total"] == 24, (line, d)
+# 2e-4: as the eval case (the log's %.4f rounding and another summation order)
+assert abs(float(m.group(1)) - d["loss"]) < 2e-4, (line, d)
+assert h5py.File(sys.argv[3], "r")["model"]["classifier.1.weight"].shape[0] == 3
+print("eval of the checkpoint = the trainer's last evaluation:", d["correct"], "/", d["total"], d["loss"])
+PY
+    pass "image folder -> images-to-h5 -> 2 ranks at 64x64 (imagenet pipeline, 3 classes from the shards) -> eval agrees" ;;
 *) fail "unknown case $case_" ;;
 esac

@@ -31,6 +31,12 @@ class EffnetHpc(CMakePackage, CudaPackage):
     depends_on("iniparser")
     depends_on("cjson@1.7.15:")
     depends_on("openssl")
+    # data_tools/images-to-h5: JPEG and PNG decoding, EXIF orientation. libjpeg-turbo
+    # rather than the "jpeg" virtual: its pixels are the ones PIL gives (docs/data-format.md);
+    # libpng 1.6.31 added the eXIf chunk.
+    depends_on("libjpeg-turbo")
+    depends_on("libpng@1.6.31:")
+    depends_on("libexif")
     depends_on("onednn", when="gemm=onednn")
     with when("+cuda"):
         depends_on("cuda@12:")
