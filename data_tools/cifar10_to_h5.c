@@ -18,10 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "common.h"
-#include "h5io.h"
+#include "conv_common.h"
 #include "sha256.h"
 #include "data/shard.h"
 
@@ -76,23 +75,6 @@ static void usage(FILE *to) {
 #define FAIL EFF_FATAL
 
 /* ---- output-directory helpers ------------------------------------------ */
-
-/* Remove the files directly inside dir, then dir. Returns 0 or -1. */
-static int remove_tree_flat(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? 0 : -1;
-    struct dirent *e;
-    int rc = 0;
-    char p[8400];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) rc = -1;
-    }
-    closedir(d);
-    if (rmdir(dir) != 0) rc = -1;
-    return rc;
-}
 
 /* 1 if dir looks like our output (an index.txt with our format line) or is empty. */
 static int is_our_output(const char *dir) {
@@ -248,73 +230,14 @@ static void train_stats(converter *c) {
 
 /* ---- HDF5 output --------------------------------------------------------- */
 
-#define H5OK(expr, what)                                                                      \
-    do {                                                                                      \
-        if ((expr) < 0) {                                                                     \
-            char msg_[512];                                                                   \
-            eff_h5_error_detail(msg_, sizeof msg_);                                             \
-            fprintf(stderr, "effnet: error: writing '%s': %s failed: %s\nHINT: check free space and permissions of the output directory\n", \
-                    path, what, msg_);                                                        \
-            goto fail;                                                                        \
-        }                                                                                     \
-    } while (0)
-
-/* A fixed-width, NUL-padded string attribute: n strings of `width` bytes, or
- * one scalar string when n == 0. */
-static int attr_strs(hid_t loc, const char *name, const char *values, size_t width, hsize_t n, const char *path) {
-    hid_t t = -1, sp = -1, a = -1;
-    H5OK(t = H5Tcopy(H5T_C_S1), "string type");
-    H5OK(H5Tset_size(t, width), "string size");
-    H5OK(H5Tset_strpad(t, H5T_STR_NULLPAD), "string pad");
-    H5OK(sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR), "space");
-    H5OK(a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), name);
-    H5OK(H5Awrite(a, t, values), name);
-    H5Aclose(a); H5Sclose(sp); H5Tclose(t);
-    return 0;
-fail:
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    return -1;
-}
-
-static int attr_str(hid_t loc, const char *name, const char *value, const char *path) {
-    return attr_strs(loc, name, value, strlen(value) ? strlen(value) : 1, 0, path);
-}
-
-static int attr_num(hid_t loc, const char *name, hid_t filetype, hid_t memtype, const void *v, hsize_t n,
-                    const char *path) {
-    hid_t sp = -1, a = -1;
-    H5OK(sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR), "space");
-    H5OK(a = H5Acreate2(loc, name, filetype, sp, H5P_DEFAULT, H5P_DEFAULT), name);
-    H5OK(H5Awrite(a, memtype, v), name);
-    H5Aclose(a); H5Sclose(sp);
-    return 0;
-fail:
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    return -1;
-}
-
+/* A uint8 dataset, written whole and closed. */
 static int write_dataset(hid_t f, const char *name, int rank, const hsize_t *dims, const hsize_t *chunk,
                          const uint8_t *data, const char *path) {
-    hid_t sp = -1, dcpl = -1, d = -1;
-    H5OK(sp = H5Screate_simple(rank, dims, NULL), "dataspace");
-    H5OK(dcpl = H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
-    H5OK(H5Pset_chunk(dcpl, rank, chunk), "chunking");
-    H5OK(H5Pset_fletcher32(dcpl), "Fletcher-32 filter");
-    H5OK(H5Pset_obj_track_times(dcpl, 0), "timestamps off");
-    H5OK(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "fill time");
-    H5OK(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR), "allocation time");
-    H5OK(d = H5Dcreate2(f, name, H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), name);
-    H5OK(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
+    hid_t d = conv_make_dataset(f, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, rank, dims, NULL, chunk, data, path);
+    if (d < 0) return -1;
     H5OK(H5Dclose(d), name);
-    H5Pclose(dcpl); H5Sclose(sp);
     return 0;
 fail:
-    if (d >= 0) H5Dclose(d);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (sp >= 0) H5Sclose(sp);
     return -1;
 }
 
@@ -336,10 +259,8 @@ static int write_shard(converter *c, const char *split, int f0, int shard, int c
             o[3 * p + 2] = rec[1 + 2048 + p];
         }
     }
-    hid_t fcpl = -1, f = -1;
-    H5OK(fcpl = H5Pcreate(H5P_FILE_CREATE), "file properties");
-    H5OK(H5Pset_obj_track_times(fcpl, 0), "timestamps off");
-    H5OK(f = H5Fcreate(path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT), "create file");
+    hid_t f = conv_create_file(path);
+    if (f < 0) return -1;
     hsize_t dims[4] = {(hsize_t)n, 32, 32, 3};
     hsize_t chunk[4] = {(hsize_t)(c->opt.chunk < n ? c->opt.chunk : n), 32, 32, 3};
     hsize_t ldims[1] = {(hsize_t)n}, lchunk[1] = {(hsize_t)(n < 65536 ? n : 65536)};
@@ -354,23 +275,25 @@ static int write_shard(converter *c, const char *split, int f0, int shard, int c
             memcpy(files[i], i < N_BIN ? BIN_NAMES[i] : META_NAME, strlen(i < N_BIN ? BIN_NAMES[i] : META_NAME));
             memcpy(shas[i], c->src[i].sha256, 64);
         }
-        if (attr_str(f, "format", EFF_SHARD_FORMAT, path) || attr_num(f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0, path) ||
-            attr_str(f, "split", split, path) || attr_num(f, "shard_index", H5T_STD_I32LE, H5T_NATIVE_INT, &shard, 0, path) ||
-            attr_num(f, "shard_count", H5T_STD_I32LE, H5T_NATIVE_INT, &count, 0, path) ||
-            attr_num(f, "first_index", H5T_STD_I64LE, H5T_NATIVE_LLONG, &first, 0, path) ||
-            attr_num(f, "num_examples", H5T_STD_I64LE, H5T_NATIVE_LLONG, &total, 0, path) ||
-            attr_str(f, "layout", "NHWC", path) || attr_num(f, "image_shape", H5T_STD_I32LE, H5T_NATIVE_INT, hwc, 3, path) ||
-            attr_num(f, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT, &ncls, 0, path) ||
-            attr_strs(f, "class_names", &c->classes[0][0], EFF_SHARD_NAME_LEN, N_CLASSES, path) ||
-            attr_strs(f, "source_files", &files[0][0], 32, N_BIN + 1, path) ||
-            attr_strs(f, "source_sha256", &shas[0][0], 64, N_BIN + 1, path) ||
-            attr_num(f, "train_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c->mean, 3, path) ||
-            attr_num(f, "train_std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c->std, 3, path))
+        if (conv_attr_str(f, "format", EFF_SHARD_FORMAT, path) ||
+            conv_attr_num(f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0, path) ||
+            conv_attr_str(f, "split", split, path) ||
+            conv_attr_num(f, "shard_index", H5T_STD_I32LE, H5T_NATIVE_INT, &shard, 0, path) ||
+            conv_attr_num(f, "shard_count", H5T_STD_I32LE, H5T_NATIVE_INT, &count, 0, path) ||
+            conv_attr_num(f, "first_index", H5T_STD_I64LE, H5T_NATIVE_LLONG, &first, 0, path) ||
+            conv_attr_num(f, "num_examples", H5T_STD_I64LE, H5T_NATIVE_LLONG, &total, 0, path) ||
+            conv_attr_str(f, "layout", "NHWC", path) ||
+            conv_attr_num(f, "image_shape", H5T_STD_I32LE, H5T_NATIVE_INT, hwc, 3, path) ||
+            conv_attr_num(f, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT, &ncls, 0, path) ||
+            conv_attr_strs(f, "class_names", &c->classes[0][0], EFF_SHARD_NAME_LEN, N_CLASSES, path) ||
+            conv_attr_strs(f, "source_files", &files[0][0], 32, N_BIN + 1, path) ||
+            conv_attr_strs(f, "source_sha256", &shas[0][0], 64, N_BIN + 1, path) ||
+            conv_attr_num(f, "train_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c->mean, 3, path) ||
+            conv_attr_num(f, "train_std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c->std, 3, path))
             goto fail;
     }
     H5OK(H5Fclose(f), "close file");
     f = -1;
-    H5Pclose(fcpl);
     char sha[65];
     struct stat st;
     if (eff_sha256_file(path, sha) != 0 || stat(path, &st) != 0) {
@@ -386,7 +309,6 @@ static int write_shard(converter *c, const char *split, int f0, int shard, int c
     return 0;
 fail:
     if (f >= 0) H5Fclose(f);
-    if (fcpl >= 0) H5Pclose(fcpl);
     return -1;
 }
 
@@ -423,46 +345,6 @@ static int write_all(converter *c) {
     }
     c->index = NULL;
     return rc;
-}
-
-/* Move the finished temporary directory onto the output. */
-static int commit_output(converter *c) {
-    struct stat st;
-    char old[4200] = "";
-    if (lstat(c->out, &st) == 0) {
-        snprintf(old, sizeof old, "%s.old.XXXXXX", c->out);
-        if (!mkdtemp(old) || rename(c->out, old) != 0) {
-            fprintf(stderr, "effnet: error: cannot move the existing '%s' aside: %s\n", c->out, strerror(errno));
-            if (old[0]) rmdir(old);
-            return -1;
-        }
-    }
-    if (rename(c->tmp, c->out) != 0) {
-        fprintf(stderr, "effnet: error: renaming '%s' to '%s' failed: %s\n", c->tmp, c->out, strerror(errno));
-        if (old[0] && rename(old, c->out) != 0)
-            fprintf(stderr, "effnet: error: and the old output is now at '%s'\n", old);
-        return -1;
-    }
-    c->tmp[0] = '\0';
-    if (old[0] && remove_tree_flat(old) != 0)
-        fprintf(stderr, "effnet: warning: could not delete the replaced output '%s'; remove it by hand\n", old);
-    return 0;
-}
-
-/* Fail early, before reading 180 MB, when no temporary directory can be made
- * beside the output; the probe directory is removed at once. */
-static void probe_output(converter *c) {
-    snprintf(c->tmp, sizeof c->tmp, "%s.tmp.XXXXXX", c->out);
-    if (!mkdtemp(c->tmp)) {
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", c->out);
-        char *s = strrchr(parent, '/');
-        if (s) *s = '\0'; else snprintf(parent, sizeof parent, ".");
-        FAIL("cannot create a temporary directory beside output '%s': %s; nothing was written\nHINT: check that '%s' exists and is writable",
-             c->out, strerror(errno), parent);
-    }
-    if (rmdir(c->tmp) != 0) FAIL("cannot remove the probe directory '%s': %s", c->tmp, strerror(errno));
-    c->tmp[0] = '\0';
 }
 
 int main(int argc, char **argv) {
@@ -505,24 +387,19 @@ int main(int argc, char **argv) {
     c.t0 = eff_time();
 
     check_output(&c);
-    probe_output(&c);
+    conv_probe_output(c.out, c.tmp, sizeof c.tmp);
     read_inputs(&c);
     train_stats(&c);
     if (!c.opt.quiet)
         fprintf(stderr, "cifar10-to-h5: read and validated %d files (%ld images) from '%s'  [%.1f s]\n", N_BIN + 1,
                 6 * c.opt.records, c.opt.input, eff_time() - c.t0);
 
-    snprintf(c.tmp, sizeof c.tmp, "%s.tmp.XXXXXX", c.out);
-    EFF_CHECK(mkdtemp(c.tmp), "cannot create a temporary directory beside output '%s': %s; nothing was written\nHINT: check that its parent directory is writable", c.out, strerror(errno));
-    mode_t mask = umask(022);
-    umask(mask);
-    if (chmod(c.tmp, 0777 & ~mask) != 0) /* mkdtemp makes it 0700 */
-        fprintf(stderr, "effnet: warning: cannot set the permissions of '%s': %s\n", c.tmp, strerror(errno));
+    conv_make_tmp(c.out, c.tmp, sizeof c.tmp);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported with eff_h5_error_detail */
     int rc = write_all(&c);
-    if (!rc) rc = commit_output(&c);
+    if (!rc) rc = conv_commit_output(c.out, c.tmp);
     if (rc) {
-        if (c.tmp[0] && remove_tree_flat(c.tmp) != 0)
+        if (c.tmp[0] && conv_remove_tree_flat(c.tmp) != 0)
             fprintf(stderr, "effnet: warning: could not remove the temporary directory '%s'\n", c.tmp);
         fprintf(stderr, "effnet: error: conversion failed; '%s' was not changed\n", c.out);
         return 1;

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "h5io.h"
+#include "conv_common.h"
 #include "img_decode.h"
 #include "img_h5.h"
 #include "img_resize.h"
@@ -102,26 +102,9 @@ static void usage(FILE *to) {
 
 /* ---- output directory ------------------------------------------------------ */
 
-/* Remove the files directly inside dir, then dir. Returns 0 or -1. */
-static int remove_tree_flat(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? 0 : -1;
-    struct dirent *e;
-    int rc = 0;
-    char p[8400];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) rc = -1;
-    }
-    closedir(d);
-    if (rmdir(dir) != 0) rc = -1;
-    return rc;
-}
-
 static void cleanup_at_exit(void) {
     if (g_conv && g_conv->tmp[0]) {
-        if (remove_tree_flat(g_conv->tmp) != 0)
+        if (conv_remove_tree_flat(g_conv->tmp) != 0)
             fprintf(stderr, "effnet: warning: could not remove the temporary directory '%s'; remove it by hand\n", g_conv->tmp);
         else
             fprintf(stderr, "images-to-h5: removed the unfinished output; '%s' was not changed\n", g_conv->out);
@@ -206,59 +189,6 @@ static void check_overlap(converter *c) {
         EFF_FATAL("input directory name '%s' is longer than %zu bytes\nHINT: rename it", ri, sizeof c->dataset - 1);
     if (strpbrk(c->dataset, "\n\r"))
         EFF_FATAL("input directory name '%s' has a line break; index.txt records it on one line\nHINT: rename the directory", c->in);
-}
-
-/* Fail early, before a long scan, when no temporary directory can be made beside the output. */
-static void probe_output(converter *c) {
-    snprintf(c->tmp, sizeof c->tmp, "%s.tmp.XXXXXX", c->out);
-    if (!mkdtemp(c->tmp)) {
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", c->out);
-        char *s = strrchr(parent, '/');
-        if (s) *s = '\0'; else snprintf(parent, sizeof parent, ".");
-        c->tmp[0] = '\0';
-        EFF_FATAL("cannot create a temporary directory beside output '%s': %s; nothing was written\nHINT: check that '%s' exists and is writable",
-                  c->out, strerror(errno), parent);
-    }
-    if (rmdir(c->tmp) != 0) EFF_FATAL("cannot remove the probe directory '%s': %s", c->tmp, strerror(errno));
-    c->tmp[0] = '\0';
-}
-
-static void make_tmp(converter *c) {
-    snprintf(c->tmp, sizeof c->tmp, "%s.tmp.XXXXXX", c->out);
-    if (!mkdtemp(c->tmp)) {
-        c->tmp[0] = '\0';
-        EFF_FATAL("cannot create a temporary directory beside output '%s': %s; nothing was written\nHINT: check that its parent directory is writable",
-                  c->out, strerror(errno));
-    }
-    mode_t mask = umask(022);
-    umask(mask);
-    if (chmod(c->tmp, 0777 & ~mask) != 0) /* mkdtemp makes it 0700 */
-        fprintf(stderr, "effnet: warning: cannot set the permissions of '%s': %s\n", c->tmp, strerror(errno));
-}
-
-/* Move the finished temporary directory onto the output. */
-static int commit_output(converter *c) {
-    struct stat st;
-    char old[4200] = "";
-    if (lstat(c->out, &st) == 0) {
-        snprintf(old, sizeof old, "%s.old.XXXXXX", c->out);
-        if (!mkdtemp(old) || rename(c->out, old) != 0) {
-            fprintf(stderr, "effnet: error: cannot move the existing '%s' aside: %s\n", c->out, strerror(errno));
-            if (old[0]) rmdir(old);
-            return -1;
-        }
-    }
-    if (rename(c->tmp, c->out) != 0) {
-        fprintf(stderr, "effnet: error: renaming '%s' to '%s' failed: %s\n", c->tmp, c->out, strerror(errno));
-        if (old[0] && rename(old, c->out) != 0)
-            fprintf(stderr, "effnet: error: and the old output is now at '%s'\n", old);
-        return -1;
-    }
-    c->tmp[0] = '\0';
-    if (old[0] && remove_tree_flat(old) != 0)
-        fprintf(stderr, "effnet: warning: could not delete the replaced output '%s'; remove it by hand\n", old);
-    return 0;
 }
 
 /* ---- decoding a batch (worker threads) --------------------------------------- */
@@ -761,7 +691,7 @@ int main(int argc, char **argv) {
     c->t0 = eff_time();
     check_output(c);
     check_overlap(c);
-    probe_output(c);
+    conv_probe_output(c->out, c->tmp, sizeof c->tmp); /* before a long scan */
     c->scan.input = c->in;
     c->scan.val_fraction = c->opt.val_fraction;
     c->scan.val_fraction_given = c->opt.val_fraction_given;
@@ -776,7 +706,7 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    make_tmp(c);
+    conv_make_tmp(c->out, c->tmp, sizeof c->tmp);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported with eff_h5_error_detail */
     c->entries = eff_calloc((size_t)(c->nshards[0] + c->nshards[1]), sizeof *c->entries, "the shard list");
     static batch_job jobs[2];
@@ -795,7 +725,7 @@ int main(int argc, char **argv) {
     finish_shards(c);
     write_lists(c, classes_sha);
     write_index(c, classes_sha);
-    if (commit_output(c)) EFF_FATAL("conversion failed; '%s' was not changed", c->out);
+    if (conv_commit_output(c->out, c->tmp)) EFF_FATAL("conversion failed; '%s' was not changed", c->out);
     if (c->opt.skip_bad && c->scan.bad.n)
         fprintf(stderr, "images-to-h5: skipped %zu bad files or folders, listed in '%s/%s'\n", c->scan.bad.n, c->out, SKIPPED_NAME);
     if (!c->opt.quiet)

@@ -22,6 +22,13 @@ static void set_why(char *why, size_t len, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* A zeroed decoder context of `size` bytes, or NULL with why set. */
+static void *new_ctx(size_t size, char *why, size_t whylen) {
+    void *x = calloc(1, size);
+    if (!x) set_why(why, whylen, "out of memory");
+    return x;
+}
+
 /* ---- EXIF orientation ---------------------------------------------------- */
 
 int img_exif_orientation(const uint8_t *data, size_t n) {
@@ -191,11 +198,8 @@ static int jpeg_run(jpeg_ctx *x, const uint8_t *buf, size_t n) {
 }
 
 static int decode_jpeg(const uint8_t *buf, size_t n, img_rgb *out, char *why, size_t whylen) {
-    jpeg_ctx *x = calloc(1, sizeof *x);
-    if (!x) {
-        set_why(why, whylen, "out of memory");
-        return IMG_NOMEM;
-    }
+    jpeg_ctx *x = new_ctx(sizeof *x, why, whylen);
+    if (!x) return IMG_NOMEM;
     x->why = why;
     x->whylen = whylen;
     x->cinfo.err = jpeg_std_error(&x->pub);
@@ -301,11 +305,8 @@ orient:;
 }
 
 static int decode_png(const uint8_t *buf, size_t n, img_rgb *out, char *why, size_t whylen) {
-    png_ctx *x = calloc(1, sizeof *x);
-    if (!x) {
-        set_why(why, whylen, "out of memory");
-        return IMG_NOMEM;
-    }
+    png_ctx *x = new_ctx(sizeof *x, why, whylen);
+    if (!x) return IMG_NOMEM;
     x->buf = buf;
     x->n = n;
     x->why = why;

@@ -1,4 +1,5 @@
-/* img_h5.c: see img_h5.h. Error messages follow data_tools/cifar10_to_h5.c. */
+/* img_h5.c: see img_h5.h. The HDF5 writers and their error messages are
+ * cifar10-to-h5's (conv_common.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "img_h5.h"
 
@@ -6,52 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5io.h"
-
-#define H5OK(expr, what)                                                                                           \
-    do {                                                                                                           \
-        if ((expr) < 0) {                                                                                          \
-            char msg_[512];                                                                                        \
-            eff_h5_error_detail(msg_, sizeof msg_);                                                                \
-            fprintf(stderr,                                                                                        \
-                    "effnet: error: writing '%s': %s failed: %s\nHINT: check free space and permissions of the " \
-                    "output directory\n",                                                                          \
-                    path, what, msg_);                                                                             \
-            goto fail;                                                                                             \
-        }                                                                                                          \
-    } while (0)
-
-static int attr_str(hid_t loc, const char *name, const char *value, const char *path) {
-    hid_t t = -1, sp = -1, a = -1;
-    H5OK(t = H5Tcopy(H5T_C_S1), "string type");
-    H5OK(H5Tset_size(t, strlen(value) ? strlen(value) : 1), "string size");
-    H5OK(H5Tset_strpad(t, H5T_STR_NULLPAD), "string pad");
-    H5OK(sp = H5Screate(H5S_SCALAR), "space");
-    H5OK(a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT), name);
-    H5OK(H5Awrite(a, t, value), name);
-    H5Aclose(a); H5Sclose(sp); H5Tclose(t);
-    return 0;
-fail:
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    return -1;
-}
-
-/* A numeric attribute: n values (n == 0: a scalar). */
-static int attr_num(hid_t loc, const char *name, hid_t filetype, hid_t memtype, const void *v, hsize_t n,
-                    const char *path) {
-    hid_t sp = -1, a = -1;
-    H5OK(sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR), "space");
-    H5OK(a = H5Acreate2(loc, name, filetype, sp, H5P_DEFAULT, H5P_DEFAULT), name);
-    H5OK(H5Awrite(a, memtype, v), name);
-    H5Aclose(a); H5Sclose(sp);
-    return 0;
-fail:
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    return -1;
-}
+#include "conv_common.h"
 
 /* Overwrite an existing attribute's value. */
 static int attr_set(hid_t f, const char *name, hid_t memtype, const void *v, const char *path) {
@@ -65,29 +21,6 @@ fail:
     return -1;
 }
 
-/* A chunked, Fletcher-32 dataset of rank dims; maxdims NULL: fixed size.
- * data (if not NULL) is written whole. Returns the open dataset or -1. */
-static hid_t make_dataset(hid_t f, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
-                          const hsize_t *maxdims, const hsize_t *chunk, const void *data, const char *path) {
-    hid_t sp = -1, dcpl = -1, d = -1;
-    H5OK(sp = H5Screate_simple(rank, dims, maxdims), "dataspace");
-    H5OK(dcpl = H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
-    H5OK(H5Pset_chunk(dcpl, rank, chunk), "chunking");
-    H5OK(H5Pset_fletcher32(dcpl), "Fletcher-32 filter");
-    H5OK(H5Pset_obj_track_times(dcpl, 0), "timestamps off");
-    H5OK(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "fill time");
-    H5OK(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR), "allocation time");
-    H5OK(d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), name);
-    if (data) H5OK(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
-    H5Pclose(dcpl); H5Sclose(sp);
-    return d;
-fail:
-    if (d >= 0) H5Dclose(d);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (sp >= 0) H5Sclose(sp);
-    return -1;
-}
-
 static int write_attrs(img_h5_shard *w, const char *split, int k, int count, int64_t first) {
     const img_h5_meta *m = w->meta;
     const char *path = w->path;
@@ -95,18 +28,18 @@ static int write_attrs(img_h5_shard *w, const char *split, int k, int count, int
     long long first_ll = first, zero_n = 0;
     double zeros[3] = {0, 0, 0};
     hid_t f = w->f;
-    if (attr_str(f, "format", IMG_H5_FORMAT, path) ||
-        attr_num(f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0, path) ||
-        attr_str(f, "dataset", m->dataset, path) || attr_str(f, "split", split, path) ||
-        attr_num(f, "shard_index", H5T_STD_I32LE, H5T_NATIVE_INT, &k, 0, path) ||
-        attr_num(f, "shard_count", H5T_STD_I32LE, H5T_NATIVE_INT, &count, 0, path) ||
-        attr_num(f, "first_index", H5T_STD_I64LE, H5T_NATIVE_LLONG, &first_ll, 0, path) ||
-        attr_num(f, "num_examples", H5T_STD_I64LE, H5T_NATIVE_LLONG, &zero_n, 0, path) ||
-        attr_num(f, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT, &ncls, 0, path) ||
-        attr_str(f, "layout", m->fixed ? "NHWC" : "ragged", path) ||
-        (m->fixed && attr_num(f, "image_shape", H5T_STD_I32LE, H5T_NATIVE_INT, shape, 3, path)) ||
-        attr_num(f, "train_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, zeros, 3, path) ||
-        attr_num(f, "train_std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, zeros, 3, path))
+    if (conv_attr_str(f, "format", IMG_H5_FORMAT, path) ||
+        conv_attr_num(f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0, path) ||
+        conv_attr_str(f, "dataset", m->dataset, path) || conv_attr_str(f, "split", split, path) ||
+        conv_attr_num(f, "shard_index", H5T_STD_I32LE, H5T_NATIVE_INT, &k, 0, path) ||
+        conv_attr_num(f, "shard_count", H5T_STD_I32LE, H5T_NATIVE_INT, &count, 0, path) ||
+        conv_attr_num(f, "first_index", H5T_STD_I64LE, H5T_NATIVE_LLONG, &first_ll, 0, path) ||
+        conv_attr_num(f, "num_examples", H5T_STD_I64LE, H5T_NATIVE_LLONG, &zero_n, 0, path) ||
+        conv_attr_num(f, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT, &ncls, 0, path) ||
+        conv_attr_str(f, "layout", m->fixed ? "NHWC" : "ragged", path) ||
+        (m->fixed && conv_attr_num(f, "image_shape", H5T_STD_I32LE, H5T_NATIVE_INT, shape, 3, path)) ||
+        conv_attr_num(f, "train_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, zeros, 3, path) ||
+        conv_attr_num(f, "train_std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, zeros, 3, path))
         return -1;
     return 0;
 }
@@ -127,25 +60,16 @@ int img_h5_open(img_h5_shard *w, const char *path_in, const img_h5_meta *meta, c
         fprintf(stderr, "effnet: error: out of memory for the index arrays of '%s' (%lld images)\n", path, (long long)cap);
         return -1;
     }
-    hid_t fcpl = -1;
-    H5OK(fcpl = H5Pcreate(H5P_FILE_CREATE), "file properties");
-    H5OK(H5Pset_obj_track_times(fcpl, 0), "timestamps off");
-    H5OK(w->f = H5Fcreate(path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT), "create file");
-    H5Pclose(fcpl);
-    fcpl = -1;
-    if (write_attrs(w, split, k, count, first)) return -1;
+    if ((w->f = conv_create_file(path)) < 0 || write_attrs(w, split, k, count, first)) return -1;
     if (meta->fixed) {
         hsize_t S = (hsize_t)meta->S, dims[4] = {0, S, S, 3}, maxd[4] = {H5S_UNLIMITED, S, S, 3};
         hsize_t chunk[4] = {(hsize_t)meta->chunk_images, S, S, 3};
-        w->d = make_dataset(w->f, "images", H5T_STD_U8LE, H5T_NATIVE_UINT8, 4, dims, maxd, chunk, NULL, path);
+        w->d = conv_make_dataset(w->f, "images", H5T_STD_U8LE, H5T_NATIVE_UINT8, 4, dims, maxd, chunk, NULL, path);
     } else {
         hsize_t dims[1] = {0}, maxd[1] = {H5S_UNLIMITED}, chunk[1] = {(hsize_t)meta->chunk_bytes};
-        w->d = make_dataset(w->f, "pixels", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, dims, maxd, chunk, NULL, path);
+        w->d = conv_make_dataset(w->f, "pixels", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, dims, maxd, chunk, NULL, path);
     }
     return w->d < 0 ? -1 : 0;
-fail:
-    if (fcpl >= 0) H5Pclose(fcpl);
-    return -1;
 }
 
 int img_h5_append(img_h5_shard *w, const uint8_t *pixels, size_t bytes, int m, const int32_t *labels,
@@ -210,7 +134,7 @@ static int write_sources(img_h5_shard *w) {
     H5OK(t = H5Tcopy(H5T_C_S1), "string type");
     H5OK(H5Tset_size(t, width), "string size");
     H5OK(H5Tset_strpad(t, H5T_STR_NULLPAD), "string pad");
-    if ((d = make_dataset(w->f, "sources", t, t, 1, dims, NULL, chunk, buf, path)) < 0) goto fail;
+    if ((d = conv_make_dataset(w->f, "sources", t, t, 1, dims, NULL, chunk, buf, path)) < 0) goto fail;
     H5OK(H5Dclose(d), "sources");
     H5Tclose(t);
     free(buf);
@@ -235,14 +159,14 @@ int img_h5_close(img_h5_shard *w) {
     hsize_t d1[1] = {n}, c1[1] = {c}, d2[2] = {n, 2}, c2[2] = {c, 2}, d3[1] = {n + 1}, c3[1] = {n + 1 < 65536 ? n + 1 : 65536};
     H5OK(H5Dclose(w->d), w->meta->fixed ? "images" : "pixels");
     w->d = -1;
-    if ((d = make_dataset(w->f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d1, NULL, c1, w->labels, path)) < 0)
+    if ((d = conv_make_dataset(w->f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d1, NULL, c1, w->labels, path)) < 0)
         goto fail;
     H5Dclose(d);
     if (!w->meta->fixed) {
-        if ((d = make_dataset(w->f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d3, NULL, c3, w->offsets, path)) < 0)
+        if ((d = conv_make_dataset(w->f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d3, NULL, c3, w->offsets, path)) < 0)
             goto fail;
         H5Dclose(d);
-        if ((d = make_dataset(w->f, "sizes", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, d2, NULL, c2, w->sizes, path)) < 0)
+        if ((d = conv_make_dataset(w->f, "sizes", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, d2, NULL, c2, w->sizes, path)) < 0)
             goto fail;
         H5Dclose(d);
     }

@@ -7,23 +7,14 @@
 #include "data/shard.h"
 
 #include "common.h"
+#include "data/data_fail.h"
 #include "h5io.h"
 #include "sha256.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t len, const char *fmt, ...) EFF_PRINTF(3, 4);
-static int fail(char *err, size_t len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* classes.txt: num_classes names, one per line, its SHA-256 as the index says. */
 static int read_classes(const eff_shard_index *idx, eff_dataset *ds, char *err, size_t errlen) {

@@ -5,24 +5,15 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "common.h"
+#include "data/data_fail.h"
 #include "h5io.h"
 #include "sha256.h"
-
-static int fail(char *err, size_t len, const char *fmt, ...) EFF_PRINTF(3, 4);
-static int fail(char *err, size_t len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int eff_split_id(const char *split) {
     if (strcmp(split, "train") == 0) return 0;
