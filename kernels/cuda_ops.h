@@ -160,15 +160,23 @@ void batchnorm_backward_cuda(EffCuda *cu, void *din, float *dgamma, float *dbeta
 void add_inplace_cuda(EffCuda *cu, void *y, const void *x, size_t n);
 void scale_inplace_cuda(EffCuda *cu, float *x, size_t n, float alpha);
 /* se.cu */
+/* b1, b2 NULL: no SE biases (the seed); act: EFF_SE_RELU or EFF_SE_SILU (backend.h).
+ * The biases and SiLU (torchvision variant) compile but have not yet run on a GPU. */
 void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
-                     const float *w1, const float *w2, int N, int HW, int C, int Cse);
-void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2, float *work, const void *dout,
-                      const void *in, const float *pooled, const float *hidden, const float *gate, const float *w1,
-                      const float *w2, int N, int HW, int C, int Cse);
+                     const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C,
+                     int Cse, int act);
+void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *db1, float *dw2, float *db2, float *work,
+                      const void *dout, const void *in, const float *pooled, const float *hidden, const float *gate,
+                      const float *w1, const float *w2, int N, int HW, int C, int Cse, int act);
 /* dropout.cu */
 /* key: eff_drop_key(step_key, layer); while capturing, step_key is read from
  * cu->step_dev[EFF_STEP_DROP_KEY] instead. */
 void dropout_forward_cuda(EffCuda *cu, void *out, const void *in, size_t n, float p, uint64_t step_key, uint64_t layer);
+/* Stochastic depth over [N][per] (torchvision variant; backward is the same
+ * call): key eff_sd_key(step_key, layer), the step key read from
+ * cu->step_dev while capturing. Compiled, not yet run on a GPU. */
+void stochastic_depth_forward_cuda(EffCuda *cu, void *out, const void *in, int N, size_t per, float p,
+                                   uint64_t step_key, uint64_t layer);
 /* pool.cu */
 void gap_forward_cuda(EffCuda *cu, void *out, const void *in, int N, int HW, int C);
 void gap_backward_cuda(EffCuda *cu, void *din, const void *dout, int N, int HW, int C);

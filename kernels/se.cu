@@ -1,4 +1,6 @@
-/* se.cu: squeeze-and-excitation -- the CUDA twin of src/ops/se.c. Pooling
+/* se.cu: squeeze-and-excitation -- the CUDA twin of src/ops/se.c (the
+ * torchvision variant's biases and SiLU are compiled but have not yet run on
+ * a GPU; tests/gpu/test_cuda_ops.c compares them with the CPU). Pooling
  * and the gate gradient use the deterministic reduction of reduce.cuh; the
  * two small FCs are cuBLAS GEMMs; the channel scale is one fused pass.
  * in/out/dout/din are activations (act type T); pooled, hidden and the gate
@@ -19,6 +21,47 @@ __global__ void relu_inplace(float *x, size_t n) {
 }
 __global__ void sigmoid_inplace(float *x, size_t n) {
     GRID_STRIDE(i, n) x[i] = eff_sigmoid_d(x[i]);
+}
+/* torchvision variant (compiled, not yet run on a GPU). Grid (ceil(Cse /
+ * EFF_BLOCK), images), as dgate_finalize: one thread per (n, j), no division.
+ * hidden [N][Cse] += b1 (NULL: none), then ReLU, or SiLU with its input kept
+ * at hidden + N * Cse. */
+__global__ void se_hidden_act(float *hidden, const float *b1, int N, int Cse, int act) {
+    const int j = (int)EFF_TID;
+    if (j >= Cse) return;
+    const size_t nh = (size_t)N * Cse;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const size_t i = (size_t)n * Cse + j;
+        float h = hidden[i] + (b1 ? b1[j] : 0.0f);
+        if (act == EFF_SE_SILU) {
+            hidden[nh + i] = h;
+            h = h * eff_sigmoid_d(h);
+        } else {
+            h = h > 0.0f ? h : 0.0f;
+        }
+        hidden[i] = h;
+    }
+}
+/* gate [N][C] = sigmoid(gate + b2); grid (ceil(C / EFF_BLOCK), images) */
+__global__ void se_gate_bias(float *gate, const float *b2, int N, int C) {
+    const int c = (int)EFF_TID;
+    if (c >= C) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) gate[(size_t)n * C + c] = eff_sigmoid_d(gate[(size_t)n * C + c] + b2[c]);
+}
+/* db[j] += sum over the N images of d[n][j], images in order (deterministic) */
+__global__ void se_bias_grad(float *db, const float *d, int N, int K) {
+    GRID_STRIDE(j, (size_t)K) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++) s += d[(size_t)n * K + j];
+        db[j] += s;
+    }
+}
+/* d(hidden) through SiLU from its input z: s (1 + z (1 - s)), s = sigmoid(z) */
+__global__ void silu_mask(float *dh, const float *z, size_t n) {
+    GRID_STRIDE(i, n) {
+        const float s = eff_sigmoid_d(z[i]);
+        dh[i] *= s * (1.0f + z[i] * (1.0f - s));
+    }
 }
 /* out[n][p][c] = in[n][p][c] * gate[n][c] for images n0, n0 + nstep, ...;
  * wk walks one image (HW C / V vectors). */
@@ -131,21 +174,37 @@ static void se_back_apply_t(EffCuda *cu, T *din, const T *dout, const float *gat
 }
 
 extern "C" void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
-                                const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+                                const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW,
+                                int C, int Cse, int act) {
+    const size_t nh = (size_t)N * Cse, ng = (size_t)N * C;
     gap_forward_f32out_cuda(cu, pooled, in, N, HW, C);
     eff_cuda_gemm_rm(cu, 0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
-    relu_inplace<<<eff_blocks((size_t)N * Cse), EFF_THREADS, 0, cu->stream>>>(hidden, (size_t)N * Cse);
-    CUDA_LAUNCHED("relu_inplace");
+    if (!b1 && act == EFF_SE_RELU) { /* the seed */
+        relu_inplace<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(hidden, nh);
+        CUDA_LAUNCHED("relu_inplace");
+    } else {
+        se_hidden_act<<<eff_grid3(cu, "se_hidden_act", ((long long)Cse + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
+                                  EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(hidden, b1, N, Cse, act);
+        CUDA_LAUNCHED("se_hidden_act");
+    }
     eff_cuda_gemm_rm(cu, 0, 1, N, C, Cse, 1.0f, hidden, Cse, w2, Cse, 0.0f, gate, C);
-    sigmoid_inplace<<<eff_blocks((size_t)N * C), EFF_THREADS, 0, cu->stream>>>(gate, (size_t)N * C);
-    CUDA_LAUNCHED("sigmoid_inplace");
+    if (!b2) {
+        sigmoid_inplace<<<eff_blocks(ng), EFF_THREADS, 0, cu->stream>>>(gate, ng);
+        CUDA_LAUNCHED("sigmoid_inplace");
+    } else {
+        se_gate_bias<<<eff_grid3(cu, "se_gate_bias", ((long long)C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
+                                 EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(gate, b2, N, C);
+        CUDA_LAUNCHED("se_gate_bias");
+    }
     EFF_ACT_DISPATCH(cu->precision, T, se_scale_t<T>(cu, (T *)out, (const T *)in, gate, N, HW, C));
 }
 
-extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2, float *work, const void *dout,
-                                 const void *in, const float *pooled, const float *hidden, const float *gate,
-                                 const float *w1, const float *w2, int N, int HW, int C, int Cse) {
+extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *db1, float *dw2, float *db2, float *work,
+                                 const void *dout, const void *in, const float *pooled, const float *hidden,
+                                 const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse,
+                                 int act) {
     float *dgate = work, *dpooled = work + (size_t)N * C, *dhid = work + (size_t)2 * N * C;
+    const size_t nh = (size_t)N * Cse;
     double *partial;
     int chunks = 0;
     EFF_ACT_DISPATCH(cu->precision, T,
@@ -155,10 +214,23 @@ extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *dw2,
     dgate_finalize<<<eff_grid3(cu, "dgate_finalize", ((long long)C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
                                EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(dgate, partial, chunks, gate, N, C);
     CUDA_LAUNCHED("dgate_finalize");
+    if (db2) {
+        se_bias_grad<<<eff_blocks((size_t)C), EFF_THREADS, 0, cu->stream>>>(db2, dgate, N, C);
+        CUDA_LAUNCHED("se_bias_grad");
+    }
     eff_cuda_gemm_rm(cu, 1, 0, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
     eff_cuda_gemm_rm(cu, 0, 0, N, Cse, C, 1.0f, dgate, C, w2, Cse, 0.0f, dhid, Cse);
-    relu_mask<<<eff_blocks((size_t)N * Cse), EFF_THREADS, 0, cu->stream>>>(dhid, hidden, (size_t)N * Cse);
-    CUDA_LAUNCHED("relu_mask");
+    if (act == EFF_SE_SILU) {
+        silu_mask<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(dhid, hidden + nh, nh);
+        CUDA_LAUNCHED("silu_mask");
+    } else {
+        relu_mask<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(dhid, hidden, nh);
+        CUDA_LAUNCHED("relu_mask");
+    }
+    if (db1) {
+        se_bias_grad<<<eff_blocks((size_t)Cse), EFF_THREADS, 0, cu->stream>>>(db1, dhid, N, Cse);
+        CUDA_LAUNCHED("se_bias_grad");
+    }
     eff_cuda_gemm_rm(cu, 1, 0, Cse, C, N, 1.0f, dhid, Cse, pooled, C, 1.0f, dw1, C);
     eff_cuda_gemm_rm(cu, 0, 0, N, C, Cse, 1.0f, dhid, Cse, w1, C, 0.0f, dpooled, C);
     EFF_ACT_DISPATCH(cu->precision, T, se_back_apply_t<T>(cu, (T *)din, (const T *)dout, gate, dpooled, N, HW, C));

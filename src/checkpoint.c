@@ -25,7 +25,8 @@
 
 /* Root attributes the writer sets itself; provenance keys may not reuse them. */
 static const char *const reserved_attrs[] = {"format",  "schema_version", "model",        "classes",
-                                             "resolution", "created",     "config",       "hdf5_version"};
+                                             "resolution", "created",     "config",       "hdf5_version",
+                                             "variant"};
 
 int eff_ckpt_header_attr(const char *name) {
     for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
@@ -226,6 +227,8 @@ static void write_root(Writer *w, const EffModel *m, int resolution, const char 
     W(w, eff_h5_attr_write_str(f, "format", EFF_CKPT_FORMAT, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(f, "schema_version", EFF_CKPT_SCHEMA_VERSION, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_str(f, "model", m->spec.name, w->err, sizeof w->err));
+    if (m->spec.variant != EFF_VARIANT_SEED) /* absent: the seed, so seed checkpoints keep their layout */
+        W(w, eff_h5_attr_write_str(f, "variant", eff_variant_name(m->spec.variant), w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(f, "classes", m->classes, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(f, "resolution", resolution, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_str(f, "created", created, w->err, sizeof w->err));
@@ -603,6 +606,11 @@ static int read_header(hid_t f, const char *path, EffCkptHeader *h, char *err, s
         return set_err(err, errlen, "checkpoint '%s' has no valid root attribute 'resolution'", path);
     h->classes = (int)classes;
     h->resolution = (int)resolution;
+    snprintf(h->variant, sizeof h->variant, "seed"); /* files without the attribute: the seed variant */
+    if (H5Aexists(f, "variant") > 0 &&
+        (!root_attr_str(f, "variant", h->variant, sizeof h->variant) || eff_variant_parse(h->variant) < 0))
+        return set_err(err, errlen, "checkpoint '%s' has a bad root attribute 'variant' ('%s'; want seed or "
+                       "torchvision)\nHINT: the file is damaged or was written by a newer effnet", path, h->variant);
     return 1;
 }
 
@@ -631,7 +639,9 @@ int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen) {
 
 const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f) { return &f->header; }
 const char *eff_ckpt_path(const EffCkptFile *f) { return f->path; }
-int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec) { return eff_model_spec(f->header.model, spec); }
+int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec) {
+    return eff_model_spec(f->header.model, spec) && eff_model_spec_set_variant(spec, f->header.variant);
+}
 int eff_ckpt_exists(EffCkptFile *f, const char *name) { return eff_h5_exists(f->file, name); }
 
 long long eff_ckpt_group_size(EffCkptFile *f, const char *grp) {
@@ -651,6 +661,13 @@ int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, in
     if (classes) *classes = h.classes;
     if (resolution) *resolution = h.resolution;
     return 1;
+}
+
+int eff_checkpoint_peek_variant(const char *path, EffModelSpec *spec, char *err, size_t errlen) {
+    EffCkptFile *f = eff_ckpt_open(path, err, errlen);
+    if (!f) return 0;
+    const int ok = eff_model_spec_set_variant(spec, f->header.variant); /* read_header checked the name */
+    return eff_ckpt_close(f, err, errlen) && ok;
 }
 
 /* ---- reading: state_dict keys and tensors ------------------------------------- */
@@ -972,6 +989,10 @@ void eff_checkpoint_init_from(const char *path, EffModel *m, int strict, EffInit
     EFF_CHECK(eff_ckpt_spec(cf, &spec) && !strcmp(spec.name, m->spec.name), "train.init_from: checkpoint '%s' holds "
               "%s, but the model is %s\nHINT: set model.name to match, or convert the weights of %s", path,
               cf->header.model, m->spec.name, m->spec.name);
+    EFF_CHECK(spec.variant == m->spec.variant, "train.init_from: checkpoint '%s' holds the %s variant of %s, but "
+              "model.variant is %s\nHINT: set model.variant = %s (torchvision weights: import them with effnet-torch "
+              "import --variant torchvision)", path, cf->header.variant, spec.name, eff_variant_name(m->spec.variant),
+              cf->header.variant);
     rep->file_classes = cf->header.classes;
     size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
     if (mb > mx) mx = mb;
@@ -1013,6 +1034,9 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
               "efficientnet-b0 .. efficientnet-b7", path, h.model);
     EFF_CHECK(strcmp(spec.name, m->spec.name) == 0, "checkpoint '%s' holds %s, but the model is %s\nHINT: set the model "
               "to %s, or use a checkpoint of %s", path, spec.name, m->spec.name, spec.name, m->spec.name);
+    EFF_CHECK(spec.variant == m->spec.variant, "checkpoint '%s' holds the %s variant of %s, but the model is the %s "
+              "variant\nHINT: set model.variant = %s, or use a checkpoint of the %s variant", path, h.variant, spec.name,
+              eff_variant_name(m->spec.variant), h.variant, eff_variant_name(m->spec.variant));
     EFF_CHECK(h.classes == m->classes, "checkpoint '%s' has %lld classes, but the model has %d\nHINT: use a checkpoint "
               "trained on the same data set (same number of classes)", path, (long long)h.classes, m->classes);
 

@@ -72,7 +72,8 @@ typedef struct EffTrainState {
  * m->adam_t and name = optimizer_name, the training state as attributes of
  * /train, and as root attributes: format, schema_version, model, classes,
  * resolution, created, config (config_ini; NULL is stored as ""), hdf5_version,
- * and the n_prov provenance pairs (a key may not repeat a reserved name).
+ * the variant (only when not the seed: absent reads as seed), and the n_prov
+ * provenance pairs (a key may not repeat a reserved name).
  *
  * The file starts with a user block holding the SHA-256 of the rest
  * (EFF_CKPT_USERBLOCK); returned is the SHA-256 of the whole file.
@@ -111,6 +112,7 @@ typedef struct EffCkptFile EffCkptFile; /* an open checkpoint whose header passe
 
 typedef struct EffCkptHeader {
     char model[64];         /* root attribute 'model' as stored ("efficientnet-b0", or "b0") */
+    char variant[16];       /* root attribute 'variant' ("torchvision"); "seed" when absent (every older file) */
     int64_t schema_version; /* EFF_CKPT_SCHEMA_VERSION: another one does not open */
     int classes, resolution;
     long long bytes;        /* the file's size */
@@ -128,12 +130,12 @@ EffCkptFile *eff_ckpt_open(const char *path, char *err, size_t errlen);
 int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen);
 const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f);
 const char *eff_ckpt_path(const EffCkptFile *f);
-/* The model spec the header names; 0 if effnet does not know it. */
+/* The model spec the header names (name and variant); 0 if effnet does not know it. */
 int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec);
 
 /* Is name a root attribute of the header, set by eff_checkpoint_save itself
  * (format, schema_version, model, classes, resolution, created, config,
- * hdf5_version)? The other root attributes are provenance. */
+ * hdf5_version, variant)? The other root attributes are provenance. */
 int eff_ckpt_header_attr(const char *name);
 
 /* The functions below that take an EffCkptFile exit through EFF_FATAL,
@@ -215,6 +217,10 @@ const EffCkptAttr *eff_ckpt_attr_find(const EffCkptAttrs *l, const char *name);
  * wrong format or schema version, missing header attribute. */
 int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, int *classes, int *resolution, char *err,
                         size_t errlen);
+
+/* Set spec's variant (and its stochastic depth) to the checkpoint's; 0 with
+ * a message naming the file in err when it cannot be read. */
+int eff_checkpoint_peek_variant(const char *path, EffModelSpec *spec, char *err, size_t errlen);
 
 /* Load into an already-created model of the same spec. Checks format, schema
  * version, model name, classes, that /model holds exactly the model's

@@ -15,6 +15,8 @@ typedef struct EffConfig {
     long resolution;      /* 0: the model's own */
     long classes;
     double dropout;       /* < 0: the model's own */
+    char variant[16];     /* seed | torchvision (src/model.h) */
+    double stochastic_depth; /* torchvision's stochastic_depth_prob; < 0: the variant's own */
     /* [train] */
     long epochs;
     long max_steps;       /* 0: no limit; else stop after this many optimizer steps */

@@ -19,21 +19,50 @@ static const int base_stages[7][5] = {
     {6, 112, 3, 1, 5}, {6, 192, 4, 2, 5}, {6, 320, 1, 1, 3},
 };
 
+/* (the variant's fields: EFF_VARIANT_SEED, no stochastic depth) */
 static const EffModelSpec specs[8] = {
-    {"efficientnet-b0", 1.0, 1.0, 224, 0.2}, {"efficientnet-b1", 1.0, 1.1, 240, 0.2},
-    {"efficientnet-b2", 1.1, 1.2, 260, 0.3}, {"efficientnet-b3", 1.2, 1.4, 300, 0.3},
-    {"efficientnet-b4", 1.4, 1.8, 380, 0.4}, {"efficientnet-b5", 1.6, 2.2, 456, 0.4},
-    {"efficientnet-b6", 1.8, 2.6, 528, 0.5}, {"efficientnet-b7", 2.0, 3.1, 600, 0.5},
+    {"efficientnet-b0", 1.0, 1.0, 224, 0.2, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b1", 1.0, 1.1, 240, 0.2, EFF_VARIANT_SEED, 0.0},
+    {"efficientnet-b2", 1.1, 1.2, 260, 0.3, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b3", 1.2, 1.4, 300, 0.3, EFF_VARIANT_SEED, 0.0},
+    {"efficientnet-b4", 1.4, 1.8, 380, 0.4, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b5", 1.6, 2.2, 456, 0.4, EFF_VARIANT_SEED, 0.0},
+    {"efficientnet-b6", 1.8, 2.6, 528, 0.5, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b7", 2.0, 3.1, 600, 0.5, EFF_VARIANT_SEED, 0.0},
 };
 
 int eff_model_spec(const char *name, EffModelSpec *out) {
     for (int i = 0; i < 8; i++) {
         if (strcmp(name, specs[i].name) == 0 || strcmp(name, specs[i].name + 13) == 0) {
-            *out = specs[i];
+            *out = specs[i]; /* variant EFF_VARIANT_SEED, stochastic depth 0 */
             return 1;
         }
     }
     return 0;
+}
+
+const char *eff_variant_name(int variant) { return variant == EFF_VARIANT_TORCHVISION ? "torchvision" : "seed"; }
+
+int eff_variant_parse(const char *s) {
+    if (!strcmp(s, "seed")) return EFF_VARIANT_SEED;
+    if (!strcmp(s, "torchvision")) return EFF_VARIANT_TORCHVISION;
+    return -1;
+}
+
+int eff_model_spec_set_variant(EffModelSpec *spec, const char *variant) {
+    const int v = eff_variant_parse(variant);
+    if (v < 0) return 0;
+    spec->variant = v;
+    /* torchvision's EfficientNet(stochastic_depth_prob=0.2), the default of every efficientnet_bN */
+    spec->stochastic_depth = v == EFF_VARIANT_TORCHVISION ? 0.2 : 0.0;
+    return 1;
+}
+
+void eff_model_spec_config(const char *name, const char *variant, double stochastic_depth, EffModelSpec *out) {
+    EFF_CHECK(eff_model_spec(name, out), "model.name '%s' unknown\nHINT: use efficientnet-b0 .. efficientnet-b7", name);
+    EFF_CHECK(eff_model_spec_set_variant(out, variant), "model.variant '%s' unknown\nHINT: use seed or torchvision",
+              variant);
+    if (stochastic_depth < 0) return; /* the variant's own */
+    EFF_CHECK(out->variant == EFF_VARIANT_TORCHVISION || stochastic_depth == 0, "model.stochastic_depth = %g, but "
+              "model.variant is %s, which has no stochastic depth\nHINT: set model.variant = torchvision, or leave "
+              "model.stochastic_depth at -1", stochastic_depth, variant);
+    out->stochastic_depth = stochastic_depth;
 }
 
 int eff_round_filters(int filters, double width) {
@@ -69,77 +98,142 @@ static void add_bn(EffModel *m, const char *prefix, int c, size_t *g, size_t *b,
 }
 
 void eff_model_set_dropout(EffModel *m, double dropout) {
+    m->head_drop = (float)dropout;
+    if (m->spec.variant == EFF_VARIANT_TORCHVISION) return; /* blocks: stochastic depth instead */
     /* Seed defect fixed: the seed divides by 16 (the base block count), which
      * drives the rate past 1 for B6/B7. We divide by this model's block count. */
     for (int i = 0; i < m->nblocks; i++) m->blk[i].drop = (float)(dropout * i / m->nblocks);
-    m->head_drop = (float)dropout;
 }
 
-void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes) {
-    EFF_CHECK(classes >= 1 && classes <= 100000, "bad number of classes %d (want 1..100000)", classes);
-    memset(m, 0, sizeof *m);
-    m->spec = *spec;
-    m->classes = classes;
-    m->bn_momentum = 0.1f;
-    m->bn_eps = 1e-5f;
-    eff_table_init(&m->ptab);
-    eff_table_init(&m->btab);
+void eff_model_set_stochastic_depth(EffModel *m, double p) {
+    EFF_CHECK(p >= 0 && p <= 1, "stochastic depth rate %g out of range [0, 1]", p);
+    EFF_CHECK(p == 0 || m->spec.variant == EFF_VARIANT_TORCHVISION, "stochastic depth %g on the seed variant, which "
+              "has none\nHINT: set model.variant = torchvision", p);
+    /* torchvision: sd_prob = stochastic_depth_prob * float(stage_block_id) / total_stage_blocks, every
+     * block; MBConv applies it only when use_res_connect */
+    for (int i = 0; i < m->nblocks; i++) m->blk[i].sd = m->blk[i].residual ? (float)(p * i / m->nblocks) : 0.0f;
+}
 
-    m->stem_c = eff_round_filters(32, spec->width);
-    m->head_c = eff_round_filters(1280, spec->width);
-    int total = 0;
-    for (int s = 0; s < 7; s++) total += eff_round_repeats(base_stages[s][2], spec->depth);
-    m->nblocks = total;
-    m->blk = eff_calloc((size_t)total, sizeof(EffBlock), "block table");
+/* A block's layer: its conv weight's name and its BN's prefix (the SE: its prefix, no BN). */
+enum { L_EXPAND, L_DW, L_SE, L_PROJECT };
+static void layer_names(const EffModel *m, const EffBlock *b, int bi, int r, int layer, char *conv, char *bn) {
+    static const char *const seed[4][2] = {{"expand_conv.weight", "expand_bn"}, {"depthwise_conv.weight", "depthwise_bn"},
+                                           {"se", ""}, {"project_conv.weight", "project_bn"}};
+    if (m->spec.variant == EFF_VARIANT_SEED) {
+        snprintf(conv, 80, "blocks.block_%d.%s", bi, seed[layer][0]);
+        snprintf(bn, 80, "blocks.block_%d.%s", bi, seed[layer][1]);
+        return;
+    }
+    /* torchvision: features.<stage + 1>.<repeat>.block.<j>.{0: conv, 1: BN}, j counting the block's
+     * layers (expand, depthwise, SE, project; no expand layer when the ratio is 1) */
+    const int j = layer - (b->expand ? 0 : 1);
+    snprintf(conv, 80, "features.%d.%d.block.%d%s", b->stage + 1, r, j, layer == L_SE ? "" : ".0.weight");
+    snprintf(bn, 80, "features.%d.%d.block.%d.1", b->stage + 1, r, j);
+}
 
-    m->stem_w = add_conv(m, "stem.0.weight", m->stem_c, 3, 3, EFF_LAYOUT_OIHW_AS_HWIO);
-    add_bn(m, "stem.1", m->stem_c, &m->stem_g, &m->stem_b, &m->stem_rm, &m->stem_rv);
+static size_t add_vector(EffModel *m, const char *name, EffParamKind kind, int n) {
+    int64_t shape[1] = {n};
+    return eff_table_add(&m->ptab, name, kind, EFF_LAYOUT_SAME, 1, shape);
+}
 
+/* Block bi (repeat r of its stage): its parameters, in the state_dict's order. */
+static void add_block(EffModel *m, int bi, int r) {
+    EffBlock *b = &m->blk[bi];
+    char conv[80], bn[80], name[96];
+    if (b->expand) {
+        layer_names(m, b, bi, r, L_EXPAND, conv, bn);
+        b->w_expand = add_conv(m, conv, b->ce, b->cin, 1, EFF_LAYOUT_SAME);
+        add_bn(m, bn, b->ce, &b->g0, &b->b0, &b->rm0, &b->rv0);
+    }
+    layer_names(m, b, bi, r, L_DW, conv, bn);
+    b->w_dw = add_conv(m, conv, b->ce, 1, b->k, EFF_LAYOUT_C1HW_AS_HWC);
+    add_bn(m, bn, b->ce, &b->g1, &b->b1, &b->rm1, &b->rv1);
+    layer_names(m, b, bi, r, L_SE, conv, bn);
+    snprintf(name, sizeof name, "%s.fc1.weight", conv);
+    b->w_se1 = add_conv(m, name, b->cse, b->ce, 1, EFF_LAYOUT_SAME);
+    snprintf(name, sizeof name, "%s.fc1.bias", conv);
+    if (m->se_bias) b->b_se1 = add_vector(m, name, EFF_KIND_CONV, b->cse);
+    snprintf(name, sizeof name, "%s.fc2.weight", conv);
+    b->w_se2 = add_conv(m, name, b->ce, b->cse, 1, EFF_LAYOUT_SAME);
+    snprintf(name, sizeof name, "%s.fc2.bias", conv);
+    if (m->se_bias) b->b_se2 = add_vector(m, name, EFF_KIND_CONV, b->ce);
+    layer_names(m, b, bi, r, L_PROJECT, conv, bn);
+    b->w_proj = add_conv(m, conv, b->cout, b->ce, 1, EFF_LAYOUT_SAME);
+    add_bn(m, bn, b->cout, &b->g2, &b->b2, &b->rm2, &b->rv2);
+}
+
+/* The blocks' shapes. Seed: SE squeeze int(0.25 x expanded channels).
+ * torchvision (MBConv): expanded = _make_divisible(cin x ratio, 8) (the
+ * same rounding as round_filters), squeeze = max(1, cin // 4). */
+static void block_shapes(EffModel *m) {
+    const int tv = m->spec.variant == EFF_VARIANT_TORCHVISION;
     int cin = m->stem_c, bi = 0;
-    char p[32], name[80];
     for (int s = 0; s < 7; s++) {
-        const int er = base_stages[s][0], cout = eff_round_filters(base_stages[s][1], spec->width);
-        const int reps = eff_round_repeats(base_stages[s][2], spec->depth);
+        const int er = base_stages[s][0], cout = eff_round_filters(base_stages[s][1], m->spec.width);
+        const int reps = eff_round_repeats(base_stages[s][2], m->spec.depth);
         for (int r = 0; r < reps; r++, bi++) {
             EffBlock *b = &m->blk[bi];
             b->stage = s;
             b->cin = cin;
             b->cout = cout;
-            b->ce = cin * er;
-            b->cse = (int)(b->ce * 0.25);
+            b->ce = tv ? eff_round_filters(cin, er) : cin * er;
+            b->cse = tv ? (cin / 4 > 1 ? cin / 4 : 1) : (int)(b->ce * 0.25);
             b->k = base_stages[s][4];
             b->stride = r == 0 ? base_stages[s][3] : 1;
             b->expand = er > 1;
             b->residual = cin == cout && b->stride == 1;
-            snprintf(p, sizeof p, "blocks.block_%d", bi);
-            if (b->expand) {
-                snprintf(name, sizeof name, "%s.expand_conv.weight", p);
-                b->w_expand = add_conv(m, name, b->ce, cin, 1, EFF_LAYOUT_SAME);
-                snprintf(name, sizeof name, "%s.expand_bn", p);
-                add_bn(m, name, b->ce, &b->g0, &b->b0, &b->rm0, &b->rv0);
-            }
-            snprintf(name, sizeof name, "%s.depthwise_conv.weight", p);
-            b->w_dw = add_conv(m, name, b->ce, 1, b->k, EFF_LAYOUT_C1HW_AS_HWC);
-            snprintf(name, sizeof name, "%s.depthwise_bn", p);
-            add_bn(m, name, b->ce, &b->g1, &b->b1, &b->rm1, &b->rv1);
-            snprintf(name, sizeof name, "%s.se.fc1.weight", p);
-            b->w_se1 = add_conv(m, name, b->cse, b->ce, 1, EFF_LAYOUT_SAME);
-            snprintf(name, sizeof name, "%s.se.fc2.weight", p);
-            b->w_se2 = add_conv(m, name, b->ce, b->cse, 1, EFF_LAYOUT_SAME);
-            snprintf(name, sizeof name, "%s.project_conv.weight", p);
-            b->w_proj = add_conv(m, name, cout, b->ce, 1, EFF_LAYOUT_SAME);
-            snprintf(name, sizeof name, "%s.project_bn", p);
-            add_bn(m, name, cout, &b->g2, &b->b2, &b->rm2, &b->rv2);
             cin = cout;
         }
     }
-    m->head_w = add_conv(m, "head.0.weight", m->head_c, cin, 1, EFF_LAYOUT_SAME);
-    add_bn(m, "head.1", m->head_c, &m->head_g, &m->head_b, &m->head_rm, &m->head_rv);
-    int64_t fw[2] = {classes, m->head_c}, fb[1] = {classes};
+}
+
+/* The per-variant constants: BN eps/momentum (torchvision's B5-B7 use
+ * partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)), the SE's activation
+ * and biases, the head width (torchvision: 4 x the last stage's channels). */
+static void variant_constants(EffModel *m) {
+    const int tv = m->spec.variant == EFF_VARIANT_TORCHVISION;
+    const char *n = m->spec.name;
+    const int b567 = !strcmp(n, "efficientnet-b5") || !strcmp(n, "efficientnet-b6") || !strcmp(n, "efficientnet-b7");
+    m->bn_momentum = tv && b567 ? 0.01f : 0.1f;
+    m->bn_eps = tv && b567 ? 1e-3f : 1e-5f;
+    m->se_act = tv ? EFF_SE_SILU : EFF_SE_RELU;
+    m->se_bias = tv;
+    m->stem_c = eff_round_filters(32, m->spec.width);
+    m->head_c = tv ? 4 * eff_round_filters(base_stages[6][1], m->spec.width) : eff_round_filters(1280, m->spec.width);
+}
+
+void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes) {
+    EFF_CHECK(classes >= 1 && classes <= 100000, "bad number of classes %d (want 1..100000)", classes);
+    EFF_CHECK(spec->variant == EFF_VARIANT_SEED || spec->variant == EFF_VARIANT_TORCHVISION, "bad model variant %d",
+              spec->variant);
+    memset(m, 0, sizeof *m);
+    m->spec = *spec;
+    m->classes = classes;
+    eff_table_init(&m->ptab);
+    eff_table_init(&m->btab);
+    variant_constants(m);
+    const int tv = spec->variant == EFF_VARIANT_TORCHVISION;
+    int total = 0;
+    for (int s = 0; s < 7; s++) total += eff_round_repeats(base_stages[s][2], spec->depth);
+    m->nblocks = total;
+    m->blk = eff_calloc((size_t)total, sizeof(EffBlock), "block table");
+    block_shapes(m);
+
+    m->stem_w = add_conv(m, tv ? "features.0.0.weight" : "stem.0.weight", m->stem_c, 3, 3, EFF_LAYOUT_OIHW_AS_HWIO);
+    add_bn(m, tv ? "features.0.1" : "stem.1", m->stem_c, &m->stem_g, &m->stem_b, &m->stem_rm, &m->stem_rv);
+    for (int bi = 0, r = 0; bi < total; bi++) {
+        r = bi > 0 && m->blk[bi].stage == m->blk[bi - 1].stage ? r + 1 : 0;
+        add_block(m, bi, r);
+    }
+    const int cl = m->blk[total - 1].cout;
+    m->head_w = add_conv(m, tv ? "features.8.0.weight" : "head.0.weight", m->head_c, cl, 1, EFF_LAYOUT_SAME);
+    add_bn(m, tv ? "features.8.1" : "head.1", m->head_c, &m->head_g, &m->head_b, &m->head_rm, &m->head_rv);
+    int64_t fw[2] = {classes, m->head_c};
     m->fc_w = eff_table_add(&m->ptab, "classifier.1.weight", EFF_KIND_LINEAR, EFF_LAYOUT_SAME, 2, fw);
-    m->fc_b = eff_table_add(&m->ptab, "classifier.1.bias", EFF_KIND_LINEAR, EFF_LAYOUT_SAME, 1, fb);
+    m->fc_b = add_vector(m, "classifier.1.bias", EFF_KIND_LINEAR, classes);
 
     eff_model_set_dropout(m, spec->dropout);
+    eff_model_set_stochastic_depth(m, spec->stochastic_depth);
 }
 
 void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes) {
@@ -157,34 +251,47 @@ void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spe
     m->opt_n = m->ptab.total;
 }
 
+/* One parameter tensor in PyTorch's element order (tmp), by the variant's rule. */
+static void init_view(const EffModel *m, const EffView *v, EffRng *rng, float *tmp) {
+    if (v->kind == EFF_KIND_BN) { /* ones_ / zeros_ (both variants) */
+        const float val = strstr(v->name, ".weight") ? 1.0f : 0.0f;
+        for (size_t j = 0; j < v->numel; j++) tmp[j] = val;
+        return;
+    }
+    if (m->spec.variant == EFF_VARIANT_TORCHVISION) {
+        if (v->ndim == 1) { /* conv and Linear biases: zeros_ */
+            for (size_t j = 0; j < v->numel; j++) tmp[j] = 0.0f;
+        } else if (v->kind == EFF_KIND_LINEAR) { /* uniform_(-1/sqrt(out_features), +) */
+            const double r = 1.0 / sqrt((double)v->shape[0]);
+            for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)((2.0 * eff_rng_uniform(rng) - 1.0) * r);
+        } else { /* kaiming_normal_(mode="fan_out"): std = sqrt(2 / (out_channels x kh x kw)) */
+            const double sd = sqrt(2.0 / (double)(v->shape[0] * v->shape[2] * v->shape[3]));
+            for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)(eff_rng_normal(rng) * sd);
+        }
+        return;
+    }
+    /* seed: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); Linear's bias
+     * uses the same bound with the weight's fan_in. */
+    int64_t fan_in = 1;
+    if (v->ndim == 1) fan_in = m->head_c;
+    else
+        for (int d = 1; d < v->ndim; d++) fan_in *= v->shape[d];
+    const double bound = 1.0 / sqrt((double)fan_in);
+    for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)((2.0 * eff_rng_uniform(rng) - 1.0) * bound);
+}
+
 void eff_model_init_weights(EffModel *m, uint64_t seed) {
     EffRng rng;
     eff_rng_seed(&rng, seed);
     float *hp = eff_calloc(m->ptab.total, sizeof(float), "initial weights");
     float *hb = eff_calloc(m->btab.total, sizeof(float), "initial BN buffers");
-    float *tmp = NULL;
-    size_t tmp_n = 0;
+    size_t tmp_n = 1;
+    for (int i = 0; i < m->ptab.count; i++) tmp_n = m->ptab.views[i].numel > tmp_n ? m->ptab.views[i].numel : tmp_n;
+    float *tmp = eff_malloc(tmp_n * sizeof(float), "init scratch");
     for (int i = 0; i < m->ptab.count; i++) {
         const EffView *v = &m->ptab.views[i];
-        float *dst = hp + v->offset;
-        const int is_bias = v->ndim == 1;
-        if (v->kind == EFF_KIND_BN) {
-            float val = strstr(v->name, ".weight") ? 1.0f : 0.0f;
-            for (size_t j = 0; j < v->numel; j++) dst[j] = val;
-            continue;
-        }
-        /* kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); Linear's bias
-         * uses the same bound with the weight's fan_in. */
-        int64_t fan_in;
-        if (is_bias) fan_in = m->head_c;
-        else {
-            fan_in = 1;
-            for (int d = 1; d < v->ndim; d++) fan_in *= v->shape[d];
-        }
-        const double bound = 1.0 / sqrt((double)fan_in);
-        if (v->numel > tmp_n) { eff_free(tmp); tmp_n = v->numel; tmp = eff_malloc(tmp_n * sizeof(float), "init scratch"); }
-        for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)((2.0 * eff_rng_uniform(&rng) - 1.0) * bound);
-        eff_view_from_torch(v, tmp, dst); /* draw in PyTorch's element order */
+        init_view(m, v, &rng, tmp);
+        eff_view_from_torch(v, tmp, hp + v->offset); /* drawn in PyTorch's element order */
     }
     for (int i = 0; i < m->btab.count; i++) {
         const EffView *v = &m->btab.views[i];
@@ -284,7 +391,7 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
         b->d_mean = f32(m, b->ce, "BN mean");
         b->d_rstd = f32(m, b->ce, "BN rstd");
         b->se_pooled = f32(m, (size_t)N * b->ce, "SE pooled");
-        b->se_hidden = f32(m, (size_t)N * b->cse, "SE hidden");
+        b->se_hidden = f32(m, (size_t)N * b->cse * (m->se_act == EFF_SE_SILU ? 2 : 1), "SE hidden");
         b->se_gate = f32(m, (size_t)N * b->ce, "SE gate");
         b->se_out = act(m, Mo * b->ce, "SE output");
         b->p_conv = act(m, Mo * b->cout, "project conv output");
@@ -383,6 +490,10 @@ static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd,
 }
 
 
+/* The SE biases (torchvision), or NULL (the seed). */
+static const float *se_b(const EffModel *m, const float *base, size_t off) { return m->se_bias ? base + off : NULL; }
+static float *se_db(const EffModel *m, float *base, size_t off) { return m->se_bias ? base + off : NULL; }
+
 /* Depthwise conv -> BN+swish -> SE, train mode, through the backend's fused
  * ops (bit-identical to the unfused calls): the conv's output pass leaves
  * the BN statistics, and the BN output pass is also the SE squeeze. */
@@ -397,7 +508,8 @@ static void dw_bn_se_forward_fused(EffModel *m, EffBlock *b) {
                                                            P + b->g1, P + b->b1, N, N * HWo, b->ce, m->bn_momentum,
                                                            m->bn_eps, 1));
     TIMED(m, EFF_PROF_SE, be->se_forward_pooled(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act,
-                                                P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
+                                                P + b->w_se1, se_b(m, P, b->b_se1), P + b->w_se2,
+                                                se_b(m, P, b->b_se2), N, HWo, b->ce, b->cse, m->se_act));
 }
 
 static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
@@ -419,12 +531,16 @@ static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
                                                      b->stride));
         bn_fwd(m, train, b->d_act, b->d_mean, b->d_rstd, b->rm1, b->rv1, b->d_conv, b->g1, b->b1, Mo, b->ce, 1);
         TIMED(m, EFF_PROF_SE, be->se_forward(be, b->se_out, b->se_pooled, b->se_hidden, b->se_gate, b->d_act,
-                                             P + b->w_se1, P + b->w_se2, N, b->Ho * b->Wo, b->ce, b->cse));
+                                             P + b->w_se1, se_b(m, P, b->b_se1), P + b->w_se2, se_b(m, P, b->b_se2), N,
+                                             b->Ho * b->Wo, b->ce, b->cse, m->se_act));
     }
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_forward(be, b->p_conv, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
     bn_fwd(m, train, b->out, b->p_mean, b->p_rstd, b->rm2, b->rv2, b->p_conv, b->g2, b->b2, Mo, b->cout, 0);
     if (train && b->drop > 0.0f)
         TIMED(m, EFF_PROF_ELEMWISE, be->dropout_forward(be, b->out, b->out, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
+    if (train && b->sd > 0.0f) /* torchvision: result = stochastic_depth(result); result += input */
+        TIMED(m, EFF_PROF_ELEMWISE, be->stochastic_depth_forward(be, b->out, b->out, N, (size_t)b->Ho * b->Wo * b->cout,
+                                                                 b->sd, m->drop_key, (uint64_t)i));
     if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, b->out, x, Mo * b->cout));
 }
 
@@ -513,11 +629,17 @@ static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout,
         TIMED(m, EFF_PROF_ELEMWISE, be->dropout_backward(be, t1, dout, Mo * b->cout, b->drop, m->drop_key, (uint64_t)i));
         dp = t1;
     }
+    if (b->sd > 0.0f) {
+        TIMED(m, EFF_PROF_ELEMWISE, be->stochastic_depth_backward(be, t1, dout, N, (size_t)HWo * b->cout, b->sd,
+                                                                  m->drop_key, (uint64_t)i));
+        dp = t1;
+    }
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g2, G + b->b2, m->bn_work, dp, b->p_conv, NULL, b->p_mean, b->p_rstd,
                                                  P + b->g2, P + b->b2, (int)Mo, b->cout, 0));
     TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_proj, t2, b->se_out, P + b->w_proj, (int)Mo, b->ce, b->cout));
-    TIMED(m, EFF_PROF_SE, be->se_backward(be, t1, G + b->w_se1, G + b->w_se2, m->se_work, t1, b->d_act, b->se_pooled,
-                                          b->se_hidden, b->se_gate, P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse));
+    TIMED(m, EFF_PROF_SE, be->se_backward(be, t1, G + b->w_se1, se_db(m, G, b->b_se1), G + b->w_se2,
+                                          se_db(m, G, b->b_se2), m->se_work, t1, b->d_act, b->se_pooled, b->se_hidden,
+                                          b->se_gate, P + b->w_se1, P + b->w_se2, N, HWo, b->ce, b->cse, m->se_act));
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g1, G + b->b1, m->bn_work, t1, b->d_conv, b->d_act, b->d_mean, b->d_rstd,
                                                  P + b->g1, P + b->b1, (int)Mo, b->ce, 1));
     TIMED(m, EFF_PROF_DWCONV, be->dwconv_backward(be, t1, G + b->w_dw, t2, b->e_act, P + b->w_dw, N, b->Hi, b->Wi,

@@ -1,6 +1,7 @@
-/* model.h: EfficientNet B0-B7 (the seed's architecture) on top of the op
- * boundary in backend.h: parameter tables, activation buffers, and the
- * hand-written forward and backward passes. */
+/* model.h: EfficientNet B0-B7 on top of the op boundary in backend.h:
+ * parameter tables, activation buffers, and the hand-written forward and
+ * backward passes. Two variants of the architecture (model.variant,
+ * docs/model.md): the seed's, and torchvision's efficientnet_b0..b7. */
 #ifndef EFFNET_MODEL_H
 #define EFFNET_MODEL_H
 
@@ -10,16 +11,36 @@
 
 #include <stdint.h>
 
-/* Scaling coefficients from the seed's efficient_config table. */
+/* The architecture variant (config model.variant). SEED: the seed blog's
+ * module (SE squeeze from the expanded channels, no SE biases, ReLU in the
+ * SE, element dropout in every block). TORCHVISION: torchvision 0.14's
+ * efficientnet_bN (SE squeeze from the block's input channels, SE biases,
+ * SiLU in the SE, stochastic depth on the residual blocks, B5-B7 BN eps 1e-3
+ * and momentum 0.01, torchvision's state_dict keys and initialisation). */
+typedef enum { EFF_VARIANT_SEED = 0, EFF_VARIANT_TORCHVISION = 1 } EffVariant;
+const char *eff_variant_name(int variant); /* "seed", "torchvision" */
+int eff_variant_parse(const char *s);      /* -1 if unknown */
+
+/* Scaling coefficients from the seed's efficient_config table (torchvision's
+ * efficientnet_bN use the same width, depth and dropout), and the variant. */
 typedef struct EffModelSpec {
     char name[32];
     double width, depth;
     int resolution;
-    double dropout;
+    double dropout;          /* the classifier's (and, for the seed, the blocks' scale) */
+    int variant;             /* EffVariant */
+    double stochastic_depth; /* torchvision's stochastic_depth_prob (0.2); 0 for the seed */
 } EffModelSpec;
 
-/* Fill *out for "efficientnet-b0".."efficientnet-b7" (or "b0".."b7"); 0 if unknown. */
+/* Fill *out for "efficientnet-b0".."efficientnet-b7" (or "b0".."b7"), the
+ * seed variant; 0 if unknown. */
 int eff_model_spec(const char *name, EffModelSpec *out);
+/* Set the variant of *spec by name ("seed", "torchvision"), with that
+ * variant's stochastic depth; 0 if the name is unknown. */
+int eff_model_spec_set_variant(EffModelSpec *spec, const char *variant);
+/* The spec of a config's model: name, variant and stochastic depth (< 0: the
+ * variant's own). Exits with a message naming the bad value and the fix. */
+void eff_model_spec_config(const char *name, const char *variant, double stochastic_depth, EffModelSpec *out);
 int eff_round_filters(int filters, double width); /* seed's _round_filters */
 int eff_round_repeats(int repeats, double depth); /* seed's _round_repeats */
 
@@ -29,17 +50,19 @@ extern const char *const eff_prof_names[EFF_PROF_COUNT];
 
 typedef struct EffBlock {
     int stage, cin, cout, ce, cse, k, stride, expand, residual;
-    float drop;
+    float drop; /* seed: element dropout on the block output (all blocks) */
+    float sd;   /* torchvision: stochastic-depth rate (residual blocks; per image) */
     int Hi, Wi, Ho, Wo; /* spatial size for the current activation allocation */
     /* parameter offsets (floats) into the param/grad buffers */
     size_t w_expand, g0, b0, w_dw, g1, b1, w_se1, w_se2, w_proj, g2, b2;
+    size_t b_se1, b_se2; /* SE biases (torchvision; unused by the seed) */
     /* running-stat offsets into the buffer table */
     size_t rm0, rv0, rm1, rv1, rm2, rv2;
     /* saved activations (backend memory; EffAct: the backend's act type) */
     EffAct *e_conv, *e_act, *d_conv, *d_act;       /* expand / depthwise conv out, after BN+swish */
     EffAct *se_out, *p_conv, *out;                 /* SE output, project conv out, block output */
     float *e_mean, *e_rstd, *d_mean, *d_rstd, *p_mean, *p_rstd; /* BN batch statistics */
-    float *se_pooled, *se_hidden, *se_gate;        /* SE per-image vectors (fp32) */
+    float *se_pooled, *se_hidden, *se_gate;        /* SE per-image vectors (fp32); se_hidden: see se_act */
 } EffBlock;
 
 typedef struct EffModel {
@@ -48,6 +71,8 @@ typedef struct EffModel {
     int classes, stem_c, head_c, nblocks, nconvs;
     EffBlock *blk;
     float bn_momentum, bn_eps, head_drop;
+    int se_act;       /* EFF_SE_RELU (seed) or EFF_SE_SILU (torchvision: hidden holds 2 x N x Cse floats) */
+    int se_bias;      /* the SE convs have biases (torchvision) */
     float label_smoothing; /* cross-entropy label smoothing (0: the seed) */
     EffTable ptab; /* parameters; grads and Adam moments use the same offsets */
     EffTable btab; /* BN running statistics */
@@ -112,11 +137,19 @@ void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes);
  * running stats. Weights are left zero: call eff_model_init_weights. */
 void eff_model_create(EffModel *m, const EffBackend *be, const EffModelSpec *spec, int classes);
 void eff_model_destroy(EffModel *m);
-/* PyTorch default initialisation (kaiming_uniform a=sqrt(5) for conv/linear,
- * BN weight 1 / bias 0, running mean 0 / var 1) from a seeded generator. */
+/* The variant's initialisation from a seeded generator, drawn in PyTorch's
+ * element order. Seed: PyTorch's defaults (kaiming_uniform a=sqrt(5) for
+ * conv/linear, BN weight 1 / bias 0). Torchvision: its EfficientNet's own
+ * (kaiming_normal_ fan_out for convs, conv biases 0, Linear U(+-1/sqrt(out))
+ * with bias 0). Both: running mean 0 / var 1. */
 void eff_model_init_weights(EffModel *m, uint64_t seed);
-/* Override the model's dropout (block rates scale with it); 0 disables. */
+/* Override the model's dropout; 0 disables. Seed: the block rates scale with
+ * it too. Torchvision: the classifier's only (stochastic depth is separate). */
 void eff_model_set_dropout(EffModel *m, double dropout);
+/* Torchvision: stochastic_depth_prob p; residual block i drops its branch
+ * per image with rate p * i / nblocks (0 disables). The seed has none: p
+ * must be 0. */
+void eff_model_set_stochastic_depth(EffModel *m, double p);
 /* Allocate every activation for batch N at resolution R (none during a step). */
 void eff_model_alloc_acts(EffModel *m, int N, int R);
 size_t eff_model_act_bytes(const EffModel *m);

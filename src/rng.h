@@ -19,6 +19,14 @@ EFF_HD static inline uint64_t eff_drop_key(uint64_t step_key, uint64_t layer) {
     return eff_key3(step_key, EFF_DROP_SALT, layer);
 }
 
+/* The stochastic-depth mask key of block `layer` (torchvision variant): one
+ * draw per image, eff_uniform_at(eff_sd_key(step_key, layer), n) for image n
+ * of the micro-batch. Its own salt, so it never reuses a dropout stream. */
+#define EFF_SD_SALT 0x5D0Bull
+EFF_HD static inline uint64_t eff_sd_key(uint64_t step_key, uint64_t layer) {
+    return eff_key3(step_key, EFF_SD_SALT, layer);
+}
+
 /* Uniform in [0,1) with 24 random bits, element `i` of stream `key`. */
 EFF_HD static inline float eff_uniform_at(uint64_t key, uint64_t i) {
     return (float)(eff_mix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * (1.0f / 16777216.0f);

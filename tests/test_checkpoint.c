@@ -732,6 +732,34 @@ static int mode_write_random(const char *ckpt, uint64_t seed, const char *in, co
     return 0;
 }
 
+/* The model a checkpoint holds: name and variant (tests/ckpt/test_torchvision.py). */
+static EffModel *new_model_of(const char *ckpt, const char *name, int classes) {
+    EffModelSpec spec;
+    char err[1024];
+    EFF_CHECK(eff_model_spec(name, &spec), "unknown model %s", name);
+    EFF_CHECK(eff_checkpoint_peek_variant(ckpt, &spec, err, sizeof err), "%s", err);
+    EffModel *m = eff_calloc(1, sizeof *m, "model");
+    eff_model_create(m, eff_backend_cpu(), &spec, classes);
+    return m;
+}
+
+/* Load IN into the C model (its tensors go through our layouts and buffers)
+ * and save it as OUT: the effnet leg of a torchvision -> effnet -> torchvision
+ * round trip. */
+static int mode_resave(const char *in, const char *out) {
+    char name[64], err[1024];
+    int classes, res;
+    EFF_CHECK(eff_checkpoint_peek(in, name, sizeof name, &classes, &res, err, sizeof err), "%s", err);
+    EffModel *m = new_model_of(in, name, classes);
+    eff_checkpoint_load(in, m, 0, NULL, NULL);
+    EffTrainState st = {.epoch = 1, .best_acc = -1, .last_acc = -1, .last_loss = NAN, .world_size = 1};
+    eff_checkpoint_save(out, m, &st, "adam", res, NULL, NULL, NULL, 0);
+    printf("%s -> %s: %s (%s variant), %d classes, %d tensors + %d buffers\n", in, out, name,
+           eff_variant_name(m->spec.variant), classes, m->ptab.count, m->btab.count);
+    free_model(m);
+    return 0;
+}
+
 static int mode_eval(const char *ckpt, const char *in, const char *out) {
     char name[64], err[1024];
     int classes, res;
@@ -740,7 +768,7 @@ static int mode_eval(const char *ckpt, const char *in, const char *out) {
         return 1;
     }
     printf("%s: %s, %d classes, resolution %d\n", ckpt, name, classes, res);
-    EffModel *m = new_model(name, classes);
+    EffModel *m = new_model_of(ckpt, name, classes);
     eff_checkpoint_load(ckpt, m, 0, NULL, NULL);
     int N, R;
     float *x = read_input(in, &N, &R);
@@ -760,7 +788,8 @@ int main(int argc, char **argv) {
         return mode_write_random(argv[2], (uint64_t)seed, argv[4], argv[5]);
     }
     if (argc == 5 && strcmp(argv[1], "eval") == 0) return mode_eval(argv[2], argv[3], argv[4]);
+    if (argc == 4 && strcmp(argv[1], "resave") == 0) return mode_resave(argv[2], argv[3]);
     fprintf(stderr, "usage: test_checkpoint\n       test_checkpoint write-random CKPT SEED INPUT.h5 LOGITS.h5\n"
-                    "       test_checkpoint eval CKPT INPUT.h5 LOGITS.h5\n");
+                    "       test_checkpoint eval CKPT INPUT.h5 LOGITS.h5\n       test_checkpoint resave IN.h5 OUT.h5\n");
     return 2;
 }

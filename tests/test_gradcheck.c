@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXIN 4
+#define MAXIN 5
 /* Per-op bounds on fp32 central differences with h = 1e-2 (truncation ~h^2,
  * rounding ~eps_f32 |L| / h). Measured worst over four OpenBLAS kernels
  * (default, Haswell, SandyBridge, SkylakeX; 2026-12-02): 9e-6 (pooling) to
@@ -123,8 +123,17 @@ static void bn_f(Case *c) {
 static void bn_b(Case *c, const float *d, float **g) { batchnorm_backward_cpu(g[0], g[1], g[2], c->work, d, c->in[0], c->out, c->save[0], c->save[1], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2]); }
 static void sw_f(Case *c) { swish_forward_cpu(c->out, c->in[0], c->n_out); }
 static void sw_b(Case *c, const float *d, float **g) { swish_backward_cpu(g[0], d, c->in[0], c->n_out); }
-static void se_f(Case *c) { se_forward_cpu(c->out, c->save[0], c->save[1], c->save[2], c->in[0], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2], c->i[3]); }
-static void se_b(Case *c, const float *d, float **g) { se_backward_cpu(g[0], g[1], g[2], c->save[3], d, c->in[0], c->save[0], c->save[1], c->save[2], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2], c->i[3]); }
+/* SE: i[4] is the activation; with 5 inputs, in[3] and in[4] are the biases (torchvision) */
+static void se_f(Case *c) {
+    const float *b1 = c->nin == 5 ? c->in[3] : NULL, *b2 = c->nin == 5 ? c->in[4] : NULL;
+    se_forward_cpu(c->out, c->save[0], c->save[1], c->save[2], c->in[0], c->in[1], b1, c->in[2], b2, c->i[0], c->i[1], c->i[2], c->i[3], c->i[4]);
+}
+static void se_b(Case *c, const float *d, float **g) {
+    float *db1 = c->nin == 5 ? g[3] : NULL, *db2 = c->nin == 5 ? g[4] : NULL;
+    se_backward_cpu(g[0], g[1], db1, g[2], db2, c->save[3], d, c->in[0], c->save[0], c->save[1], c->save[2], c->in[1], c->in[2], c->i[0], c->i[1], c->i[2], c->i[3], c->i[4]);
+}
+static void sd_f(Case *c) { stochastic_depth_forward_cpu(c->out, c->in[0], c->i[0], (size_t)c->i[1], c->f[0], 99); }
+static void sd_b(Case *c, const float *d, float **g) { stochastic_depth_backward_cpu(g[0], d, c->i[0], (size_t)c->i[1], c->f[0], 99); }
 static void do_f(Case *c) { dropout_forward_cpu(c->out, c->in[0], c->n_out, c->f[0], 1234); }
 static void do_b(Case *c, const float *d, float **g) { dropout_backward_cpu(g[0], d, c->n_out, c->f[0], 1234); }
 static void gap_f(Case *c) { gap_forward_cpu(c->out, c->in[0], c->i[0], c->i[1], c->i[2]); }
@@ -253,13 +262,23 @@ static void check_model_tensor(TestState *ts, EffModel *m, const char *name, con
     eff_free(u);
 }
 
-static void check_model(TestState *ts, EffRng *rng) {
+static void check_model(TestState *ts, EffRng *rng, const char *variant, const char *const *names, size_t nnames) {
     EffModelSpec spec;
     eff_model_spec("efficientnet-b0", &spec);
+    eff_model_spec_set_variant(&spec, variant);
     EffModel m;
     eff_model_create(&m, eff_backend_cpu(), &spec, 10);
     eff_model_init_weights(&m, 7);
     eff_model_set_dropout(&m, 0.0);
+    eff_model_set_stochastic_depth(&m, 0.0);
+    /* torchvision initialises its conv biases (the SE's) to 0: the loss-noise probe below moves each element by
+     * one ulp, which at 0 is a denormal that changes nothing, so sigma came out ~15x under the real noise of
+     * the differences (features.2.1.block.2.fc2.bias: D+/D- jitter +-0.01 at h = 4e-4). Random biases, as in
+     * the reference fixtures, make the probe (and a dropped bias term) visible. */
+    for (int i = 0; m.se_bias && i < m.ptab.count; i++)
+        if (m.ptab.views[i].kind == EFF_KIND_CONV && m.ptab.views[i].ndim == 1)
+            for (size_t k = 0; k < m.ptab.views[i].numel; k++)
+                m.param[m.ptab.views[i].offset + k] = (float)(eff_rng_uniform(rng) - 0.5);
     const int N = 8, R = 64;
     eff_model_alloc_acts(&m, N, R);
     float *x = eff_malloc((size_t)N * R * R * 3 * sizeof(float), "x");
@@ -268,10 +287,7 @@ static void check_model(TestState *ts, EffRng *rng) {
     eff_model_zero_grad(&m);
     double L0 = model_loss(&m, x, y);
     eff_model_backward(&m, 1.0f);
-    const char *names[] = {"stem.0.weight", "blocks.block_0.depthwise_conv.weight", "blocks.block_1.depthwise_conv.weight",
-                           "blocks.block_2.project_conv.weight", "blocks.block_4.se.fc2.weight", "blocks.block_4.depthwise_bn.weight",
-                           "blocks.block_14.expand_conv.weight", "head.1.bias", "classifier.1.weight"};
-    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) check_model_tensor(ts, &m, names[t], x, y, rng, L0);
+    for (size_t t = 0; t < nnames; t++) check_model_tensor(ts, &m, names[t], x, y, rng, L0);
     eff_free(x);
     eff_model_destroy(&m);
 }
@@ -322,7 +338,7 @@ int main(void) {
     {
         const int N = 3, HW = 10, C = 12, Cse = 3;
         Case c = make("squeeze-excite", &rng, 3, (size_t[]){N * HW * C, Cse * C, C * Cse}, (int[]){1, 1, 1}, N * HW * C);
-        memcpy(c.i, (int[]){N, HW, C, Cse}, 4 * sizeof(int));
+        memcpy(c.i, (int[]){N, HW, C, Cse, EFF_SE_RELU}, 5 * sizeof(int));
         c.save[0] = eff_malloc(N * C * sizeof(float), "pooled");
         c.save[1] = eff_malloc(N * Cse * sizeof(float), "hidden");
         c.save[2] = eff_malloc(N * C * sizeof(float), "gate");
@@ -368,6 +384,37 @@ int main(void) {
         free_case(&c);
     }
     printf("whole model (B0, 64x64, batch 8, train-mode BN, residual blocks)\n");
-    check_model(&ts, &rng);
+    const char *seed_names[] = {"stem.0.weight", "blocks.block_0.depthwise_conv.weight", "blocks.block_1.depthwise_conv.weight",
+                                "blocks.block_2.project_conv.weight", "blocks.block_4.se.fc2.weight", "blocks.block_4.depthwise_bn.weight",
+                                "blocks.block_14.expand_conv.weight", "head.1.bias", "classifier.1.weight"};
+    check_model(&ts, &rng, "seed", seed_names, sizeof seed_names / sizeof seed_names[0]);
+    /* The torchvision variant's own pieces, after the seed's checks (so those draw the same numbers as before). */
+    {
+        const int N = 3, HW = 10, C = 12, Cse = 3;
+        Case c = make("squeeze-excite, biases + SiLU", &rng, 5, (size_t[]){N * HW * C, Cse * C, C * Cse, Cse, C},
+                      (int[]){1, 1, 1, 1, 1}, N * HW * C);
+        memcpy(c.i, (int[]){N, HW, C, Cse, EFF_SE_SILU}, 5 * sizeof(int));
+        c.save[0] = eff_malloc(N * C * sizeof(float), "pooled");
+        c.save[1] = eff_malloc(2 * N * Cse * sizeof(float), "hidden and its input");
+        c.save[2] = eff_malloc(N * C * sizeof(float), "gate");
+        c.save[3] = eff_malloc(N * (2 * C + Cse) * sizeof(float), "work");
+        c.fwd = se_f; c.bwd = se_b;
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL_BN);
+        free_case(&c);
+    }
+    {
+        Case c = make("stochastic depth p=0.5, 6 images", &rng, 1, (size_t[]){6 * 20}, (int[]){1}, 6 * 20);
+        memcpy(c.i, (int[]){6, 20}, 2 * sizeof(int));
+        c.f[0] = 0.5f;
+        c.fwd = sd_f; c.bwd = sd_b;
+        run_case(&ts, &c, &rng, 1e-2, OP_TOL);
+        free_case(&c);
+    }
+    printf("whole model, torchvision variant (B0, 64x64, batch 8)\n");
+    const char *tv_names[] = {"features.0.0.weight", "features.1.0.block.0.0.weight", "features.1.0.block.1.fc1.bias",
+                              "features.2.0.block.1.0.weight", "features.2.1.block.2.fc1.weight",
+                              "features.2.1.block.2.fc2.bias", "features.3.1.block.3.1.weight",
+                              "features.6.3.block.0.0.weight", "features.8.1.bias", "classifier.1.bias"};
+    check_model(&ts, &rng, "torchvision", tv_names, sizeof tv_names / sizeof tv_names[0]);
     return t_finish(&ts, "test_gradcheck");
 }

@@ -22,6 +22,11 @@ typedef enum { EFF_PREC_FP32 = 0, EFF_PREC_BF16 = 1, EFF_PREC_FP16 = 2 } EffPrec
  * tensors (SE pooled/hidden/gate, logits, probabilities) stay float. */
 typedef void EffAct;
 
+/* The SE's hidden activation (se_forward's act): ReLU (the seed) or SiLU
+ * (torchvision). With SiLU, hidden holds 2 x N x Cse floats: the activation,
+ * then its input (the backward's derivative needs it). */
+enum { EFF_SE_RELU = 0, EFF_SE_SILU = 1 };
+
 /* Per-step scalars that ops read from backend memory when a step is replayed
  * from a captured CUDA graph (set_step_scalar; see docs/gpu.md). */
 enum { EFF_STEP_DROP_KEY = 0, EFF_STEP_GRAD_SCALE = 1, EFF_STEP_NSCALARS = 2 };
@@ -83,17 +88,27 @@ typedef struct EffBackend {
     void (*add_inplace)(const struct EffBackend *be, EffAct *y, const EffAct *x, size_t n);
     /* x *= alpha (unscaling fp16 gradients) */
     void (*scale_inplace)(const struct EffBackend *be, float *x, size_t n, float alpha);
+    /* SE (src/ops/se.c): b1, b2 are the two convs' biases (NULL: none, the
+     * seed; db1, db2 then NULL too); act is EFF_SE_RELU or EFF_SE_SILU. */
     void (*se_forward)(const struct EffBackend *be, EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1,
-                       const float *w2, int N, int HW, int C, int Cse);
-    void (*se_backward)(const struct EffBackend *be, EffAct *din, float *dw1, float *dw2, float *work, const EffAct *dout, const EffAct *in,
-                        const float *pooled, const float *hidden, const float *gate, const float *w1,
-                        const float *w2, int N, int HW, int C, int Cse);
+                       const float *b1, const float *w2, const float *b2, int N, int HW, int C, int Cse, int act);
+    void (*se_backward)(const struct EffBackend *be, EffAct *din, float *dw1, float *db1, float *dw2, float *db2, float *work,
+                        const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden, const float *gate,
+                        const float *w1, const float *w2, int N, int HW, int C, int Cse, int act);
     /* Dropout of layer `layer` in the step keyed step_key: the mask's key is
      * eff_key3(step_key, EFF_DROP_SALT, layer) (src/rng.h). */
     void (*dropout_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key,
                             uint64_t layer);
     void (*dropout_backward)(const struct EffBackend *be, EffAct *din, const EffAct *dout, size_t n, float p, uint64_t step_key,
                              uint64_t layer);
+    /* Stochastic depth ("row" mode, torchvision.ops.stochastic_depth) of
+     * layer `layer`: image n of the N in [N][per] is dropped (zeroed) when
+     * eff_uniform_at(eff_sd_key(step_key, layer), n) < p, else scaled by
+     * 1/(1-p). Training only; backward applies the same mask and scale. */
+    void (*stochastic_depth_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, int N, size_t per,
+                                     float p, uint64_t step_key, uint64_t layer);
+    void (*stochastic_depth_backward)(const struct EffBackend *be, EffAct *din, const EffAct *dout, int N, size_t per,
+                                      float p, uint64_t step_key, uint64_t layer);
     void (*gap_forward)(const struct EffBackend *be, EffAct *out, const EffAct *in, int N, int HW, int C);
     void (*gap_backward)(const struct EffBackend *be, EffAct *din, const EffAct *dout, int N, int HW, int C);
     void (*linear_forward)(const struct EffBackend *be, float *out, const EffAct *in, const float *w, const float *b, int N, int Cin, int Cout);
@@ -131,8 +146,8 @@ typedef struct EffBackend {
                                          const EffAct *in, const float *gamma, const float *beta, int N, int M, int C,
                                          float momentum, float eps, int swish);
     void (*se_forward_pooled)(const struct EffBackend *be, EffAct *out, const float *pooled, float *hidden,
-                              float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C,
-                              int Cse);
+                              float *gate, const EffAct *in, const float *w1, const float *b1, const float *w2,
+                              const float *b2, int N, int HW, int C, int Cse, int act);
     /* Step capture (CUDA graphs; NULL in backends without it). Between
      * graph_begin and graph_end the op calls are recorded, not run; they must
      * not allocate or synchronise (an eager warm-up step first sizes all
@@ -168,7 +183,8 @@ typedef struct EffBackend {
     REQ(act_download) REQ(set_step_scalar) REQ(conv2d_forward) REQ(conv2d_backward) REQ(pwconv_forward)          \
     REQ(pwconv_backward) REQ(dwconv_forward) REQ(dwconv_backward) REQ(batchnorm_forward_train)                   \
     REQ(batchnorm_forward_eval) REQ(batchnorm_apply) REQ(batchnorm_backward) REQ(add_inplace) REQ(scale_inplace) REQ(se_forward)      \
-    REQ(se_backward) REQ(dropout_forward) REQ(dropout_backward) REQ(gap_forward) REQ(gap_backward)               \
+    REQ(se_backward) REQ(dropout_forward) REQ(dropout_backward) REQ(stochastic_depth_forward)                    \
+    REQ(stochastic_depth_backward) REQ(gap_forward) REQ(gap_backward)                                            \
     REQ(linear_forward) REQ(linear_backward) REQ(softmax_xent_forward) REQ(softmax_xent_backward) REQ(adam_step) \
     REQ(sgd_step) REQ(sumsq)                                                                                     \
     FUSED(dwconv_forward_bnstats) FUSED(batchnorm_forward_train_sums) FUSED(se_forward_pooled)                  \

@@ -75,14 +75,18 @@ WRAP(void, batchnorm_apply, P(EffAct *out, const EffAct *in, const float *mean, 
 WRAP(void, batchnorm_backward, P(EffAct *din, float *dg, float *db, double *work, const EffAct *dout, const EffAct *in, const EffAct *out, const float *mean, const float *rstd, const float *g, const float *b, int M, int C, int swish),
      (din, dg, db, work, dout, in, out, mean, rstd, g, b, M, C, swish))
 WRAP(void, add_inplace, P(EffAct *y, const EffAct *x, size_t n), (y, x, n))
-WRAP(void, se_forward, P(EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
-     (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))
-WRAP(void, se_backward, P(EffAct *din, float *dw1, float *dw2, float *work, const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse),
-     (din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse))
+WRAP(void, se_forward, P(EffAct *out, float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C, int Cse, int act),
+     (out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act))
+WRAP(void, se_backward, P(EffAct *din, float *dw1, float *db1, float *dw2, float *db2, float *work, const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse, int act),
+     (din, dw1, db1, dw2, db2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse, act))
 WRAP(void, dropout_forward, P(EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key, uint64_t layer),
      (out, in, n, p, eff_drop_key(step_key, layer)))
 WRAP(void, dropout_backward, P(EffAct *din, const EffAct *dout, size_t n, float p, uint64_t step_key, uint64_t layer),
      (din, dout, n, p, eff_drop_key(step_key, layer)))
+WRAP(void, stochastic_depth_forward, P(EffAct *out, const EffAct *in, int N, size_t per, float p, uint64_t step_key, uint64_t layer),
+     (out, in, N, per, p, eff_sd_key(step_key, layer)))
+WRAP(void, stochastic_depth_backward, P(EffAct *din, const EffAct *dout, int N, size_t per, float p, uint64_t step_key, uint64_t layer),
+     (din, dout, N, per, p, eff_sd_key(step_key, layer)))
 WRAP(void, gap_forward, P(EffAct *out, const EffAct *in, int N, int HW, int C), (out, in, N, HW, C))
 WRAP(void, gap_backward, P(EffAct *din, const EffAct *dout, int N, int HW, int C), (din, dout, N, HW, C))
 WRAP(void, linear_forward, P(float *out, const EffAct *in, const float *w, const float *b, int N, int Cin, int Cout), (out, in, w, b, N, Cin, Cout))
@@ -100,8 +104,8 @@ WRAP(void, dwconv_forward_bnstats, P(EffAct *out, double *work, const EffAct *in
      (out, work, in, w, N, H, W, C, K, stride))
 WRAP(void, batchnorm_forward_train_sums, P(EffAct *out, float *pooled, float *mean, float *rstd, float *rm, float *rv, double *work, const EffAct *in, const float *g, const float *b, int N, int M, int C, float momentum, float eps, int swish),
      (out, pooled, mean, rstd, rm, rv, work, in, g, b, N, M, C, momentum, eps, swish))
-WRAP(void, se_forward_pooled, P(EffAct *out, const float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse),
-     (out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse))
+WRAP(void, se_forward_pooled, P(EffAct *out, const float *pooled, float *hidden, float *gate, const EffAct *in, const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C, int Cse, int act),
+     (out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act))
 #undef WRAP
 #undef P
 
@@ -139,6 +143,8 @@ static const EffBackend cpu_backend = {
     .se_forward_pooled = cpu_se_forward_pooled,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
+    .stochastic_depth_forward = cpu_stochastic_depth_forward,
+    .stochastic_depth_backward = cpu_stochastic_depth_backward,
     .gap_forward = cpu_gap_forward,
     .gap_backward = cpu_gap_backward,
     .linear_forward = cpu_linear_forward,

@@ -262,17 +262,25 @@ static void cuda_bn_backward(const EffBackend *be, EffAct *din, float *dg, float
 static void cuda_add(const EffBackend *be, EffAct *y, const EffAct *x, size_t n) { add_inplace_cuda(CU(be), y, x, n); }
 static void cuda_scale(const EffBackend *be, float *x, size_t n, float alpha) { scale_inplace_cuda(CU(be), x, n, alpha); }
 static void cuda_se_forward(const EffBackend *be, EffAct *out, float *pooled, float *hidden, float *gate,
-                            const EffAct *in, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
-    se_forward_cuda(CU(be), out, pooled, hidden, gate, in, w1, w2, N, HW, C, Cse);
+                            const EffAct *in, const float *w1, const float *b1, const float *w2, const float *b2,
+                            int N, int HW, int C, int Cse, int act) {
+    se_forward_cuda(CU(be), out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act);
 }
-static void cuda_se_backward(const EffBackend *be, EffAct *din, float *dw1, float *dw2, float *work,
-                             const EffAct *dout, const EffAct *in, const float *pooled, const float *hidden,
-                             const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse) {
-    se_backward_cuda(CU(be), din, dw1, dw2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse);
+static void cuda_se_backward(const EffBackend *be, EffAct *din, float *dw1, float *db1, float *dw2, float *db2,
+                             float *work, const EffAct *dout, const EffAct *in, const float *pooled,
+                             const float *hidden, const float *gate, const float *w1, const float *w2, int N, int HW,
+                             int C, int Cse, int act) {
+    se_backward_cuda(CU(be), din, dw1, db1, dw2, db2, work, dout, in, pooled, hidden, gate, w1, w2, N, HW, C, Cse,
+                     act);
 }
 static void cuda_dropout(const EffBackend *be, EffAct *out, const EffAct *in, size_t n, float p, uint64_t step_key,
                          uint64_t layer) {
     dropout_forward_cuda(CU(be), out, in, n, p, step_key, layer); /* backward: the same mask and scale */
+}
+/* Stochastic depth (torchvision variant): compiled, not yet run on a GPU. */
+static void cuda_stochastic_depth(const EffBackend *be, EffAct *out, const EffAct *in, int N, size_t per, float p,
+                                  uint64_t step_key, uint64_t layer) {
+    stochastic_depth_forward_cuda(CU(be), out, in, N, per, p, step_key, layer); /* backward: the same mask and scale */
 }
 static void cuda_gap_forward(const EffBackend *be, EffAct *out, const EffAct *in, int N, int HW, int C) {
     gap_forward_cuda(CU(be), out, in, N, HW, C);
@@ -431,6 +439,8 @@ static const EffBackend cuda_ops = {
     .se_backward = cuda_se_backward,
     .dropout_forward = cuda_dropout,
     .dropout_backward = cuda_dropout,
+    .stochastic_depth_forward = cuda_stochastic_depth,
+    .stochastic_depth_backward = cuda_stochastic_depth,
     .gap_forward = cuda_gap_forward,
     .gap_backward = cuda_gap_backward,
     .linear_forward = cuda_linear_forward,

@@ -180,12 +180,13 @@ static void set_synthetic_input(EffModel *m, long batch, long resolution, long c
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16";
+    const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16", *variant = "seed";
     long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
     long device = 0, peak_gflops = 0, peak_gbs = 0;
     int json = 0, profile = 0, deterministic = 0, eager = 0, recompute = 0;
     CliOpt opts[] = {
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
+        {"--variant", CLI_STR, &variant, 0, 0, "seed (default) or torchvision"},
         {"--resolution", CLI_INT, &resolution, 8, 2048, "input resolution"},
         {"--batch", CLI_INT, &batch, 1, 65536, "images per step"},
         {"--threads", CLI_INT, &threads, 1, 4096, "OpenMP and BLAS threads"},
@@ -209,6 +210,7 @@ int cmd_bench(int argc, char **argv) {
         return 0;
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
+    EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "unknown --variant '%s'\nHINT: use seed or torchvision", variant);
     const int prec = eff_precision_parse(precision);
     EFF_CHECK(prec >= 0, "--precision '%s' unknown\nHINT: use fp32, bf16 or fp16", precision);
     EFF_CHECK(!strcmp(backend, "cpu") || !strcmp(backend, "cuda") || !strcmp(backend, "auto"),

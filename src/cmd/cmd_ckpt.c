@@ -116,11 +116,12 @@ static const char *group_name(int g, char *buf, size_t cap) {
 }
 
 static int key_group(const EffModel *m, const char *name) {
-    if (!strncmp(name, "stem.", 5)) return GROUP_STEM;
-    if (!strncmp(name, "head.", 5)) return GROUP_HEAD;
+    if (!strncmp(name, "stem.", 5) || !strncmp(name, "features.0.", 11)) return GROUP_STEM;
+    if (!strncmp(name, "head.", 5) || !strncmp(name, "features.8.", 11)) return GROUP_HEAD;
     if (!strncmp(name, "classifier.", 11)) return GROUP_CLASSIFIER;
-    int bi = -1;
+    int bi = -1, st = -1;
     if (sscanf(name, "blocks.block_%d.", &bi) == 1 && bi >= 0 && bi < m->nblocks) return 1 + m->blk[bi].stage;
+    if (sscanf(name, "features.%d.", &st) == 1 && st >= 1 && st <= 7) return st; /* torchvision: features.<stage> */
     EFF_FATAL("internal: state_dict key '%s' belongs to no stage", name);
 }
 
@@ -325,6 +326,7 @@ static void info_json(const Info *in, const char *path) {
     eff_json_str(o, "format", EFF_CKPT_FORMAT);
     eff_json_int(o, "schema_version", (long long)attr_num(in->schema, -1));
     eff_json_str(o, "model", c->h->model);
+    eff_json_str(o, "variant", c->h->variant);
     eff_json_int(o, "classes", c->h->classes);
     eff_json_int(o, "resolution", c->h->resolution);
     json_attrs(o, "attributes", &in->root, "config");
@@ -369,7 +371,8 @@ static void info_text_header(const Info *in, const char *path) {
     printf("checksum     %s\n", c->h->checksum ? "SHA-256 of the contents verified" : "none (an older effnet's file, "
            "or one written by another tool)");
     printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(in->schema, -1));
-    printf("model        %s, %d classes, resolution %d\n", c->h->model, c->h->classes, c->h->resolution);
+    printf("model        %s (%s variant), %d classes, resolution %d\n", c->h->model, c->h->variant, c->h->classes,
+           c->h->resolution);
     printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",
            h5v && h5v->s ? h5v->s : "(unknown)");
 }

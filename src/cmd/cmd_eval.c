@@ -62,6 +62,7 @@ int cmd_eval(int argc, char **argv) {
     EFF_CHECK(eff_checkpoint_peek(ckpt, model, sizeof model, &classes, &R, err, sizeof err), "%s", err);
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "checkpoint '%s' names unknown model '%s'", ckpt, model);
+    EFF_CHECK(eff_checkpoint_peek_variant(ckpt, &spec, err, sizeof err), "%s", err); /* model.variant */
     EffContext ctx = {.be = eff_backend_cpu(), .threads = (int)threads};
     EffModel *m = &ctx.model;
     eff_model_create(m, ctx.be, &spec, classes);
@@ -81,6 +82,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON *o = eff_json_object();
         eff_json_str(o, "checkpoint", ckpt);
         eff_json_str(o, "model", spec.name);
+        eff_json_str(o, "variant", eff_variant_name(spec.variant));
         eff_json_int(o, "resolution", R);
         eff_json_num(o, "accuracy", acc, "%.4f");
         eff_json_num(o, "loss", loss, "%.6f");

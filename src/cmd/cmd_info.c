@@ -9,17 +9,19 @@
 #include <string.h>
 
 int cmd_info(int argc, char **argv) {
-    const char *model = "efficientnet-b0";
+    const char *model = "efficientnet-b0", *variant = "seed";
     long classes = 10, resolution = 0;
     int json = 0, devices = 0;
     CliOpt opts[] = {
         {"--devices", CLI_BOOL, &devices, 0, 0, "list the usable CUDA devices and exit"},
         {"--model", CLI_STR, &model, 0, 0, "efficientnet-b0 .. efficientnet-b7"},
+        {"--variant", CLI_STR, &variant, 0, 0, "seed (default) or torchvision (docs/model.md)"},
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--resolution", CLI_INT, &resolution, 0, 2048, "input resolution (0: the model's own)"},
         {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
     };
-    if (cli_parse("info", "[--model NAME] [--classes N] [--resolution R] [--json] [--devices]", opts, 5, argc, argv, 2))
+    if (cli_parse("info", "[--model NAME] [--variant seed|torchvision] [--classes N] [--resolution R] [--json] [--devices]",
+                  opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, 2))
         return 0;
     if (devices) {
         char why[512];
@@ -35,6 +37,7 @@ int cmd_info(int argc, char **argv) {
     }
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
+    EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "unknown --variant '%s'\nHINT: use seed or torchvision", variant);
     const int R = resolution ? (int)resolution : spec.resolution;
     EFF_CHECK(R >= 8, "--resolution %d too small (want >= 8)", R);
     EffModel m;
@@ -45,6 +48,7 @@ int cmd_info(int argc, char **argv) {
     if (json) {
         cJSON *o = eff_json_object();
         eff_json_str(o, "model", spec.name);
+        eff_json_str(o, "variant", eff_variant_name(spec.variant));
         eff_json_int(o, "classes", classes);
         eff_json_int(o, "resolution", R);
         eff_json_uint(o, "params", params);
@@ -58,7 +62,8 @@ int cmd_info(int argc, char **argv) {
         eff_json_num(o, "dropout", spec.dropout, "%.2f");
         eff_json_write(o, stdout, "standard output");
     } else {
-        printf("model          %s (width %.1f, depth %.1f, dropout %.1f)\n", spec.name, spec.width, spec.depth, spec.dropout);
+        printf("model          %s, %s variant (width %.1f, depth %.1f, dropout %.1f)\n", spec.name,
+               eff_variant_name(spec.variant), spec.width, spec.depth, spec.dropout);
         printf("classes        %ld\n", classes);
         printf("resolution     %d%s\n", R, R == spec.resolution ? " (the model's own)" : "");
         printf("parameters     %zu\n", params);
@@ -75,7 +80,8 @@ int cmd_info(int argc, char **argv) {
                 const EffBlock *b = &m.blk[bi];
                 H = (H + 2 * (b->k / 2) - b->k) / b->stride + 1;
                 sp += (b->expand ? (size_t)b->cin * b->ce + 2 * b->ce : 0) + (size_t)b->k * b->k * b->ce + 2 * b->ce +
-                      2 * (size_t)b->ce * b->cse + (size_t)b->ce * b->cout + 2 * b->cout;
+                      2 * (size_t)b->ce * b->cse + (m.se_bias ? (size_t)b->ce + b->cse : 0) +
+                      (size_t)b->ce * b->cout + 2 * b->cout;
             }
             printf("%-5d  %6d  %3d->%-4d  %6d  %6d  %6d  %7d  %zu\n", s + 1, bi - first, cin, cout,
                    m.blk[first].expand ? m.blk[first].ce / m.blk[first].cin : 1, m.blk[first].k, m.blk[first].stride, H, sp);

@@ -89,19 +89,24 @@ void swish_backward_cpu(float *din, const float *dout, const float *in, size_t n
 void add_inplace_cpu(float *y, const float *x, size_t n);
 
 /* se.c -- squeeze-and-excitation on an [N][HW][C] tensor:
- * pooled = mean_hw(in); hidden = pooled.w1^T; gate = sigmoid(relu(hidden).w2^T);
- * out = in * gate. w1: [Cse][C], w2: [C][Cse]. Forward saves pooled [N][C],
- * hidden [N][Cse] (before ReLU) and gate [N][C]. work: N*(2*C+Cse) floats.
- * din may alias dout. */
-void se_forward_cpu(float *out, float *pooled, float *hidden, float *gate, const float *in,
-                    const float *w1, const float *w2, int N, int HW, int C, int Cse);
+ * pooled = mean_hw(in); h = act(pooled.w1^T + b1); gate = sigmoid(h.w2^T + b2);
+ * out = in * gate. w1: [Cse][C], w2: [C][Cse]; b1 [Cse], b2 [C] or both NULL
+ * (no biases: the seed; the backward's db1, db2 are then NULL too). act:
+ * EFF_SE_RELU (the seed) or EFF_SE_SILU (torchvision), src/backend/backend.h.
+ * Forward saves pooled [N][C], hidden [N][Cse] (after the activation; with
+ * SiLU followed by another [N][Cse], its input) and gate [N][C].
+ * work: N*(2*C+Cse) floats. din may alias dout. With b1 = b2 = NULL and
+ * ReLU the arithmetic is exactly the seed's SE. */
+void se_forward_cpu(float *out, float *pooled, float *hidden, float *gate, const float *in, const float *w1,
+                    const float *b1, const float *w2, const float *b2, int N, int HW, int C, int Cse, int act);
 /* se_forward_cpu after its squeeze: pooled [N][C] already holds the
  * per-image means of in (batchnorm_forward_train_sums_cpu's pooled). */
 void se_forward_pooled_cpu(float *out, const float *pooled, float *hidden, float *gate, const float *in,
-                           const float *w1, const float *w2, int N, int HW, int C, int Cse);
-void se_backward_cpu(float *din, float *dw1, float *dw2, float *work, const float *dout, const float *in,
-                     const float *pooled, const float *hidden, const float *gate,
-                     const float *w1, const float *w2, int N, int HW, int C, int Cse);
+                           const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C,
+                           int Cse, int act);
+void se_backward_cpu(float *din, float *dw1, float *db1, float *dw2, float *db2, float *work, const float *dout,
+                     const float *in, const float *pooled, const float *hidden, const float *gate, const float *w1,
+                     const float *w2, int N, int HW, int C, int Cse, int act);
 
 /* dropout.c -- inverted dropout: drop where u < p, scale kept values by 1/(1-p).
  * u = eff_uniform_at(key, i): the mask is a pure function of (key, i), so it is
@@ -109,6 +114,13 @@ void se_backward_cpu(float *din, float *dw1, float *dw2, float *work, const floa
  * instead of stored. out may alias in. */
 void dropout_forward_cpu(float *out, const float *in, size_t n, float p, uint64_t key);
 void dropout_backward_cpu(float *din, const float *dout, size_t n, float p, uint64_t key);
+
+/* dropout.c -- stochastic depth, "row" mode (torchvision.ops.stochastic_depth):
+ * x is [N][per]; image n is zeroed when eff_uniform_at(key, n) < p, else
+ * scaled by 1/(1-p). key: eff_sd_key(step_key, layer) (src/rng.h). The
+ * backward is the same mask and scale. out may alias in. */
+void stochastic_depth_forward_cpu(float *out, const float *in, int N, size_t per, float p, uint64_t key);
+void stochastic_depth_backward_cpu(float *din, const float *dout, int N, size_t per, float p, uint64_t key);
 
 /* pool.c -- global average pool [N][HW][C] -> [N][C]. */
 void gap_forward_cpu(float *out, const float *in, int N, int HW, int C);

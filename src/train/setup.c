@@ -443,7 +443,7 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
               "options", T->rank);
     gather_hosts(T);
     EffModelSpec spec;
-    EFF_CHECK(eff_model_spec(c->model, &spec), "model.name '%s' unknown", c->model);
+    eff_model_spec_config(c->model, c->variant, c->stochastic_depth, &spec); /* model.name, .variant, .stochastic_depth */
     T->R = c->resolution ? (int)c->resolution : spec.resolution;
     select_backend(T);
     T->ctx.threads = (int)c->threads;

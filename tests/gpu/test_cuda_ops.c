@@ -255,39 +255,51 @@ static void case_batchnorm(Ctx *c, int M, int C, int swish) {
     free(mean); free(rstd); free(rm); free(rv); free(dg); free(db); free(work);
 }
 
-static void case_se(Ctx *c, int N, int HW, int C, int Cse) {
-    const size_t n = (size_t)N * HW * C, n1 = (size_t)Cse * C;
+/* tv: the torchvision variant's SE (biases, SiLU; hidden holds 2 x N x Cse) */
+static void case_se(Ctx *c, int N, int HW, int C, int Cse, int tv) {
+    const size_t n = (size_t)N * HW * C, n1 = (size_t)Cse * C, nh = (size_t)N * Cse * (tv ? 2 : 1);
+    const int act = tv ? EFF_SE_SILU : EFF_SE_RELU;
     float *x = hrandA(c, n, 1), *w1 = hrand(c, n1, 0.3), *w2 = hrand(c, n1, 0.3), *dy = hrandA(c, n, 1);
     float *dw10 = hrand(c, n1, 0.1), *dw20 = hrand(c, n1, 0.1);
+    float *b1 = tv ? hrand(c, Cse, 0.3) : NULL, *b2 = tv ? hrand(c, C, 0.3) : NULL;
+    float *db10 = tv ? hrand(c, Cse, 0.1) : NULL, *db20 = tv ? hrand(c, C, 0.1) : NULL;
+    float *db1 = tv ? hcopy(db10, Cse) : NULL, *db2 = tv ? hcopy(db20, C) : NULL;
     float *y = eff_calloc(n, sizeof(float), "y"), *pooled = eff_calloc((size_t)N * C, sizeof(float), "pooled");
-    float *hidden = eff_calloc((size_t)N * Cse, sizeof(float), "hidden"), *gate = eff_calloc((size_t)N * C, sizeof(float), "gate");
+    float *hidden = eff_calloc(nh, sizeof(float), "hidden"), *gate = eff_calloc((size_t)N * C, sizeof(float), "gate");
     float *dx = eff_calloc(n, sizeof(float), "dx"), *dw1 = hcopy(dw10, n1), *dw2 = hcopy(dw20, n1);
     float *work = eff_calloc((size_t)N * (2 * C + Cse), sizeof(float), "work");
-    se_forward_cpu(y, pooled, hidden, gate, x, w1, w2, N, HW, C, Cse);
-    se_backward_cpu(dx, dw1, dw2, work, dy, x, pooled, hidden, gate, w1, w2, N, HW, C, Cse);
+    se_forward_cpu(y, pooled, hidden, gate, x, w1, b1, w2, b2, N, HW, C, Cse, act);
+    se_backward_cpu(dx, dw1, db1, dw2, db2, work, dy, x, pooled, hidden, gate, w1, w2, N, HW, C, Cse, act);
     c->cases++;
     if (c->gpu) {
         char name[64];
-        snprintf(name, sizeof name, "se N%d HW%d C%d Cse%d", N, HW, C, Cse);
+        snprintf(name, sizeof name, "se%s N%d HW%d C%d Cse%d", tv ? " (tv)" : "", N, HW, C, Cse);
         void *gx = devA(c, x, n), *gdy = devA(c, dy, n), *gy = devA(c, NULL, n), *gdx = devA(c, NULL, n);
         float *gw1 = dev(c, w1, n1), *gw2 = dev(c, w2, n1);
         float *gdw1 = dev(c, dw10, n1), *gdw2 = dev(c, dw20, n1), *gp = dev(c, NULL, (size_t)N * C);
-        float *gh = dev(c, NULL, (size_t)N * Cse), *gg = dev(c, NULL, (size_t)N * C);
+        float *gh = dev(c, NULL, nh), *gg = dev(c, NULL, (size_t)N * C);
         float *gwork = dev(c, NULL, (size_t)N * (2 * C + Cse));
-        c->gpu->se_forward(c->gpu, gy, gp, gh, gg, gx, gw1, gw2, N, HW, C, Cse);
-        c->gpu->se_backward(c->gpu, gdx, gdw1, gdw2, gwork, gdy, gx, gp, gh, gg, gw1, gw2, N, HW, C, Cse);
+        float *gb1 = tv ? dev(c, b1, Cse) : NULL, *gb2 = tv ? dev(c, b2, C) : NULL;
+        float *gdb1 = tv ? dev(c, db10, Cse) : NULL, *gdb2 = tv ? dev(c, db20, C) : NULL;
+        c->gpu->se_forward(c->gpu, gy, gp, gh, gg, gx, gw1, gb1, gw2, gb2, N, HW, C, Cse, act);
+        c->gpu->se_backward(c->gpu, gdx, gdw1, gdb1, gdw2, gdb2, gwork, gdy, gx, gp, gh, gg, gw1, gw2, N, HW, C, Cse, act);
         checkA(c, name, "out", y, gy, n, c->tol);
         check(c, name, "pooled", pooled, gp, (size_t)N * C, 1e-5); /* fp32 mean of <= 256 rounded values: ~1e-7 */
-        check(c, name, "hidden", hidden, gh, (size_t)N * Cse, c->tol);
+        check(c, name, "hidden", hidden, gh, nh, c->tol);
         check(c, name, "gate", gate, gg, (size_t)N * C, c->tol);
         checkA(c, name, "din", dx, gdx, n, c->tol);
         check(c, name, "dw1(+=)", dw1, gdw1, n1, c->tol);
         check(c, name, "dw2(+=)", dw2, gdw2, n1, c->tol);
-        void *all[] = {gx, gw1, gw2, gdy, gdw1, gdw2, gy, gp, gh, gg, gdx, gwork};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dfree(c, all[i]);
+        if (tv) {
+            check(c, name, "db1(+=)", db1, gdb1, Cse, c->tol);
+            check(c, name, "db2(+=)", db2, gdb2, C, c->tol);
+        }
+        void *all[] = {gx, gw1, gw2, gdy, gdw1, gdw2, gy, gp, gh, gg, gdx, gwork, gb1, gb2, gdb1, gdb2};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (all[i]) dfree(c, all[i]);
     }
     free(x); free(w1); free(w2); free(dy); free(dw10); free(dw20); free(y); free(pooled); free(hidden); free(gate);
-    free(dx); free(dw1); free(dw2); free(work);
+    free(dx); free(dw1); free(dw2); free(work); free(b1); free(b2); free(db10); free(db20); free(db1); free(db2);
 }
 
 static void case_small_ops(Ctx *c, int N, int HW, int C, int K) {
@@ -297,6 +309,9 @@ static void case_small_ops(Ctx *c, int N, int HW, int C, int K) {
     float *x = hrandA(c, n, 1), *x2 = hrandA(c, n, 1), *d = eff_calloc(n, sizeof(float), "drop");
     dropout_forward_cpu(d, x, n, 0.3f, eff_drop_key(step_key, layer));
     round_ref(c, d, n); /* the GPU rounds the same float product */
+    float *sd = eff_calloc(n, sizeof(float), "stochastic depth"); /* N images of HW x C: per-image masks */
+    stochastic_depth_forward_cpu(sd, x, N, (size_t)HW * C, 0.5f, eff_sd_key(step_key, layer));
+    round_ref(c, sd, n);
     /* pool: the fp32 reference; poolr: as the GPU stores it, fed to what follows */
     float *pool = eff_calloc(nc, sizeof(float), "pool"), *gb = eff_calloc(n, sizeof(float), "gapb");
     gap_forward_cpu(pool, x, N, HW, C);
@@ -331,6 +346,8 @@ static void case_small_ops(Ctx *c, int N, int HW, int C, int K) {
         g->upload(g, glab, lab, (size_t)N * sizeof(int32_t));
         g->dropout_forward(g, gd, gx, n, 0.3f, step_key, layer);
         checkA(c, "dropout p0.3", "out", d, gd, n, 0.0); /* exact */
+        g->stochastic_depth_forward(g, gd, gx, N, (size_t)HW * C, 0.5f, step_key, layer);
+        checkA(c, "stochastic depth p0.5", "out", sd, gd, n, 0.0); /* exact: the same mask, the same float product */
         g->gap_forward(g, gp, gx, N, HW, C);
         checkA(c, name, "gap", pool, gp, nc, c->prec ? c->tol : 1e-5);
         g->act_upload(g, gp, poolr, nc); /* from here on, the CPU's (rounded) pool */
@@ -360,7 +377,7 @@ static void case_small_ops(Ctx *c, int N, int HW, int C, int K) {
     }
 out:
     free(x); free(x2); free(d); free(pool); free(poolr); free(gb); free(w); free(bias); free(logits); free(dw0); free(db0);
-    free(dw); free(db); free(dpool); free(lab); free(probs); free(dl); free(sum);
+    free(dw); free(db); free(dpool); free(lab); free(probs); free(dl); free(sum); free(sd);
 }
 
 static void case_optim(Ctx *c, size_t n) {
@@ -492,8 +509,10 @@ static void run_groups(Ctx *c, const char *cases) {
         case_batchnorm(c, 50000, 32, 1);
     }
     if (wants(cases, "se")) {
-        case_se(c, 3, 49, 32, 8);
-        case_se(c, 4, 256, 96, 4);
+        case_se(c, 3, 49, 32, 8, 0);
+        case_se(c, 4, 256, 96, 4, 0);
+        case_se(c, 3, 49, 32, 8, 1);
+        case_se(c, 4, 256, 96, 4, 1);
     }
     if (wants(cases, "head")) {
         case_small_ops(c, 4, 49, 64, 10);
