@@ -461,8 +461,9 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
               "HINT: convert both splits together", T->test.num_classes, T->train.num_classes);
     create_model(T, &spec, resume_arg); /* a resume that cannot keep the global batch fails here, before any write */
     open_output(T, resume_arg != NULL);
-    eff_trainer_log(T, "effnet %s (%s): %s at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, backend "
-                    "%s (%s), hosts %.300s\n", EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name, T->R, T->R, T->world, c->batch,
+    eff_trainer_log(T, "effnet %s (%s): %s (%s) at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, "
+                    "backend %s (%s), hosts %.300s\n", EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name,
+                    eff_variant_name(spec.variant), T->R, T->R, T->world, c->batch,
                     c->accum, (long)T->world * c->batch * c->accum, T->ctx.be->name,
                     eff_precision_name(T->ctx.be->precision), T->hosts);
     if (T->world > 1 && !T->cuda) eff_trainer_log(T, "mpi: MPI_Iallreduce algorithm: %s\n", T->iallreduce);
