@@ -26,7 +26,7 @@
 /* Root attributes the writer sets itself; provenance keys may not reuse them. */
 static const char *const reserved_attrs[] = {"format",  "schema_version", "model",        "classes",
                                              "resolution", "created",     "config",       "hdf5_version",
-                                             "variant"};
+                                             "variant",    "stem_stride"};
 
 int eff_ckpt_header_attr(const char *name) {
     for (size_t r = 0; r < sizeof reserved_attrs / sizeof *reserved_attrs; r++)
@@ -103,12 +103,14 @@ EFF_NORETURN EFF_PRINTF(3, 4) static void save_fail(Writer *w, const char *hint,
 #define W(w, call) do { if ((call) < 0) save_fail((w), NULL, "%s", (w)->err); } while (0)
 
 /* Write every view of table t from backend memory src (PyTorch layout) under grp. */
-static void write_table(Writer *w, const char *grp, const EffTable *t, const EffBackend *be, const float *src,
-                        float *ours, float *torch_buf, const char *what) {
+/* Every view of t at offsets >= base; src holds them from offset base on. */
+static void write_table(Writer *w, const char *grp, const EffTable *t, size_t base, const EffBackend *be,
+                        const float *src, float *ours, float *torch_buf, const char *what) {
     char name[160];
     for (int i = 0; i < t->count; i++) {
         const EffView *v = &t->views[i];
-        be->download(be, ours, src + v->offset, v->numel * sizeof(float));
+        if (v->offset < base) continue; /* frozen: no optimizer state */
+        be->download(be, ours, src + (v->offset - base), v->numel * sizeof(float));
         long long bad = first_nonfinite(ours, v->numel);
         if (bad >= 0)
             save_fail(w, "lower the learning rate, or resume from an earlier checkpoint",
@@ -164,6 +166,10 @@ static void check_save_args(const char *path, const EffModel *m, const EffTrainS
               "eff_checkpoint_save('%s'): optimizer name '%s' longer than %zu characters", path, optimizer_name,
               sizeof st->optimizer - 1);
     EFF_CHECK(resolution > 0, "eff_checkpoint_save('%s'): bad resolution %d", path, resolution);
+    EFF_CHECK(m->opt_nseg == 1 && m->opt_seg[0].lo == m->train_lo && m->opt_seg[0].n == m->ptab.total - m->train_lo,
+              "eff_checkpoint_save('%s'): the optimizer state must be the whole trainable range [%zu, %zu), not %d "
+              "range(s) of %zu parameters (internal error: gather a sharded state first)", path, m->train_lo,
+              (size_t)m->ptab.total, m->opt_nseg, m->opt_n);
     EFF_CHECK(n_prov >= 0 && (n_prov == 0 || (prov_keys && prov_vals)),
               "eff_checkpoint_save('%s'): bad provenance list (n_prov %d)", path, n_prov);
     for (int i = 0; i < n_prov; i++) {
@@ -229,6 +235,8 @@ static void write_root(Writer *w, const EffModel *m, int resolution, const char 
     W(w, eff_h5_attr_write_str(f, "model", m->spec.name, w->err, sizeof w->err));
     if (m->spec.variant != EFF_VARIANT_SEED) /* absent: the seed, so seed checkpoints keep their layout */
         W(w, eff_h5_attr_write_str(f, "variant", eff_variant_name(m->spec.variant), w->err, sizeof w->err));
+    if (m->spec.stem_stride != 2) /* absent: 2, the stem of every file before model.stem_stride */
+        W(w, eff_h5_attr_write_i64(f, "stem_stride", m->spec.stem_stride, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(f, "classes", m->classes, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(f, "resolution", resolution, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_str(f, "created", created, w->err, sizeof w->err));
@@ -248,8 +256,8 @@ static void write_tensors(Writer *w, const EffModel *m, const char *optimizer_na
     float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
     float *torch_buf = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
     W(w, eff_h5_create_group(f, "/model", w->err, sizeof w->err));
-    write_table(w, "/model", &m->ptab, be, m->param, ours, torch_buf, "parameter");
-    write_table(w, "/model", &m->btab, be, m->bufs, ours, torch_buf, "BN buffer");
+    write_table(w, "/model", &m->ptab, 0, be, m->param, ours, torch_buf, "parameter");
+    write_table(w, "/model", &m->btab, 0, be, m->bufs, ours, torch_buf, "BN buffer");
     char name[160];
     for (int i = 0; i < m->btab.count; i++) {
         size_t pl = bn_prefix_len(m->btab.views[i].name);
@@ -264,9 +272,14 @@ static void write_tensors(Writer *w, const EffModel *m, const char *optimizer_na
     if (og < 0) save_fail(w, NULL, "opening group /optimizer");
     W(w, eff_h5_attr_write_str(og, "name", optimizer_name, w->err, sizeof w->err));
     W(w, eff_h5_attr_write_i64(og, "step", (int64_t)m->adam_t, w->err, sizeof w->err));
+    const size_t lo = m->opt_seg[0].lo; /* the trainable suffix (check_save_args) */
+    int64_t frozen = 0;
+    while (frozen < m->ptab.count && m->ptab.views[frozen].offset < lo) frozen++;
+    if (frozen) /* absent: every tensor has moments (every file before train.freeze) */
+        W(w, eff_h5_attr_write_i64(og, "frozen", frozen, w->err, sizeof w->err));
     if (H5Gclose(og) < 0) save_fail(w, NULL, "closing group /optimizer");
-    write_table(w, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf, "optimizer exp_avg of");
-    write_table(w, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf, "optimizer exp_avg_sq of");
+    write_table(w, "/optimizer/exp_avg", &m->ptab, lo, be, m->adam_m, ours, torch_buf, "optimizer exp_avg of");
+    write_table(w, "/optimizer/exp_avg_sq", &m->ptab, lo, be, m->adam_v, ours, torch_buf, "optimizer exp_avg_sq of");
     eff_free(ours);
     eff_free(torch_buf);
 }
@@ -611,6 +624,11 @@ static int read_header(hid_t f, const char *path, EffCkptHeader *h, char *err, s
         (!root_attr_str(f, "variant", h->variant, sizeof h->variant) || eff_variant_parse(h->variant) < 0))
         return set_err(err, errlen, "checkpoint '%s' has a bad root attribute 'variant' ('%s'; want seed or "
                        "torchvision)\nHINT: the file is damaged or was written by a newer effnet", path, h->variant);
+    int64_t stride = 2; /* files without the attribute: the model's own stem */
+    if (H5Aexists(f, "stem_stride") > 0 && (!root_attr_i64(f, "stem_stride", &stride) || (stride != 1 && stride != 2)))
+        return set_err(err, errlen, "checkpoint '%s' has a bad root attribute 'stem_stride' (%lld; want 1 or 2)\n"
+                       "HINT: the file is damaged or was written by a newer effnet", path, (long long)stride);
+    h->stem_stride = (int)stride;
     return 1;
 }
 
@@ -640,7 +658,9 @@ int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen) {
 const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f) { return &f->header; }
 const char *eff_ckpt_path(const EffCkptFile *f) { return f->path; }
 int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec) {
-    return eff_model_spec(f->header.model, spec) && eff_model_spec_set_variant(spec, f->header.variant);
+    if (!eff_model_spec(f->header.model, spec) || !eff_model_spec_set_variant(spec, f->header.variant)) return 0;
+    spec->stem_stride = f->header.stem_stride;
+    return 1;
 }
 int eff_ckpt_exists(EffCkptFile *f, const char *name) { return eff_h5_exists(f->file, name); }
 
@@ -667,6 +687,7 @@ int eff_checkpoint_peek_variant(const char *path, EffModelSpec *spec, char *err,
     EffCkptFile *f = eff_ckpt_open(path, err, errlen);
     if (!f) return 0;
     const int ok = eff_model_spec_set_variant(spec, f->header.variant); /* read_header checked the name */
+    spec->stem_stride = f->header.stem_stride;
     return eff_ckpt_close(f, err, errlen) && ok;
 }
 
@@ -894,12 +915,17 @@ static void check_members(EffCkptFile *cf, const char *grp, const EffModel *m, c
                   "HINT: the file was written for another model or version", grp, bad, cf->path, m->spec.name, m->classes);
 }
 
-/* Read every view of t from grp (PyTorch layout) into backend memory dst. */
-static void load_table(hid_t f, const char *path, const char *grp, const EffTable *t, const EffBackend *be, float *dst,
-                       float *ours, float *torch_buf) {
+/* Read every view of t from grp (PyTorch layout) into backend memory dst;
+ * the first `absent` views are not in the file and are zeroed. */
+static void load_table(hid_t f, const char *path, const char *grp, const EffTable *t, int absent, const EffBackend *be,
+                       float *dst, float *ours, float *torch_buf) {
     char name[160];
     for (int i = 0; i < t->count; i++) {
         const EffView *v = &t->views[i];
+        if (i < absent) { /* a tensor the file's run had frozen: no optimizer state */
+            be->zero(be, dst + v->offset, v->numel * sizeof(float));
+            continue;
+        }
         snprintf(name, sizeof name, "%s/%s", grp, v->name);
         eff_h5_check_shape(f, path, name, v->ndim, v->shape, 1);
         eff_h5_read_f32(f, path, name, torch_buf, v->numel);
@@ -994,6 +1020,7 @@ void eff_checkpoint_init_from(const char *path, EffModel *m, int strict, EffInit
               "import --variant torchvision)", path, cf->header.variant, spec.name, eff_variant_name(m->spec.variant),
               cf->header.variant);
     rep->file_classes = cf->header.classes;
+    rep->file_stem_stride = cf->header.stem_stride; /* may differ: ImageNet weights into a CIFAR stem (the shapes agree) */
     size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
     if (mb > mx) mx = mb;
     float *ours = eff_malloc(mx * sizeof(float), "checkpoint staging buffer");
@@ -1021,6 +1048,32 @@ void eff_checkpoint_init_from(const char *path, EffModel *m, int strict, EffInit
     if (!eff_ckpt_close(cf, err, sizeof err)) EFF_FATAL("%s", err);
 }
 
+/* /optimizer: the step and the moments into m's whole (unsharded, unfrozen)
+ * state; the tensors the file's run had frozen (attribute frozen: the first
+ * ones of the table, absent in older files) have none and load as zeros. */
+static void load_moments(EffCkptFile *cf, EffModel *m, const EffCkptKeys *ks, float *ours, float *torch_buf) {
+    const hid_t f = cf->file;
+    const char *path = cf->path;
+    EFF_CHECK(eff_h5_exists(f, "/optimizer"), "checkpoint '%s' has no optimizer state (group /optimizer)\nHINT: it "
+              "can be evaluated or fine-tuned from, not resumed", path);
+    EFF_CHECK(m->opt_nseg == 1 && m->opt_n == m->ptab.total, "loading the optimizer state of '%s' needs the model's "
+              "whole state (%d range(s) of %zu parameters; internal error: load before freezing or sharding)", path,
+              m->opt_nseg, m->opt_n);
+    int64_t step, frozen = 0;
+    eff_h5_attr_read(f, path, "/optimizer", "step", H5T_NATIVE_INT64, &step);
+    EFF_CHECK(step >= 0 && step <= LONG_MAX, "optimizer step %lld in checkpoint '%s' is out of range", (long long)step, path);
+    if (H5Aexists_by_name(f, "/optimizer", "frozen", H5P_DEFAULT) > 0)
+        eff_h5_attr_read(f, path, "/optimizer", "frozen", H5T_NATIVE_INT64, &frozen);
+    EFF_CHECK(frozen >= 0 && frozen < m->ptab.count, "attribute frozen = %lld of /optimizer in checkpoint '%s' is out "
+              "of range (the model has %d parameter tensors)\nHINT: the file is damaged; use another checkpoint",
+              (long long)frozen, path, m->ptab.count);
+    check_members(cf, "/optimizer/exp_avg", m, ks, 1);
+    check_members(cf, "/optimizer/exp_avg_sq", m, ks, 1);
+    load_table(f, path, "/optimizer/exp_avg", &m->ptab, (int)frozen, m->be, m->adam_m, ours, torch_buf);
+    load_table(f, path, "/optimizer/exp_avg_sq", &m->ptab, (int)frozen, m->be, m->adam_v, ours, torch_buf);
+    m->adam_t = (long)step;
+}
+
 void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffTrainState *st, char **config_out) {
     EFF_CHECK(path && m, "eff_checkpoint_load: path and model are required");
     if (config_out) *config_out = NULL;
@@ -1039,6 +1092,9 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
               eff_variant_name(m->spec.variant), h.variant, eff_variant_name(m->spec.variant));
     EFF_CHECK(h.classes == m->classes, "checkpoint '%s' has %lld classes, but the model has %d\nHINT: use a checkpoint "
               "trained on the same data set (same number of classes)", path, (long long)h.classes, m->classes);
+    EFF_CHECK(h.stem_stride == m->spec.stem_stride, "checkpoint '%s' was trained with stem stride %d, but the model's "
+              "is %d\nHINT: set model.stem_stride = %d (train.init_from takes weights into either stem)", path,
+              h.stem_stride, m->spec.stem_stride, h.stem_stride);
 
     const EffBackend *be = m->be;
     size_t mx = max_numel(&m->ptab), mb = max_numel(&m->btab);
@@ -1049,8 +1105,8 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
     EffCkptKeys ks;
     eff_ckpt_keys(m, &ks);
     check_members(cf, "/model", m, &ks, 0);
-    load_table(f, path, "/model", &m->ptab, be, m->param, ours, torch_buf);
-    load_table(f, path, "/model", &m->btab, be, m->bufs, ours, torch_buf);
+    load_table(f, path, "/model", &m->ptab, 0, be, m->param, ours, torch_buf);
+    load_table(f, path, "/model", &m->btab, 0, be, m->bufs, ours, torch_buf);
     m->bn_batches = load_bn_batches(f, path, m);
 
     char optimizer[sizeof st->optimizer] = "";
@@ -1059,18 +1115,7 @@ void eff_checkpoint_load(const char *path, EffModel *m, int load_optimizer, EffT
         snprintf(optimizer, sizeof optimizer, "%s", name);
         eff_free(name);
     }
-    if (load_optimizer) {
-        EFF_CHECK(eff_h5_exists(f, "/optimizer"), "checkpoint '%s' has no optimizer state (group /optimizer)\nHINT: it "
-                  "can be evaluated or fine-tuned from, not resumed", path);
-        int64_t step;
-        eff_h5_attr_read(f, path, "/optimizer", "step", H5T_NATIVE_INT64, &step);
-        EFF_CHECK(step >= 0 && step <= LONG_MAX, "optimizer step %lld in checkpoint '%s' is out of range", (long long)step, path);
-        check_members(cf, "/optimizer/exp_avg", m, &ks, 1);
-        check_members(cf, "/optimizer/exp_avg_sq", m, &ks, 1);
-        load_table(f, path, "/optimizer/exp_avg", &m->ptab, be, m->adam_m, ours, torch_buf);
-        load_table(f, path, "/optimizer/exp_avg_sq", &m->ptab, be, m->adam_v, ours, torch_buf);
-        m->adam_t = (long)step;
-    }
+    if (load_optimizer) load_moments(cf, m, &ks, ours, torch_buf);
     eff_free(ours);
     eff_free(torch_buf);
     eff_ckpt_keys_free(&ks);

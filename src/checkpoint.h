@@ -69,10 +69,14 @@ typedef struct EffTrainState {
  * scalar, value m->bn_batches) under /model/<state_dict key> in PyTorch layout,
  * the optimizer moments (m->adam_m, m->adam_v) under /optimizer/exp_avg/<key>
  * and /optimizer/exp_avg_sq/<key> in PyTorch layout with attributes step =
- * m->adam_t and name = optimizer_name, the training state as attributes of
+ * m->adam_t and name = optimizer_name -- for the trainable parameters only:
+ * the optimizer state must be one range, [m->train_lo, total) (a sharded
+ * state is gathered first), and with train.freeze the frozen tensors have no
+ * moments and /optimizer gets attribute frozen = their count -- the training state as attributes of
  * /train, and as root attributes: format, schema_version, model, classes,
  * resolution, created, config (config_ini; NULL is stored as ""), hdf5_version,
- * the variant (only when not the seed: absent reads as seed), and the n_prov
+ * the variant (only when not the seed: absent reads as seed), stem_stride
+ * (only when not 2: absent reads as 2), and the n_prov
  * provenance pairs (a key may not repeat a reserved name).
  *
  * The file starts with a user block holding the SHA-256 of the rest
@@ -94,6 +98,7 @@ typedef struct {
     int reinit, ignored;    /* kept as initialised (shape differs: the classifier), in the file but not the model */
     char reinit_names[512], ignored_names[512]; /* comma-separated, cut short with ", ..." */
     int file_classes;
+    int file_stem_stride; /* the checkpoint's stem stride (2 for every file without the attribute) */
 } EffInitReport;
 
 /* Weights only (fine-tuning): copy /model's parameters and BN buffers into m
@@ -113,6 +118,7 @@ typedef struct EffCkptFile EffCkptFile; /* an open checkpoint whose header passe
 typedef struct EffCkptHeader {
     char model[64];         /* root attribute 'model' as stored ("efficientnet-b0", or "b0") */
     char variant[16];       /* root attribute 'variant' ("torchvision"); "seed" when absent (every older file) */
+    int stem_stride;        /* root attribute 'stem_stride' (model.stem_stride = 1); 2 when absent (every older file) */
     int64_t schema_version; /* EFF_CKPT_SCHEMA_VERSION: another one does not open */
     int classes, resolution;
     long long bytes;        /* the file's size */
@@ -130,12 +136,12 @@ EffCkptFile *eff_ckpt_open(const char *path, char *err, size_t errlen);
 int eff_ckpt_close(EffCkptFile *f, char *err, size_t errlen);
 const EffCkptHeader *eff_ckpt_header(const EffCkptFile *f);
 const char *eff_ckpt_path(const EffCkptFile *f);
-/* The model spec the header names (name and variant); 0 if effnet does not know it. */
+/* The model spec the header names (name, variant, stem stride); 0 if effnet does not know it. */
 int eff_ckpt_spec(const EffCkptFile *f, EffModelSpec *spec);
 
 /* Is name a root attribute of the header, set by eff_checkpoint_save itself
  * (format, schema_version, model, classes, resolution, created, config,
- * hdf5_version, variant)? The other root attributes are provenance. */
+ * hdf5_version, variant, stem_stride)? The other root attributes are provenance. */
 int eff_ckpt_header_attr(const char *name);
 
 /* The functions below that take an EffCkptFile exit through EFF_FATAL,
@@ -218,8 +224,8 @@ const EffCkptAttr *eff_ckpt_attr_find(const EffCkptAttrs *l, const char *name);
 int eff_checkpoint_peek(const char *path, char *model_name, size_t model_cap, int *classes, int *resolution, char *err,
                         size_t errlen);
 
-/* Set spec's variant (and its stochastic depth) to the checkpoint's; 0 with
- * a message naming the file in err when it cannot be read. */
+/* Set spec's variant (and its stochastic depth) and stem stride to the
+ * checkpoint's; 0 with a message naming the file in err when it cannot be read. */
 int eff_checkpoint_peek_variant(const char *path, EffModelSpec *spec, char *err, size_t errlen);
 
 /* Load into an already-created model of the same spec. Checks format, schema
@@ -227,7 +233,9 @@ int eff_checkpoint_peek_variant(const char *path, EffModelSpec *spec, char *err,
  * state_dict keys, and every tensor's shape and type class (EFF_FATAL naming
  * the file and tensor on a mismatch; tensor data is Fletcher-32 checked).
  * Loads params, BN buffers and bn_batches; if load_optimizer, also the moments
- * and adam_t (the file must then have /optimizer). Fills *st if non-NULL (the
+ * and adam_t (the file must then have /optimizer; m's optimizer state must
+ * be whole, eff_model_create's; the moments of tensors the file's run had
+ * frozen, its /optimizer attribute frozen, load as zeros). Fills *st if non-NULL (the
  * file must then have /train). If config_out is non-NULL, returns the stored
  * config text (malloc'd, free with eff_free), or NULL if the file has none (a
  * file exported from PyTorch, say). /optimizer and /train are only required

@@ -33,6 +33,7 @@ static const Key keys[] = {
     {"model.dropout", K_REAL, N(dropout), "-1", -1, 0.95, NULL, "dropout rate (-1: the model's own); block rates scale with it (seed variant; torchvision: the classifier's only)"},
     {"model.variant", K_STR, S(variant), "seed", 0, 0, "seed|torchvision", "architecture: the seed's, or torchvision's efficientnet_bN (its state_dict keys, so its weights import name for name; docs/model.md)"},
     {"model.stochastic_depth", K_REAL, N(stochastic_depth), "-1", -1, 1, NULL, "torchvision variant: stochastic_depth_prob, block i of n drops its residual branch per image at this x i / n (-1: the variant's own, 0.2; the seed has none)"},
+    {"model.stem_stride", K_INT, N(stem_stride), "2", 1, 2, NULL, "the stem conv's stride: 2 is the model's own (224 -> 112); 1 keeps the input's resolution through the stem, the usual CIFAR adaptation at 32x32 (about 4x the compute; a checkpoint records it)"},
     {"train.epochs", K_INT, N(epochs), "40", 1, 100000, NULL, "epochs"},
     {"train.max_steps", K_INT, N(max_steps), "0", 0, 1e12, NULL, "stop after this many optimizer steps in total (0: no limit)"},
     {"train.batch", K_INT, N(batch), "32", 1, 65536, NULL, "images per rank per micro-batch"},
@@ -42,6 +43,8 @@ static const Key keys[] = {
     {"train.label_smoothing", K_REAL, N(label_smoothing), "0", 0, 0.99, NULL, "cross-entropy label smoothing"},
     {"train.init_from", K_STR, S(init_from), "", 0, 0, NULL, "fine-tuning: start from this checkpoint's weights (no optimizer state or position; a classifier of another class count is re-initialised); ignored by --resume"},
     {"train.init_strict", K_BOOL, N(init_strict), "false", 0, 1, NULL, "train.init_from: refuse any re-initialised or ignored tensor"},
+    {"train.freeze", K_STR, S(freeze), "none", 0, 0, "none|stem|1|2|3|4|5|6|7", "fine-tuning: freeze the stem (stem) or the stem and stages 1..N of the stage table (torchvision: features.0 .. features.N); frozen tensors take no gradient, no all-reduce and no optimizer state, and backward stops above them (docs/finetuning.md)"},
+    {"train.freeze_bn", K_STR, S(freeze_bn), "train", 0, 0, "train|eval", "the frozen layers' BatchNorms: train normalises with batch statistics and updates the running ones; eval uses the running statistics and leaves them unchanged"},
     {"train.resume_fallback", K_STR, S(resume_fallback), "none", 0, 0, "none|best", "--resume when the checkpoint fails its checksum (damaged on disk): none stops with an error; best resumes from OUTPUT_DIR/best.h5 instead"},
     {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
     {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},
@@ -57,6 +60,7 @@ static const Key keys[] = {
     {"optim.eps", K_REAL, N(eps), "1e-8", 1e-30, 1, NULL, "Adam epsilon"},
     {"optim.momentum", K_REAL, N(momentum), "0.9", 0, 0.999999, NULL, "SGD momentum"},
     {"optim.nesterov", K_BOOL, N(nesterov), "false", 0, 1, NULL, "SGD Nesterov momentum"},
+    {"optim.backbone_lr_mult", K_REAL, N(backbone_lr_mult), "1", 0, 100, NULL, "learning rate of every parameter except the classifier (classifier.*): optim.lr x this, with every schedule and optimizer (0: only the head trains)"},
     {"optim.shard", K_STR, S(shard), "auto", 0, 0, "auto|on|off", "ZeRO-1: each rank keeps and updates only its 1/N of the optimizer state, then the parameters are all-gathered (with world > 1; auto: on the CPU backend only; on: also over NCCL on CUDA, not yet run on a GPU)"},
     {"schedule.name", K_STR, S(schedule), "constant", 0, 0, "constant|cosine", "learning-rate schedule (cosine: linear warmup, then cosine to min_lr)"},
     {"schedule.warmup_steps", K_INT, N(warmup_steps), "0", 0, 1e12, NULL, "linear warmup steps (cosine schedule)"},
@@ -274,7 +278,16 @@ int eff_config_validate(const EffConfig *c, char *err, size_t n) {
     if (c->resolution != 0 && c->resolution < 16) return fail(err, n, "model.resolution %ld too small (>= 16, or 0)", c->resolution);
     if (!c->data_dir[0]) return fail(err, n, "data.dir is empty");
     if (!c->output_dir[0]) return fail(err, n, "output.dir is empty");
+    if (!strcmp(c->freeze, "none") && !strcmp(c->freeze_bn, "eval"))
+        return fail(err, n, "train.freeze_bn = eval, but train.freeze = none: no layer is frozen\nHINT: set train.freeze "
+                    "(stem or 1..7), or leave train.freeze_bn = train");
     return 1;
+}
+
+int eff_config_freeze_stages(const EffConfig *c) {
+    if (!strcmp(c->freeze, "none")) return -1;
+    if (!strcmp(c->freeze, "stem")) return 0;
+    return atoi(c->freeze); /* "1".."7": the key's choices */
 }
 
 void eff_config_help(FILE *f) {

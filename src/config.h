@@ -17,6 +17,7 @@ typedef struct EffConfig {
     double dropout;       /* < 0: the model's own */
     char variant[16];     /* seed | torchvision (src/model.h) */
     double stochastic_depth; /* torchvision's stochastic_depth_prob; < 0: the variant's own */
+    long stem_stride;     /* 2 (the model's own) | 1 (the CIFAR adaptation) */
     /* [train] */
     long epochs;
     long max_steps;       /* 0: no limit; else stop after this many optimizer steps */
@@ -35,6 +36,7 @@ typedef struct EffConfig {
     char optimizer[16];   /* adam | adamw | sgd */
     double lr, weight_decay, beta1, beta2, eps, momentum;
     long nesterov;
+    double backbone_lr_mult; /* every parameter but the classifier's steps with lr x this */
     char shard[8];        /* auto | on | off: ZeRO-1 sharded optimizer state (MPI path) */
     char resume_fallback[8]; /* none | best: resume from best.h5 when the checkpoint is damaged */
     /* [schedule] */
@@ -46,6 +48,8 @@ typedef struct EffConfig {
     char class_subset[256];  /* data.classes: "5,6,7" -> those classes, relabelled 0..k-1 */
     char init_from[1024];    /* train.init_from: weights-only start (fine-tuning) */
     long init_strict;        /* train.init_strict */
+    char freeze[8];          /* train.freeze: none | stem | 1..7 (the stem and stages 1..N) */
+    char freeze_bn[8];       /* train.freeze_bn: train | eval (the frozen BNs) */
     long augment;
     long train_subset;    /* 0: the whole train split; else its first N samples */
     long test_subset;
@@ -90,6 +94,8 @@ int eff_config_load_file(EffConfig *c, const char *path, char *err, size_t errle
 int eff_config_find(const char *name, char *out, size_t cap, char *searched, size_t scap);
 int eff_config_set(EffConfig *c, const char *assignment, char *err, size_t errlen);
 int eff_config_validate(const EffConfig *c, char *err, size_t errlen);
+/* train.freeze as a stage count: -1 none, 0 stem, 1..7 (validated by the key's choices). */
+int eff_config_freeze_stages(const EffConfig *c);
 /* Print every key with its default and help. */
 void eff_config_help(FILE *f);
 /* Every key as canonical INI text (malloc'd); loading it gives the same config. */

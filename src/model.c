@@ -19,12 +19,12 @@ static const int base_stages[7][5] = {
     {6, 112, 3, 1, 5}, {6, 192, 4, 2, 5}, {6, 320, 1, 1, 3},
 };
 
-/* (the variant's fields: EFF_VARIANT_SEED, no stochastic depth) */
+/* (the variant's fields: EFF_VARIANT_SEED, no stochastic depth; the stem's stride 2) */
 static const EffModelSpec specs[8] = {
-    {"efficientnet-b0", 1.0, 1.0, 224, 0.2, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b1", 1.0, 1.1, 240, 0.2, EFF_VARIANT_SEED, 0.0},
-    {"efficientnet-b2", 1.1, 1.2, 260, 0.3, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b3", 1.2, 1.4, 300, 0.3, EFF_VARIANT_SEED, 0.0},
-    {"efficientnet-b4", 1.4, 1.8, 380, 0.4, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b5", 1.6, 2.2, 456, 0.4, EFF_VARIANT_SEED, 0.0},
-    {"efficientnet-b6", 1.8, 2.6, 528, 0.5, EFF_VARIANT_SEED, 0.0}, {"efficientnet-b7", 2.0, 3.1, 600, 0.5, EFF_VARIANT_SEED, 0.0},
+    {"efficientnet-b0", 1.0, 1.0, 224, 0.2, EFF_VARIANT_SEED, 0.0, 2}, {"efficientnet-b1", 1.0, 1.1, 240, 0.2, EFF_VARIANT_SEED, 0.0, 2},
+    {"efficientnet-b2", 1.1, 1.2, 260, 0.3, EFF_VARIANT_SEED, 0.0, 2}, {"efficientnet-b3", 1.2, 1.4, 300, 0.3, EFF_VARIANT_SEED, 0.0, 2},
+    {"efficientnet-b4", 1.4, 1.8, 380, 0.4, EFF_VARIANT_SEED, 0.0, 2}, {"efficientnet-b5", 1.6, 2.2, 456, 0.4, EFF_VARIANT_SEED, 0.0, 2},
+    {"efficientnet-b6", 1.8, 2.6, 528, 0.5, EFF_VARIANT_SEED, 0.0, 2}, {"efficientnet-b7", 2.0, 3.1, 600, 0.5, EFF_VARIANT_SEED, 0.0, 2},
 };
 
 int eff_model_spec(const char *name, EffModelSpec *out) {
@@ -63,6 +63,12 @@ void eff_model_spec_config(const char *name, const char *variant, double stochas
               "model.variant is %s, which has no stochastic depth\nHINT: set model.variant = torchvision, or leave "
               "model.stochastic_depth at -1", stochastic_depth, variant);
     out->stochastic_depth = stochastic_depth;
+}
+
+void eff_model_spec_set_stem_stride(EffModelSpec *spec, long stride) {
+    EFF_CHECK(stride == 1 || stride == 2, "model.stem_stride = %ld\nHINT: use 2 (the model's own stem) or 1 (keeps "
+              "the input's resolution through the stem: the CIFAR adaptation)", stride);
+    spec->stem_stride = (int)stride;
 }
 
 int eff_round_filters(int filters, double width) {
@@ -113,6 +119,22 @@ void eff_model_set_stochastic_depth(EffModel *m, double p) {
      * block; MBConv applies it only when use_res_connect */
     for (int i = 0; i < m->nblocks; i++) m->blk[i].sd = m->blk[i].residual ? (float)(p * i / m->nblocks) : 0.0f;
 }
+
+void eff_model_set_freeze(EffModel *m, int stages, int bn_eval) {
+    EFF_CHECK(stages >= -1 && stages <= 7, "train.freeze: %d stages, but the stage table has 7\nHINT: use none, stem "
+              "or 1..7", stages);
+    m->freeze_stages = stages;
+    m->freeze_blocks = 0;
+    while (stages > 0 && m->freeze_blocks < m->nblocks && m->blk[m->freeze_blocks].stage < stages) m->freeze_blocks++;
+    const EffBlock *b = m->freeze_blocks < m->nblocks ? &m->blk[m->freeze_blocks] : NULL;
+    /* both tables are in forward order (stem, blocks, head): the frozen layers are prefixes of each */
+    m->train_lo = stages < 0 ? 0 : eff_model_block_first_param(m, m->freeze_blocks);
+    m->freeze_bn_eval = stages >= 0 && bn_eval;
+    m->bn_lo = !m->freeze_bn_eval ? 0 : !b ? m->head_rm : b->expand ? b->rm0 : b->rm1;
+}
+
+/* Is the BN whose weight is at offset g frozen in eval mode (train.freeze_bn = eval)? */
+static int bn_frozen_eval(const EffModel *m, size_t g) { return m->freeze_bn_eval && g < m->train_lo; }
 
 /* A block's layer: its conv weight's name and its BN's prefix (the SE: its prefix, no BN). */
 enum { L_EXPAND, L_DW, L_SE, L_PROJECT };
@@ -206,9 +228,12 @@ void eff_model_build_tables(EffModel *m, const EffModelSpec *spec, int classes) 
     EFF_CHECK(classes >= 1 && classes <= 100000, "bad number of classes %d (want 1..100000)", classes);
     EFF_CHECK(spec->variant == EFF_VARIANT_SEED || spec->variant == EFF_VARIANT_TORCHVISION, "bad model variant %d",
               spec->variant);
+    EFF_CHECK(spec->stem_stride == 1 || spec->stem_stride == 2, "bad stem stride %d (want 1 or 2)", spec->stem_stride);
     memset(m, 0, sizeof *m);
     m->spec = *spec;
     m->classes = classes;
+    m->freeze_stages = -1; /* nothing frozen */
+    m->backbone_lr_mult = 1.0f;
     eff_table_init(&m->ptab);
     eff_table_init(&m->btab);
     variant_constants(m);
@@ -363,7 +388,7 @@ void eff_model_alloc_acts(EffModel *m, int N, int R) {
     free_acts(m);
     m->N = N;
     m->R = R;
-    m->H1 = conv_out_size(R, 3, 2, 1);
+    m->H1 = conv_out_size(R, 3, m->spec.stem_stride, 1);
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     size_t gmax = M1 * (size_t)m->stem_c, work = 0;
     m->x = f32(m, (size_t)N * R * R * 3, "input batch");
@@ -437,7 +462,7 @@ size_t eff_model_act_bytes(const EffModel *m) {
 }
 
 double eff_model_macs(const EffModel *m, int R) {
-    int H = conv_out_size(R, 3, 2, 1);
+    int H = conv_out_size(R, 3, m->spec.stem_stride, 1);
     double macs = (double)H * H * 27 * m->stem_c;
     for (int i = 0; i < m->nblocks; i++) {
         const EffBlock *b = &m->blk[i];
@@ -480,7 +505,7 @@ void eff_model_destroy(EffModel *m) {
 static void bn_fwd(EffModel *m, int train, float *out, float *mean, float *rstd, size_t rm, size_t rv,
                    const float *in, size_t g, size_t b, size_t M, int C, int swish) {
     const EffBackend *be = m->be;
-    if (train)
+    if (train && !bn_frozen_eval(m, g))
         TIMED(m, EFF_PROF_BN, be->batchnorm_forward_train(be, out, mean, rstd, m->bufs + rm, m->bufs + rv, m->bn_work, in,
                                                            m->param + g, m->param + b, (int)M, C, m->bn_momentum,
                                                            m->bn_eps, swish));
@@ -524,7 +549,7 @@ static void block_forward(EffModel *m, int i, const EffAct *x, int train) {
     } else {
         b->e_act = (EffAct *)x; /* no expansion: the depthwise conv reads the block input */
     }
-    if (train && be->dwconv_forward_bnstats)
+    if (train && be->dwconv_forward_bnstats && !bn_frozen_eval(m, b->g1))
         dw_bn_se_forward_fused(m, b);
     else {
         TIMED(m, EFF_PROF_DWCONV, be->dwconv_forward(be, b->d_conv, b->e_act, P + b->w_dw, N, b->Hi, b->Wi, b->ce, b->k,
@@ -555,7 +580,7 @@ float eff_model_forward(EffModel *m, const float *x, const int32_t *labels, int 
     return eff_model_forward_resident(m, labels != NULL, train, drop_key);
 }
 
-static size_t block_first_param(const EffModel *m, int i) {
+size_t eff_model_block_first_param(const EffModel *m, int i) {
     return i == m->nblocks ? m->head_w : m->blk[i].expand ? m->blk[i].w_expand : m->blk[i].w_dw;
 }
 
@@ -573,14 +598,14 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
     be->set_step_scalar(be, EFF_STEP_DROP_KEY, drop_key);
 
     const size_t M1 = (size_t)N * m->H1 * m->H1;
-    need_params(m, block_first_param(m, 0));
+    need_params(m, eff_model_block_first_param(m, 0));
     TIMED(m, EFF_PROF_CONV, be->conv2d_forward(be, m->stem_conv, m->stem_col, m->x, P + m->stem_w, N, m->R, m->R, 3,
-                                               m->stem_c, 3, 2, 1));
+                                               m->stem_c, 3, m->spec.stem_stride, 1));
     bn_fwd(m, train, m->stem_act, m->stem_mean, m->stem_rstd, m->stem_rm, m->stem_rv, m->stem_conv, m->stem_g,
            m->stem_b, M1, m->stem_c, 1);
     const EffAct *h = m->stem_act;
     for (int i = 0; i < m->nblocks; i++) {
-        need_params(m, block_first_param(m, i + 1));
+        need_params(m, eff_model_block_first_param(m, i + 1));
         block_forward(m, i, h, train);
         h = m->blk[i].out;
     }
@@ -609,8 +634,10 @@ float eff_model_forward_resident(EffModel *m, int with_labels, int train, uint64
 /* ---- backward -------------------------------------------------------------- */
 
 /* Backward through block i. dout holds d(block output); t1, t2 are scratch.
- * Returns the buffer holding d(block input): always t1. */
-static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout, EffAct *t1, EffAct *t2) {
+ * Returns the buffer holding d(block input): always t1 (with need_dx 0,
+ * nothing below the block takes a gradient: d(block input) is not formed
+ * where that saves work, the expand conv's input gradient and the residual). */
+static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout, EffAct *t1, EffAct *t2, int need_dx) {
     const EffBackend *be = m->be;
     EffBlock *b = &m->blk[i];
     const int N = m->N, HWo = b->Ho * b->Wo;
@@ -647,9 +674,10 @@ static EffAct *block_backward(EffModel *m, int i, const EffAct *x, EffAct *dout,
     if (b->expand) {
         TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t2, G + b->g0, G + b->b0, m->bn_work, t1, b->e_conv, b->e_act, b->e_mean, b->e_rstd,
                                                      P + b->g0, P + b->b0, (int)Mi, b->ce, 1));
-        TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, t1, G + b->w_expand, t2, x, P + b->w_expand, (int)Mi, b->cin, b->ce));
+        TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, need_dx ? t1 : NULL, G + b->w_expand, t2, x, P + b->w_expand,
+                                                      (int)Mi, b->cin, b->ce));
     }
-    if (b->residual) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, t1, dout, Mi * b->cin));
+    if (b->residual && need_dx) TIMED(m, EFF_PROF_ELEMWISE, be->add_inplace(be, t1, dout, Mi * b->cin));
     return t1;
 }
 
@@ -678,22 +706,24 @@ void eff_model_backward(EffModel *m, float loss_scale) {
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, g1, G + m->head_g, G + m->head_b, m->bn_work, g0, m->head_conv, m->head_act, m->head_mean,
                                                  m->head_rstd, P + m->head_g, P + m->head_b, (int)Mh, m->head_c, 1));
     const EffBlock *last = &m->blk[m->nblocks - 1];
-    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, g0, G + m->head_w, g1, last->out, P + m->head_w, (int)Mh,
-                                                  last->cout, m->head_c));
+    const int first = m->freeze_blocks, stem = m->train_lo == 0; /* train.freeze: backward stops at the boundary */
+    TIMED(m, EFF_PROF_PWCONV, be->pwconv_backward(be, first < m->nblocks ? g0 : NULL, G + m->head_w, g1, last->out,
+                                                  P + m->head_w, (int)Mh, last->cout, m->head_c));
     if (m->grad_ready) m->grad_ready(m->grad_ready_arg, m->head_w);
     EffAct *dout = g0, *t1 = g1, *t2 = g2;
-    for (int i = m->nblocks - 1; i >= 0; i--) {
+    for (int i = m->nblocks - 1; i >= first; i--) {
         const EffAct *x = i > 0 ? m->blk[i - 1].out : m->stem_act;
-        EffAct *dx = block_backward(m, i, x, dout, t1, t2);
+        EffAct *dx = block_backward(m, i, x, dout, t1, t2, i > first || stem);
         t1 = dout; /* rotate: the old output gradient is free now */
         dout = dx;
-        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, block_first_param(m, i));
+        if (m->grad_ready) m->grad_ready(m->grad_ready_arg, eff_model_block_first_param(m, i));
     }
+    if (!stem) return; /* the stem (and the blocks below `first`) are frozen: no gradient below */
     const size_t M1 = (size_t)N * m->H1 * m->H1;
     TIMED(m, EFF_PROF_BN, be->batchnorm_backward(be, t1, G + m->stem_g, G + m->stem_b, m->bn_work, dout, m->stem_conv, m->stem_act, m->stem_mean,
                                                  m->stem_rstd, P + m->stem_g, P + m->stem_b, (int)M1, m->stem_c, 1));
     TIMED(m, EFF_PROF_CONV, be->conv2d_backward(be, NULL, G + m->stem_w, m->stem_col, t1, m->x, P + m->stem_w, N, m->R, m->R, 3,
-                                                m->stem_c, 3, 2, 1));
+                                                m->stem_c, 3, m->spec.stem_stride, 1));
     if (m->grad_ready) m->grad_ready(m->grad_ready_arg, 0);
 }
 
@@ -740,18 +770,39 @@ float eff_model_train_step(EffModel *m, uint64_t drop_key, float loss_scale, con
 
 void eff_model_zero_grad(EffModel *m) { m->be->zero(m->be, m->grad, m->ptab.total * sizeof(float)); }
 
-/* Each optimizer range in turn; its state is packed at `at` in adam_m/v. */
+/* An optimizer range cut where its learning rate changes: below fc_w (the
+ * backbone) lr x backbone_lr_mult, from fc_w on (the classifier) lr. With
+ * one learning rate (mult 1) the range stays whole. Returns the parts (1-2). */
+static int lr_parts(const EffModel *m, EffSeg g, float lr, EffSeg part[2], float part_lr[2]) {
+    const size_t cut = m->fc_w, hi = g.lo + g.n;
+    if (m->backbone_lr_mult == 1.0f || hi <= cut || g.lo >= cut) {
+        part[0] = g;
+        part_lr[0] = m->backbone_lr_mult == 1.0f || g.lo >= cut ? lr : lr * m->backbone_lr_mult;
+        return 1;
+    }
+    part[0] = (EffSeg){g.lo, cut - g.lo};
+    part[1] = (EffSeg){cut, hi - cut};
+    part_lr[0] = lr * m->backbone_lr_mult;
+    part_lr[1] = lr;
+    return 2;
+}
+
+/* Each optimizer range (each part of it: lr_parts) in turn; its state is packed at `at` in adam_m/v. */
 static void adam(EffModel *m, float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled,
                  double *g_sumsq) {
     m->adam_t++;
     double sum = 0, s = 0;
     size_t at = 0;
-    for (int i = 0; i < m->opt_nseg; at += m->opt_seg[i++].n) {
-        const EffSeg g = m->opt_seg[i];
-        TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at,
-                                                  m->adam_v + at, g.n, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                                  m->adam_t, g_sumsq ? &s : NULL));
-        sum += s;
+    for (int i = 0; i < m->opt_nseg; i++) {
+        EffSeg part[2];
+        float plr[2];
+        for (int j = 0, np = lr_parts(m, m->opt_seg[i], lr, part, plr); j < np; at += part[j++].n) {
+            const EffSeg g = part[j];
+            TIMED(m, EFF_PROF_OPTIM, m->be->adam_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at,
+                                                      m->adam_v + at, g.n, plr[j], beta1, beta2, eps, weight_decay,
+                                                      decoupled, m->adam_t, g_sumsq ? &s : NULL));
+            sum += s;
+        }
     }
     if (g_sumsq) *g_sumsq = sum;
 }
@@ -760,11 +811,16 @@ static void sgd(EffModel *m, float lr, float momentum, float weight_decay, int n
     m->adam_t++;
     double sum = 0, s = 0;
     size_t at = 0;
-    for (int i = 0; i < m->opt_nseg; at += m->opt_seg[i++].n) {
-        const EffSeg g = m->opt_seg[i];
-        TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at, g.n, lr,
-                                                 momentum, weight_decay, nesterov, m->adam_t == 1, g_sumsq ? &s : NULL));
-        sum += s;
+    for (int i = 0; i < m->opt_nseg; i++) {
+        EffSeg part[2];
+        float plr[2];
+        for (int j = 0, np = lr_parts(m, m->opt_seg[i], lr, part, plr); j < np; at += part[j++].n) {
+            const EffSeg g = part[j];
+            TIMED(m, EFF_PROF_OPTIM, m->be->sgd_step(m->be, m->param + g.lo, m->grad + g.lo, m->adam_m + at, g.n,
+                                                     plr[j], momentum, weight_decay, nesterov, m->adam_t == 1,
+                                                     g_sumsq ? &s : NULL));
+            sum += s;
+        }
     }
     if (g_sumsq) *g_sumsq = sum;
 }
@@ -791,31 +847,38 @@ void eff_model_sgd_step(EffModel *m, float lr, float momentum, float weight_deca
     sgd(m, lr, momentum, weight_decay, nesterov, NULL);
 }
 
-void eff_model_shard_optimizer(EffModel *m, const EffSeg *seg, int nseg) {
-    EFF_CHECK(m->opt_nseg == 1 && m->opt_n == m->ptab.total, "eff_model_shard_optimizer: the optimizer is already "
-              "sharded (%d ranges, %zu parameters)", m->opt_nseg, m->opt_n);
+void eff_model_set_optimizer_ranges(EffModel *m, const EffSeg *seg, int nseg) {
     size_t n = 0;
     for (int i = 0; i < nseg; i++) {
-        EFF_CHECK(seg[i].lo + seg[i].n <= m->ptab.total && (i == 0 || seg[i].lo >= seg[i - 1].lo + seg[i - 1].n),
-                  "eff_model_shard_optimizer: range %d [%zu, %zu) of %zu parameters is out of order or out of range", i,
-                  seg[i].lo, seg[i].lo + seg[i].n, (size_t)m->ptab.total);
+        EFF_CHECK(seg[i].lo >= m->train_lo && seg[i].lo + seg[i].n <= m->ptab.total &&
+                  (i == 0 || seg[i].lo >= seg[i - 1].lo + seg[i - 1].n), "optimizer range %d [%zu, %zu) is out of "
+                  "order or outside the trainable parameters [%zu, %zu) (internal error)", i, seg[i].lo,
+                  seg[i].lo + seg[i].n, m->train_lo, (size_t)m->ptab.total);
         n += seg[i].n;
     }
     const EffBackend *be = m->be;
-    const size_t bytes = (n ? n : 1) * sizeof(float);
-    float *full = eff_malloc(m->ptab.total * sizeof(float), "optimizer shard staging");
-    float *packed = eff_malloc(bytes, "optimizer shard staging");
+    const size_t bytes = (n ? n : 1) * sizeof(float), old = m->opt_n ? m->opt_n : 1;
+    float *full = eff_calloc(m->ptab.total, sizeof(float), "optimizer state staging"); /* zeros: no state yet */
+    const int whole = m->opt_nseg == 1 && m->opt_seg[0].lo == 0 && m->opt_n == m->ptab.total;
+    float *from = whole ? NULL : eff_malloc(old * sizeof(float), "optimizer state staging");
+    float *packed = eff_malloc(bytes, "optimizer state staging");
     float **state[2] = {&m->adam_m, &m->adam_v};
     for (int k = 0; k < 2; k++) {
-        float *shard = be->alloc(be, bytes, k ? "Adam second moments (this rank's shard)" : "Adam first moments "
-                                 "(this rank's shard)");
-        be->download(be, full, *state[k], m->ptab.total * sizeof(float));
+        float *mine = be->alloc(be, bytes, k ? "Adam second moments (the optimizer's ranges)" : "Adam first moments "
+                                "(the optimizer's ranges)");
+        if (whole) { /* the common case, a fresh state: straight in (no second staging copy touched) */
+            be->download(be, full, *state[k], m->opt_n * sizeof(float));
+        } else {
+            be->download(be, from, *state[k], m->opt_n * sizeof(float));
+            eff_seg_copy(m->opt_seg, m->opt_nseg, full, from, 1);
+        }
         eff_seg_copy(seg, nseg, full, packed, 0);
-        if (n) be->upload(be, shard, packed, n * sizeof(float));
+        if (n) be->upload(be, mine, packed, n * sizeof(float));
         be->release(be, *state[k]);
-        *state[k] = shard;
+        *state[k] = mine;
     }
     eff_free(full);
+    eff_free(from);
     eff_free(packed);
     eff_free(m->opt_seg);
     m->opt_seg = eff_malloc(sizeof(EffSeg) * (size_t)(nseg ? nseg : 1), "optimizer ranges");

@@ -30,6 +30,8 @@ typedef struct EffModelSpec {
     double dropout;          /* the classifier's (and, for the seed, the blocks' scale) */
     int variant;             /* EffVariant */
     double stochastic_depth; /* torchvision's stochastic_depth_prob (0.2); 0 for the seed */
+    int stem_stride;         /* the stem conv's stride: 2 (both variants' own), or 1 (model.stem_stride, the CIFAR
+                                adaptation: the stem keeps the input's resolution) */
 } EffModelSpec;
 
 /* Fill *out for "efficientnet-b0".."efficientnet-b7" (or "b0".."b7"), the
@@ -41,6 +43,8 @@ int eff_model_spec_set_variant(EffModelSpec *spec, const char *variant);
 /* The spec of a config's model: name, variant and stochastic depth (< 0: the
  * variant's own). Exits with a message naming the bad value and the fix. */
 void eff_model_spec_config(const char *name, const char *variant, double stochastic_depth, EffModelSpec *out);
+/* model.stem_stride: 1 or 2, else exits naming the key and the value. */
+void eff_model_spec_set_stem_stride(EffModelSpec *spec, long stride);
 int eff_round_filters(int filters, double width); /* seed's _round_filters */
 int eff_round_repeats(int repeats, double depth); /* seed's _round_repeats */
 
@@ -74,15 +78,29 @@ typedef struct EffModel {
     int se_act;       /* EFF_SE_RELU (seed) or EFF_SE_SILU (torchvision: hidden holds 2 x N x Cse floats) */
     int se_bias;      /* the SE convs have biases (torchvision) */
     float label_smoothing; /* cross-entropy label smoothing (0: the seed) */
+    /* Freezing (train.freeze, eff_model_set_freeze): the stem and the first
+     * freeze_blocks blocks take no gradient. The parameter buffer is laid out
+     * in forward order, so they are the prefix [0, train_lo): backward stops
+     * at that boundary, and the optimizer ranges and the gradient exchange
+     * cover [train_lo, total) only. freeze_bn_eval: their BNs run in eval
+     * mode (running statistics used, not updated), and those statistics are
+     * the prefix [0, bn_lo) of the buffer table. All 0 when nothing is frozen. */
+    int freeze_stages; /* -1: nothing; 0: the stem; N: the stem and stages 1..N of the stage table */
+    int freeze_blocks, freeze_bn_eval;
+    size_t train_lo, bn_lo;
+    /* optim.backbone_lr_mult: every parameter below fc_w (all but the
+     * classifier) steps with lr x this (1: one learning rate) */
+    float backbone_lr_mult;
     EffTable ptab; /* parameters; grads and Adam moments use the same offsets */
     EffTable btab; /* BN running statistics */
     size_t stem_w, stem_g, stem_b, stem_rm, stem_rv;
     size_t head_w, head_g, head_b, head_rm, head_rv, fc_w, fc_b;
     float *param, *grad, *adam_m, *adam_v, *bufs; /* backend memory */
     /* The optimizer state covers the parameter ranges opt_seg[0 .. opt_nseg):
-     * all of them (one range), or one rank's pieces under ZeRO-1
-     * (eff_model_shard_optimizer); adam_m/adam_v hold those ranges' opt_n
-     * floats back to back. */
+     * all of them (one range), the trainable ones [train_lo, total) with
+     * train.freeze, or one rank's pieces of those under ZeRO-1
+     * (eff_model_set_optimizer_ranges); adam_m/adam_v hold those ranges'
+     * opt_n floats back to back. */
     EffSeg *opt_seg;
     int opt_nseg;
     size_t opt_n;
@@ -150,6 +168,14 @@ void eff_model_set_dropout(EffModel *m, double dropout);
  * per image with rate p * i / nblocks (0 disables). The seed has none: p
  * must be 0. */
 void eff_model_set_stochastic_depth(EffModel *m, double p);
+/* train.freeze: stages = -1 (nothing), 0 (the stem) or 1..7 (the stem and
+ * stages 1..N of the stage table); bn_eval (train.freeze_bn = eval): the
+ * frozen BNs use their running statistics and leave them unchanged. Sets
+ * the boundaries (train_lo, bn_lo, freeze_blocks); the optimizer state is
+ * repacked by eff_model_set_optimizer_ranges. Exits on a bad stage count. */
+void eff_model_set_freeze(EffModel *m, int stages, int bn_eval);
+/* The first parameter offset of block i (i == nblocks: the head conv). */
+size_t eff_model_block_first_param(const EffModel *m, int i);
 /* Allocate every activation for batch N at resolution R (none during a step). */
 void eff_model_alloc_acts(EffModel *m, int N, int R);
 size_t eff_model_act_bytes(const EffModel *m);
@@ -209,10 +235,13 @@ typedef struct EffOptimizer {
     int nesterov;
 } EffOptimizer;
 double eff_model_optimizer_step(EffModel *m, const EffOptimizer *o);
-/* ZeRO-1: keep the optimizer state only for the parameter ranges seg[0 ..
- * nseg) (ascending, disjoint; copied from the current full state, which is
- * freed); steps then update only those parameters. */
-void eff_model_shard_optimizer(EffModel *m, const EffSeg *seg, int nseg);
+/* Keep the optimizer state only for the parameter ranges seg[0 .. nseg)
+ * (ascending, disjoint, inside the trainable [train_lo, total)): the
+ * trainable suffix (freezing), or one rank's pieces of it (ZeRO-1). The
+ * state of those ranges is carried over from the current ranges (zeros
+ * where they had none), the old buffers are freed; steps then update only
+ * those parameters. */
+void eff_model_set_optimizer_ranges(EffModel *m, const EffSeg *seg, int nseg);
 /* The sum of squares of the gradients in the optimizer's ranges. */
 double eff_model_grad_sumsq(const EffModel *m);
 /* Copy the optimizer state between the packed ranges (m->adam_m/v layout)

@@ -30,7 +30,7 @@ tests=(
   data_sampler data_loader data_converter data_sampler_shards data_augment_torchvision data_images_generated
   train_config train_baddata train_kill train_eval train_nan train_resume train_signal
   ckpt_commands ckpt_badinput fuzz_readers json_output
-  kernel_index bucket_layout recompute_1thread dwconv_isa
+  kernel_index bucket_layout recompute_1thread dwconv_isa freeze
 )
 known=$(ctest --test-dir "$build" -N)
 for t in "${tests[@]}"; do # a renamed test must not drop out of the pass silently

@@ -262,10 +262,14 @@ int main(int argc, char **argv) {
     if (H5Aexists(f, "variant") > 0) eff_h5_attr_string(f, path, "variant", variant, sizeof variant);
     const double sd = H5Aexists(f, "stochastic_depth") > 0 ? eff_h5_attr_double(f, path, "stochastic_depth") : 0.0;
     const uint64_t drop_key = H5Aexists(f, "drop_key") > 0 ? (uint64_t)eff_h5_attr_double(f, path, "drop_key") : 0;
+    /* model.stem_stride (fixtures before it: the stock stride 2) */
+    const long stem_stride = H5Aexists(f, "stem_stride") > 0 ? (long)eff_h5_attr_double(f, path, "stem_stride") : 2;
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model_name, &spec), "fixture names unknown model '%s'", model_name);
     EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "fixture names unknown variant '%s'", variant);
-    printf("reference: %s (%s variant) at %dx%d, batch %d, vs PyTorch fixture %s\n", model_name, variant, R, R, N, path);
+    eff_model_spec_set_stem_stride(&spec, stem_stride);
+    printf("reference: %s (%s variant, stem stride %ld) at %dx%d, batch %d, vs PyTorch fixture %s\n", model_name,
+           variant, stem_stride, R, R, N, path);
     if (sd > 0)
         printf("stochastic depth %.2f, drop key %llu: %.0f of %.0f (block, image) pairs dropped in PyTorch's step\n", sd,
                (unsigned long long)drop_key, eff_h5_attr_double(f, path, "sd_dropped"), eff_h5_attr_double(f, path, "sd_draws"));

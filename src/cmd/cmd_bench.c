@@ -107,6 +107,8 @@ static void report_json(const EffModel *m, const BenchResult *r) {
     eff_json_int(o, "batch", r->batch);
     eff_json_int(o, "threads", r->threads);
     eff_json_int(o, "steps", r->steps);
+    eff_json_int(o, "stem_stride", m->spec.stem_stride);
+    eff_json_int(o, "freeze_stages", m->freeze_stages); /* -1: nothing frozen, 0: the stem, N: stem + stages 1..N */
     eff_json_num(o, "img_per_s", (double)r->batch * r->steps / r->dt, "%.3f");
     eff_json_num(o, "step_ms", 1e3 * r->dt / r->steps, "%.3f");
     eff_json_num(o, "peak_rss_mb", r->rss, "%.1f");
@@ -180,8 +182,8 @@ static void set_synthetic_input(EffModel *m, long batch, long resolution, long c
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16", *variant = "seed";
-    long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1;
+    const char *model = "efficientnet-b0", *backend = "cpu", *precision = "bf16", *variant = "seed", *freeze = "none";
+    long resolution = 32, batch = 64, threads = 2, steps = 10, warmup = 2, classes = 10, seed = 1, stem_stride = 2;
     long device = 0, peak_gflops = 0, peak_gbs = 0;
     int json = 0, profile = 0, deterministic = 0, eager = 0, recompute = 0;
     CliOpt opts[] = {
@@ -198,6 +200,8 @@ int cmd_bench(int argc, char **argv) {
         {"--peak-gflops", CLI_INT, &peak_gflops, 1, 1000000000L, "--profile's compute roof, GFLOP/s (default: measured / datasheet)"},
         {"--peak-gbs", CLI_INT, &peak_gbs, 1, 100000000L, "--profile's memory roof, GB/s (default: measured / datasheet)"},
         {"--recompute", CLI_BOOL, &recompute, 0, 0, "rebuild the blocks' BN+swish outputs in backward (train.recompute = bnswish)"},
+        {"--freeze", CLI_STR, &freeze, 0, 0, "train.freeze: none | stem | 1..7 (the stem and stages 1..N take no gradient)"},
+        {"--stem-stride", CLI_INT, &stem_stride, 1, 2, "model.stem_stride: 2 (the model's own) or 1"},
         {"--backend", CLI_STR, &backend, 0, 0, "cpu | cuda | auto"},
         {"--precision", CLI_STR, &precision, 0, 0, "CUDA math: fp32 | bf16 | fp16"},
         {"--device", CLI_INT, &device, 0, 1024, "CUDA device"},
@@ -211,6 +215,12 @@ int cmd_bench(int argc, char **argv) {
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
     EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "unknown --variant '%s'\nHINT: use seed or torchvision", variant);
+    eff_model_spec_set_stem_stride(&spec, stem_stride);
+    EffConfig fc; /* --freeze checked and parsed as the config key */
+    char assign[64], err[512];
+    eff_config_defaults(&fc);
+    snprintf(assign, sizeof assign, "train.freeze=%.40s", freeze);
+    EFF_CHECK(eff_config_set(&fc, assign, err, sizeof err), "bench --freeze: %s", err);
     const int prec = eff_precision_parse(precision);
     EFF_CHECK(prec >= 0, "--precision '%s' unknown\nHINT: use fp32, bf16 or fp16", precision);
     EFF_CHECK(!strcmp(backend, "cpu") || !strcmp(backend, "cuda") || !strcmp(backend, "auto"),
@@ -222,6 +232,9 @@ int cmd_bench(int argc, char **argv) {
     EffModel *m = &ctx.model;
     eff_model_create(m, ctx.be, &spec, (int)classes);
     eff_model_init_weights(m, ctx.seed);
+    eff_model_set_freeze(m, eff_config_freeze_stages(&fc), 0);
+    const EffSeg trainable = {m->train_lo, m->ptab.total - m->train_lo};
+    if (m->train_lo) eff_model_set_optimizer_ranges(m, &trainable, 1); /* as effnet train: state for these only */
     m->recompute = recompute;
     eff_model_alloc_acts(m, (int)batch, (int)resolution);
     m->use_graph = cuda && !eager && !profile; /* --profile times each op: eager */
@@ -232,9 +245,10 @@ int cmd_bench(int argc, char **argv) {
     }
     set_synthetic_input(m, batch, resolution, classes, ctx.seed);
     if (!json)
-        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s%s)\n", spec.name,
-               resolution, resolution, batch, threads, warmup, steps, ctx.be->name, eff_precision_name(ctx.be->precision),
-               m->use_graph ? ", CUDA graph" : "");
+        printf("bench: %s %ldx%ld batch %ld threads %ld, %ld warm-up + %ld timed steps (backend %s, %s%s%s%s%s)\n",
+               spec.name, resolution, resolution, batch, threads, warmup, steps, ctx.be->name,
+               eff_precision_name(ctx.be->precision), m->use_graph ? ", CUDA graph" : "",
+               stem_stride == 1 ? ", stem stride 1" : "", m->train_lo ? ", frozen: " : "", m->train_lo ? freeze : "");
     char gpu[300] = "";
     if (cuda) {
         eff_cuda_describe((int)device, gpu, sizeof gpu);

@@ -327,6 +327,7 @@ static void info_json(const Info *in, const char *path) {
     eff_json_int(o, "schema_version", (long long)attr_num(in->schema, -1));
     eff_json_str(o, "model", c->h->model);
     eff_json_str(o, "variant", c->h->variant);
+    eff_json_int(o, "stem_stride", c->h->stem_stride);
     eff_json_int(o, "classes", c->h->classes);
     eff_json_int(o, "resolution", c->h->resolution);
     json_attrs(o, "attributes", &in->root, "config");
@@ -371,8 +372,8 @@ static void info_text_header(const Info *in, const char *path) {
     printf("checksum     %s\n", c->h->checksum ? "SHA-256 of the contents verified" : "none (an older effnet's file, "
            "or one written by another tool)");
     printf("format       %s, schema version %lld\n", EFF_CKPT_FORMAT, (long long)attr_num(in->schema, -1));
-    printf("model        %s (%s variant), %d classes, resolution %d\n", c->h->model, c->h->variant, c->h->classes,
-           c->h->resolution);
+    printf("model        %s (%s variant%s), %d classes, resolution %d\n", c->h->model, c->h->variant,
+           c->h->stem_stride == 1 ? ", stem stride 1" : "", c->h->classes, c->h->resolution);
     printf("created      %s (HDF5 %s)\n", created && created->s ? created->s : "(unknown)",
            h5v && h5v->s ? h5v->s : "(unknown)");
 }
@@ -396,8 +397,10 @@ static void info_text_state(const Info *in) {
     }
     if (in->has_opt) {
         const EffCkptAttr *on = eff_ckpt_attr_find(&in->opt, "name");
-        printf("optimizer    %s, step %.0f (exp_avg %lld, exp_avg_sq %lld tensors)\n", on && on->s ? on->s : "?",
-               attr_num(eff_ckpt_attr_find(&in->opt, "step"), NAN), in->n_exp_avg, in->n_exp_avg_sq);
+        const double frozen = attr_num(eff_ckpt_attr_find(&in->opt, "frozen"), 0); /* train.freeze: no state */
+        printf("optimizer    %s, step %.0f (exp_avg %lld, exp_avg_sq %lld tensors%s%.0f%s)\n", on && on->s ? on->s : "?",
+               attr_num(eff_ckpt_attr_find(&in->opt, "step"), NAN), in->n_exp_avg, in->n_exp_avg_sq,
+               frozen > 0 ? "; the first " : "", frozen > 0 ? frozen : 0, frozen > 0 ? " frozen, without" : "");
     } else {
         printf("optimizer    (none)\n");
     }

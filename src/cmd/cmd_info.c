@@ -10,7 +10,7 @@
 
 int cmd_info(int argc, char **argv) {
     const char *model = "efficientnet-b0", *variant = "seed";
-    long classes = 10, resolution = 0;
+    long classes = 10, resolution = 0, stem_stride = 2;
     int json = 0, devices = 0;
     CliOpt opts[] = {
         {"--devices", CLI_BOOL, &devices, 0, 0, "list the usable CUDA devices and exit"},
@@ -18,6 +18,7 @@ int cmd_info(int argc, char **argv) {
         {"--variant", CLI_STR, &variant, 0, 0, "seed (default) or torchvision (docs/model.md)"},
         {"--classes", CLI_INT, &classes, 1, 100000, "number of classes"},
         {"--resolution", CLI_INT, &resolution, 0, 2048, "input resolution (0: the model's own)"},
+        {"--stem-stride", CLI_INT, &stem_stride, 1, 2, "model.stem_stride: 2 (the model's own) or 1"},
         {"--json", CLI_BOOL, &json, 0, 0, "print one JSON object"},
     };
     if (cli_parse("info", "[--model NAME] [--variant seed|torchvision] [--classes N] [--resolution R] [--json] [--devices]",
@@ -38,6 +39,7 @@ int cmd_info(int argc, char **argv) {
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model '%s'\nHINT: use efficientnet-b0 .. efficientnet-b7", model);
     EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "unknown --variant '%s'\nHINT: use seed or torchvision", variant);
+    eff_model_spec_set_stem_stride(&spec, stem_stride);
     const int R = resolution ? (int)resolution : spec.resolution;
     EFF_CHECK(R >= 8, "--resolution %d too small (want >= 8)", R);
     EffModel m;
@@ -51,6 +53,7 @@ int cmd_info(int argc, char **argv) {
         eff_json_str(o, "variant", eff_variant_name(spec.variant));
         eff_json_int(o, "classes", classes);
         eff_json_int(o, "resolution", R);
+        eff_json_int(o, "stem_stride", spec.stem_stride);
         eff_json_uint(o, "params", params);
         eff_json_int(o, "convs", m.nconvs);
         eff_json_int(o, "blocks", m.nblocks);
@@ -70,9 +73,10 @@ int cmd_info(int argc, char **argv) {
         printf("conv layers    %d\n", m.nconvs);
         printf("blocks         %d\n", m.nblocks);
         printf("FLOPs/image    %.3f GFLOP forward (2 x multiply-adds)\n\n", flops * 1e-9);
-        printf("stage  blocks  in->out   expand  kernel  stride  out res  params\n");
-        int H = (R + 2 - 3) / 2 + 1, bi = 0;
-        printf("stem   %6s  %3d->%-4d  %6s  %6d  %6d  %7d  %zu\n", "-", 3, m.stem_c, "-", 3, 2, H, (size_t)27 * m.stem_c + 2 * m.stem_c);
+        printf("stage  blocks  in->out   expand  kernel  stride  out res  params   (train.freeze = N: the stem and stages 1..N)\n");
+        int H = (R + 2 - 3) / spec.stem_stride + 1, bi = 0;
+        printf("stem   %6s  %3d->%-4d  %6s  %6d  %6d  %7d  %zu\n", "-", 3, m.stem_c, "-", 3, spec.stem_stride, H,
+               (size_t)27 * m.stem_c + 2 * m.stem_c);
         for (int s = 0; bi < m.nblocks; s++) {
             int first = bi, cin = m.blk[bi].cin, cout = m.blk[bi].cout;
             size_t sp = 0;

@@ -24,15 +24,28 @@ static void mpi_abort_hook(int code) {
     if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+/* --check: the resolved config is valid (every key, the model and its variant): print it on rank 0. */
+static void check_only(const EffTrainer *T, const char *config) {
+    EffModelSpec spec;
+    eff_model_spec_config(T->cfg.model, T->cfg.variant, T->cfg.stochastic_depth, &spec); /* exits naming a bad key */
+    eff_model_spec_set_stem_stride(&spec, T->cfg.stem_stride);
+    if (T->rank != 0) return;
+    char *ini = eff_config_to_ini(&T->cfg);
+    printf("; effnet train --check: %s is valid; the resolved config:\n%s", config ? config : "(no --config)", ini);
+    eff_free(ini);
+}
+
 static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume) {
     const char *config = NULL;
     char err[1400];
+    int check = 0;
     eff_config_defaults(&T->cfg);
     for (int a = 2; a < argc; a++)
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
             if (T->rank == 0) {
-                printf("usage: effnet train --config FILE|NAME [--set section.key=value ...] [--resume [FILE]]\n\n"
+                printf("usage: effnet train --config FILE|NAME [--set section.key=value ...] [--resume [FILE]] [--check]\n\n"
                        "  --resume alone continues from OUTPUT_DIR/last.h5.\n"
+                       "  --check validates the config (file and --set) and prints it resolved, without training.\n"
                        "exit codes: 0 done, 1 error, 3 non-finite loss/gradient, 75 checkpointed on a signal (requeue)\n\n");
                 eff_config_help(stdout);
             }
@@ -47,6 +60,8 @@ static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume)
             EFF_CHECK(a < argc, "--set needs section.key=value");
             T->set_batch |= !strncmp(argv[a], "train.batch=", 12);
             T->set_accum |= !strncmp(argv[a], "train.accum=", 12);
+        } else if (!strcmp(argv[a], "--check")) {
+            check = 1;
         } else if (!strcmp(argv[a], "--resume")) {
             *resume = (a + 1 < argc && strncmp(argv[a + 1], "--", 2) != 0) ? argv[++a] : "";
         } else {
@@ -64,7 +79,8 @@ static int parse_args(EffTrainer *T, int argc, char **argv, const char **resume)
         if (!strcmp(argv[a], "--set")) EFF_CHECK(eff_config_set(&T->cfg, argv[++a], err, sizeof err), "%s", err);
         else if (!strcmp(argv[a], "--config")) a++;
     EFF_CHECK(eff_config_validate(&T->cfg, err, sizeof err), "config: %s", err);
-    return 0;
+    if (check) check_only(T, config);
+    return check;
 }
 
 /* The loader's next batch; the wait opens the step's span in the trace. */
@@ -142,7 +158,17 @@ static const char *prefer_ring_iallreduce(void) {
     return what;
 }
 
+/* --check: validate and print the config without MPI (a login node, a script; nothing is trained). */
+static int check_without_mpi(int argc, char **argv) {
+    EffTrainer T;
+    memset(&T, 0, sizeof T);
+    const char *resume = NULL;
+    return parse_args(&T, argc, argv, &resume) ? 0 : 1; /* parse_args returns 1 after the check (or --help) */
+}
+
 int cmd_train(int argc, char **argv) {
+    for (int a = 2; a < argc; a++)
+        if (!strcmp(argv[a], "--check")) return check_without_mpi(argc, argv);
     /* before MPI_Init and before any other thread: train/signals.h */
     EffSignals *signals = eff_signals_start();
     int provided = 0;

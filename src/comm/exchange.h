@@ -8,7 +8,13 @@
  *     (comm_nccl.c), also inside a captured CUDA graph
  *
  * setup.c picks the transport once (eff_exchange_mpi / eff_exchange_nccl);
- * step.c, epoch.c and trainer.c call only these functions. What every
+ * step.c, epoch.c and trainer.c call only these functions.
+ *
+ * The exchange covers the gradients [base, n) (train.freeze: the frozen
+ * prefix [0, base) takes no gradient and is never sent). The model and the
+ * trainer speak in offsets of the whole parameter buffer; the eff_exchange_*
+ * calls below translate them, so a transport only ever sees its own range
+ * [0, n - base) (its buckets, ZeRO-1's pieces and parameter gather). What every
  * transport provides is listed in EffExchangeOps; eff_exchange_check (and the
  * test exchange_table) enforces it, groups all-or-none. A third transport
  * (UCC, an NCCL-free GPU path) fills the same table: kernels/README.md,
@@ -65,6 +71,7 @@ struct EffExchange {
     int overlapped;     /* gradients move during backward (grad_ready set) */
     int counts_overlap; /* finish's stats say how many buckets were done in backward */
     int nbuckets;
+    size_t base;        /* the first offset exchanged (train.freeze: the frozen prefix below it is not) */
     void *impl;
 };
 
@@ -79,19 +86,33 @@ static inline void eff_exchange_finish(EffExchange *x, int tail_done, EffExchang
 static inline void eff_exchange_average(EffExchange *x, float *buf, size_t n, int accum) {
     x->ops->average(x, buf, n, accum);
 }
-static inline int eff_exchange_params_pending(EffExchange *x, size_t end) {
-    return x->ops->params_pending ? x->ops->params_pending(x, end) : 0;
+/* An offset of the whole buffer as one of the exchanged range (below base: 0; SIZE_MAX stays "all"). */
+static inline size_t eff_exchange_offset(const EffExchange *x, size_t off) {
+    return off == SIZE_MAX ? SIZE_MAX : off > x->base ? off - x->base : 0;
 }
+/* the gradients at offsets >= first are final (an overlapped exchange has grad_ready) */
+static inline void eff_exchange_grad_ready(EffExchange *x, size_t first) {
+    x->ops->grad_ready(x, eff_exchange_offset(x, first));
+}
+static inline int eff_exchange_params_pending(EffExchange *x, size_t end) {
+    return x->ops->params_pending ? x->ops->params_pending(x, eff_exchange_offset(x, end)) : 0;
+}
+static inline void eff_exchange_wait_params(EffExchange *x, size_t end, const char *what) {
+    x->ops->wait_params(x, eff_exchange_offset(x, end), what);
+}
+/* ZeRO-1: param is the whole parameter buffer */
+static inline void eff_exchange_gather_params(EffExchange *x, float *param) { x->ops->gather_params(x, param + x->base); }
 void eff_exchange_destroy(EffExchange *x);
 
 /* The MPI transport: on one rank nothing moves; else the bucketed exchange of
  * buckets_mpi.c when overlap or sharded, one MPI all-reduce otherwise. grad:
- * the n gradients (host memory, the CPU backend or a staging copy). */
-EffExchange *eff_exchange_mpi(EffMpi *w, const EffBackend *be, float *grad, size_t n, double bucket_mb, int overlap,
-                              int sharded);
-/* The NCCL transport (CUDA builds; comm_nccl_stub.c otherwise exits). */
-EffExchange *eff_exchange_nccl(MPI_Comm comm, const EffBackend *be, float *grad, size_t n, double bucket_mb,
-                               double timeout_s, int sharded);
+ * the n gradients (host memory, the CPU backend or a staging copy), of which
+ * [base, n) are exchanged. */
+EffExchange *eff_exchange_mpi(EffMpi *w, const EffBackend *be, float *grad, size_t base, size_t n, double bucket_mb,
+                              int overlap, int sharded);
+/* The NCCL transport (CUDA builds; comm_nccl_stub.c otherwise exits); [base, n) of grad as above. */
+EffExchange *eff_exchange_nccl(MPI_Comm comm, const EffBackend *be, float *grad, size_t base, size_t n,
+                               double bucket_mb, double timeout_s, int sharded);
 extern const EffExchangeOps eff_exchange_mpi_ops, eff_exchange_nccl_ops;
 
 #endif

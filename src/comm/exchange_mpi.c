@@ -12,7 +12,7 @@
 typedef struct {
     EffMpi *w;
     const EffBackend *be;
-    float *grad;
+    float *grad;            /* the exchanged range: the model's gradients from exchange base on */
     size_t n;
     int world;
     EffMpiBuckets *buckets; /* NULL: one all-reduce (world > 1) or nothing (world 1) */
@@ -91,16 +91,17 @@ const EffExchangeOps eff_exchange_mpi_ops = {
     .params_pending = mpi_params_pending, .wait_params = mpi_wait_params, .on_event = mpi_on_event,
 };
 
-EffExchange *eff_exchange_mpi(EffMpi *w, const EffBackend *be, float *grad, size_t n, double bucket_mb, int overlap,
-                              int sharded) {
+EffExchange *eff_exchange_mpi(EffMpi *w, const EffBackend *be, float *grad, size_t base, size_t n, double bucket_mb,
+                              int overlap, int sharded) {
+    EFF_CHECK(base < n, "gradient exchange: range [%zu, %zu) is empty (internal error)", base, n);
     EffExchange *x = eff_calloc(1, sizeof *x, "gradient exchange");
     Mpi *m = eff_calloc(1, sizeof *m, "MPI gradient exchange");
-    *m = (Mpi){.w = w, .be = be, .grad = grad, .n = n, .world = eff_mpi_size(w)};
+    *m = (Mpi){.w = w, .be = be, .grad = grad + base, .n = n - base, .world = eff_mpi_size(w)};
     const int buckets = m->world > 1 && (overlap || sharded);
     if (buckets)
-        m->buckets = eff_mpi_buckets_create(w, grad, n, bucket_mb,
+        m->buckets = eff_mpi_buckets_create(w, m->grad, m->n, bucket_mb,
                                             sharded ? EFF_BUCKETS_REDUCE_SCATTER : EFF_BUCKETS_ALLREDUCE);
-    *x = (EffExchange){.ops = &eff_exchange_mpi_ops, .impl = m, .averages = 0, .sharded = buckets && sharded,
+    *x = (EffExchange){.ops = &eff_exchange_mpi_ops, .impl = m, .base = base, .averages = 0, .sharded = buckets && sharded,
                        .overlapped = buckets && overlap, .counts_overlap = buckets && overlap,
                        .nbuckets = buckets ? eff_mpi_buckets_count(m->buckets) : 0,
                        .name = buckets ? "MPI buckets" : m->world > 1 ? "MPI all-reduce" : "none (1 rank)"};

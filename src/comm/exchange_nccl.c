@@ -49,14 +49,15 @@ const EffExchangeOps eff_exchange_nccl_ops = {
     .grad_ready = nccl_grad_ready, .gather_params = nccl_gather_params, .graph_hooks = nccl_graph_hooks,
 };
 
-EffExchange *eff_exchange_nccl(MPI_Comm comm, const EffBackend *be, float *grad, size_t n, double bucket_mb,
-                               double timeout_s, int sharded) {
+EffExchange *eff_exchange_nccl(MPI_Comm comm, const EffBackend *be, float *grad, size_t base, size_t n,
+                               double bucket_mb, double timeout_s, int sharded) {
+    EFF_CHECK(base < n, "gradient exchange: range [%zu, %zu) is empty (internal error)", base, n);
     Nccl *m = eff_calloc(1, sizeof *m, "NCCL gradient exchange");
-    m->c = eff_comm_create(comm, be, grad, n, bucket_mb, timeout_s, sharded);
+    m->c = eff_comm_create(comm, be, grad + base, n - base, bucket_mb, timeout_s, sharded); /* the trainable range */
     m->be = be;
     m->hooks = (EffStepHooks){.tail = on_tail, .wait = on_wait, .discard = on_discard, .arg = m->c};
     EffExchange *x = eff_calloc(1, sizeof *x, "gradient exchange");
-    *x = (EffExchange){.ops = &eff_exchange_nccl_ops, .impl = m, .name = "NCCL", .averages = 1, .sharded = sharded,
+    *x = (EffExchange){.ops = &eff_exchange_nccl_ops, .impl = m, .base = base, .name = "NCCL", .averages = 1, .sharded = sharded,
                        .overlapped = 1, .nbuckets = eff_comm_buckets(m->c)};
     return x;
 }

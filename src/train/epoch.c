@@ -125,11 +125,12 @@ void eff_trainer_log_step(EffTrainer *T, const EffStepResult *r) {
 /* ZeRO-1: rank 0 gathers every rank's optimizer pieces into full moments, so
  * a sharded run's checkpoint is the same as a replicated run's. Staged
  * through host memory (any backend). Returns the full buffers (backend
- * memory) on rank 0, NULL elsewhere, to swap into the model for the save. */
+ * memory: the trainable range [train_lo, total)) on rank 0, NULL elsewhere,
+ * to swap into the model for the save. */
 static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
     EffModel *m = &T->ctx.model;
     const EffBackend *be = m->be;
-    const size_t total = m->ptab.total;
+    const size_t total = m->ptab.total, lo = m->train_lo;
     int *counts = eff_malloc(sizeof(int) * 3 * (size_t)T->world, "optimizer gather counts");
     int *displs = counts + T->world, *nseg = displs + T->world;
     EffSeg **seg = eff_malloc(sizeof(EffSeg *) * (size_t)T->world, "optimizer ranges of every rank");
@@ -150,8 +151,9 @@ static void gather_optimizer(EffTrainer *T, float **full_m, float **full_v) {
         *dst[k] = NULL;
         if (T->rank != 0) continue;
         for (int r = 0; r < T->world; r++) eff_seg_copy(seg[r], nseg[r], full, packed + displs[r], 1);
-        *dst[k] = be->alloc(be, total * sizeof(float), k ? "gathered Adam second moments" : "gathered Adam first moments");
-        be->upload(be, *dst[k], full, total * sizeof(float));
+        *dst[k] = be->alloc(be, (total - lo) * sizeof(float), k ? "gathered Adam second moments"
+                                                                : "gathered Adam first moments");
+        be->upload(be, *dst[k], full + lo, (total - lo) * sizeof(float));
     }
     for (int r = 0; r < T->world; r++) eff_free(seg[r]);
     eff_free(seg);
@@ -196,10 +198,10 @@ static void checkpoint(EffTrainer *T, const char *name) {
     EffCkptWritten wr;
     if (T->sharded) { /* the model's view of the full state, for the save only */
         float *shard_m = m->adam_m, *shard_v = m->adam_v;
-        EffSeg *seg = m->opt_seg, all = {0, m->ptab.total};
+        EffSeg *seg = m->opt_seg, all = {m->train_lo, m->ptab.total - m->train_lo}; /* every trainable parameter */
         const int nseg = m->opt_nseg;
         const size_t n = m->opt_n;
-        m->adam_m = full_m, m->adam_v = full_v, m->opt_seg = &all, m->opt_nseg = 1, m->opt_n = m->ptab.total;
+        m->adam_m = full_m, m->adam_v = full_v, m->opt_seg = &all, m->opt_nseg = 1, m->opt_n = all.n;
         wr = save(T, path);
         m->adam_m = shard_m, m->adam_v = shard_v, m->opt_seg = seg, m->opt_nseg = nseg, m->opt_n = n;
         m->be->release(m->be, full_m);
@@ -297,8 +299,9 @@ static void timing_summary(EffTrainer *T) {
     /* rank 0's view; img/s counts only the timed training steps */
     const double n = (double)t->steps, gb = (double)T->world * c->batch * c->accum;
     const double step_s = (t->compute + t->wait + t->allreduce + t->optim) / n;
-    const double bytes = T->world > 1 ? (double)(m->ptab.total + m->btab.total) * sizeof(float) + 2 * sizeof(double)
-                                      : 2 * sizeof(double);
+    /* the gradients and BN statistics exchanged (train.freeze: the trainable ones), the loss and stop flag */
+    const double bytes = T->world > 1 ? (double)(m->ptab.total - m->train_lo + m->btab.total - m->bn_lo) * sizeof(float)
+                                          + 2 * sizeof(double) : 2 * sizeof(double);
     eff_trainer_log(T, "timing: %lld steps, %.1f ms/step = compute %.1f + wait %.1f + all-reduce %.1f + optimizer %.1f "
                     "ms; %.1f img/s (%.1f per rank); %.1f MB all-reduced per step\n", (long long)t->steps,
                     1e3 * step_s, 1e3 * t->compute / n, 1e3 * t->wait / n, 1e3 * t->allreduce / n, 1e3 * t->optim / n,

@@ -191,7 +191,8 @@ static void setup_mpi_exchange(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
     if (T->cuda && T->world > 1) return;
-    T->xchg = eff_exchange_mpi(T->mpi, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, (int)c->overlap, T->sharded);
+    T->xchg = eff_exchange_mpi(T->mpi, T->ctx.be, m->grad, m->train_lo, m->ptab.total, c->bucket_mb, (int)c->overlap,
+                               T->sharded);
     if (!T->xchg->nbuckets) return;
     eff_trainer_log(T, "comm: MPI %s in %d buckets of ~%.1f MiB, %s; watchdog %.0f s\n",
                     T->sharded ? "reduce-scatter" : "all-reduce", T->xchg->nbuckets, c->bucket_mb,
@@ -199,10 +200,26 @@ static void setup_mpi_exchange(EffTrainer *T) {
                     c->comm_timeout);
 }
 
-/* optim.shard (ZeRO-1): rank r keeps the optimizer state of piece r of every
- * gradient bucket (src/comm/buckets.h); the gradient is reduce-scattered in
- * buckets and the updated parameters all-gathered: over MPI (buckets_mpi.c)
- * on the CPU backend, over NCCL (comm_nccl.c) on the CUDA backend. */
+/* train.freeze: what is frozen, and what that saves (logged once). */
+static void log_freeze(EffTrainer *T) {
+    const EffModel *m = &T->ctx.model;
+    int frozen = 0;
+    while (frozen < m->ptab.count && m->ptab.views[frozen].offset < m->train_lo) frozen++;
+    char what[64];
+    if (m->freeze_stages == 0) snprintf(what, sizeof what, "the stem");
+    else snprintf(what, sizeof what, "the stem and stages 1-%d (%d blocks)", m->freeze_stages, m->freeze_blocks);
+    eff_trainer_log(T, "freeze: train.freeze = %s: %s frozen, %d of %d parameter tensors (%zu of %zu parameters, up "
+                    "to %s): no gradient, no all-reduce, no optimizer state; backward stops above them; their BNs in "
+                    "%s mode\n", T->cfg.freeze, what, frozen, m->ptab.count, m->train_lo, (size_t)m->ptab.total,
+                    m->ptab.views[frozen > 0 ? frozen - 1 : 0].name, m->freeze_bn_eval ? "eval" : "train");
+}
+
+/* The optimizer's ranges: the trainable parameters [train_lo, total)
+ * (train.freeze), and with optim.shard (ZeRO-1) rank r's piece r of every
+ * gradient bucket of them (src/comm/buckets.h); the gradient is then
+ * reduce-scattered in buckets and the updated parameters all-gathered: over
+ * MPI (buckets_mpi.c) on the CPU backend, over NCCL (comm_nccl.c) on the
+ * CUDA backend. */
 static void setup_shard(EffTrainer *T) {
     const EffConfig *c = &T->cfg;
     EffModel *m = &T->ctx.model;
@@ -210,11 +227,23 @@ static void setup_shard(EffTrainer *T) {
      * path is compiled but has not yet run on a GPU */
     T->sharded = T->world > 1 && (!strcmp(c->shard, "on") || (!strcmp(c->shard, "auto") && !T->cuda));
     setup_mpi_exchange(T);
+    if (m->freeze_stages >= 0) log_freeze(T);
+    if (m->backbone_lr_mult != 1.0f)
+        eff_trainer_log(T, "optim: optim.backbone_lr_mult = %g: every parameter before classifier.1.weight steps with "
+                        "the learning rate x %g, the classifier with the learning rate\n", c->backbone_lr_mult,
+                        c->backbone_lr_mult);
     /* (called before the optimizer state is first written: a fresh run never touches the full state's pages) */
-    if (!T->sharded) return;
+    if (!T->sharded) {
+        const EffSeg trainable = {m->train_lo, m->ptab.total - m->train_lo};
+        if (m->train_lo > 0) eff_model_set_optimizer_ranges(m, &trainable, 1);
+        if (m->train_lo > 0)
+            eff_trainer_log(T, "optim: the %s state of the %zu trainable parameters only (%.1f MiB)\n", c->optimizer,
+                            m->opt_n, 2.0 * (double)m->opt_n * sizeof(float) / 1048576.0);
+        return;
+    }
     int nseg = 0;
     EffSeg *seg = eff_trainer_owned(T, T->rank, &nseg);
-    eff_model_shard_optimizer(m, seg, nseg);
+    eff_model_set_optimizer_ranges(m, seg, nseg);
     eff_free(seg);
     eff_trainer_log(T, "optim: sharded (ZeRO-1): each rank keeps the %s state of ~%zu parameters (1/%d, one piece of "
                     "each bucket), parameters all-gathered %s\n", c->optimizer, m->opt_n, T->world,
@@ -234,6 +263,10 @@ static void init_from(EffTrainer *T) {
     if (r.reinit)
         eff_trainer_log(T, "init: the checkpoint has %d classes, the model %d: the classifier starts from its "
                         "initialisation\n", r.file_classes, T->ctx.model.classes);
+    if (r.file_stem_stride != T->ctx.model.spec.stem_stride)
+        eff_trainer_log(T, "init: the checkpoint's stem had stride %d, this model's has %d (model.stem_stride): the "
+                        "same weights, applied at another resolution\n", r.file_stem_stride,
+                        T->ctx.model.spec.stem_stride);
 }
 
 static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *resume_arg) {
@@ -242,6 +275,8 @@ static void create_model(EffTrainer *T, const EffModelSpec *spec, const char *re
     eff_model_create(m, T->ctx.be, spec, (int)c->classes);
     if (c->dropout >= 0) eff_model_set_dropout(m, c->dropout);
     m->label_smoothing = (float)c->label_smoothing;
+    eff_model_set_freeze(m, eff_config_freeze_stages(c), !strcmp(c->freeze_bn, "eval"));
+    m->backbone_lr_mult = (float)c->backbone_lr_mult;
     if (!resume_arg) setup_shard(T); /* a resume loads the full state first */
     eff_model_init_weights(m, T->ctx.seed);
     if (c->init_from[0] && !resume_arg) init_from(T);
@@ -285,8 +320,8 @@ static void start_identical(EffTrainer *T) {
     bcast_floats(T, m->bufs, m->btab.total, "BN statistics broadcast");
     eff_trainer_check_identical(T, "start");
     if (T->cuda && T->world > 1) {
-        T->xchg = eff_exchange_nccl(MPI_COMM_WORLD, T->ctx.be, m->grad, m->ptab.total, c->bucket_mb, c->comm_timeout,
-                                    T->sharded);
+        T->xchg = eff_exchange_nccl(MPI_COMM_WORLD, T->ctx.be, m->grad, m->train_lo, m->ptab.total, c->bucket_mb,
+                                    c->comm_timeout, T->sharded);
         eff_trainer_log(T, "comm: NCCL %s (ncclAvg) in %d buckets of ~%.1f MiB, overlapped with backward; "
                         "watchdog %.0f s\n", T->sharded ? "reduce-scatter" : "all-reduce", T->xchg->nbuckets,
                         c->bucket_mb, c->comm_timeout);
@@ -444,6 +479,7 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     gather_hosts(T);
     EffModelSpec spec;
     eff_model_spec_config(c->model, c->variant, c->stochastic_depth, &spec); /* model.name, .variant, .stochastic_depth */
+    eff_model_spec_set_stem_stride(&spec, c->stem_stride);
     T->R = c->resolution ? (int)c->resolution : spec.resolution;
     select_backend(T);
     T->ctx.threads = (int)c->threads;
@@ -461,9 +497,9 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
               "HINT: convert both splits together", T->test.num_classes, T->train.num_classes);
     create_model(T, &spec, resume_arg); /* a resume that cannot keep the global batch fails here, before any write */
     open_output(T, resume_arg != NULL);
-    eff_trainer_log(T, "effnet %s (%s): %s (%s) at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, "
+    eff_trainer_log(T, "effnet %s (%s): %s (%s%s) at %dx%d, %d rank(s) x batch %ld x accum %ld = global batch %ld, "
                     "backend %s (%s), hosts %.300s\n", EFFNET_VERSION, EFFNET_GIT_COMMIT, spec.name,
-                    eff_variant_name(spec.variant), T->R, T->R, T->world, c->batch,
+                    eff_variant_name(spec.variant), spec.stem_stride == 1 ? ", stem stride 1" : "", T->R, T->R, T->world, c->batch,
                     c->accum, (long)T->world * c->batch * c->accum, T->ctx.be->name,
                     eff_precision_name(T->ctx.be->precision), T->hosts);
     if (T->world > 1 && !T->cuda) eff_trainer_log(T, "mpi: MPI_Iallreduce algorithm: %s\n", T->iallreduce);

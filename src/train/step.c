@@ -20,10 +20,7 @@
 #include <time.h>
 
 /* The model's hooks into the gradient exchange (comm/exchange.h). */
-static void on_grad_ready(void *arg, size_t first) {
-    EffExchange *x = arg;
-    x->ops->grad_ready(x, first);
-}
+static void on_grad_ready(void *arg, size_t first) { eff_exchange_grad_ready((EffExchange *)arg, first); }
 static void on_progress(void *arg) {
     EffExchange *x = arg;
     x->ops->progress(x);
@@ -34,7 +31,7 @@ static void on_params_needed(void *arg, size_t end) {
     if (!eff_exchange_params_pending(T->xchg, end)) return;
     const double t0 = eff_time();
     eff_trace_begin(T->trace, "parameter all-gather");
-    T->xchg->ops->wait_params(T->xchg, end, "parameter all-gather");
+    eff_exchange_wait_params(T->xchg, end, "parameter all-gather");
     eff_trace_end(T->trace, "parameter all-gather");
     T->params_wait_s += eff_time() - t0;
 }
@@ -43,27 +40,29 @@ static void on_params_needed(void *arg, size_t end) {
  * step's starting values, and the step's result is their mean (then averaged
  * over the ranks, average_bn_stats). So any ranks x accum split of one global
  * batch into the same micro-batches gives the same running statistics: with
- * 2 x 1 and 1 x 2, bit for bit. */
+ * 2 x 1 and 1 x 2, bit for bit. The statistics from bn_lo on: with
+ * train.freeze_bn = eval the frozen BNs' [0, bn_lo) do not change, and a mean
+ * of equal floats need not be exactly that float, so they are left alone. */
 static void bn_micro_begin(EffTrainer *T, int a) {
     EffModel *m = &T->ctx.model;
-    const size_t bytes = m->btab.total * sizeof(float);
+    const size_t lo = m->bn_lo, bytes = (m->btab.total - lo) * sizeof(float);
     if (T->cfg.accum == 1) return;
-    if (a == 0) m->be->download(m->be, T->bn_start, m->bufs, bytes);
-    else m->be->upload(m->be, m->bufs, T->bn_start, bytes);
+    if (a == 0) m->be->download(m->be, T->bn_start, m->bufs + lo, bytes);
+    else m->be->upload(m->be, m->bufs + lo, T->bn_start, bytes);
 }
 
 static void bn_micro_end(EffTrainer *T, int a) {
     EffModel *m = &T->ctx.model;
-    const size_t n = m->btab.total;
+    const size_t lo = m->bn_lo, n = m->btab.total - lo;
     if (T->cfg.accum == 1) return;
     if (a == 0) {
-        m->be->download(m->be, T->bn_sum, m->bufs, n * sizeof(float));
+        m->be->download(m->be, T->bn_sum, m->bufs + lo, n * sizeof(float));
         return;
     }
     float *micro = T->bn_sum + n; /* staging half of bn_sum */
-    m->be->download(m->be, micro, m->bufs, n * sizeof(float));
+    m->be->download(m->be, micro, m->bufs + lo, n * sizeof(float));
     for (size_t i = 0; i < n; i++) T->bn_sum[i] += micro[i];
-    if (a == T->cfg.accum - 1) m->be->upload(m->be, m->bufs, T->bn_sum, n * sizeof(float)); /* the sum; divided below */
+    if (a == T->cfg.accum - 1) m->be->upload(m->be, m->bufs + lo, T->bn_sum, n * sizeof(float)); /* the sum; divided below */
 }
 
 /* The model's BN running statistics := their mean over every micro-batch of
@@ -73,7 +72,7 @@ static void bn_micro_end(EffTrainer *T, int a) {
  * uninterrupted run has. */
 static void average_bn_stats(EffTrainer *T) {
     EffModel *m = &T->ctx.model;
-    eff_exchange_average(T->xchg, m->bufs, m->btab.total, (int)T->cfg.accum);
+    eff_exchange_average(T->xchg, m->bufs + m->bn_lo, m->btab.total - m->bn_lo, (int)T->cfg.accum);
 }
 
 /* debug.dump_indices: one line per micro-batch, "epoch step k i1 i2 ...", k
@@ -238,7 +237,7 @@ EffStepResult eff_trainer_step(EffTrainer *T, const eff_batch *b) {
     eff_trace_end(T->trace, "optimizer");
     /* ZeRO-1: every rank's updated pieces to every rank; the next forward waits
      * for them (NCCL: on the stream; MPI: on_params_needed) */
-    if (T->sharded) T->xchg->ops->gather_params(T->xchg, m->param);
+    if (T->sharded) eff_exchange_gather_params(T->xchg, m->param);
     const double t_gather = T->params_wait_s; /* this step's forward waited for the last step's */
     T->params_wait_s = 0;
     T->win_phase[EFF_PH_COMPUTE] += t1 - t0 - t_gather;

@@ -59,10 +59,12 @@ void eff_trainer_check_identical(EffTrainer *T, const char *when) {
 }
 
 EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
-    int nb = 0;
-    size_t *lo = eff_bucket_bounds(T->ctx.model.ptab.total, T->cfg.bucket_mb, &nb);
+    const EffModel *m = &T->ctx.model;
+    int nb = 0; /* the buckets of the exchanged range [train_lo, total), as the exchange cuts it */
+    size_t *lo = eff_bucket_bounds(m->ptab.total - m->train_lo, T->cfg.bucket_mb, &nb);
     EffSeg *seg = eff_malloc(sizeof(EffSeg) * (size_t)nb, "optimizer ranges");
     *nseg = eff_bucket_owned(lo, nb, rank, T->world, seg);
+    for (int i = 0; i < *nseg; i++) seg[i].lo += m->train_lo;
     eff_free(lo);
     return seg;
 }
@@ -70,6 +72,6 @@ EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg) {
 void eff_trainer_params_sync(EffTrainer *T) {
     if (!T->xchg || !eff_exchange_params_pending(T->xchg, SIZE_MAX)) return;
     eff_trace_begin(T->trace, "parameter all-gather");
-    T->xchg->ops->wait_params(T->xchg, SIZE_MAX, "parameter all-gather");
+    eff_exchange_wait_params(T->xchg, SIZE_MAX, "parameter all-gather");
     eff_trace_end(T->trace, "parameter all-gather");
 }

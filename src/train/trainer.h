@@ -117,7 +117,8 @@ void eff_trainer_metrics(EffTrainer *T, cJSON *row);
 /* Every rank holds bit-identical parameters (a hash all-gather; "when" names
  * the occasion in the log and the error). */
 void eff_trainer_check_identical(EffTrainer *T, const char *when);
-/* ZeRO-1: the parameter ranges rank `rank` owns (eff_free the result). */
+/* ZeRO-1: the parameter ranges rank `rank` owns, pieces of the buckets of
+ * the trainable range [train_lo, total) (eff_free the result). */
 EffSeg *eff_trainer_owned(const EffTrainer *T, int rank, int *nseg);
 /* ZeRO-1: finish the parameter all-gather of the last step, if in flight.
  * Everything that reads the parameters outside a step calls it first. */

@@ -4,7 +4,7 @@
  * BN running statistics after the train forward, the eval-mode logits, and
  * the parameters after one Adam step.
  *
- *   test_cuda_model [--precision fp32|bf16|fp16] [MODEL RESOLUTION BATCH]
+ *   test_cuda_model [--precision fp32|bf16|fp16] [--variant seed|torchvision] [--stem-stride 1|2] [MODEL RESOLUTION BATCH]
  *                                      (default fp32 efficientnet-b0 64 8)
  *
  * Bounds (scaled max error, max|gpu-cpu| / max|cpu| per tensor): 1e-4 for
@@ -135,11 +135,18 @@ int main(int argc, char **argv) {
         argc -= 2;
         argv += 2;
     }
+    long stem_stride = 2; /* --stem-stride 1: model.stem_stride, the CIFAR stem */
+    if (argc > 2 && !strcmp(argv[1], "--stem-stride")) {
+        stem_stride = atol(argv[2]);
+        argc -= 2;
+        argv += 2;
+    }
     const char *model = argc > 1 ? argv[1] : "efficientnet-b0";
     const int R = argc > 2 ? atoi(argv[2]) : 64, N = argc > 3 ? atoi(argv[3]) : 8;
     EffModelSpec spec;
     EFF_CHECK(eff_model_spec(model, &spec), "unknown model %s", model);
     EFF_CHECK(eff_model_spec_set_variant(&spec, variant), "unknown variant %s", variant);
+    eff_model_spec_set_stem_stride(&spec, stem_stride);
     TestState ts = {0, 0};
 
     const size_t nx = (size_t)N * R * R * 3;

@@ -491,6 +491,7 @@ static void run_groups(Ctx *c, const char *cases) {
         case_conv2d(c, 2, 17, 8, 3, 2, 1);
         case_conv2d(c, 4, 32, 32, 3, 2, 1);
         case_conv2d(c, 1, 64, 40, 3, 2, 1);
+        case_conv2d(c, 4, 32, 32, 3, 1, 1); /* model.stem_stride = 1: the CIFAR stem at 32x32 */
     }
     if (wants(cases, "pwconv")) {
         case_pwconv(c, 37, 16, 24);

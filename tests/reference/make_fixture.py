@@ -4,6 +4,7 @@
     /usr/bin/python3 tests/reference/make_fixture.py --model efficientnet-b0 \
         --resolution 32 --batch 4 --seed 1 --out FILE.h5 \
         [--variant seed|torchvision] [--no-adam] [--stochastic-depth P --drop-key K]
+        [--stem-stride 1|2]
 
 --variant torchvision: the module is torchvision.models.efficientnet_bN
 itself (0.14.1 is the reference), randomly initialised by torchvision, with
@@ -14,7 +15,9 @@ effnet draws for drop key K (src/rng.h: eff_sd_key, eff_uniform_at,
 reproduced below), so the C model's per-image drops are compared with
 torchvision's own code path. --no-adam leaves out /adam3, /adam3_losses and
 /adam_grads (B5-B7: the Adam arithmetic is the same op as for B0, and those
-groups would triple a fixture of 28 M parameters).
+groups would triple a fixture of 28 M parameters). --stem-stride 1: the
+stem conv of either module gets stride 1 (model.stem_stride = 1, the CIFAR
+adaptation: PyTorch's own Conv2d, its stride attribute set after building).
 
 Layout (state_dict keys as dataset names, PyTorch layouts, float32 unless
 noted; num_batches_tracked is int64):
@@ -105,6 +108,12 @@ def build_model(a):
     return model
 
 
+def set_stem_stride(model, a):
+    stem = model.stem[0] if a.variant == 'seed' else model.features[0][0]
+    assert isinstance(stem, nn.Conv2d) and stem.stride == (2, 2) and stem.kernel_size == (3, 3)
+    stem.stride = (a.stem_stride, a.stem_stride)  # F.conv2d reads it on every call
+
+
 def randomise_bn(model):
     # Default BN state (w=1, b=0, mean=0, var=1) would hide bugs that swap or
     # drop these terms; perturb all of them. The same for conv biases (the
@@ -159,6 +168,7 @@ def main():
     ap.add_argument('--no-adam', action='store_true')
     ap.add_argument('--stochastic-depth', type=float, default=0.0)
     ap.add_argument('--drop-key', type=int, default=0)
+    ap.add_argument('--stem-stride', type=int, default=2, choices=(1, 2))
     ap.add_argument('--out', required=True)
     a = ap.parse_args()
     if a.stochastic_depth > 0 and (a.variant != 'torchvision' or not a.no_adam):
@@ -168,6 +178,7 @@ def main():
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(a.seed)
     model = build_model(a)
+    set_stem_stride(model, a)
     randomise_bn(model)
     x = torch.randn(a.batch, 3, a.resolution, a.resolution)
     labels = torch.randint(0, a.classes, (a.batch,), dtype=torch.int64)
@@ -183,7 +194,8 @@ def main():
                        classes=a.classes, seed=a.seed, lr=LR,
                        weight_decay=WEIGHT_DECAY,
                        torch_version=str(torch.__version__), variant=a.variant,
-                       stochastic_depth=a.stochastic_depth, drop_key=a.drop_key)
+                       stochastic_depth=a.stochastic_depth, drop_key=a.drop_key,
+                       stem_stride=a.stem_stride)
         if a.variant == 'torchvision':
             import torchvision
             f.attrs['torchvision_version'] = str(torchvision.__version__)
