@@ -24,19 +24,14 @@ import h5py
 import numpy as np
 import torch
 import torch.nn as nn
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import check, failures  # noqa: E402
 
 MODEL, RES, BATCH, CLASSES = 'efficientnet-b0', 32, 2, 10
 # Eval logits of two fp32 implementations (OpenBLAS GEMMs vs PyTorch's convs) from bit-identical weights:
 # measured worst 3.5e-7 over 6 seeds x both directions x {default OpenBLAS kernel, Haswell} (this CPU, AMD EPYC,
 # 2026-12-02); 2e-6 is 5.6x that. Was 1e-4 (300x the noise); a wrong tensor mapping gives O(1).
 TOL = 2e-6
-failures = []
-
-
-def check(cond, msg):
-    print(('ok   ' if cond else 'FAIL ') + msg, flush=True)
-    if not cond:
-        failures.append(msg)
 
 
 def rel_err(a, b):

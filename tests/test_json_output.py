@@ -23,19 +23,13 @@ import os
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import check, failures  # noqa: E402
 
 WEIRD = (b'q"uote b\\ack ctl\x01\x1f\x7f\ttab\nnl bad\xff\xfe lone\x80 overlong\xc0\xaf\xe0\x80\xaf '
          b'surrogate\xed\xa0\x80 big\xf4\x90\x80\x80 cut\xf0\x9f\x98 e\xcc\x81 ok\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 end\xe2\x82')
 MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '--mca', 'btl', 'self,vader',
           '--mca', 'btl_vader_single_copy_mechanism', 'none', '-x', 'OMP_NUM_THREADS=1']
-failures = []
-
-
-def check(cond, msg):
-    print(('ok   ' if cond else 'FAIL ') + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-    return cond
 
 
 def text(b):

@@ -26,17 +26,16 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import h5py
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from testlib import check, failures, run, seed_test_split, torch_eval  # noqa: E402
 
 MPIRUN = ['mpirun', '--allow-run-as-root', '--oversubscribe', '--bind-to', 'none', '--mca', 'btl', 'self,vader',
           '--mca', 'btl_vader_single_copy_mechanism', 'none', '-x', 'OMP_NUM_THREADS=1']
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
-STD = np.array([0.2023, 0.1994, 0.2010], np.float32)
 # Two fp32 implementations (OpenBLAS vs PyTorch convs) evaluating bit-identical weights. Measured (this CPU, AMD EPYC,
 # 2026-12-02, default OpenBLAS kernel and Haswell): loss rel err <= 2.0e-7 (mostly `effnet eval`'s %.6f print: 2.2e-7
 # at loss 2.3), logits on 16 images <= 1.1e-7; test_checkpoint_pytorch sees <= 3.5e-7 over 6 seeds. 2e-6 keeps >= 5.6x.
@@ -46,22 +45,6 @@ TOL = 2e-6
 # (the C side sums in double: its own error is ~1e-15). Measured worst 5.0e-10 (stats), 4.6e-10 (diff); 2e-9 is 4x
 # the print bound. Was 1e-5/1e-6 (2000x loose) and 1e-9 (2x: too tight for the worst-case rounding).
 PRINT_TOL = 2e-9
-failures = []
-
-
-def check(cond, msg):
-    print(('ok   ' if cond else 'FAIL ') + msg, flush=True)
-    if not cond:
-        failures.append(msg)
-    return cond
-
-
-def run(cmd, ok=True, **kw):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    if ok and r.returncode != 0:
-        sys.stderr.write(r.stdout[-4000:] + r.stderr[-4000:])
-        raise SystemExit(f'command failed ({r.returncode}): {" ".join(map(str, cmd))}')
-    return r
 
 
 worst_close = [0.0]  # the largest abs(a - b) / max(abs(b), floor) seen by close(), printed by the checks that use it
@@ -355,24 +338,6 @@ def case_badinput(a):
 
 
 # ---------------------------------------------------------------- PyTorch
-def test_split(fixture):
-    with h5py.File(f'{fixture}/data/test-00000-of-00001.h5', 'r') as f:
-        img, lab = f['images'][()], f['labels'][()].astype(np.int64)
-    x = (img.astype(np.float32) / np.float32(255) - MEAN) / STD  # ToTensor + Normalize, NHWC
-    return x, lab
-
-
-def torch_eval(model, x_nhwc, labels):
-    import torch
-    import torch.nn.functional as F
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))))
-        loss = F.cross_entropy(logits.double(), torch.from_numpy(labels), reduction='mean').item()
-    correct = int((logits.argmax(1).numpy() == labels).sum())
-    return loss, correct, logits.numpy()
-
-
 def effnet_eval(a, ckpt):
     r = run([a.effnet, 'eval', '--checkpoint', ckpt, '--data', f'{a.fixture}/data', '--batch', 16, '--threads', 1, '--json'])
     return json.loads(r.stdout)
@@ -384,7 +349,7 @@ def case_pytorch(a):
     import effnet_ref
     torch.set_num_threads(1)
     last, early = f'{a.fixture}/run/last.h5', f'{a.fixture}/early.h5'
-    x, y = test_split(a.fixture)
+    x, y = seed_test_split(f'{a.fixture}/data')
     tmp = tempfile.mkdtemp(prefix='ckpt-pt-')
     try:
         # ---- effnet -> PyTorch
