@@ -30,13 +30,18 @@ __global__ void stochastic_depth_k(T *out, const T *in, int N, size_t per, float
 }
 } // namespace
 
+/* p = 0: the identity (a copy unless the op runs in place). */
+static void copy_unless_in_place(EffCuda *cu, void *out, const void *in, size_t n) {
+    if (out != in)
+        EFF_ACT_DISPATCH(cu->precision, T,
+                         copy_k<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>((T *)out, (const T *)in, n));
+}
+
 extern "C" void dropout_forward_cuda(EffCuda *cu, void *out, const void *in, size_t n, float p, uint64_t step_key,
                                      uint64_t layer) {
     const uint64_t *key_dev = cu->capturing ? cu->step_dev + EFF_STEP_DROP_KEY : NULL;
     if (p <= 0.0f) {
-        if (out != in)
-            EFF_ACT_DISPATCH(cu->precision, T,
-                             copy_k<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>((T *)out, (const T *)in, n));
+        copy_unless_in_place(cu, out, in, n);
     } else {
         EFF_ACT_DISPATCH(cu->precision, T,
                          dropout_k<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>(
@@ -50,9 +55,7 @@ extern "C" void stochastic_depth_forward_cuda(EffCuda *cu, void *out, const void
     const uint64_t *key_dev = cu->capturing ? cu->step_dev + EFF_STEP_DROP_KEY : NULL;
     const size_t n = (size_t)N * per;
     if (p <= 0.0f) {
-        if (out != in)
-            EFF_ACT_DISPATCH(cu->precision, T,
-                             copy_k<T><<<eff_blocks(n), EFF_THREADS, 0, cu->stream>>>((T *)out, (const T *)in, n));
+        copy_unless_in_place(cu, out, in, n);
     } else {
         EFF_ACT_DISPATCH(cu->precision, T,
                          stochastic_depth_k<T><<<eff_grid3(cu, "stochastic_depth", eff_blocks(per), eff_grid_y(N), 1,
