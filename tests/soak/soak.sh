@@ -4,7 +4,7 @@
 # whether anything was lost. Not in CI (it runs for hours); CI runs each
 # scenario once as a ctest test (the same scripts).
 #
-#   bash tests/soak/soak.sh [--runs N] [--scenarios "preempt stall ..."] [--build DIR] [--out DIR]
+#   bash tests/soak/soak.sh [--runs N] [--scenarios "preempt stall ..."] [--build DIR] [--out DIR] [--fuzz-cases N]
 #
 # Scenarios (each is a case of tests/train/test_train.sh, 2-3 ranks under
 # mpirun on this host, or of tests/slurm/test_multinode.sh, 2 Slurm nodes in
@@ -22,7 +22,7 @@
 #   damaged       last.h5 damaged before a requeue: refused; resume_fallback=best works
 #   dirlock       a second job on the same output directory: refused naming the
 #                 holder; a SIGKILLed job's lock does not block the next
-#   fuzz          200 seeded mutations of a checkpoint (with and without its
+#   fuzz          N seeded mutations (--fuzz-cases, 200) of a checkpoint (with and without its
 #                 checksum header) and of the shards through every reader: no crash
 # Each run's log is kept in OUT/logs; OUT/soak.jsonl has one row per run and
 # OUT/table.md the table. "lost" means: the checkpoint on disk does not load,
@@ -30,7 +30,7 @@
 # not bit-identical where the project promises that (tests/soak/check_lost.py).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-runs=20 build=$root/build out=${TMPDIR:-/tmp}/effnet-soak-$(date +%Y%m%d-%H%M%S)
+runs=20 fuzz_cases=200 build=$root/build out=${TMPDIR:-/tmp}/effnet-soak-$(date +%Y%m%d-%H%M%S)
 scenarios="preempt nodedeath flap stall sigkill sigterm startup ckpt_sigterm ckpt_sigkill nan damaged dirlock fuzz"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,6 +38,7 @@ while [ $# -gt 0 ]; do
         --scenarios) scenarios=$2; shift 2 ;;
         --build) build=$(cd "$2" && pwd); shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --fuzz-cases) fuzz_cases=$2; shift 2 ;;
         *) echo "soak.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
     esac
 done
@@ -56,7 +57,7 @@ command_for() { # cmd := the command of one run of scenario $1, run number $2 (e
         startup) cmd=(bash "$t" signal_startup "$build" "$root" "$py") ;;
         stall|ckpt_sigterm|ckpt_sigkill|nan|damaged|dirlock) cmd=(bash "$t" "$1" "$build" "$root" "$py") ;;
         fuzz) cmd=("$py" "$root/tests/fuzz/fuzz_readers.py" "$build/tests/ckpt-fixture" --effnet "$build/effnet"
-                   --data-check "$build/data_tools/effnet-data-check" --cases 200 --seed "$((1000 + $2))") ;;
+                   --data-check "$build/data_tools/effnet-data-check" --cases "$fuzz_cases" --seed "$((1000 + $2))") ;;
         *) cmd=() ;;
     esac
 }

@@ -22,6 +22,8 @@ common=(--config "$src/configs/cpu-b0-32.ini" --set data.dir="$work/data" --set 
         --set output.log_interval=1 --set train.threads=1)
 
 step_of() { "$py" -c "import h5py, sys; print(int(h5py.File(sys.argv[1], 'r')['train'].attrs['global_step']))" "$1"; }
+# await_log FILE PATTERN TENTHS: wait up to TENTHS x 0.1 s for a line of FILE to match; 1 if none did
+await_log() { for _ in $(seq "$3"); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 since() { "$py" -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$1"; } # seconds since date +%s.%N
 
 h5cmp() { # h5cmp A B GROUP TOL [params|global] : max relative L2 difference over GROUP's datasets <= TOL (0: bitwise)
@@ -318,8 +320,7 @@ stall)
     mpid=$!
     # stopped in step 10: by then ZeRO-1's parameter waits (point-to-point,
     # made by some ranks only) have made the ranks' wait counts differ
-    for _ in $(seq 150); do grep -q "^Train Epoch: 2 \[96/" "$work/st.log" 2>/dev/null && break; sleep 0.2; done
-    grep -q "^Train Epoch: 2 \[96/" "$work/st.log" || { kill $mpid; cat "$work/st.log"; fail "no progress"; }
+    await_log "$work/st.log" "^Train Epoch: 2 \[96/" 300 || { kill $mpid; cat "$work/st.log"; fail "no progress"; }
     victim=
     for p in $(pgrep -f "^$effnet train.*$work/st"); do
         tr '\0' '\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$p
@@ -354,8 +355,7 @@ signal)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=10000 --set debug.sleep_ms=200 \
         --set output.dir="$work/s" > "$work/s.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 100); do grep -q "^Train Epoch" "$work/s.log" 2>/dev/null && break; sleep 0.2; done
-    grep -q "^Train Epoch" "$work/s.log" || { kill $mpid; cat "$work/s.log"; fail "no progress"; }
+    await_log "$work/s.log" "^Train Epoch" 200 || { kill $mpid; cat "$work/s.log"; fail "no progress"; }
     pid=$(pgrep -f "^$effnet train.*$work/s" | head -n 1)  # a rank, not mpirun
     kill -TERM "$pid" || fail "cannot signal rank process"
     t0=$(date +%s.%N)
@@ -382,8 +382,7 @@ signal_startup)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=6 --set output.dir="$work/ss" --resume \
         --set debug.setup_sleep_ms=4000 > "$work/ss.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 150); do grep -q "^setup: sleeping" "$work/ss.log" 2>/dev/null && break; sleep 0.1; done
-    grep -q "^setup: sleeping" "$work/ss.log" || { kill $mpid; cat "$work/ss.log"; fail "never reached the start-up sleep"; }
+    await_log "$work/ss.log" "^setup: sleeping" 150 || { kill $mpid; cat "$work/ss.log"; fail "never reached the start-up sleep"; }
     pid=$(pgrep -f "^$effnet train.*$work/ss" | tail -n 1)
     kill -USR1 "$pid" || fail "cannot signal a rank"
     t0=$(date +%s.%N)
@@ -404,8 +403,7 @@ signal_mask)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=200 --set train.threads=2 \
         --set debug.sleep_ms=200 --set output.dir="$work/sm" > "$work/sm.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 300); do grep -q "^Train Epoch" "$work/sm.log" 2>/dev/null && break; sleep 0.1; done
-    grep -q "^Train Epoch" "$work/sm.log" || { kill $mpid; cat "$work/sm.log"; fail "never reached a step"; }
+    await_log "$work/sm.log" "^Train Epoch" 300 || { kill $mpid; cat "$work/sm.log"; fail "never reached a step"; }
     pids=$(pgrep -f "^$effnet train.*$work/sm")
     "$py" - $pids <<'PY'; rc=$?
 import os, signal, sys
@@ -459,7 +457,7 @@ PY
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=10000 --set debug.sleep_ms=200 \
         --set output.trace=true --set output.dir="$work/ts" > "$work/ts.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 100); do grep -q "^Train Epoch" "$work/ts.log" 2>/dev/null && break; sleep 0.2; done
+    await_log "$work/ts.log" "^Train Epoch" 200
     kill -TERM "$(pgrep -f "^$effnet train.*$work/ts" | head -n 1)" || fail "cannot signal a rank"
     wait $mpid; rc=$?
     [ $rc -eq 75 ] || { cat "$work/ts.log"; fail "exit $rc after SIGTERM, want 75"; }
@@ -520,8 +518,7 @@ kill)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set data.train_subset=160 --set train.max_steps=10000 \
         --set debug.sleep_ms=100 --set output.dir="$work/k" > "$work/k.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 150); do grep -q "^Train Epoch: 2" "$work/k.log" 2>/dev/null && break; sleep 0.2; done
-    grep -q "^Train Epoch: 2" "$work/k.log" || { kill $mpid; cat "$work/k.log"; fail "no progress into epoch 2"; }
+    await_log "$work/k.log" "^Train Epoch: 2" 300 || { kill $mpid; cat "$work/k.log"; fail "no progress into epoch 2"; }
     pid=$(pgrep -f "^$effnet train.*$work/k" | tail -n 1)  # a rank, not mpirun
     kill -KILL "$pid" || fail "cannot kill a rank"
     t0=$(date +%s.%N)
@@ -666,8 +663,7 @@ ckpt_sigterm|ckpt_sigkill)
     "${MPIRUN[@]}" -np 2 "$work/rank0-strace" "$effnet" train "${common[@]}" "${small[@]}" --set output.dir="$work/c" \
         > "$work/c.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 300); do grep -q "wrote $work/c/last.h5 (global step 10," "$work/c.log" && break; sleep 0.1; done
-    grep -q "wrote $work/c/last.h5 (global step 10," "$work/c.log" || { kill $mpid; cat "$work/c.log"; fail "epoch 1's last.h5 never written"; }
+    await_log "$work/c.log" "wrote $work/c/last.h5 (global step 10," 300 || { kill $mpid; cat "$work/c.log"; fail "epoch 1's last.h5 never written"; }
     for _ in $(seq 300); do compgen -G "$work/c/last.h5.tmp.*" > /dev/null && break; sleep 0.1; done
     tmp=$(compgen -G "$work/c/last.h5.tmp.*") || { kill $mpid; cat "$work/c.log"; fail "never saw the second last.h5 being written"; }
     pid=${tmp##*.}
@@ -735,7 +731,7 @@ dirlock)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=30 --set debug.sleep_ms=300 \
         --set output.dir="$work/l" > "$work/l1.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 150); do grep -q "^Train Epoch" "$work/l1.log" 2>/dev/null && break; sleep 0.1; done
+    await_log "$work/l1.log" "^Train Epoch" 150
     holder=
     for p in $(pgrep -f "^$effnet train.*$work/l"); do
         tr '\0' '\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=0 && holder=$p
@@ -754,7 +750,7 @@ dirlock)
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=60 --set debug.sleep_ms=300 \
         --set output.dir="$work/l" --resume > "$work/l3.log" 2>&1 &
     mpid=$!
-    for _ in $(seq 150); do grep -q "^Train Epoch" "$work/l3.log" 2>/dev/null && break; sleep 0.1; done
+    await_log "$work/l3.log" "^Train Epoch" 150
     pkill -KILL -f "^$effnet train.*$work/l"
     wait $mpid
     "${MPIRUN[@]}" -np 2 "$effnet" train "${common[@]}" --set train.max_steps=32 --set output.lock_wait_s=0 \
