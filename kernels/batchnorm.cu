@@ -16,24 +16,24 @@
 #include "reduce.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 
 namespace {
 
+/* The statistics' quantities of row r, columns c0 .. c0 + V - 1 (al: 16-byte loads). */
 template <typename T> struct StatsF {
     const T *in;
-    int C;
-    __device__ void operator()(int, long r, int c, double &q0, double &q1) const {
-        double v = eff_ld(in[(size_t)r * C + c]);
-        q0 += v;
-        q1 += v * v;
+    int C, al;
+    template <int V> EFF_HD void vec(int, long r, int c0, double *q0, double *q1) const {
+        float x[V];
+        eff_load_v<V, T>(x, in + (size_t)r * C + c0, al);
+        for (int v = 0; v < V; v++) eff_stats_add(x[v], &q0[v], &q1[v]);
     }
 };
 
-__global__ void bn_finalize_train(const double *partial, int chunks, int M, int C, float momentum, float eps,
-                                  float *mean, float *rstd, float *running_mean, float *running_var) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const double s = eff_chunk_sum(partial, 0, chunks, 0, C, c), ss = eff_chunk_sum(partial, 0, chunks, 1, C, c);
+/* Channel c's mean, rstd and running estimates from s = sum x, ss = sum x^2. */
+EFF_HD inline void bn_stats_finalize(double s, double ss, int M, int c, float momentum, float eps, float *mean,
+                                     float *rstd, float *running_mean, float *running_var) {
     const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
     const double mu = s / M;
     double var = ss / M - mu * mu;
@@ -42,6 +42,22 @@ __global__ void bn_finalize_train(const double *partial, int chunks, int M, int 
     rstd[c] = (float)(1.0 / sqrt(var + eps));
     running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
     running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * unbias);
+}
+
+__global__ void bn_finalize_train(const double *partial, int chunks, int M, int C, float momentum, float eps,
+                                  float *mean, float *rstd, float *running_mean, float *running_var) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const double s = eff_chunk_sum(partial, 0, chunks, 0, C, c), ss = eff_chunk_sum(partial, 0, chunks, 1, C, c);
+    bn_stats_finalize(s, ss, M, c, momentum, eps, mean, rstd, running_mean, running_var);
+}
+
+/* The same from sums[2C] (sum x, then sum x^2: dwconv_forward_bnstats_cuda's). */
+__global__ void bn_finalize_sums(const double *sums, int M, int C, float momentum, float eps, float *mean,
+                                 float *rstd, float *running_mean, float *running_var) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    bn_stats_finalize(sums[c], sums[C + c], M, c, momentum, eps, mean, rstd, running_mean, running_var);
 }
 
 /* Per-channel parameters of the elementwise passes: train (mean, rstd),
@@ -53,6 +69,43 @@ struct BnPar {
     float eps, invM;
 };
 
+/* bn(x) (+ swish) of channel c with the batch statistics: the one expression
+ * of the train output pass, fused (BnPoolF) or not. */
+EFF_HD inline float bn_train_z(float x, const BnPar &q, int c) {
+    const float z = (x - q.mean[c]) * q.rstd[c] * q.gamma[c] + q.beta[c];
+    return q.swish ? z * eff_sigmoid_hd(z) : z;
+}
+
+/* The output pass fused with the SE squeeze, as a column reduction over each
+ * image's HW rows: out = bn(in) (+ swish), q0 += the stored value (PoolF's
+ * quantity, pool.cu). */
+template <typename T> struct BnPoolF {
+    T *out;
+    const T *in;
+    BnPar q;
+    int HW, al;
+    template <int V> EFF_HD void vec(int n, long r, int c0, double *q0, double *) const {
+        const size_t i = ((size_t)n * HW + r) * q.C + c0;
+        float x[V];
+        eff_load_v<V, T>(x, in + i, al);
+        for (int v = 0; v < V; v++) x[v] = bn_train_z(x[v], q, c0 + v);
+        eff_store_v<V, T>(out + i, x, al);
+        for (int v = 0; v < V; v++) q0[v] += eff_tof(eff_fromf<T>(x[v]));
+    }
+};
+
+/* pooled[n][c] from the per-image partials: pool.cu's pool_finalize
+ * expression; grid (ceil(C / EFF_BLOCK), images), no division. */
+EFF_HD inline void bn_pool_finalize_one(float *pooled, const double *partial, int chunks, int C, float inv, int n,
+                                        int c) {
+    pooled[(size_t)n * C + c] = (float)eff_chunk_sum(partial, n, chunks, 0, C, c) * inv;
+}
+__global__ void bn_pool_finalize(float *pooled, const double *partial, int chunks, int N, int C, float inv) {
+    const int c = (int)EFF_TID;
+    if (c >= C) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) bn_pool_finalize_one(pooled, partial, chunks, C, inv, n, c);
+}
+
 /* out = bn(in) (+ swish) with the batch statistics, thread tid's vectors. */
 template <int V, typename T>
 EFF_HD inline void bn_apply_thread(T *out, const T *in, const BnPar &q, EffWalk wk, uint32_t tid) {
@@ -62,9 +115,7 @@ EFF_HD inline void bn_apply_thread(T *out, const T *in, const BnPar &q, EffWalk 
         EffVec<V, T>::load(x, in + (size_t)i * V);
         EFF_UNROLL
         for (int v = 0; v < V; v++) {
-            const int c = (int)cg * V + v;
-            const float z = (x[v] - q.mean[c]) * q.rstd[c] * q.gamma[c] + q.beta[c];
-            x[v] = q.swish ? z * eff_sigmoid_hd(z) : z;
+            x[v] = bn_train_z(x[v], q, (int)cg * V + v);
         }
         EffVec<V, T>::store(out + (size_t)i * V, x);
     }
@@ -173,11 +224,52 @@ static void bn_train_t(EffCuda *cu, T *out, float *mean, float *rstd, float *run
                        const T *in, const float *gamma, const float *beta, int M, int C, float momentum, float eps,
                        int swish) {
     double *partial;
-    const int chunks = eff_colreduce(cu, StatsF<T>{in, C}, 1, M, C, 0, &partial, NULL);
+    int chunks = 0;
+    eff_with_vec<T>(eff_red_width<T>(C), [&](auto v) {
+        chunks = eff_colreduce_v<decltype(v)::value>(cu, StatsF<T>{in, C, eff_aligned16(in)}, 1, M, C, 0, &partial,
+                                                     NULL);
+    });
     bn_finalize_train<<<eff_grid1(cu, "bn_finalize_train", (C + 127LL) / 128, 128), 128, 0, cu->stream>>>(
         partial, chunks, M, C, momentum, eps, mean, rstd, running_mean, running_var);
     CUDA_LAUNCHED("bn_finalize_train");
     bn_apply_t<T>(cu, out, in, mean, rstd, gamma, beta, M, C, swish);
+}
+
+/* The output pass fused with the SE squeeze: pooled [N][C] = the per-image
+ * means of out, bit for bit gap_forward_f32out_cuda(out) (the same reduction,
+ * quantity and finalize expression). */
+template <typename T>
+static void bn_apply_pool_t(EffCuda *cu, T *out, float *pooled, const T *in, const BnPar &q, int N, int HW) {
+    double *partial;
+    int chunks = 0;
+    const BnPoolF<T> f = {out, in, q, HW, eff_aligned16(out) && eff_aligned16(in)};
+    eff_with_vec<T>(eff_red_width<T>(q.C), [&](auto v) {
+        chunks = eff_colreduce_v<decltype(v)::value>(cu, f, N, HW, q.C, 0, &partial, NULL);
+    });
+    bn_pool_finalize<<<eff_grid3(cu, "bn_pool_finalize", ((long long)q.C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N),
+                                 1, EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(pooled, partial, chunks, N, q.C,
+                                                                            1.0f / (float)HW);
+    CUDA_LAUNCHED("bn_pool_finalize");
+}
+
+/* The train forward from the statistics' sums [2C] (bn_work), then the output
+ * pass, with the SE squeeze into pooled when given. */
+template <typename T>
+static void bn_train_sums_t(EffCuda *cu, T *out, float *pooled, float *mean, float *rstd, float *running_mean,
+                            float *running_var, const double *sums, const T *in, const float *gamma,
+                            const float *beta, int N, int M, int C, float momentum, float eps, int swish) {
+    bn_finalize_sums<<<eff_grid1(cu, "bn_finalize_sums", (C + 127LL) / 128, 128), 128, 0, cu->stream>>>(
+        sums, M, C, momentum, eps, mean, rstd, running_mean, running_var);
+    CUDA_LAUNCHED("bn_finalize_sums");
+    if (!pooled) {
+        bn_apply_t<T>(cu, out, in, mean, rstd, gamma, beta, M, C, swish);
+        return;
+    }
+    if (N < 1 || M % N) eff_cuda_fail("batchnorm_forward_train_sums_cuda", "rows not a multiple of the images",
+                                      __FILE__, __LINE__);
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
+    bn_apply_pool_t<T>(cu, out, pooled, in, q, N, M / N);
 }
 
 template <typename T>
@@ -208,6 +300,15 @@ extern "C" void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean
                                              const float *beta, int M, int C, float momentum, float eps, int swish) {
     EFF_ACT_DISPATCH(cu->precision, T, bn_train_t<T>(cu, (T *)out, mean, rstd, running_mean, running_var,
                                                       (const T *)in, gamma, beta, M, C, momentum, eps, swish));
+}
+
+extern "C" void batchnorm_forward_train_sums_cuda(EffCuda *cu, void *out, float *pooled, float *mean, float *rstd,
+                                                  float *running_mean, float *running_var, const double *sums,
+                                                  const void *in, const float *gamma, const float *beta, int N, int M,
+                                                  int C, float momentum, float eps, int swish) {
+    EFF_ACT_DISPATCH(cu->precision, T, bn_train_sums_t<T>(cu, (T *)out, pooled, mean, rstd, running_mean, running_var,
+                                                           sums, (const T *)in, gamma, beta, N, M, C, momentum, eps,
+                                                           swish));
 }
 
 extern "C" void batchnorm_apply_cuda(EffCuda *cu, void *out, const void *in, const float *mean, const float *rstd,
@@ -301,5 +402,67 @@ extern "C" int bn_back_apply_emulate(int prec, int scalar, unsigned limit, void 
     q.invM = 1.0f / (float)M;
     int V = 0;
     EFF_ACT_DISPATCH(prec, T, V = bn_back_emu<T>(scalar, limit, (T *)din, (const T *)dout, (const T *)in, q, M));
+    return V;
+}
+
+/* The statistics pass of batchnorm_forward_train_cuda (StatsF over the
+ * launch grid) and its chunk sums: sums[2C] = sum x, sum x^2. */
+template <typename T> static int bn_stats_emu(double *sums, const T *in, int M, int C, unsigned ycap) {
+    EffRedGeom g;
+    char why[256];
+    const int V = eff_red_width<T>(C);
+    if (eff_red_geom(&g, 1, M, C, V, why, sizeof why)) return 0;
+    double *partial = (double *)malloc((size_t)g.chunks * 2 * C * sizeof(double));
+    for (size_t i = 0; i < (size_t)g.chunks * 2 * C; i++) partial[i] = NAN; /* a missed column shows */
+    eff_with_vec<T>(V, [&](auto v) {
+        constexpr int Vc = decltype(v)::value;
+        const StatsF<T> f = {in, C, eff_aligned16(in)};
+        eff_colreduce_emulate<Vc>(EffRows<Vc, StatsF<T>>{f}, 1, M, C, g, ycap, partial);
+    });
+    for (int c = 0; c < C; c++)
+        sums[c] = eff_chunk_sum(partial, 0, g.chunks, 0, C, c), sums[C + c] = eff_chunk_sum(partial, 0, g.chunks, 1, C, c);
+    free(partial);
+    return V;
+}
+
+extern "C" int bn_stats_emulate(int prec, unsigned ycap, double *sums, const void *in, int M, int C) {
+    int ok = 0;
+    EFF_ACT_DISPATCH(prec, T, ok = bn_stats_emu<T>(sums, (const T *)in, M, C, ycap ? ycap : 65535u));
+    return ok;
+}
+
+/* batchnorm_forward_train_sums_cuda: the finalize, then the output pass
+ * (fused with the squeeze when pooled is given). */
+template <typename T>
+static int bn_train_sums_emu(T *out, float *pooled, const BnPar &q, float *rm, float *rv, const double *sums,
+                             const T *in, int N, int M, float momentum, float eps) {
+    for (int c = 0; c < q.C; c++)
+        bn_stats_finalize(sums[c], sums[q.C + c], M, c, momentum, eps, (float *)q.mean, (float *)q.rstd, rm, rv);
+    if (!pooled) return bn_apply_emu<T>(0, 0, out, in, q, M, 0);
+    if (N < 1 || M % N) return 0;
+    const int HW = M / N, V = eff_red_width<T>(q.C);
+    EffRedGeom g;
+    char why[256];
+    if (eff_red_geom(&g, N, HW, q.C, V, why, sizeof why)) return 0;
+    double *partial = (double *)malloc((size_t)N * g.chunks * 2 * q.C * sizeof(double));
+    const BnPoolF<T> f = {out, in, q, HW, eff_aligned16(out) && eff_aligned16(in)};
+    eff_with_vec<T>(V, [&](auto v) {
+        constexpr int Vc = decltype(v)::value;
+        eff_colreduce_emulate<Vc>(EffRows<Vc, BnPoolF<T>>{f}, N, HW, q.C, g, 65535, partial);
+    });
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < q.C; c++) bn_pool_finalize_one(pooled, partial, g.chunks, q.C, 1.0f / (float)HW, n, c);
+    free(partial);
+    return V;
+}
+
+extern "C" int bn_train_sums_emulate(int prec, void *out, float *pooled, float *mean, float *rstd, float *rm,
+                                     float *rv, const double *sums, const void *in, const float *gamma,
+                                     const float *beta, int N, int M, int C, float momentum, float eps, int swish) {
+    BnPar q = {};
+    q.gamma = gamma, q.beta = beta, q.mean = mean, q.rstd = rstd, q.C = C, q.swish = swish;
+    int V = 0;
+    EFF_ACT_DISPATCH(prec, T, V = bn_train_sums_emu<T>((T *)out, pooled, q, rm, rv, sums, (const T *)in, N, M,
+                                                       momentum, eps));
     return V;
 }

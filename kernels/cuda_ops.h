@@ -144,10 +144,22 @@ void dwconv_forward_cuda(EffCuda *cu, void *out, const void *in, const float *w,
                          int stride);
 void dwconv_backward_cuda(EffCuda *cu, void *din, float *dw, const void *dout, const void *in, const float *w,
                           int N, int H, int W, int C, int K, int stride);
+/* The fused group (backend.h FUSED): the forward + the statistics of the BN
+ * after it into bn_work[2C] (device; sum x, then sum x^2), bit for bit the
+ * unfused pair's (the same column reduction, reduce.cuh). */
+void dwconv_forward_bnstats_cuda(EffCuda *cu, void *out, double *bn_work, const void *in, const float *w, int N,
+                                 int H, int W, int C, int K, int stride);
 /* batchnorm.cu */
 void batchnorm_forward_train_cuda(EffCuda *cu, void *out, float *mean, float *rstd, float *running_mean,
                                   float *running_var, const void *in, const float *gamma, const float *beta, int M,
                                   int C, float momentum, float eps, int swish);
+/* The train forward from dwconv_forward_bnstats_cuda's sums [2C]; with
+ * pooled [N][C] (M = N HW rows), the output pass is also the SE squeeze, bit
+ * for bit gap_forward_f32out_cuda of the output. */
+void batchnorm_forward_train_sums_cuda(EffCuda *cu, void *out, float *pooled, float *mean, float *rstd,
+                                       float *running_mean, float *running_var, const double *sums, const void *in,
+                                       const float *gamma, const float *beta, int N, int M, int C, float momentum,
+                                       float eps, int swish);
 void batchnorm_apply_cuda(EffCuda *cu, void *out, const void *in, const float *mean, const float *rstd,
                           const float *gamma, const float *beta, int M, int C, int swish);
 void batchnorm_forward_eval_cuda(EffCuda *cu, void *out, const void *in, const float *gamma, const float *beta,
@@ -165,6 +177,10 @@ void scale_inplace_cuda(EffCuda *cu, float *x, size_t n, float alpha);
 void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
                      const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C,
                      int Cse, int act);
+/* se_forward_cuda after its squeeze: pooled already holds the per-image means. */
+void se_forward_pooled_cuda(EffCuda *cu, void *out, const float *pooled, float *hidden, float *gate, const void *in,
+                            const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW, int C,
+                            int Cse, int act);
 void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *db1, float *dw2, float *db2, float *work,
                       const void *dout, const void *in, const float *pooled, const float *hidden, const float *gate,
                       const float *w1, const float *w2, int N, int HW, int C, int Cse, int act);

@@ -156,6 +156,22 @@ EFF_HD static inline void dw_walk_next(DwWalk *w, int step, int Ho, int Wo) {
     }
 }
 
+/* The weight gradient sums in fp32, two-level: each thread adds the
+ * products of DW_WG_GROUP of its pixels into a group sum, then the group sum
+ * into its total; the chunk partials are added the same way. Fixed order,
+ * so the result repeats bit for bit. */
+#define DW_WG_GROUP 32
+
+/* An upper bound on the roundings any one tap product passes through from
+ * the thread's FMA to dw (+= included), for P output pixels in `chunks`
+ * chunks of a DW_TY-row block: the error of every dw element is at most
+ * gamma_d (|dw0| + sum |g x|), gamma_d = d u / (1 - d u), u = 2^-24. */
+EFF_HD static inline int dw_wgrad_depth(uint32_t P, int chunks, int ty) {
+    const uint32_t len = P / (uint32_t)chunks + 1, nt = (len + (uint32_t)ty - 1) / (uint32_t)ty;
+    const uint32_t g = DW_WG_GROUP, nc = (uint32_t)chunks;
+    return (int)((nt < g ? nt : g) + (nt + g - 1) / g + (uint32_t)ty + (nc < g ? nc : g) + (nc + g - 1) / g + 1);
+}
+
 /* partial[chunk][K*K][C] of the weight gradient. */
 EFF_HD static inline size_t dw_partial_index(int chunk, int tap, int KK, int C, int c) {
     return ((size_t)chunk * KK + tap) * C + c;

@@ -18,11 +18,15 @@
 #define EFF_HD
 #endif
 
-/* #pragma unroll in device code only (the host compiler warns on it). */
+/* #pragma unroll in device code only (the host compiler warns on it).
+ * EFF_NO_UNROLL: a loop with a run-time stride kept rolled, so that the
+ * compiler computes no trip count (an integer division) for it. */
 #ifdef __CUDA_ARCH__
 #define EFF_UNROLL _Pragma("unroll")
+#define EFF_NO_UNROLL _Pragma("unroll 1")
 #else
 #define EFF_UNROLL
+#define EFF_NO_UNROLL
 #endif
 
 #define EFF_INDEX_MAX 0x7fffffffu

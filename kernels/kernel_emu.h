@@ -28,6 +28,27 @@ int dwconv_backward_emulate(int prec, int scalar, void *din, float *dw, const vo
  * grid.y runs at small C. 1, or 0 for a rejected shape or ycap 0. */
 int dwconv_wgrad_emulate(int prec, unsigned ycap, float *dw, const void *dout, const void *in, int N, int H, int W,
                          int C, int K, int stride);
+/* d of the weight gradient's error bound gamma_d (|dw0| + sum |g x|) for
+ * this shape (dw_wgrad_depth, dw_index.cuh), or 0 for a rejected shape. */
+int dwconv_wgrad_depth(int N, int H, int W, int C, int K, int stride);
+
+/* The fused group (FUSED in src/backend/backend.h), as the CUDA launchers
+ * run them. dwconv.cu: the forward with the statistics of its output,
+ * sums[2C] = sum x, sum x^2 (dwconv_forward_bnstats_cuda). batchnorm.cu:
+ * the statistics pass of the unfused train forward alone (the reference);
+ * the train forward from those sums, its output pass fused with the SE
+ * squeeze into pooled [N][C] when pooled is given (M = N HW rows). pool.cu:
+ * gap_forward_f32out_cuda (the unfused squeeze). Each returns the columns
+ * per thread of its reduction (1, 4 or 8: reduce.cuh), or 0 for a rejected
+ * shape; ycap caps grid.y (0: 65535) so that the loop over column tiles
+ * runs at small C. */
+int dwconv_bnstats_emulate(int prec, void *out, double *sums, const void *in, const float *w, int N, int H, int W,
+                           int C, int K, int stride);
+int bn_stats_emulate(int prec, unsigned ycap, double *sums, const void *in, int M, int C);
+int bn_train_sums_emulate(int prec, void *out, float *pooled, float *mean, float *rstd, float *rm, float *rv,
+                          const double *sums, const void *in, const float *gamma, const float *beta, int N, int M,
+                          int C, float momentum, float eps, int swish);
+int gap_f32_emulate(int prec, float *out, const void *in, int N, int HW, int C);
 
 /* batchnorm.cu: the elementwise passes -- out = bn(in) (+swish) from the
  * batch statistics (mean, rstd) or the running ones, and din from dout, in

@@ -9,9 +9,10 @@
  *    kernels/cuda_common.cuh: eff_grid3 calls it for every shape-sized grid;
  *    1-D grid-stride launches use eff_blocks, whose cap EFF_BLOCKS_CAP is
  *    asserted below to be within every device's limit.
- *  - eff_colreduce_grid: the geometry of kernels/reduce.cuh. The batch (up to
- *    the int range) goes to grid.x, whose limit is 2^31 - 1; the row chunks
- *    (at most 256) go to grid.z, limit 65535. Before, the batch was grid.z,
+ *  - eff_colreduce_grid: the geometry of kernels/reduce.cuh (whose
+ *    eff_red_geom then sets grid.y to its tiles of column vectors). The batch
+ *    (up to the int range) goes to grid.x, whose limit is 2^31 - 1; the row
+ *    chunks (at most EFF_RED_MAX_CHUNKS, 1024) go to grid.z, limit 65535. Before, the batch was grid.z,
  *    and a batch of 65536 could not launch. The column tiles go to grid.y,
  *    capped at 65535: the kernel loops over the tiles beyond (C > 2097120
  *    columns), which before could not launch either.
@@ -72,9 +73,11 @@ static inline int eff_launch_check(const char *kernel, const long long grid[3], 
     return 0;
 }
 
-/* kernels/reduce.cuh stage 1: block (32, 8); grid x = problem b, y = tile of
- * 32 columns (tiles y, y + grid.y, ... when there are more than
- * EFF_RED_TILES_MAX), z = row chunk. rows must fit the kernel's int. Returns
+/* kernels/reduce.cuh stage 1: block of 256 threads, (W, 256 / W) with W at
+ * most EFF_RED_TX column vectors (EFF_RED_TX x EFF_RED_TY is one such block);
+ * grid x = problem b, y = tile of 32 columns here (reduce.cuh's eff_red_geom
+ * replaces it by its tiles of W column vectors; tiles y, y + grid.y, ... when
+ * there are more than EFF_RED_TILES_MAX), z = row chunk. rows must fit the kernel's int. Returns
  * 0, or 1 with why set when the problem cannot be launched. */
 #define EFF_RED_TX 32
 #define EFF_RED_TY 8

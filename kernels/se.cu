@@ -176,8 +176,14 @@ static void se_back_apply_t(EffCuda *cu, T *din, const T *dout, const float *gat
 extern "C" void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hidden, float *gate, const void *in,
                                 const float *w1, const float *b1, const float *w2, const float *b2, int N, int HW,
                                 int C, int Cse, int act) {
-    const size_t nh = (size_t)N * Cse, ng = (size_t)N * C;
     gap_forward_f32out_cuda(cu, pooled, in, N, HW, C);
+    se_forward_pooled_cuda(cu, out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act);
+}
+
+extern "C" void se_forward_pooled_cuda(EffCuda *cu, void *out, const float *pooled, float *hidden, float *gate,
+                                       const void *in, const float *w1, const float *b1, const float *w2,
+                                       const float *b2, int N, int HW, int C, int Cse, int act) {
+    const size_t nh = (size_t)N * Cse, ng = (size_t)N * C;
     eff_cuda_gemm_rm(cu, 0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
     if (!b1 && act == EFF_SE_RELU) { /* the seed */
         relu_inplace<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(hidden, nh);

@@ -173,8 +173,8 @@ typedef struct EffBackend {
  * backend; the model calls it unconditionally. GRAPH(op): the step-capture
  * group, optional as a whole: all six NULL (CPU) or all six set (CUDA); the
  * model tests graph_begin / graph_reset before using the group. FUSED(op):
- * the fused train-forward group, optional as a whole (set on the CPU, NULL
- * in CUDA for now); the model tests dwconv_forward_bnstats.
+ * the fused train-forward group, optional as a whole (set on the CPU and in
+ * CUDA); the model tests dwconv_forward_bnstats.
  * tests/test_backend_table.c checks each backend's table against this list,
  * and the asserts below make a new slot that is not listed here (or a listed
  * one out of order) a compile error. Adding an op: kernels/README.md. */

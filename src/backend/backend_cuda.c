@@ -244,6 +244,18 @@ static void cuda_bn_train(const EffBackend *be, EffAct *out, float *mean, float 
     (void)work; /* the CUDA reductions use the backend's own scratch */
     batchnorm_forward_train_cuda(CU(be), out, mean, rstd, rm, rv, in, g, b, M, C, momentum, eps, swish);
 }
+/* The fused group (backend.h FUSED): bn_work carries the statistics' sums
+ * [2C] from the conv to the BN (device memory, the model's BN scratch). */
+static void cuda_dwconv_forward_bnstats(const EffBackend *be, EffAct *out, double *bn_work, const EffAct *in,
+                                        const float *w, int N, int H, int W, int C, int K, int stride) {
+    dwconv_forward_bnstats_cuda(CU(be), out, bn_work, in, w, N, H, W, C, K, stride);
+}
+static void cuda_bn_train_sums(const EffBackend *be, EffAct *out, float *pooled, float *mean, float *rstd, float *rm,
+                               float *rv, double *bn_work, const EffAct *in, const float *g, const float *b, int N,
+                               int M, int C, float momentum, float eps, int swish) {
+    batchnorm_forward_train_sums_cuda(CU(be), out, pooled, mean, rstd, rm, rv, bn_work, in, g, b, N, M, C, momentum,
+                                      eps, swish);
+}
 static void cuda_bn_eval(const EffBackend *be, EffAct *out, const EffAct *in, const float *g, const float *b,
                          const float *rm, const float *rv, int M, int C, float eps, int swish) {
     batchnorm_forward_eval_cuda(CU(be), out, in, g, b, rm, rv, M, C, eps, swish);
@@ -265,6 +277,11 @@ static void cuda_se_forward(const EffBackend *be, EffAct *out, float *pooled, fl
                             const EffAct *in, const float *w1, const float *b1, const float *w2, const float *b2,
                             int N, int HW, int C, int Cse, int act) {
     se_forward_cuda(CU(be), out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act);
+}
+static void cuda_se_forward_pooled(const EffBackend *be, EffAct *out, const float *pooled, float *hidden, float *gate,
+                                   const EffAct *in, const float *w1, const float *b1, const float *w2,
+                                   const float *b2, int N, int HW, int C, int Cse, int act) {
+    se_forward_pooled_cuda(CU(be), out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act);
 }
 static void cuda_se_backward(const EffBackend *be, EffAct *din, float *dw1, float *db1, float *dw2, float *db2,
                              float *work, const EffAct *dout, const EffAct *in, const float *pooled,
@@ -450,6 +467,9 @@ static const EffBackend cuda_ops = {
     .adam_step = cuda_adam,
     .sgd_step = cuda_sgd,
     .sumsq = cuda_sumsq,
+    .dwconv_forward_bnstats = cuda_dwconv_forward_bnstats,
+    .batchnorm_forward_train_sums = cuda_bn_train_sums,
+    .se_forward_pooled = cuda_se_forward_pooled,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
     .graph_ready = cuda_graph_ready,

@@ -212,6 +212,60 @@ static void case_dwconv(Ctx *c, int N, int H, int C, int K, int stride) {
     free(x); free(w); free(dy); free(dw0); free(y); free(dx); free(dw);
 }
 
+/* Device tensors a and b hold the same bytes. */
+static void same_dev(Ctx *c, const char *op, const char *what, const void *a, const void *b, size_t bytes) {
+    unsigned char *ha = eff_malloc(bytes, "a"), *hb = eff_malloc(bytes, "b");
+    c->gpu->download(c->gpu, ha, a, bytes);
+    c->gpu->download(c->gpu, hb, b, bytes);
+    const int same = memcmp(ha, hb, bytes) == 0;
+    T_CHECK(&c->ts, same, "%s %s: fused differs from unfused", op, what);
+    printf("  %-28s %-10s %s\n", op, what, same ? "fused == unfused" : "FAIL");
+    free(ha), free(hb);
+}
+
+/* The fused group (backend.h FUSED) against the unfused ops on the device,
+ * bit for bit: depthwise conv -> BN+swish -> SE, as the model runs it. */
+static void case_fused(Ctx *c, int N, int H, int C, int K, int stride) {
+    if (!c->gpu || !c->gpu->dwconv_forward_bnstats) return;
+    const int Ho = conv_out_size(H, K, stride, K / 2), HW = Ho * Ho, M = N * HW, Cse = 4;
+    const size_t nx = (size_t)N * H * H * C, ny = (size_t)M * C, as = c->gpu->act_size;
+    float *x = hrandA(c, nx, 1), *w = hrand(c, (size_t)K * K * C, 0.3), *g = hrand(c, C, 1), *b = hrand(c, C, 0.5);
+    float *w1 = hrand(c, (size_t)Cse * C, 0.3), *w2 = hrand(c, (size_t)C * Cse, 0.3), *ones = hrand(c, C, 0);
+    for (int i = 0; i < C; i++) ones[i] = 1.0f;
+    char name[64];
+    snprintf(name, sizeof name, "fused N%d H%d C%d K%d s%d", N, H, C, K, stride);
+    void *gx = devA(c, x, nx), *y[2], *o[2], *se[2];
+    float *gw = dev(c, w, (size_t)K * K * C), *gg = dev(c, g, C), *gb = dev(c, b, C), *gw1 = dev(c, w1, (size_t)Cse * C);
+    float *gw2 = dev(c, w2, (size_t)C * Cse), *st[2][4], *pooled[2], *hid[2], *gate[2];
+    double *work = c->gpu->alloc(c->gpu, 2 * EFF_BN_CHUNKS * (size_t)C * sizeof(double), "bn_work"); /* as the model's */
+    for (int k = 0; k < 2; k++) {
+        y[k] = devA(c, NULL, ny), o[k] = devA(c, NULL, ny), se[k] = devA(c, NULL, ny);
+        st[k][0] = dev(c, NULL, C), st[k][1] = dev(c, NULL, C), st[k][2] = dev(c, NULL, C), st[k][3] = dev(c, ones, C);
+        pooled[k] = dev(c, NULL, (size_t)N * C), hid[k] = dev(c, NULL, (size_t)N * Cse), gate[k] = dev(c, NULL, (size_t)N * C);
+    }
+    const EffBackend *be = c->gpu;
+    be->dwconv_forward(be, y[0], gx, gw, N, H, H, C, K, stride);
+    be->batchnorm_forward_train(be, o[0], st[0][0], st[0][1], st[0][2], st[0][3], work, y[0], gg, gb, M, C, 0.1f, 1e-3f, 1);
+    be->se_forward(be, se[0], pooled[0], hid[0], gate[0], o[0], gw1, NULL, gw2, NULL, N, HW, C, Cse, EFF_SE_RELU);
+    be->dwconv_forward_bnstats(be, y[1], work, gx, gw, N, H, H, C, K, stride);
+    be->batchnorm_forward_train_sums(be, o[1], pooled[1], st[1][0], st[1][1], st[1][2], st[1][3], work, y[1], gg, gb, N,
+                                     M, C, 0.1f, 1e-3f, 1);
+    be->se_forward_pooled(be, se[1], pooled[1], hid[1], gate[1], o[1], gw1, NULL, gw2, NULL, N, HW, C, Cse, EFF_SE_RELU);
+    static const char *const what[] = {"mean", "rstd", "run_mean", "run_var"};
+    same_dev(c, name, "conv out", y[0], y[1], ny * as);
+    for (int i = 0; i < 4; i++) same_dev(c, name, what[i], st[0][i], st[1][i], (size_t)C * 4);
+    same_dev(c, name, "bn out", o[0], o[1], ny * as);
+    same_dev(c, name, "pooled", pooled[0], pooled[1], (size_t)N * C * 4);
+    same_dev(c, name, "se out", se[0], se[1], ny * as);
+    c->cases++;
+    for (int k = 0; k < 2; k++) {
+        dfree(c, y[k]), dfree(c, o[k]), dfree(c, se[k]), dfree(c, pooled[k]), dfree(c, hid[k]), dfree(c, gate[k]);
+        for (int i = 0; i < 4; i++) dfree(c, st[k][i]);
+    }
+    dfree(c, gx), dfree(c, gw), dfree(c, gg), dfree(c, gb), dfree(c, gw1), dfree(c, gw2), dfree(c, work);
+    free(x), free(w), free(g), free(b), free(w1), free(w2), free(ones);
+}
+
 static void case_batchnorm(Ctx *c, int M, int C, int swish) {
     const size_t n = (size_t)M * C;
     float *x = hrand(c, n, 2), *g = hrand(c, C, 1), *b = hrand(c, C, 1), *dy = hrandA(c, n, 1);
@@ -503,6 +557,8 @@ static void run_groups(Ctx *c, const char *cases) {
         case_dwconv(c, 2, 16, 40, 5, 2);
         case_dwconv(c, 3, 14, 144, 5, 1);
         case_dwconv(c, 2, 15, 96, 3, 2);
+        case_fused(c, 2, 40, 24, 3, 1); /* several row chunks, a partial channel tile */
+        case_fused(c, 3, 23, 40, 5, 2);
     }
     if (wants(cases, "batchnorm")) {
         case_batchnorm(c, 100, 16, 0);
