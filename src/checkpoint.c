@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "h5io.h"
+#include "h5probe.h"
 #include "sha256.h"
 
 #include <errno.h>
@@ -567,6 +568,8 @@ static hid_t open_checkpoint(const char *path, long long *bytes, int *checksum, 
     *bytes = (long long)sb.st_size;
     *checksum = eff_ckpt_verify(path, err, errlen); /* before HDF5 reads a byte */
     if (*checksum < 0) return -1;
+    /* No checksum header: a file that would crash HDF5 crashes a test read in a child instead (h5probe.h). */
+    if (*checksum == 0 && eff_h5_probe(path, "checkpoint", err, errlen) < 0) return -1;
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
 #else

@@ -25,7 +25,9 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import sys
 import tempfile
 
@@ -267,6 +269,19 @@ def case_badinput(a):
                 b = fh.read(1)
                 fh.seek(off + 4096)
                 fh.write(bytes([b[0] ^ 0x10]))
+        # a chunk dimension past the dataset's extent in the layout message: HDF5 1.10.8 reads out of bounds and
+        # crashes (SIGSEGV in H5VM_memcpyvv; the fuzz soak's case, one byte 1 -> 13): effnet's test read in a child
+        # (src/h5probe.c) must turn that into an error
+        legacy('chunkdim.h5')
+        with open(p('chunkdim.h5'), 'r+b') as fh:
+            data = bytearray(fh.read())
+            layout = re.compile(rb'\x03\x02\x05.{8}' + struct.pack('<5I', 80, 480, 1, 1, 4), re.S)  # v3, chunked
+            hits = [m.start() for m in layout.finditer(data)]  # block_7.project_conv.weight: model and Adam moments
+            assert hits, 'no chunked layout message of an [80, 480, 1, 1] float tensor in last.h5'
+            for at in hits:
+                data[at + 11 + 12] = 13  # the 4th chunk dimension: 1 -> 13
+            fh.seek(0)
+            fh.write(data)
         legacy('legacy.h5')
         flip('flipped.h5', last)
         flip('flipped-legacy.h5', p('legacy.h5'))
@@ -294,6 +309,9 @@ def case_badinput(a):
             (['stats', p('flipped.h5')], 'flipped.h5', 'is damaged: SHA-256'),
             (['diff', last, p('flipped.h5')], 'flipped.h5', 'is damaged: SHA-256'),
             (['info', p('edited.h5')], 'edited.h5', 'is damaged: SHA-256'),
+            (['info', p('chunkdim.h5')], 'chunkdim.h5', 'a test read of it crashed the HDF5 library'),
+            (['stats', p('chunkdim.h5')], 'chunkdim.h5', 'a test read of it crashed the HDF5 library'),
+            (['diff', last, p('chunkdim.h5')], 'chunkdim.h5', 'a test read of it crashed the HDF5 library'),
             (['info', p('text.h5')], 'text.h5', 'not an HDF5 file'),
             (['info', p('nowhere.h5')], 'nowhere.h5', 'not found'),
             (['info', tmp], tmp, 'is a directory'),
