@@ -38,31 +38,40 @@
 
 namespace {
 
+/* Output pixel (n, ho, wo), channels c0 .. c0 + V - 1, before the store's
+ * rounding: the taps, their order and one FMA per lane, shared by the plain
+ * forward and the fused one (dwconv_forward_bnstats); al: 16-byte loads. */
+template <int K, int S, int V, typename T>
+EFF_HD inline void dw_pixel(float *acc, const T *in, const float *w, const DwGeom &g, int n, int ho, int wo, int c0,
+                            int al) {
+    const DwSpan sh = dw_fwd_span(ho, K, S, g.H), sw = dw_fwd_span(wo, K, S, g.W);
+    const T *img = in + (size_t)n * g.in_img + c0;
+    EFF_UNROLL
+    for (int v = 0; v < V; v++) acc[v] = 0.0f;
+    EFF_UNROLL
+    for (int kh = 0; kh < K; kh++) {
+        if (kh < sh.k0 || kh >= sh.k1) continue;
+        EFF_UNROLL
+        for (int kw = 0; kw < K; kw++) {
+            if (kw < sw.k0 || kw >= sw.k1) continue;
+            float x[V], wt[V];
+            eff_load_v<V, T>(x, img + dw_off(sh.i0 + kh, sw.i0 + kw, g.W, g.C), al);
+            eff_load_v<V, float>(wt, w + dw_woff(kh, kw, K, g.C) + c0, al);
+            EFF_UNROLL
+            for (int v = 0; v < V; v++) acc[v] = eff_fmaf(x[v], wt[v], acc[v]);
+        }
+    }
+}
+
 /* Forward: V channels of output pixel tid, for images n0, n0 + nstep, ... */
 template <int K, int S, int V, typename T>
 EFF_HD inline void dw_forward_thread(T *out, const T *in, const float *w, const DwGeom &g, uint32_t tid, int n0,
                                      int nstep) {
     if (tid >= g.work_fwd) return;
     const DwPix p = dw_decode(g.cv, g.wo, V, tid);
-    const DwSpan sh = dw_fwd_span(p.h, K, S, g.H), sw = dw_fwd_span(p.w, K, S, g.W);
     for (int n = n0; n < g.N; n += nstep) {
-        const T *img = in + (size_t)n * g.in_img + p.c0;
         float acc[V];
-        EFF_UNROLL
-        for (int v = 0; v < V; v++) acc[v] = 0.0f;
-        EFF_UNROLL
-        for (int kh = 0; kh < K; kh++) {
-            if (kh < sh.k0 || kh >= sh.k1) continue;
-            EFF_UNROLL
-            for (int kw = 0; kw < K; kw++) {
-                if (kw < sw.k0 || kw >= sw.k1) continue;
-                float x[V], wt[V];
-                EffVec<V, T>::load(x, img + dw_off(sh.i0 + kh, sw.i0 + kw, g.W, g.C));
-                EffVec<V, float>::load(wt, w + dw_woff(kh, kw, K, g.C) + p.c0);
-                EFF_UNROLL
-                for (int v = 0; v < V; v++) acc[v] = eff_fmaf(x[v], wt[v], acc[v]);
-            }
-        }
+        dw_pixel<K, S, V, T>(acc, in, w, g, n, p.h, p.w, p.c0, 1);
         EffVec<V, T>::store(out + (size_t)n * g.out_img + (size_t)tid * V, acc);
     }
 }
@@ -152,31 +161,6 @@ EFF_HD inline float dw_chunks_sum(const float *partial, int chunks, size_t KKC, 
         s += grp;
     }
     return s;
-}
-
-/* Output pixel (n, ho, wo), channels c0 .. c0 + V - 1: dw_forward_thread's
- * arithmetic (the same taps, order and FMAs per lane), before the store's
- * rounding; al: 16-byte loads. */
-template <int K, int S, int V, typename T>
-EFF_HD inline void dw_pixel(float *acc, const T *in, const float *w, const DwGeom &g, int n, int ho, int wo, int c0,
-                            int al) {
-    const DwSpan sh = dw_fwd_span(ho, K, S, g.H), sw = dw_fwd_span(wo, K, S, g.W);
-    const T *img = in + (size_t)n * g.in_img + c0;
-    EFF_UNROLL
-    for (int v = 0; v < V; v++) acc[v] = 0.0f;
-    EFF_UNROLL
-    for (int kh = 0; kh < K; kh++) {
-        if (kh < sh.k0 || kh >= sh.k1) continue;
-        EFF_UNROLL
-        for (int kw = 0; kw < K; kw++) {
-            if (kw < sw.k0 || kw >= sw.k1) continue;
-            float x[V], wt[V];
-            eff_load_v<V, T>(x, img + dw_off(sh.i0 + kh, sw.i0 + kw, g.W, g.C), al);
-            eff_load_v<V, float>(wt, w + dw_woff(kh, kw, K, g.C) + c0, al);
-            EFF_UNROLL
-            for (int v = 0; v < V; v++) acc[v] = eff_fmaf(x[v], wt[v], acc[v]);
-        }
-    }
 }
 
 /* The forward fused with the statistics of the BN after it: a thread of the
