@@ -51,11 +51,30 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:handle_abort=1:detect_leak
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$logs/report"
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
 
+# One kind of report is the point of the code that meets it: src/h5probe.c
+# reads an unverified checkpoint in a forked child so that HDF5 1.10's faults
+# on a damaged file kill the child, not effnet, and ckpt_badinput makes HDF5
+# read out of bounds there on purpose (chunkdim.h5). A report counts as that
+# only if its first stack, after the sanitizer's own frames, faults inside
+# libhdf5 and runs in the probe's child(); it is listed, not failed. Any other
+# report, in that child or anywhere, fails the pass.
+probe_child_fault() {
+  awk '/ERROR: AddressSanitizer/ {on = 1; next} on && /^$/ {exit} on && /^ *#[0-9]+ / {print}' "$1" > "$logs/stack"
+  grep -v -E 'in __(interceptor|asan|sanitizer)_|/libsanitizer/' "$logs/stack" | head -1 | grep -q 'libhdf5' &&
+    grep -q -E ' in child .*/src/h5probe\.c:[0-9]+' "$logs/stack"
+}
+
 rc=0
 ctest --test-dir "$build" --output-on-failure -j1 -R "$regex" || rc=1
 shopt -s nullglob
-reports=("$logs"/report.*)
-for f in "${reports[@]}"; do
+reports=() probe=()
+for f in "$logs"/report.*; do
+  if probe_child_fault "$f"; then probe+=("$f"); else reports+=("$f"); fi
+done
+for f in ${probe[@]+"${probe[@]}"}; do
+  echo "run_sanitized.sh: expected: $(basename "$f"): HDF5 faulted inside src/h5probe.c's test-read child ($(grep -m1 -o 'AddressSanitizer: [a-z-]*' "$f"))"
+done
+for f in ${reports[@]+"${reports[@]}"}; do
   echo "==== sanitizer report $f"
   cat "$f"
 done
