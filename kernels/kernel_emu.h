@@ -67,6 +67,17 @@ int bn_back_apply_emulate(int prec, int scalar, unsigned limit, void *din, const
 int se_scale_emulate(int prec, int scalar, void *out, const void *in, const float *gate, int N, int HW, int C);
 int se_back_apply_emulate(int prec, int scalar, void *din, const void *dout, const float *gate,
                           const float *dpooled, int N, int HW, int C);
+/* se.cu: the fused excitation (se_excite: hidden and gate from pooled) and its
+ * backward (se_excite_backward: dgate from the dout x in chunk partials,
+ * laid out as reduce.cuh's partial[n][chunk][2][C] with q = 0 read; dhid,
+ * dpooled; then se_param_grads: dw1, dw2 and the NULL-able db1, db2
+ * accumulate), block by block and phase by phase as the launchers run them. */
+void se_excite_emulate(float *hidden, float *gate, const float *pooled, const float *w1, const float *b1,
+                       const float *w2, const float *b2, int N, int C, int Cse, int act);
+void se_excite_backward_emulate(float *dw1, float *db1, float *dw2, float *db2, float *dgate, float *dhid,
+                                float *dpooled, const double *partial, int chunks, const float *gate,
+                                const float *hidden, const float *pooled, const float *w1, const float *w2, int N,
+                                int C, int Cse, int act);
 
 /* elementwise.cu: y += x on activations and x *= alpha on fp32, in pieces
  * of at most `limit` vectors (0: 2^31-1), the n % V tail one by one. */

@@ -2,9 +2,10 @@
  * torchvision variant's biases and SiLU are compiled but have not yet run on
  * a GPU; tests/gpu/test_cuda_ops.c compares them with the CPU). Pooling
  * and the gate gradient use the deterministic reduction of reduce.cuh; the
- * two small FCs are cuBLAS GEMMs; the channel scale is one fused pass.
+ * two small FCs, their biases and activations are one kernel forward and
+ * two backward (below); the channel scale is one fused pass.
  * in/out/dout/din are activations (act type T); pooled, hidden and the gate
- * are small fp32 per-image vectors, so the FCs are fp32 GEMMs.
+ * are small fp32 per-image vectors, so the FCs run in fp32.
  * The channel passes put images on grid.y and walk each image's [HW][C] in
  * vectors of V channels with 32-bit indices and the channel carried, not
  * divided (ew_index.cuh); 16-byte accesses where C and the pointers allow.
@@ -16,53 +17,182 @@
 #include "reduce.cuh"
 
 namespace {
-__global__ void relu_inplace(float *x, size_t n) {
-    GRID_STRIDE(i, n) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-__global__ void sigmoid_inplace(float *x, size_t n) {
-    GRID_STRIDE(i, n) x[i] = eff_sigmoid_d(x[i]);
-}
-/* torchvision variant (compiled, not yet run on a GPU). Grid (ceil(Cse /
- * EFF_BLOCK), images), as dgate_finalize: one thread per (n, j), no division.
- * hidden [N][Cse] += b1 (NULL: none), then ReLU, or SiLU with its input kept
- * at hidden + N * Cse. */
-__global__ void se_hidden_act(float *hidden, const float *b1, int N, int Cse, int act) {
-    const int j = (int)EFF_TID;
-    if (j >= Cse) return;
-    const size_t nh = (size_t)N * Cse;
-    for (int n = blockIdx.y; n < N; n += gridDim.y) {
-        const size_t i = (size_t)n * Cse + j;
-        float h = hidden[i] + (b1 ? b1[j] : 0.0f);
+/* ---- the excitation, fused (issue 24, section 4): one launch for the two
+ * FCs, their biases and activations forward, one for the gate's sigmoid, the
+ * two FCs' input gradients and the activation's mask backward, and one for
+ * the four parameter gradients; the cuBLAS GEMMs and elementwise kernels
+ * they replace were 5 launches per SE forward and 8-10 backward. A block
+ * takes SE_IMGS images, so each weight row is read once per SE_IMGS images.
+ * Every dot product is one thread's serial float sum in index order (no
+ * atomics, no shuffles): deterministic, and the thread functions are EFF_HD,
+ * so se_excite*_emulate run them on the CPU. Between the phases of a block
+ * the values pass through global memory after __syncthreads (plain loads,
+ * never the read-only path: these buffers are written in the same kernel). */
+enum { SE_IMGS = 4 };
+
+EFF_HD inline int se_count(int N, int n0) { return N - n0 < SE_IMGS ? N - n0 : SE_IMGS; }
+
+/* Phase 1, thread j: hidden[n][j] = act(sum_c pooled[n][c] w1[j][c] + b1[j])
+ * for images n0 .. n0 + cnt - 1; with SiLU its input is kept at hidden + N Cse. */
+EFF_HD inline void se_excite_hidden_thread(float *hidden, const float *pooled, const float *w1, const float *b1,
+                                           int N, int C, int Cse, int act, int n0, int j) {
+    const int cnt = se_count(N, n0);
+    float acc[SE_IMGS] = {0.0f};
+    const float *w = w1 + (size_t)j * C;
+    for (int c = 0; c < C; c++) {
+        const float wc = w[c];
+        EFF_UNROLL
+        for (int i = 0; i < SE_IMGS; i++)
+            if (i < cnt) acc[i] += pooled[(size_t)(n0 + i) * C + c] * wc;
+    }
+    for (int i = 0; i < cnt; i++) {
+        const size_t at = (size_t)(n0 + i) * Cse + j;
+        float h = acc[i] + (b1 ? b1[j] : 0.0f);
         if (act == EFF_SE_SILU) {
-            hidden[nh + i] = h;
-            h = h * eff_sigmoid_d(h);
+            hidden[(size_t)N * Cse + at] = h;
+            h = h * eff_sigmoid_hd(h);
         } else {
             h = h > 0.0f ? h : 0.0f;
         }
-        hidden[i] = h;
+        hidden[at] = h;
     }
 }
-/* gate [N][C] = sigmoid(gate + b2); grid (ceil(C / EFF_BLOCK), images) */
-__global__ void se_gate_bias(float *gate, const float *b2, int N, int C) {
-    const int c = (int)EFF_TID;
-    if (c >= C) return;
-    for (int n = blockIdx.y; n < N; n += gridDim.y) gate[(size_t)n * C + c] = eff_sigmoid_d(gate[(size_t)n * C + c] + b2[c]);
+
+/* Phase 2, thread c: gate[n][c] = sigmoid(sum_j hidden[n][j] w2[c][j] + b2[c]). */
+EFF_HD inline void se_excite_gate_thread(float *gate, const float *hidden, const float *w2, const float *b2, int N,
+                                         int C, int Cse, int n0, int c) {
+    const int cnt = se_count(N, n0);
+    float acc[SE_IMGS] = {0.0f};
+    const float *w = w2 + (size_t)c * Cse;
+    for (int j = 0; j < Cse; j++) {
+        const float wj = w[j];
+        EFF_UNROLL
+        for (int i = 0; i < SE_IMGS; i++)
+            if (i < cnt) acc[i] += hidden[(size_t)(n0 + i) * Cse + j] * wj;
+    }
+    for (int i = 0; i < cnt; i++) gate[(size_t)(n0 + i) * C + c] = eff_sigmoid_hd(acc[i] + (b2 ? b2[c] : 0.0f));
 }
-/* db[j] += sum over the N images of d[n][j], images in order (deterministic) */
-__global__ void se_bias_grad(float *db, const float *d, int N, int K) {
-    GRID_STRIDE(j, (size_t)K) {
-        float s = 0.0f;
-        for (int n = 0; n < N; n++) s += d[(size_t)n * K + j];
-        db[j] += s;
+
+/* grid.x: groups of SE_IMGS images (looped); one block runs both phases. */
+__global__ void se_excite(float *hidden, float *gate, const float *pooled, const float *w1, const float *b1,
+                          const float *w2, const float *b2, int N, int C, int Cse, int act) {
+    for (int n0 = blockIdx.x * SE_IMGS; n0 < N; n0 += gridDim.x * SE_IMGS) {
+        for (int j = threadIdx.x; j < Cse; j += blockDim.x)
+            se_excite_hidden_thread(hidden, pooled, w1, b1, N, C, Cse, act, n0, j);
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) se_excite_gate_thread(gate, hidden, w2, b2, N, C, Cse, n0, c);
+        __syncthreads();
     }
 }
-/* d(hidden) through SiLU from its input z: s (1 + z (1 - s)), s = sigmoid(z) */
-__global__ void silu_mask(float *dh, const float *z, size_t n) {
-    GRID_STRIDE(i, n) {
-        const float s = eff_sigmoid_d(z[i]);
-        dh[i] *= s * (1.0f + z[i] * (1.0f - s));
+
+/* Backward phase 1, thread c: dgate[n][c] = (the chunk partials' sum of
+ * dout x in over the image) s (1 - s), s = gate[n][c]. */
+EFF_HD inline void se_dgate_thread(float *dgate, const double *partial, int chunks, const float *gate, int N, int C,
+                                   int n0, int c) {
+    for (int i = 0; i < se_count(N, n0); i++) {
+        const size_t at = (size_t)(n0 + i) * C + c;
+        const float s = gate[at];
+        dgate[at] = (float)eff_chunk_sum(partial, n0 + i, chunks, 0, C, c) * (s * (1.0f - s));
     }
 }
+
+/* Backward phase 2, thread j: dhid[n][j] = sum_c dgate[n][c] w2[c][j], through
+ * ReLU (from its output) or SiLU (from its input z: s (1 + z (1 - s))). */
+EFF_HD inline void se_dhid_thread(float *dhid, const float *dgate, const float *hidden, const float *w2, int N,
+                                  int C, int Cse, int act, int n0, int j) {
+    const int cnt = se_count(N, n0);
+    float acc[SE_IMGS] = {0.0f};
+    for (int c = 0; c < C; c++) {
+        const float wc = w2[(size_t)c * Cse + j];
+        EFF_UNROLL
+        for (int i = 0; i < SE_IMGS; i++)
+            if (i < cnt) acc[i] += dgate[(size_t)(n0 + i) * C + c] * wc;
+    }
+    for (int i = 0; i < cnt; i++) {
+        const size_t at = (size_t)(n0 + i) * Cse + j;
+        float d = acc[i];
+        if (act == EFF_SE_SILU) {
+            const float z = hidden[(size_t)N * Cse + at], s = eff_sigmoid_hd(z);
+            d *= s * (1.0f + z * (1.0f - s));
+        } else if (hidden[at] <= 0.0f) {
+            d = 0.0f;
+        }
+        dhid[at] = d;
+    }
+}
+
+/* Backward phase 3, thread c: dpooled[n][c] = sum_j dhid[n][j] w1[j][c]. */
+EFF_HD inline void se_dpooled_thread(float *dpooled, const float *dhid, const float *w1, int N, int C, int Cse,
+                                     int n0, int c) {
+    const int cnt = se_count(N, n0);
+    float acc[SE_IMGS] = {0.0f};
+    for (int j = 0; j < Cse; j++) {
+        const float wj = w1[(size_t)j * C + c];
+        EFF_UNROLL
+        for (int i = 0; i < SE_IMGS; i++)
+            if (i < cnt) acc[i] += dhid[(size_t)(n0 + i) * Cse + j] * wj;
+    }
+    for (int i = 0; i < cnt; i++) dpooled[(size_t)(n0 + i) * C + c] = acc[i];
+}
+
+__global__ void se_excite_backward(float *dgate, float *dhid, float *dpooled, const double *partial, int chunks,
+                                   const float *gate, const float *hidden, const float *w1, const float *w2, int N,
+                                   int C, int Cse, int act) {
+    for (int n0 = blockIdx.x * SE_IMGS; n0 < N; n0 += gridDim.x * SE_IMGS) {
+        for (int c = threadIdx.x; c < C; c += blockDim.x) se_dgate_thread(dgate, partial, chunks, gate, N, C, n0, c);
+        __syncthreads();
+        for (int j = threadIdx.x; j < Cse; j += blockDim.x)
+            se_dhid_thread(dhid, dgate, hidden, w2, N, C, Cse, act, n0, j);
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) se_dpooled_thread(dpooled, dhid, w1, N, C, Cse, n0, c);
+        __syncthreads();
+    }
+}
+
+/* The parameter gradients (accumulated, images in order: the CPU's bias_grad
+ * order exactly). Row r of grid.y (looped): r < C: dw2[r][j] for j = t, +
+ * blockDim, ...; C <= r < C + Cse: dw1[r - C][c]; r = C + Cse: db2[c] and
+ * db1[j] (either may be NULL). */
+EFF_HD inline void se_param_grads_thread(float *dw1, float *db1, float *dw2, float *db2, const float *dgate,
+                                         const float *dhid, const float *hidden, const float *pooled, int N, int C,
+                                         int Cse, int r, int t, int nthreads) {
+    if (r < C) {
+        EFF_NO_UNROLL /* stride nthreads: no trip-count division */
+        for (int j = t; j < Cse; j += nthreads) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dgate[(size_t)n * C + r] * hidden[(size_t)n * Cse + j];
+            dw2[(size_t)r * Cse + j] += s;
+        }
+    } else if (r < C + Cse) {
+        const int j = r - C;
+        EFF_NO_UNROLL /* stride nthreads: no trip-count division */
+        for (int c = t; c < C; c += nthreads) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dhid[(size_t)n * Cse + j] * pooled[(size_t)n * C + c];
+            dw1[(size_t)j * C + c] += s;
+        }
+    } else {
+        EFF_NO_UNROLL /* stride nthreads: no trip-count division */
+        for (int c = t; db2 && c < C; c += nthreads) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dgate[(size_t)n * C + c];
+            db2[c] += s;
+        }
+        EFF_NO_UNROLL /* stride nthreads: no trip-count division */
+        for (int j = t; db1 && j < Cse; j += nthreads) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dhid[(size_t)n * Cse + j];
+            db1[j] += s;
+        }
+    }
+}
+
+__global__ void se_param_grads(float *dw1, float *db1, float *dw2, float *db2, const float *dgate, const float *dhid,
+                               const float *hidden, const float *pooled, int N, int C, int Cse) {
+    for (int r = blockIdx.y; r <= C + Cse; r += gridDim.y)
+        se_param_grads_thread(dw1, db1, dw2, db2, dgate, dhid, hidden, pooled, N, C, Cse, r, threadIdx.x, blockDim.x);
+}
+
 /* out[n][p][c] = in[n][p][c] * gate[n][c] for images n0, n0 + nstep, ...;
  * wk walks one image (HW C / V vectors). */
 template <int V, typename T>
@@ -93,19 +223,6 @@ template <typename T> struct DGateF {
         q0 += (double)(eff_ld(dout[i]) * eff_ld(in[i]));
     }
 };
-/* grid (ceil(C / EFF_BLOCK), images): one thread per (n, c) */
-__global__ void dgate_finalize(float *dgate, const double *partial, int chunks, const float *gate, int N, int C) {
-    const int c = (int)EFF_TID;
-    if (c >= C) return;
-    for (int n = blockIdx.y; n < N; n += gridDim.y) {
-        const size_t i = (size_t)n * C + c;
-        const float s = gate[i];
-        dgate[i] = (float)eff_chunk_sum(partial, n, chunks, 0, C, c) * (s * (1.0f - s));
-    }
-}
-__global__ void relu_mask(float *dh, const float *hidden, size_t n) {
-    GRID_STRIDE(i, n) if (hidden[i] <= 0.0f) dh[i] = 0.0f;
-}
 /* din = dout * gate + dpooled / HW (din may alias dout: elementwise) */
 template <int V, typename T>
 EFF_HD inline void se_back_apply_thread(T *din, const T *dout, const float *gate, const float *dpooled, EffWalk wk,
@@ -180,28 +297,14 @@ extern "C" void se_forward_cuda(EffCuda *cu, void *out, float *pooled, float *hi
     se_forward_pooled_cuda(cu, out, pooled, hidden, gate, in, w1, b1, w2, b2, N, HW, C, Cse, act);
 }
 
+static long long se_groups(int N) { return ((long long)N + SE_IMGS - 1) / SE_IMGS; }
+
 extern "C" void se_forward_pooled_cuda(EffCuda *cu, void *out, const float *pooled, float *hidden, float *gate,
                                        const void *in, const float *w1, const float *b1, const float *w2,
                                        const float *b2, int N, int HW, int C, int Cse, int act) {
-    const size_t nh = (size_t)N * Cse, ng = (size_t)N * C;
-    eff_cuda_gemm_rm(cu, 0, 1, N, Cse, C, 1.0f, pooled, C, w1, C, 0.0f, hidden, Cse);
-    if (!b1 && act == EFF_SE_RELU) { /* the seed */
-        relu_inplace<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(hidden, nh);
-        CUDA_LAUNCHED("relu_inplace");
-    } else {
-        se_hidden_act<<<eff_grid3(cu, "se_hidden_act", ((long long)Cse + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
-                                  EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(hidden, b1, N, Cse, act);
-        CUDA_LAUNCHED("se_hidden_act");
-    }
-    eff_cuda_gemm_rm(cu, 0, 1, N, C, Cse, 1.0f, hidden, Cse, w2, Cse, 0.0f, gate, C);
-    if (!b2) {
-        sigmoid_inplace<<<eff_blocks(ng), EFF_THREADS, 0, cu->stream>>>(gate, ng);
-        CUDA_LAUNCHED("sigmoid_inplace");
-    } else {
-        se_gate_bias<<<eff_grid3(cu, "se_gate_bias", ((long long)C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
-                                 EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(gate, b2, N, C);
-        CUDA_LAUNCHED("se_gate_bias");
-    }
+    se_excite<<<eff_grid1(cu, "se_excite", se_groups(N), EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+        hidden, gate, pooled, w1, b1, w2, b2, N, C, Cse, act);
+    CUDA_LAUNCHED("se_excite");
     EFF_ACT_DISPATCH(cu->precision, T, se_scale_t<T>(cu, (T *)out, (const T *)in, gate, N, HW, C));
 }
 
@@ -210,35 +313,18 @@ extern "C" void se_backward_cuda(EffCuda *cu, void *din, float *dw1, float *db1,
                                  const float *gate, const float *w1, const float *w2, int N, int HW, int C, int Cse,
                                  int act) {
     float *dgate = work, *dpooled = work + (size_t)N * C, *dhid = work + (size_t)2 * N * C;
-    const size_t nh = (size_t)N * Cse;
     double *partial;
     int chunks = 0;
     EFF_ACT_DISPATCH(cu->precision, T,
                      chunks = eff_colreduce(cu, DGateF<T>{(const T *)dout, (const T *)in, HW, C}, N, HW, C, 0,
                                             &partial, NULL));
-    /* channels on x, images on y (looped beyond 65535) */
-    dgate_finalize<<<eff_grid3(cu, "dgate_finalize", ((long long)C + EFF_BLOCK - 1) / EFF_BLOCK, eff_grid_y(N), 1,
-                               EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(dgate, partial, chunks, gate, N, C);
-    CUDA_LAUNCHED("dgate_finalize");
-    if (db2) {
-        se_bias_grad<<<eff_blocks((size_t)C), EFF_THREADS, 0, cu->stream>>>(db2, dgate, N, C);
-        CUDA_LAUNCHED("se_bias_grad");
-    }
-    eff_cuda_gemm_rm(cu, 1, 0, C, Cse, N, 1.0f, dgate, C, hidden, Cse, 1.0f, dw2, Cse);
-    eff_cuda_gemm_rm(cu, 0, 0, N, Cse, C, 1.0f, dgate, C, w2, Cse, 0.0f, dhid, Cse);
-    if (act == EFF_SE_SILU) {
-        silu_mask<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(dhid, hidden + nh, nh);
-        CUDA_LAUNCHED("silu_mask");
-    } else {
-        relu_mask<<<eff_blocks(nh), EFF_THREADS, 0, cu->stream>>>(dhid, hidden, nh);
-        CUDA_LAUNCHED("relu_mask");
-    }
-    if (db1) {
-        se_bias_grad<<<eff_blocks((size_t)Cse), EFF_THREADS, 0, cu->stream>>>(db1, dhid, N, Cse);
-        CUDA_LAUNCHED("se_bias_grad");
-    }
-    eff_cuda_gemm_rm(cu, 1, 0, Cse, C, N, 1.0f, dhid, Cse, pooled, C, 1.0f, dw1, C);
-    eff_cuda_gemm_rm(cu, 0, 0, N, C, Cse, 1.0f, dhid, Cse, w1, C, 0.0f, dpooled, C);
+    se_excite_backward<<<eff_grid1(cu, "se_excite_backward", se_groups(N), EFF_BLOCK), EFF_BLOCK, 0, cu->stream>>>(
+        dgate, dhid, dpooled, partial, chunks, gate, hidden, w1, w2, N, C, Cse, act);
+    CUDA_LAUNCHED("se_excite_backward");
+    const long long rows = (long long)C + Cse + 1;
+    se_param_grads<<<eff_grid3(cu, "se_param_grads", 1, rows > EFF_GRID_Y_MAX ? EFF_GRID_Y_MAX : rows, 1, EFF_BLOCK),
+                     EFF_BLOCK, 0, cu->stream>>>(dw1, db1, dw2, db2, dgate, dhid, hidden, pooled, N, C, Cse);
+    CUDA_LAUNCHED("se_param_grads");
     EFF_ACT_DISPATCH(cu->precision, T, se_back_apply_t<T>(cu, (T *)din, (const T *)dout, gate, dpooled, N, HW, C));
 }
 
@@ -278,4 +364,28 @@ extern "C" int se_back_apply_emulate(int prec, int scalar, void *din, const void
                                            nstep, t);
                                    }));
     return V;
+}
+
+/* The excitation's kernels as their launchers run them: for each block (a
+ * group of SE_IMGS images) every thread of one phase, then the next. */
+extern "C" void se_excite_emulate(float *hidden, float *gate, const float *pooled, const float *w1, const float *b1,
+                                  const float *w2, const float *b2, int N, int C, int Cse, int act) {
+    for (int n0 = 0; n0 < N; n0 += SE_IMGS) {
+        for (int j = 0; j < Cse; j++) se_excite_hidden_thread(hidden, pooled, w1, b1, N, C, Cse, act, n0, j);
+        for (int c = 0; c < C; c++) se_excite_gate_thread(gate, hidden, w2, b2, N, C, Cse, n0, c);
+    }
+}
+
+extern "C" void se_excite_backward_emulate(float *dw1, float *db1, float *dw2, float *db2, float *dgate, float *dhid,
+                                           float *dpooled, const double *partial, int chunks, const float *gate,
+                                           const float *hidden, const float *pooled, const float *w1,
+                                           const float *w2, int N, int C, int Cse, int act) {
+    for (int n0 = 0; n0 < N; n0 += SE_IMGS) {
+        for (int c = 0; c < C; c++) se_dgate_thread(dgate, partial, chunks, gate, N, C, n0, c);
+        for (int j = 0; j < Cse; j++) se_dhid_thread(dhid, dgate, hidden, w2, N, C, Cse, act, n0, j);
+        for (int c = 0; c < C; c++) se_dpooled_thread(dpooled, dhid, w1, N, C, Cse, n0, c);
+    }
+    for (int r = 0; r <= C + Cse; r++)
+        for (int t = 0; t < (int)EFF_BLOCK; t++)
+            se_param_grads_thread(dw1, db1, dw2, db2, dgate, dhid, hidden, pooled, N, C, Cse, r, t, (int)EFF_BLOCK);
 }

@@ -17,7 +17,7 @@ cat "$work"/*.ptx | awk '
     /^[ \t]*(div|rem)\.[su](16|32|64)/ { entries[name]++ }
     END {
         bad = 0
-        n = split("dw_forward_k dw_backward_input_k dw_wgrad_partial_k DwStatsTh dw_stats_sum_k bn_apply bn_eval bn_back_apply BnPoolF bn_pool_finalize se_scale se_back_apply dgate_finalize add_k scale_k", fam, " ")
+        n = split("dw_forward_k dw_backward_input_k dw_wgrad_partial_k DwStatsTh dw_stats_sum_k bn_apply bn_eval bn_back_apply BnPoolF bn_pool_finalize se_scale se_back_apply se_excite se_excite_backward se_param_grads add_k scale_k", fam, " ")
         for (i = 1; i <= n; i++) {
             found = 0
             for (e in entries) if (index(e, fam[i])) found++

@@ -570,6 +570,8 @@ static void run_groups(Ctx *c, const char *cases) {
         case_se(c, 4, 256, 96, 4, 0);
         case_se(c, 3, 49, 32, 8, 1);
         case_se(c, 4, 256, 96, 4, 1);
+        case_se(c, 9, 16, 1152, 48, 1); /* se_excite's groups of 4 images: 2 whole, 1 partial; B0's widest SE */
+        case_se(c, 5, 49, 144, 36, 0);
     }
     if (wants(cases, "head")) {
         case_small_ops(c, 4, 49, 64, 10);
