@@ -32,19 +32,27 @@ enum { SE_IMGS = 4 };
 
 EFF_HD inline int se_count(int N, int n0) { return N - n0 < SE_IMGS ? N - n0 : SE_IMGS; }
 
+/* acc[i] = sum_k x[n0 + i][k] w[k ws] for the cnt images from n0 (x rows of
+ * ldx floats): the serial sum, in k order, of every dot product below. */
+EFF_HD inline void se_dots(float acc[SE_IMGS], const float *x, size_t ldx, int n0, int cnt, const float *w, size_t ws,
+                           int K) {
+    EFF_UNROLL
+    for (int i = 0; i < SE_IMGS; i++) acc[i] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float wk = w[(size_t)k * ws];
+        EFF_UNROLL
+        for (int i = 0; i < SE_IMGS; i++)
+            if (i < cnt) acc[i] += x[(size_t)(n0 + i) * ldx + k] * wk;
+    }
+}
+
 /* Phase 1, thread j: hidden[n][j] = act(sum_c pooled[n][c] w1[j][c] + b1[j])
  * for images n0 .. n0 + cnt - 1; with SiLU its input is kept at hidden + N Cse. */
 EFF_HD inline void se_excite_hidden_thread(float *hidden, const float *pooled, const float *w1, const float *b1,
                                            int N, int C, int Cse, int act, int n0, int j) {
     const int cnt = se_count(N, n0);
-    float acc[SE_IMGS] = {0.0f};
-    const float *w = w1 + (size_t)j * C;
-    for (int c = 0; c < C; c++) {
-        const float wc = w[c];
-        EFF_UNROLL
-        for (int i = 0; i < SE_IMGS; i++)
-            if (i < cnt) acc[i] += pooled[(size_t)(n0 + i) * C + c] * wc;
-    }
+    float acc[SE_IMGS];
+    se_dots(acc, pooled, (size_t)C, n0, cnt, w1 + (size_t)j * C, 1, C);
     for (int i = 0; i < cnt; i++) {
         const size_t at = (size_t)(n0 + i) * Cse + j;
         float h = acc[i] + (b1 ? b1[j] : 0.0f);
@@ -62,14 +70,8 @@ EFF_HD inline void se_excite_hidden_thread(float *hidden, const float *pooled, c
 EFF_HD inline void se_excite_gate_thread(float *gate, const float *hidden, const float *w2, const float *b2, int N,
                                          int C, int Cse, int n0, int c) {
     const int cnt = se_count(N, n0);
-    float acc[SE_IMGS] = {0.0f};
-    const float *w = w2 + (size_t)c * Cse;
-    for (int j = 0; j < Cse; j++) {
-        const float wj = w[j];
-        EFF_UNROLL
-        for (int i = 0; i < SE_IMGS; i++)
-            if (i < cnt) acc[i] += hidden[(size_t)(n0 + i) * Cse + j] * wj;
-    }
+    float acc[SE_IMGS];
+    se_dots(acc, hidden, (size_t)Cse, n0, cnt, w2 + (size_t)c * Cse, 1, Cse);
     for (int i = 0; i < cnt; i++) gate[(size_t)(n0 + i) * C + c] = eff_sigmoid_hd(acc[i] + (b2 ? b2[c] : 0.0f));
 }
 
@@ -101,13 +103,8 @@ EFF_HD inline void se_dgate_thread(float *dgate, const double *partial, int chun
 EFF_HD inline void se_dhid_thread(float *dhid, const float *dgate, const float *hidden, const float *w2, int N,
                                   int C, int Cse, int act, int n0, int j) {
     const int cnt = se_count(N, n0);
-    float acc[SE_IMGS] = {0.0f};
-    for (int c = 0; c < C; c++) {
-        const float wc = w2[(size_t)c * Cse + j];
-        EFF_UNROLL
-        for (int i = 0; i < SE_IMGS; i++)
-            if (i < cnt) acc[i] += dgate[(size_t)(n0 + i) * C + c] * wc;
-    }
+    float acc[SE_IMGS];
+    se_dots(acc, dgate, (size_t)C, n0, cnt, w2 + j, (size_t)Cse, C);
     for (int i = 0; i < cnt; i++) {
         const size_t at = (size_t)(n0 + i) * Cse + j;
         float d = acc[i];
@@ -125,13 +122,8 @@ EFF_HD inline void se_dhid_thread(float *dhid, const float *dgate, const float *
 EFF_HD inline void se_dpooled_thread(float *dpooled, const float *dhid, const float *w1, int N, int C, int Cse,
                                      int n0, int c) {
     const int cnt = se_count(N, n0);
-    float acc[SE_IMGS] = {0.0f};
-    for (int j = 0; j < Cse; j++) {
-        const float wj = w1[(size_t)j * C + c];
-        EFF_UNROLL
-        for (int i = 0; i < SE_IMGS; i++)
-            if (i < cnt) acc[i] += dhid[(size_t)(n0 + i) * Cse + j] * wj;
-    }
+    float acc[SE_IMGS];
+    se_dots(acc, dhid, (size_t)Cse, n0, cnt, w1 + c, (size_t)C, Cse);
     for (int i = 0; i < cnt; i++) dpooled[(size_t)(n0 + i) * C + c] = acc[i];
 }
 

@@ -51,6 +51,18 @@ static float *rnd(EffRng *r, size_t n, double scale) {
     return x;
 }
 
+/* sum_k x[k sx] w[k sw] in double, and the sum of the terms' magnitudes in *mag */
+static double dot(const float *x, size_t sx, const float *w, size_t sw, int K, double *mag) {
+    double d = 0.0, m = 0.0;
+    for (int k = 0; k < K; k++) {
+        const double t = (double)x[(size_t)k * sx] * w[(size_t)k * sw];
+        d += t;
+        m += fabs(t);
+    }
+    *mag = m;
+    return d;
+}
+
 /* got within bound of ref: counted, and the worst ratio kept */
 static long over(double got, double ref, double bound) {
     const double err = fabs(got - ref);
@@ -71,11 +83,9 @@ static void check_forward(const Shape *s, const float *pooled, const float *w1, 
     for (int n = 0; n < N; n++) {
         stage = HID;
         for (int j = 0; j < Cse; j++) {
-            double z = b1 ? b1[j] : 0.0, mag = b1 ? fabs(b1[j]) : 0.0;
-            for (int c = 0; c < C; c++) {
-                z += (double)pooled[(size_t)n * C + c] * w1[(size_t)j * C + c];
-                mag += fabs((double)pooled[(size_t)n * C + c] * w1[(size_t)j * C + c]);
-            }
+            double mag;
+            const double z = dot(pooled + (size_t)n * C, 1, w1 + (size_t)j * C, 1, C, &mag) + (b1 ? b1[j] : 0.0);
+            mag += b1 ? fabs(b1[j]) : 0.0;
             const double ez = gam(C + 2) * mag;
             const size_t at = (size_t)n * Cse + j;
             if (act == EFF_SE_SILU) {
@@ -88,11 +98,9 @@ static void check_forward(const Shape *s, const float *pooled, const float *w1, 
         }
         stage = GATE;
         for (int c = 0; c < C; c++) { /* from the emulation's hidden */
-            double z = b2 ? b2[c] : 0.0, mag = b2 ? fabs(b2[c]) : 0.0;
-            for (int j = 0; j < Cse; j++) {
-                z += (double)hidden[(size_t)n * Cse + j] * w2[(size_t)c * Cse + j];
-                mag += fabs((double)hidden[(size_t)n * Cse + j] * w2[(size_t)c * Cse + j]);
-            }
+            double mag;
+            const double z = dot(hidden + (size_t)n * Cse, 1, w2 + (size_t)c * Cse, 1, Cse, &mag) + (b2 ? b2[c] : 0.0);
+            mag += b2 ? fabs(b2[c]) : 0.0;
             const double g = sigmoid(z);
             bad_g += over(gate[(size_t)n * C + c], g, 0.25 * gam(Cse + 2) * mag + 8 * U32 * g);
         }
@@ -131,11 +139,8 @@ static void check_backward(const Shape *s, const double *partial, int chunks, co
         }
         stage = DHID;
         for (int j = 0; j < Cse; j++) { /* from the emulation's dgate */
-            double d = 0.0, mag = 0.0;
-            for (int c = 0; c < C; c++) {
-                d += (double)dgate[(size_t)n * C + c] * w2[(size_t)c * Cse + j];
-                mag += fabs((double)dgate[(size_t)n * C + c] * w2[(size_t)c * Cse + j]);
-            }
+            double mag;
+            const double d = dot(dgate + (size_t)n * C, 1, w2 + j, (size_t)Cse, C, &mag);
             const size_t at = (size_t)n * Cse + j;
             double mult, ev = 0.0;
             if (s->tv) {
@@ -149,11 +154,8 @@ static void check_backward(const Shape *s, const double *partial, int chunks, co
         }
         stage = DPOOL;
         for (int c = 0; c < C; c++) { /* from the emulation's dhid */
-            double d = 0.0, mag = 0.0;
-            for (int j = 0; j < Cse; j++) {
-                d += (double)dhid[(size_t)n * Cse + j] * w1[(size_t)j * C + c];
-                mag += fabs((double)dhid[(size_t)n * Cse + j] * w1[(size_t)j * C + c]);
-            }
+            double mag;
+            const double d = dot(dhid + (size_t)n * Cse, 1, w1 + c, (size_t)C, Cse, &mag);
             bad[2] += over(dpooled[(size_t)n * C + c], d, gam(Cse + 2) * mag + 1e-37);
         }
     }
