@@ -47,7 +47,7 @@ static const Key keys[] = {
     {"train.freeze_bn", K_STR, S(freeze_bn), "train", 0, 0, "train|eval", "the frozen layers' BatchNorms: train normalises with batch statistics and updates the running ones; eval uses the running statistics and leaves them unchanged"},
     {"train.resume_fallback", K_STR, S(resume_fallback), "none", 0, 0, "none|best", "--resume when the checkpoint fails its checksum (damaged on disk): none stops with an error; best resumes from OUTPUT_DIR/best.h5 instead"},
     {"train.seed", K_INT, N(seed), "1", 0, 2147483647.0, NULL, "seed of weights, sampler, augmentation and dropout"},
-    {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS or all cores)"},
+    {"train.threads", K_INT, N(threads), "0", 0, 4096, NULL, "OpenMP/BLAS threads per rank (0: OMP_NUM_THREADS if set, else the cores of the rank's affinity mask over the ranks on its node sharing them)"},
     {"train.backend", K_STR, S(backend), "auto", 0, 0, "auto|cpu|cuda", "compute backend (auto: cuda when this build has CUDA and every rank sees a GPU, else cpu)"},
     {"train.precision", K_STR, S(precision), "bf16", 0, 0, "fp32|bf16|fp16", "CUDA math precision (fp16 adds dynamic loss scaling); the CPU backend is always fp32"},
     {"train.deterministic", K_BOOL, N(deterministic), "false", 0, 1, NULL, "CUDA: only deterministic cuDNN algorithms (our own kernels always are)"},

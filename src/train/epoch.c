@@ -321,7 +321,7 @@ static void timing_summary(EffTrainer *T) {
     eff_json_str(row, "model", m->spec.name);
     eff_json_int(row, "resolution", T->R);
     eff_json_int(row, "ranks", T->world);
-    eff_json_int(row, "threads_per_rank", c->threads);
+    eff_json_int(row, "threads_per_rank", T->ctx.threads);
     eff_json_int(row, "batch_per_rank", c->batch);
     eff_json_int(row, "accum", c->accum);
     eff_json_num(row, "global_batch", gb, "%.0f");

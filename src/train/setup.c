@@ -12,6 +12,7 @@
 #include "train/data_pipeline.h"
 #include "train/dirlock.h"
 #include "train/elastic.h"
+#include "train/threads.h"
 #ifdef EFFNET_HAVE_CUDA
 #include "augment_cuda.h"
 #endif
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,36 @@ static void log_classes(EffTrainer *T) {
 }
 
 /* Every rank's hostname, comma-separated in rank order (checkpoint provenance). */
+/* train.threads; or, at 0, OMP_NUM_THREADS when set, else the cores of this
+ * rank's affinity mask over the ranks on its host that share them
+ * (train/threads.h). The masks are exchanged whenever train.threads = 0
+ * (the same on every rank): the environment may differ between ranks. */
+static void choose_threads(EffTrainer *T) {
+    int n = (int)T->cfg.threads;
+    char why[400] = "train.threads";
+    if (n == 0) {
+        const size_t mb = eff_threads_mask_bytes();
+        unsigned char *masks = eff_calloc((size_t)T->world + 1, mb, "affinity masks"), *mine = masks + T->world * mb;
+        EFF_CHECK(eff_threads_mask(mine) == 0, "rank %d: sched_getaffinity failed: %s\n"
+                  "HINT: set train.threads (--set train.threads=N)", T->rank, strerror(errno));
+        eff_mpi_allgather(T->mpi, mine, masks, mb, MPI_BYTE, "affinity masks");
+        const char **hosts = eff_calloc((size_t)T->world, sizeof *hosts, "host names");
+        for (int r = 0; r < T->world; r++) hosts[r] = eff_mpi_host(T->mpi, r);
+        const char *env = getenv("OMP_NUM_THREADS");
+        if (env && *env) {
+            snprintf(why, sizeof why, "OMP_NUM_THREADS=%s", env);
+            n = omp_get_max_threads();
+        } else {
+            n = eff_threads_auto(T->rank, T->world, hosts, masks, mb, why, sizeof why);
+        }
+        free(hosts);
+        free(masks);
+    }
+    T->ctx.threads = n;
+    eff_set_threads(n);
+    eff_trainer_log(T, "threads: %d OpenMP/BLAS thread(s) per rank (rank 0: %s)\n", n, why);
+}
+
 static void gather_hosts(EffTrainer *T) {
     size_t cap = 1;
     for (int r = 0; r < T->world; r++) cap += strlen(eff_mpi_host(T->mpi, r)) + 1;
@@ -482,9 +514,8 @@ void eff_trainer_setup(EffTrainer *T, const char *resume_arg) {
     eff_model_spec_set_stem_stride(&spec, c->stem_stride);
     T->R = c->resolution ? (int)c->resolution : spec.resolution;
     select_backend(T);
-    T->ctx.threads = (int)c->threads;
+    choose_threads(T);
     T->ctx.seed = (uint64_t)c->seed;
-    eff_set_threads(T->ctx.threads);
     load_split(T, "train", &T->train, c->train_subset);
     load_split(T, "test", &T->test, c->test_subset);
     if (c->setup_sleep_ms) {

@@ -584,6 +584,24 @@ config)
         --set train.threads=1 --set train.max_steps=2 --set output.dir="$work/recipe" > "$work/recipe.log" 2>&1 \
         || { cat "$work/recipe.log"; fail "cifar-recipe-b0.ini does not train"; }
     grep -q "efficientnet-b0 (torchvision, stem stride 1) at 32x32" "$work/recipe.log" || fail "recipe: start-up line"
+    # train.threads = 0 under mpirun -np 2, unbound: each rank takes its cores / 2 (at least 1), not all of them
+    # (2 threads per rank on 2 cores ran the recipe 2-3x slower); OMP_NUM_THREADS, when set, decides
+    cores=$(env -u OMP_NUM_THREADS nproc); want=$(( cores / 2 > 1 ? cores / 2 : 1 ))
+    mpirun_env=(); for a in "${MPIRUN[@]}"; do [ "$a" = -x ] || [ "$a" = OMP_NUM_THREADS=1 ] || mpirun_env+=("$a"); done
+    for omp in unset 1; do
+        env_cmd=(env -u OMP_NUM_THREADS); [ $omp = unset ] || env_cmd=(env OMP_NUM_THREADS=$omp)
+        "${env_cmd[@]}" "${mpirun_env[@]}" -np 2 "$effnet" train "${common[@]}" --set train.threads=0 --set train.max_steps=3 \
+            --set output.dir="$work/thr-$omp" > "$work/thr-$omp.log" 2>&1 || { cat "$work/thr-$omp.log"; fail "threads=0 run"; }
+        line=$(grep "^threads: " "$work/thr-$omp.log") || fail "no threads: line: $(cat "$work/thr-$omp.log")"
+        if [ $omp = unset ]; then
+            [ "$line" = "threads: $want OpenMP/BLAS thread(s) per rank (rank 0: $cores core(s) in this rank's affinity mask, shared by 2 rank(s) on host $(hostname))" ] \
+                || fail "threads=0 with $cores cores and 2 unbound ranks: '$line' (want $want)"
+        else
+            [ "$line" = "threads: 1 OpenMP/BLAS thread(s) per rank (rank 0: OMP_NUM_THREADS=1)" ] || fail "OMP_NUM_THREADS=1: '$line'"
+        fi
+        grep -Eq "\"threads_per_rank\": ?$([ $omp = unset ] && echo $want || echo 1)," "$work/thr-$omp/metrics.jsonl" \
+            || fail "summary threads_per_rank: $(grep summary "$work/thr-$omp/metrics.jsonl")"
+    done
     pass "unknown keys, wrong types, out-of-range values and bad choices are errors naming the key; every configs/*.ini loads" ;;
 baddata)
     t0=$(date +%s)
