@@ -217,7 +217,8 @@ def pytorch_cmd(a, rundir, seed, epochs, cifar, recipe):
            "--threads", str(a.threads), "--seed", str(seed), "--channels-last", "--lr", str(recipe["lr"]),
            "--weight-decay", str(recipe["weight_decay"]), "--schedule", recipe["schedule"],
            "--warmup-steps", str(recipe["warmup_steps"]), "--min-lr", str(recipe["min_lr"]),
-           "--metrics", os.path.join(rundir, "metrics.jsonl"), "--checkpoint", os.path.join(rundir, "ckpt.pt")]
+           "--metrics", os.path.join(rundir, "metrics.jsonl"), "--checkpoint", os.path.join(rundir, "ckpt.pt"),
+           "--augment", a.pytorch_augment]
     if a.train_subset:
         cmd += ["--train-subset", str(a.train_subset)]
     if a.test_subset:
@@ -361,25 +362,7 @@ def report(a):
     # -- the long run
     longs = {r[0]: (n, r) for n, r in runs.items() if n.endswith("-long")}
     if longs:
-        L += ["", "## The long run", "",
-              "`configs/cpu-b0-32-long.ini`: the same recipe for 30 epochs with a cosine schedule "
-              "(linear warmup over the first epoch, then cosine to min_lr); the PyTorch run takes the epochs, lr, "
-              "weight decay, warmup and min_lr from that config and applies effnet's schedule step by step "
-              "(`train_pytorch.py --schedule cosine`). One seed each.", "",
-              "| framework | epochs run | final accuracy % | best accuracy % (epoch) | s/epoch (median) | complete |",
-              "|---|---|---|---|---|---|"]
-        for fw in ("effnet", "pytorch"):
-            if fw not in longs:
-                continue
-            n, r = longs[fw]
-            acc = r[1]
-            if acc:
-                last = max(acc)
-                be = max(acc, key=lambda e: (acc[e], -e))
-                L.append(f"| {fw} | {last} | {acc[last]:.2f} | {acc[be]:.2f} ({be}) | {f2(median_epoch_s(r[4]), 0)} | "
-                         f"{'yes' if r[3] else 'no (running or stopped)'} |")
-        L += ["", "![long-run test accuracy](long-run.png)"]
-        plot_long(longs, os.path.join(docs, "long-run.png"))
+        L += long_section(longs, docs)
     cmds = [(n, r[3]) for n, r in runs.items() if r[3]]
     if cmds:
         L += ["", "## Commands that ran", ""]
@@ -390,6 +373,54 @@ def report(a):
     with open(os.path.join(docs, "parity.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     log(f"report: wrote {os.path.join(docs, 'parity.md')} ({len(runs)} runs)")
+
+
+def augment_of(info):
+    """The PyTorch run's augmentation, from the command in its run.json (pil before the flag existed)."""
+    cmd = (info or {}).get("command", [])
+    return cmd[cmd.index("--augment") + 1] if "--augment" in cmd[:-1] else "pil"
+
+
+def long_section(longs, docs):
+    """The long run's summary table, its per-epoch accuracy and test loss side by side, and the plot."""
+    L = ["", "## The long run", "",
+         "`configs/cpu-b0-32-long.ini`: the same recipe for 30 epochs with a cosine schedule "
+         "(linear warmup over the first epoch, then cosine to min_lr); the PyTorch run takes the epochs, lr, "
+         "weight decay, warmup and min_lr from that config and applies effnet's schedule step by step "
+         "(`train_pytorch.py --schedule cosine`). One seed each.", "",
+         "| framework | epochs run | final accuracy % | best accuracy % (epoch) | worst test loss (epoch) "
+         "| s/epoch (median) | complete |",
+         "|---|---|---|---|---|---|---|"]
+    for fw in ("effnet", "pytorch"):
+        if fw not in longs:
+            continue
+        n, r = longs[fw]
+        acc, loss = r[1], r[2]
+        if acc:
+            last = max(acc)
+            be = max(acc, key=lambda e: (acc[e], -e))
+            we = max(loss, key=lambda e: loss[e]) if loss else None
+            worst = f"{loss[we]:.3g} ({we})" if we else "–"
+            L.append(f"| {fw} | {last} | {acc[last]:.2f} | {acc[be]:.2f} ({be}) | {worst} | "
+                     f"{f2(median_epoch_s(r[4]), 0)} | {'yes' if r[3] else 'no (running or stopped)'} |")
+    if "pytorch" in longs:
+        aug = augment_of(longs["pytorch"][1][3])
+        L += ["", "PyTorch's augmentation: " + ("the seed's transforms on whole batches (`--augment batched`, "
+              "the same draws and pixels as the per-image PIL path, `tests/bench/test_batched_augment.py`)."
+              if aug == "batched" else "the seed's per-image PIL pipeline.")]
+    L += ["", "Per epoch: test accuracy % / test loss (plain cross-entropy on the 10,000 test images).", "",
+          "| epoch | " + " | ".join(fw for fw in ("effnet", "pytorch") if fw in longs) + " |",
+          "|---|" + "---|" * len(longs)]
+    for e in sorted({e for _, r in longs.values() for e in r[1]}):
+        cells = []
+        for fw in ("effnet", "pytorch"):
+            if fw in longs:
+                r = longs[fw][1]
+                cells.append(f"{r[1][e]:.2f} / {r[2][e]:.3g}" if e in r[1] and e in r[2] else "–")
+        L.append(f"| {e} | " + " | ".join(cells) + " |")
+    L += ["", "![long-run test accuracy and loss](long-run.png)"]
+    plot_long(longs, os.path.join(docs, "long-run.png"))
+    return L
 
 
 def plot_long(longs, path):
@@ -405,7 +436,7 @@ def plot_long(longs, path):
         ls = sorted(r[2])
         ax[1].plot(ls, [r[2][e] for e in ls], "o-", ms=3, color=c, label=label)
     ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
-    ax[1].set(xlabel="epoch", ylabel="test loss", title="test loss")
+    ax[1].set(xlabel="epoch", ylabel="test loss", title="test loss (log scale: the spikes)", yscale="log")
     for x in ax:
         x.grid(alpha=0.3)
         x.legend()
@@ -433,6 +464,9 @@ def main():
     ap.add_argument("--build", default="build", help="the build tree with effnet (default build/)")
     ap.add_argument("--np", type=int, default=2, help="effnet ranks (default 2)")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    ap.add_argument("--pytorch-augment", choices=["pil", "batched"], default="pil",
+                    help="PyTorch's augmentation: the seed's per-image PIL pipeline (default) or the same "
+                         "transforms on whole batches (train_pytorch.py --augment batched, 5x faster here)")
     ap.add_argument("--train-subset", type=int, default=0, help="smoke tests: first N train images")
     ap.add_argument("--test-subset", type=int, default=0, help="smoke tests: first N test images")
     a = ap.parse_args()
