@@ -4,6 +4,7 @@
 #include "model.h"
 #include "common.h"
 #include "ops/ops.h"
+#include "mix64.h"
 #include "rng.h"
 
 #include <math.h>
@@ -332,6 +333,23 @@ void eff_model_init_weights(EffModel *m, uint64_t seed) {
     eff_free(tmp);
     eff_free(hp);
     eff_free(hb);
+}
+
+void eff_model_reinit_head_linear(EffModel *m, uint64_t seed) {
+    EffRng rng;
+    eff_rng_seed(&rng, eff_mix64(seed ^ 0x68656164ull)); /* "head": not the stream the initial weights came from */
+    const double bound = 1.0 / sqrt((double)m->head_c); /* nn.Linear: kaiming_uniform_(a=sqrt(5)), fan_in = in_features */
+    float *tmp = eff_malloc((size_t)m->head_c * (size_t)m->classes * sizeof(float), "classifier re-initialisation");
+    float *ours = eff_malloc((size_t)m->head_c * (size_t)m->classes * sizeof(float), "classifier re-initialisation");
+    for (int i = 0; i < m->ptab.count; i++) {
+        const EffView *v = &m->ptab.views[i];
+        if (strncmp(v->name, "classifier.", 11)) continue;
+        for (size_t j = 0; j < v->numel; j++) tmp[j] = (float)((2.0 * eff_rng_uniform(&rng) - 1.0) * bound);
+        eff_view_from_torch(v, tmp, ours);
+        m->be->upload(m->be, m->param + v->offset, ours, v->numel * sizeof(float));
+    }
+    eff_free(ours);
+    eff_free(tmp);
 }
 
 /* ---- activations --------------------------------------------------------- */

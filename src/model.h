@@ -161,6 +161,12 @@ void eff_model_destroy(EffModel *m);
  * (kaiming_normal_ fan_out for convs, conv biases 0, Linear U(+-1/sqrt(out))
  * with bias 0). Both: running mean 0 / var 1. */
 void eff_model_init_weights(EffModel *m, uint64_t seed);
+/* The classifier as a fresh nn.Linear(head_c, classes) would be: weight and
+ * bias U(+-1/sqrt(head_c)), from a generator keyed by seed. For train.init_from
+ * when the class count changes (what PyTorch users do when fine-tuning:
+ * model.classifier[1] = nn.Linear(...)); torchvision's own U(+-1/sqrt(classes))
+ * gives 10 classes logits of std ~5 and a first loss of ~5.7 (docs/finetuning.md). */
+void eff_model_reinit_head_linear(EffModel *m, uint64_t seed);
 /* Override the model's dropout; 0 disables. Seed: the block rates scale with
  * it too. Torchvision: the classifier's only (stochastic depth is separate). */
 void eff_model_set_dropout(EffModel *m, double dropout);

@@ -292,9 +292,16 @@ static void init_from(EffTrainer *T) {
                     "state and position start afresh\n", c->init_from, r.loaded, r.reinit, r.reinit ? " (" : "",
                     r.reinit_names, r.reinit ? ")" : "", r.ignored, r.ignored ? " (" : "", r.ignored_names,
                     r.ignored ? ")" : "");
-    if (r.reinit)
+    if (r.reinit && T->ctx.model.spec.variant == EFF_VARIANT_TORCHVISION) {
+        eff_model_reinit_head_linear(&T->ctx.model, T->ctx.seed);
+        eff_trainer_log(T, "init: the checkpoint has %d classes, the model %d: the classifier starts as a fresh "
+                        "nn.Linear(%d, %d), U(+-1/sqrt(%d)) (not torchvision's U(+-1/sqrt(%d)): docs/finetuning.md)\n",
+                        r.file_classes, T->ctx.model.classes, T->ctx.model.head_c, T->ctx.model.classes,
+                        T->ctx.model.head_c, T->ctx.model.classes);
+    } else if (r.reinit) {
         eff_trainer_log(T, "init: the checkpoint has %d classes, the model %d: the classifier starts from its "
-                        "initialisation\n", r.file_classes, T->ctx.model.classes);
+                        "initialisation (the seed's: nn.Linear's default)\n", r.file_classes, T->ctx.model.classes);
+    }
     if (r.file_stem_stride != T->ctx.model.spec.stem_stride)
         eff_trainer_log(T, "init: the checkpoint's stem had stride %d, this model's has %d (model.stem_stride): the "
                         "same weights, applied at another resolution\n", r.file_stem_stride,
