@@ -15,6 +15,9 @@ last.h5, a PyTorch run from its per-epoch checkpoint):
      (the same recipe, one process, batch 64)
   3. with --long: effnet with configs/cpu-b0-32-long.ini (30 epochs, cosine with warmup)
   4. with --long: PyTorch with the same epochs, lr, schedule, warmup and min_lr, read from that config
+     (--pytorch-augment batched: the same augmentation on whole batches, 155-180 s per epoch alone here)
+  --long-ranks 1 runs effnet's long run as one process x 64 (BN over 64 images, as PyTorch's one
+  process has it) into effnet-long-1x64 instead of the config's 2 ranks x 32
 Then the report: --docs (default docs/parity/) gets parity.md (per epoch mean and
 standard deviation of the test accuracy per framework, and the parity test: is
 |mean_effnet - mean_pytorch| <= 2 SE, SE = sqrt(s1^2/n1 + s2^2/n2)), runs/<run>/
@@ -198,10 +201,14 @@ def _finish(name, framework, cmd, rundir, metrics, done, epochs, rc, wall, start
     log(f"{name}: done in {wall:.0f} s: " + ", ".join(f"{acc[e]:.2f}" for e in sorted(acc)))
 
 
-def effnet_cmd(a, config, rundir, seed, epochs, h5):
-    cmd = mpirun(a.np) + [os.path.join(a.build, "effnet"), "train", "--config", config,
-                          "--set", f"train.seed={seed}", "--set", f"train.epochs={epochs}",
-                          "--set", f"output.dir={rundir}", "--set", f"data.dir={h5}"]
+def effnet_cmd(a, config, rundir, seed, epochs, h5, layout=None):
+    """layout (ranks, batch per rank) overrides -np and train.batch; train.threads=0 then shares the cores."""
+    np_ = layout[0] if layout else a.np
+    cmd = mpirun(np_) + [os.path.join(a.build, "effnet"), "train", "--config", config,
+                         "--set", f"train.seed={seed}", "--set", f"train.epochs={epochs}",
+                         "--set", f"output.dir={rundir}", "--set", f"data.dir={h5}"]
+    if layout:
+        cmd += ["--set", f"train.batch={layout[1]}", "--set", "train.threads=0"]
     if a.train_subset:
         cmd += ["--set", f"data.train_subset={a.train_subset}"]
     if a.test_subset:
@@ -259,8 +266,13 @@ def study(a):
         long_cfg = os.path.join(ROOT, a.long_config)
         lr = recipe_of(long_cfg, a.np)
         ep = a.long_epochs or lr["epochs"]
-        d = os.path.join(a.out, "effnet-long")
-        plan.append(("effnet long", "effnet", d, ep, lambda d=d: effnet_cmd(a, long_cfg, d, lr["seed"], ep, h5)))
+        layout = None
+        if a.long_ranks and a.long_ranks != a.np:  # the same global batch on another number of ranks
+            assert lr["global_batch"] % a.long_ranks == 0, "--long-ranks must divide the global batch"
+            layout = (a.long_ranks, lr["global_batch"] // a.long_ranks)
+        d = os.path.join(a.out, "effnet-long" + (f"-{layout[0]}x{layout[1]}" if layout else ""))
+        plan.append(("effnet long", "effnet", d, ep,
+                     lambda d=d: effnet_cmd(a, long_cfg, d, lr["seed"], ep, h5, layout)))
         if not a.no_long_pytorch:
             d = os.path.join(a.out, "pytorch-long")
             plan.append(("pytorch long", "pytorch", d, ep, lambda d=d: pytorch_cmd(a, d, lr["seed"], ep, cifar, lr)))
@@ -360,7 +372,7 @@ def report(a):
             L.append(f"| {n} | {', '.join(f2(r[1][e]) for e in sorted(r[1]))} | {f2(median_epoch_s(r[4]), 0)} | "
                      f"{'yes' if r[3] else 'no (running or stopped)'} |")
     # -- the long run
-    longs = {r[0]: (n, r) for n, r in runs.items() if n.endswith("-long")}
+    longs = {n: r for n, r in runs.items() if n.split("-")[1:2] == ["long"]}
     if longs:
         L += long_section(longs, docs)
     cmds = [(n, r[3]) for n, r in runs.items() if r[3]]
@@ -377,49 +389,61 @@ def report(a):
 
 def augment_of(info):
     """The PyTorch run's augmentation, from the command in its run.json (pil before the flag existed)."""
-    cmd = (info or {}).get("command", [])
+    if info is None:
+        return None  # running or stopped: no run.json yet
+    cmd = info.get("command", [])
     return cmd[cmd.index("--augment") + 1] if "--augment" in cmd[:-1] else "pil"
 
 
+def long_label(name, info):
+    """effnet-long -> 'effnet 2 ranks x 32' (from its command), pytorch-long -> 'PyTorch 1 process x 64'."""
+    cmd = (info or {}).get("command", [])
+    if name.startswith("pytorch"):
+        batch = cmd[cmd.index("--batch") + 1] if "--batch" in cmd[:-1] else "?"
+        return f"PyTorch 1 process x {batch}"
+    np_ = cmd[cmd.index("-np") + 1] if "-np" in cmd[:-1] else "?"
+    batch = next((c.split("=", 1)[1] for c in cmd if c.startswith("train.batch=")), "32")
+    return f"effnet {np_} rank{'s' if np_ != '1' else ''} x {batch}"
+
+
 def long_section(longs, docs):
-    """The long run's summary table, its per-epoch accuracy and test loss side by side, and the plot."""
+    """The long runs (docs/runs/{effnet,pytorch}-long*): summary, per-epoch accuracy and test loss, the plot."""
+    names = sorted(longs, key=lambda n: (not n.startswith("effnet"), n))
+    labels = {n: long_label(n, longs[n][3]) for n in names}
     L = ["", "## The long run", "",
          "`configs/cpu-b0-32-long.ini`: the same recipe for 30 epochs with a cosine schedule "
          "(linear warmup over the first epoch, then cosine to min_lr); the PyTorch run takes the epochs, lr, "
          "weight decay, warmup and min_lr from that config and applies effnet's schedule step by step "
-         "(`train_pytorch.py --schedule cosine`). One seed each.", "",
-         "| framework | epochs run | final accuracy % | best accuracy % (epoch) | worst test loss (epoch) "
+         "(`train_pytorch.py --schedule cosine`). One seed each. BatchNorm normalises each rank's micro-batch "
+         "(as DDP does), so 2 ranks x 32 differs from one process x 64 in that.", "",
+         "| run | epochs run | final accuracy % | best accuracy % (epoch) | worst test loss (epoch) "
          "| s/epoch (median) | complete |",
          "|---|---|---|---|---|---|---|"]
-    for fw in ("effnet", "pytorch"):
-        if fw not in longs:
-            continue
-        n, r = longs[fw]
+    for n in names:
+        r = longs[n]
         acc, loss = r[1], r[2]
         if acc:
             last = max(acc)
             be = max(acc, key=lambda e: (acc[e], -e))
             we = max(loss, key=lambda e: loss[e]) if loss else None
             worst = f"{loss[we]:.3g} ({we})" if we else "–"
-            L.append(f"| {fw} | {last} | {acc[last]:.2f} | {acc[be]:.2f} ({be}) | {worst} | "
+            L.append(f"| {labels[n]} | {last} | {acc[last]:.2f} | {acc[be]:.2f} ({be}) | {worst} | "
                      f"{f2(median_epoch_s(r[4]), 0)} | {'yes' if r[3] else 'no (running or stopped)'} |")
-    if "pytorch" in longs:
-        aug = augment_of(longs["pytorch"][1][3])
-        L += ["", "PyTorch's augmentation: " + ("the seed's transforms on whole batches (`--augment batched`, "
-              "the same draws and pixels as the per-image PIL path, `tests/bench/test_batched_augment.py`)."
-              if aug == "batched" else "the seed's per-image PIL pipeline.")]
+    for n in names:
+        if n.startswith("pytorch"):
+            aug = augment_of(longs[n][3])
+            L += ["", f"{labels[n]}, augmentation: " + (
+                "the seed's transforms on whole batches (`--augment batched`, the same draws and pixels as the "
+                "per-image PIL path, `tests/bench/test_batched_augment.py`)." if aug == "batched"
+                else "the seed's per-image PIL pipeline." if aug == "pil" else "not known until the run completes.")]
     L += ["", "Per epoch: test accuracy % / test loss (plain cross-entropy on the 10,000 test images).", "",
-          "| epoch | " + " | ".join(fw for fw in ("effnet", "pytorch") if fw in longs) + " |",
-          "|---|" + "---|" * len(longs)]
-    for e in sorted({e for _, r in longs.values() for e in r[1]}):
-        cells = []
-        for fw in ("effnet", "pytorch"):
-            if fw in longs:
-                r = longs[fw][1]
-                cells.append(f"{r[1][e]:.2f} / {r[2][e]:.3g}" if e in r[1] and e in r[2] else "–")
+          "| epoch | " + " | ".join(labels[n] for n in names) + " |", "|---|" + "---|" * len(names)]
+    for e in sorted({e for r in longs.values() for e in r[1]}):
+        cells = [f"{longs[n][1][e]:.2f} / {longs[n][2][e]:.3g}" if e in longs[n][1] and e in longs[n][2] else "–"
+                 for n in names]
         L.append(f"| {e} | " + " | ".join(cells) + " |")
     L += ["", "![long-run test accuracy and loss](long-run.png)"]
-    plot_long(longs, os.path.join(docs, "long-run.png"))
+    plot_long({labels[n]: longs[n] for n in names}, os.path.join(docs, "long-run.png"))
     return L
 
 
@@ -428,13 +452,11 @@ def plot_long(longs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-    style = {"effnet": ("tab:blue", "effnet (2 ranks x 32)"), "pytorch": ("tab:orange", "PyTorch (1 process, batch 64)")}
-    for fw, (n, r) in sorted(longs.items()):
-        c, label = style[fw]
+    for label, r in longs.items():
         es = sorted(r[1])
-        ax[0].plot(es, [r[1][e] for e in es], "o-", ms=3, color=c, label=label)
+        ax[0].plot(es, [r[1][e] for e in es], "o-", ms=3, label=label)
         ls = sorted(r[2])
-        ax[1].plot(ls, [r[2][e] for e in ls], "o-", ms=3, color=c, label=label)
+        ax[1].plot(ls, [r[2][e] for e in ls], "o-", ms=3, label=label)
     ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     ax[1].set(xlabel="epoch", ylabel="test loss", title="test loss (log scale: the spikes)", yscale="log")
     for x in ax:
@@ -456,6 +478,9 @@ def main():
     ap.add_argument("--long-config", default="configs/cpu-b0-32-long.ini")
     ap.add_argument("--long-epochs", type=int, default=0, help="override the long config's epochs (smoke tests)")
     ap.add_argument("--no-long-pytorch", action="store_true", help="the long run for effnet only")
+    ap.add_argument("--long-ranks", type=int, default=0,
+                    help="effnet's long run on this many ranks, same global batch (1: one process x 64, as "
+                         "PyTorch runs it; BN then sees 64 images, not 32); its run is effnet-long-RxB")
     ap.add_argument("--out", default="parity-runs", help="run directories (logs, checkpoints; default parity-runs/)")
     ap.add_argument("--docs", default="docs/parity", help="where parity.md, long-run.png and runs/ go")
     ap.add_argument("--report-only", action="store_true", help="only the report, from DOCS/runs/")
